@@ -1,0 +1,3 @@
+from conceptebm.cli import main
+
+raise SystemExit(main())

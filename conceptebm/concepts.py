@@ -1,0 +1,162 @@
+"""Concept specifications: what a concept's values are and how they are encoded as tensors.
+
+A :class:`Concept` is shared by datasets (label encoding), conditional energies (``.given``)
+and inference (bounds and grids), so the meaning of a label can never be lost.
+
+* continuous concepts (position, size, ...) are vectors of ``dim`` floats within
+  ``[low, high]`` per coordinate;
+* categorical concepts (color, shape, ...) are one-hot vectors over ``values`` (names).
+
+Example:
+    >>> color = Concept.categorical("color", ["red", "green", "blue"])
+    >>> color.encode("green")
+    tensor([0., 1., 0.])
+    >>> pos = Concept.continuous("position", dim=2, low=-1.0, high=1.0)
+    >>> pos.encode((0.3, -0.2))
+    tensor([ 0.3000, -0.2000])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+__all__ = ["Concept"]
+
+
+@dataclass(frozen=True)
+class Concept:
+    """Description of one concept.
+
+    Attributes:
+        name: identifier used in expressions and checkpoints (``"position"``).
+        kind: ``"continuous"`` or ``"categorical"``.
+        dim: width of the encoded vector (coordinates, or number of categories).
+        low, high: per-coordinate range of a continuous concept.
+        values: category names of a categorical concept, in one-hot order.
+    """
+
+    name: str
+    kind: str
+    dim: int
+    low: float = -1.0
+    high: float = 1.0
+    values: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("continuous", "categorical"):
+            raise ValueError(
+                f"Concept {self.name!r}: kind must be 'continuous' or 'categorical', "
+                f"got {self.kind!r}"
+            )
+        if self.dim < 1:
+            raise ValueError(f"Concept {self.name!r}: dim must be >= 1, got {self.dim}")
+        if self.kind == "continuous" and not self.low < self.high:
+            raise ValueError(
+                f"Concept {self.name!r}: need low < high, got low={self.low}, high={self.high}"
+            )
+        if self.kind == "categorical" and len(self.values) != self.dim:
+            raise ValueError(
+                f"Concept {self.name!r}: {len(self.values)} value names for dim={self.dim}"
+            )
+
+    # ----------------------------------------------------------------------------- builders
+    @classmethod
+    def continuous(cls, name: str, dim: int = 1, low: float = -1.0, high: float = 1.0) -> Concept:
+        return cls(name=name, kind="continuous", dim=dim, low=float(low), high=float(high))
+
+    @classmethod
+    def categorical(cls, name: str, values: Sequence[str]) -> Concept:
+        values = tuple(str(v) for v in values)
+        if len(set(values)) != len(values):
+            raise ValueError(f"Concept {name!r}: duplicate value names in {values}")
+        return cls(name=name, kind="categorical", dim=len(values), values=values)
+
+    @property
+    def is_categorical(self) -> bool:
+        return self.kind == "categorical"
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "dim": self.dim, "low": self.low,
+                "high": self.high, "values": list(self.values)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Concept:
+        return cls(name=d["name"], kind=d["kind"], dim=int(d["dim"]), low=float(d["low"]),
+                   high=float(d["high"]), values=tuple(d.get("values", ())))
+
+    # ----------------------------------------------------------------------------- encoding
+    def index(self, value: str) -> int:
+        """Category index of a value name; unknown names list the known ones."""
+        if not self.is_categorical:
+            raise ValueError(f"Concept {self.name!r} is continuous; it has no named values")
+        try:
+            return self.values.index(value)
+        except ValueError:
+            raise ValueError(
+                f"unknown {self.name} {value!r}; known values: {', '.join(self.values)}"
+            ) from None
+
+    def encode(self, value, *, device=None, dtype=torch.float32) -> Tensor:
+        """Encode a value as a float tensor of shape ``(dim,)`` or ``(batch, dim)``.
+
+        Categorical: a name, an integer index, a tensor of indices ``(batch,)`` or an already
+        encoded ``(..., dim)`` float tensor. Continuous: a number, a sequence or a tensor whose
+        last dimension is ``dim``. Values out of range raise: nothing is silently clamped.
+        """
+        if self.is_categorical:
+            return self._encode_categorical(value, device=device, dtype=dtype)
+        c = torch.as_tensor(value, dtype=dtype, device=device)
+        if c.dim() == 0 and self.dim == 1:
+            c = c.reshape(1)
+        if c.dim() == 0 or c.shape[-1] != self.dim or c.dim() > 2:
+            raise ValueError(
+                f"{self.name} expects {self.dim} number(s) per value (shape ({self.dim},) or "
+                f"(batch, {self.dim})), got shape {tuple(c.shape)}"
+            )
+        self.check_range(c)
+        return c
+
+    def _encode_categorical(self, value, *, device, dtype) -> Tensor:
+        if isinstance(value, str):
+            value = self.index(value)
+        if isinstance(value, int):
+            if not 0 <= value < self.dim:
+                raise ValueError(
+                    f"{self.name} index must be in [0, {self.dim - 1}], got {value}"
+                )
+            out = torch.zeros(self.dim, dtype=dtype, device=device)
+            out[value] = 1.0
+            return out
+        t = torch.as_tensor(value, device=device)
+        if not t.is_floating_point():
+            if t.numel() and (t.min() < 0 or t.max() >= self.dim):
+                raise ValueError(f"{self.name} indices must lie in [0, {self.dim - 1}]")
+            return torch.nn.functional.one_hot(t.long(), self.dim).to(dtype)
+        if t.shape[-1:] != (self.dim,):
+            raise ValueError(
+                f"{self.name} expects a one-hot of width {self.dim}, got shape {tuple(t.shape)}"
+            )
+        return t.to(dtype)
+
+    def check_range(self, c: Tensor) -> None:
+        """Raise if a continuous encoding lies outside ``[low, high]`` (or is not finite)."""
+        if self.is_categorical:
+            return
+        if not torch.isfinite(c).all():
+            raise ValueError(f"{self.name} values must be finite, got {c.tolist()}")
+        if (c < self.low).any() or (c > self.high).any():
+            raise ValueError(
+                f"{self.name} values must lie in [{self.low}, {self.high}], got "
+                f"min {c.min().item():.4g}, max {c.max().item():.4g}"
+            )
+
+    def format(self, c: Tensor) -> str:
+        """Readable form of one encoded value, used in expression reprs."""
+        c = c.detach().reshape(-1, self.dim)[0] if c.dim() > 0 else c
+        if self.is_categorical:
+            return repr(self.values[int(c.argmax())])
+        return ",".join(f"{float(v):.3g}" for v in c)

@@ -1,0 +1,1 @@
+"""conceptebm.datasets (in progress)."""

@@ -1,0 +1,18 @@
+"""Energies: ``Energy``, ``ConditionalEnergy``, the logical operators and analytic energies."""
+
+from conceptebm.energies.analytic import Gaussian, GaussianMixture
+from conceptebm.energies.base import Bound, ConditionalEnergy, Energy
+from conceptebm.energies.ops import And, Not, Or, Scale, require_grounded
+
+__all__ = [
+    "Energy",
+    "ConditionalEnergy",
+    "Bound",
+    "And",
+    "Or",
+    "Not",
+    "Scale",
+    "require_grounded",
+    "Gaussian",
+    "GaussianMixture",
+]

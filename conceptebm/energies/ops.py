@@ -1,0 +1,210 @@
+"""Logical operators over energies (paper section 3.2). Each operator is itself an Energy.
+
+* ``And(a, b, ...)`` / ``a & b``: conjunction, the sum of energies (product of experts, eq. 4).
+* ``Or(a, b, ..., temperature=T)`` / ``a | b``: disjunction, ``-T * logsumexp(-E_i / T)``
+  (eq. 7; T = 1 is the paper's formula, the official code used T = 0.01).
+* ``Not(a, alpha)`` / ``~a``: negation, energy ``-alpha * E_a``; only meaningful grounded by
+  another concept, ``b & ~a`` = ``E_b - alpha * E_a`` (eq. 9, alpha = 0.01 in the paper).
+* ``Scale(a, t)`` / ``t * a``: a weight or inverse temperature, ``t * E_a`` with t > 0.
+
+Operators nest to any depth; samplers refuse expressions that are not grounded
+(:attr:`Energy.is_grounded`), such as a bare negation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from conceptebm.energies.base import Energy
+
+__all__ = ["And", "Or", "Not", "Scale", "require_grounded"]
+
+# Binding strength for the repr, as in the expression language: ~ > * > & > |.
+_PREC = {"Or": 1, "And": 2, "Scale": 3, "Not": 4}
+
+
+def _wrap(child: Energy, parent_prec: int) -> str:
+    text = repr(child)
+    prec = _PREC.get(type(child).__name__, 5)
+    return f"({text})" if prec < parent_prec else text
+
+
+def _check_terms(op: str, terms: Sequence[Energy]) -> list[Energy]:
+    if len(terms) == 0:
+        raise ValueError(f"{op}() needs at least one energy, got none")
+    for t in terms:
+        if not isinstance(t, Energy):
+            hint = " (bind a ConditionalEnergy with .given(value) first)" if isinstance(
+                t, nn.Module) else ""
+            raise TypeError(f"{op}() terms must be Energy instances, got {type(t).__name__}{hint}")
+    return list(terms)
+
+
+def _positive(name: str, value: float) -> float:
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    return value
+
+
+class And(Energy):
+    """Conjunction: ``E(x) = sum_i E_i(x)`` (eq. 4). Grounded if any term is."""
+
+    def __init__(self, *terms: Energy):
+        super().__init__()
+        self.terms = nn.ModuleList(_check_terms("And", terms))
+
+    @property
+    def is_grounded(self) -> bool:  # type: ignore[override]
+        return any(t.is_grounded for t in self.terms)
+
+    def energy(self, x: Tensor) -> Tensor:
+        total = self.terms[0](x)
+        for t in self.terms[1:]:
+            total = total + t(x)
+        return total
+
+    def __and__(self, other: Energy) -> Energy:
+        # a & b & c builds one flat And, which reads better and costs the same.
+        return And(*self.terms, other)
+
+    def __repr__(self) -> str:
+        return " & ".join(_wrap(t, _PREC["And"] + 1) for t in self.terms)
+
+
+class Or(Energy):
+    """Disjunction: ``E(x) = -T * logsumexp_i(-E_i(x) / T - log Z_i)`` (eq. 6-7).
+
+    Args:
+        *terms: the alternatives.
+        temperature: T > 0. With T = 1 and no ``log_partitions`` this is eq. 7. Small T makes
+            the disjunction a hard minimum, which is what small-scale trained energies need.
+        log_partitions: optional per-term log Z_i (eq. 6): when the concepts' partition
+            functions differ, these offsets restore equal mass per alternative. ``None``
+            assumes equal Z_i, as the paper does.
+    """
+
+    def __init__(self, *terms: Energy, temperature: float = 1.0,
+                 log_partitions: Sequence[float] | Tensor | None = None):
+        super().__init__()
+        self.terms = nn.ModuleList(_check_terms("Or", terms))
+        self.temperature = _positive("Or temperature", temperature)
+        if log_partitions is not None:
+            lp = torch.as_tensor(log_partitions, dtype=torch.float64).reshape(-1)
+            if lp.numel() != len(self.terms):
+                raise ValueError(
+                    f"Or: {lp.numel()} log_partitions for {len(self.terms)} terms"
+                )
+            if not torch.isfinite(lp).all():
+                raise ValueError(f"Or: log_partitions must be finite, got {lp.tolist()}")
+            self.register_buffer("log_partitions", lp, persistent=False)
+        else:
+            self.log_partitions = None
+
+    @property
+    def is_grounded(self) -> bool:  # type: ignore[override]
+        return all(t.is_grounded for t in self.terms)
+
+    def energy(self, x: Tensor) -> Tensor:
+        neg = torch.stack([-t(x) for t in self.terms], dim=0) / self.temperature  # (K, batch)
+        if self.log_partitions is not None:
+            neg = neg - self.log_partitions.to(neg)[:, None]
+        return -self.temperature * torch.logsumexp(neg, dim=0)
+
+    def __or__(self, other: Energy) -> Energy:
+        if self.temperature == 1.0 and self.log_partitions is None:
+            return Or(*self.terms, other)
+        return Or(self, other)
+
+    def __repr__(self) -> str:
+        # Conjunctions inside a disjunction get parentheses although & binds tighter: it reads
+        # unambiguously, as in the paper's (Pos1 & Col1) | (Pos2 & Col2).
+        body = " | ".join(_wrap(t, _PREC["And"] + 1) for t in self.terms)
+        if self.temperature == 1.0 and self.log_partitions is None:
+            return body
+        opts = [] if self.temperature == 1.0 else [f"temperature={self.temperature:g}"]
+        if self.log_partitions is not None:
+            opts.append("log_partitions=[" + ", ".join(
+                f"{v:.3g}" for v in self.log_partitions.tolist()) + "]")
+        return f"Or({body}, {', '.join(opts)})"
+
+
+class Not(Energy):
+    """Negation: ``E(x) = -alpha * E_a(x)`` (eq. 9-10).
+
+    Not integrable on its own: ground it with another concept, ``b & ~a``. ``alpha = 0``
+    ignores the negated concept; the paper uses 0.01.
+    """
+
+    is_grounded = False
+
+    def __init__(self, term: Energy, alpha: float = 0.01):
+        super().__init__()
+        (self.term,) = _check_terms("Not", [term])
+        alpha = float(alpha)
+        if not (math.isfinite(alpha) and alpha >= 0):
+            raise ValueError(
+                f"Not alpha must be a finite number >= 0, got {alpha}; it weights the "
+                "negated energy (the paper uses 0.01)"
+            )
+        self.alpha = alpha
+
+    def energy(self, x: Tensor) -> Tensor:
+        return -self.alpha * self.term(x)
+
+    def __invert__(self) -> Energy:
+        # ~~a is not a; a double negation at weight alpha^2 would be surprising. Be explicit.
+        raise ValueError("double negation ~~a is not defined; use a itself")
+
+    def __repr__(self) -> str:
+        inner = _wrap(self.term, _PREC["Not"])
+        return f"~{inner}" if self.alpha == 0.01 else f"Not({self.term!r}, alpha={self.alpha:g})"
+
+
+class Scale(Energy):
+    """Weight or inverse temperature: ``E(x) = t * E_a(x)`` with t > 0.
+
+    A negative weight would be an ungrounded negation in disguise: use :class:`Not`.
+    """
+
+    def __init__(self, term: Energy, t: float):
+        super().__init__()
+        (self.term,) = _check_terms("Scale", [term])
+        t = float(t)
+        if not (math.isfinite(t) and t > 0):
+            raise ValueError(
+                f"Scale weight must be a finite number > 0, got {t}; for a negative weight "
+                "use a grounded negation, b & Not(a, alpha)"
+            )
+        self.t = t
+
+    @property
+    def is_grounded(self) -> bool:  # type: ignore[override]
+        return self.term.is_grounded
+
+    def energy(self, x: Tensor) -> Tensor:
+        return self.t * self.term(x)
+
+    def __repr__(self) -> str:
+        return f"{self.t:g}*{_wrap(self.term, _PREC['Scale'] + 1)}"
+
+
+def require_grounded(energy: Energy) -> None:
+    """Raise ``ValueError`` if ``energy`` cannot be sampled because a negation is not grounded."""
+    if not isinstance(energy, Energy):
+        if isinstance(energy, nn.Module) and hasattr(energy, "given"):
+            raise TypeError(
+                f"{energy!r} is conditional: bind a concept value first, e.g. "
+                "model.given(value)"
+            )
+        return  # plain callables are the user's responsibility
+    if not energy.is_grounded:
+        raise ValueError(
+            f"cannot sample {energy!r}: a negation is not a distribution on its own (paper "
+            "eq. 9). Ground it with a positive concept, e.g. `position.given((0.3, -0.2)) & "
+            "~color.given('red')`, so the expression has a term that is not negated."
+        )

@@ -1,0 +1,1 @@
+"""conceptebm.evaluate (in progress)."""

@@ -1,0 +1,34 @@
+"""The inference engine: one set of samplers and optimizers for generation and concept inference.
+
+Generation moves an image batch to low energy; concept inference moves a concept parameter.
+Both are Langevin / MALA chains (``langevin``, ``mala``, ``run_chain`` over the pure steps in
+``samplers``) or optimizers over the same energies.
+"""
+
+from conceptebm.infer.chain import ChainResult, langevin, mala, run_chain
+from conceptebm.infer.init import initial_samples, smooth_noise
+from conceptebm.infer.samplers import (
+    LangevinState,
+    StepInfo,
+    energy_and_grad,
+    init_state,
+    langevin_step,
+    mala_step,
+    ula_step,
+)
+
+__all__ = [
+    "langevin",
+    "mala",
+    "run_chain",
+    "ChainResult",
+    "LangevinState",
+    "StepInfo",
+    "energy_and_grad",
+    "init_state",
+    "langevin_step",
+    "ula_step",
+    "mala_step",
+    "initial_samples",
+    "smooth_noise",
+]

@@ -1,0 +1,1 @@
+"""Shipped small checkpoints (safetensors + JSON)."""

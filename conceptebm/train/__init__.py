@@ -1,0 +1,1 @@
+"""conceptebm.train (in progress)."""
