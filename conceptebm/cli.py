@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as err:
-            if err.name and name.startswith(err.name):  # a command not written yet; else a real error
+            if err.name and name.startswith(err.name):  # command not written yet
                 continue
             raise
         module.register(sub)

@@ -42,7 +42,7 @@ def run(out: Path, chains: int = 2000, steps: int = 400, seed: int = 0) -> dict:
     gen = torch.Generator().manual_seed(seed)
     report = {}
     fig, axes = plt.subplots(1, 4, figsize=(16, 4))
-    for ax, (name, energy, target) in zip(axes, _panels()):
+    for ax, (name, energy, target) in zip(axes, _panels(), strict=True):
         x0 = torch.randn(chains, 2, generator=gen, dtype=torch.float64) * 2
         x, info = mala(energy, x0, num_steps=steps, step_size=0.3, adapt_steps=100,
                        generator=gen, return_info=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numbers
 
-import torch
 from torch import Tensor, nn
 
 from conceptebm.concepts import Concept

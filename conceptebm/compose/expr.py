@@ -1,0 +1,269 @@
+"""A small expression language over concept atoms.
+
+Grammar (precedence from loosest to tightest: ``|``, ``&``, ``*``/``~``):
+
+    expr    := conj ('|' conj)*
+    conj    := unary ('&' unary)*
+    unary   := '~' unary | NUMBER '*' unary | '(' expr ')' | atom
+    atom    := NAME '=' value
+    value   := NAME | NUMBER | '(' NUMBER (',' NUMBER)* ')'
+
+Examples::
+
+    position=(0.3,-0.2) & color=red & ~shape=cube
+    (position=(-0.5,-0.5) & color=red) | (position=(0.5,0.5) & color=blue)
+    0.5*color=red & size=0.35
+
+:func:`parse` returns a small syntax tree (no models needed); :func:`build` turns it into an
+:class:`~conceptebm.energies.Energy` given the conditional energies by concept name. Every error
+is an :class:`ExpressionError` (a ``ValueError``) whose message shows the text with a caret
+under the offending character.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from conceptebm.energies import And, ConditionalEnergy, Energy, Not, Or, Scale
+
+__all__ = ["ExpressionError", "Atom", "Conj", "Disj", "Neg", "Weighted", "parse", "build",
+           "compile_expression"]
+
+
+class ExpressionError(ValueError):
+    """A parse or resolution error at character ``pos`` of ``text``."""
+
+    def __init__(self, message: str, text: str, pos: int):
+        self.message, self.text, self.pos = message, text, pos
+        caret = " " * pos + "^"
+        super().__init__(f"{message} (at character {pos + 1})\n  {text}\n  {caret}")
+
+
+# ----------------------------------------------------------------------------- syntax tree
+@dataclass(frozen=True)
+class Atom:
+    name: str
+    value: str | float | tuple[float, ...]
+    pos: int  # where the concept name starts, for error messages
+
+
+@dataclass(frozen=True)
+class Conj:
+    terms: tuple
+
+
+@dataclass(frozen=True)
+class Disj:
+    terms: tuple
+
+
+@dataclass(frozen=True)
+class Neg:
+    term: object
+
+
+@dataclass(frozen=True)
+class Weighted:
+    weight: float
+    term: object
+
+
+# ----------------------------------------------------------------------------- tokenizer
+_TOKEN = re.compile(
+    r"\s*(?:(?P<num>[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)"
+    r"|(?P<name>[A-Za-z_][A-Za-z0-9_\-]*)"
+    r"|(?P<op>[&|~*=(),]))"
+)
+
+
+def _tokenize(text: str) -> list[tuple[str, str, int]]:
+    tokens, i = [], 0
+    while i < len(text):
+        if text[i].isspace():
+            i += 1
+            continue
+        m = _TOKEN.match(text, i)
+        if not m or m.end() == i:
+            raise ExpressionError(f"unexpected character {text[i]!r}", text, i)
+        kind = m.lastgroup
+        tokens.append((kind, m.group(kind), m.start(kind)))
+        i = m.end()
+    tokens.append(("end", "", len(text)))
+    return tokens
+
+
+class _Parser:
+    def __init__(self, text: str):
+        self.text = text
+        self.tokens = _tokenize(text)
+        self.i = 0
+
+    def peek(self) -> tuple[str, str, int]:
+        return self.tokens[self.i]
+
+    def take(self) -> tuple[str, str, int]:
+        tok = self.tokens[self.i]
+        self.i += 1
+        return tok
+
+    def error(self, message: str, pos: int | None = None) -> ExpressionError:
+        return ExpressionError(message, self.text, self.peek()[2] if pos is None else pos)
+
+    def expect(self, op: str) -> int:
+        kind, val, pos = self.take()
+        if (kind, val) != ("op", op):
+            found = "end of input" if kind == "end" else repr(val)
+            raise ExpressionError(f"expected {op!r}, found {found}", self.text, pos)
+        return pos
+
+    def parse(self):
+        if self.peek()[0] == "end":
+            raise self.error("empty expression: write e.g. color=red & position=(0.3,-0.2)")
+        node = self.disj()
+        kind, val, pos = self.peek()
+        if kind != "end":
+            raise ExpressionError(f"unexpected {val!r}: expected '&', '|' or the end",
+                                  self.text, pos)
+        return node
+
+    def disj(self):
+        terms = [self.conj()]
+        while self.peek()[:2] == ("op", "|"):
+            self.take()
+            terms.append(self.conj())
+        return terms[0] if len(terms) == 1 else Disj(tuple(terms))
+
+    def conj(self):
+        terms = [self.unary()]
+        while self.peek()[:2] == ("op", "&"):
+            self.take()
+            terms.append(self.unary())
+        return terms[0] if len(terms) == 1 else Conj(tuple(terms))
+
+    def unary(self):
+        kind, val, pos = self.peek()
+        if (kind, val) == ("op", "~"):
+            self.take()
+            return Neg(self.unary())
+        if (kind, val) == ("op", "("):
+            self.take()
+            node = self.disj()
+            self.expect(")")
+            return node
+        if kind == "num":
+            self.take()
+            weight = float(val)
+            if not (math.isfinite(weight) and weight > 0):
+                raise ExpressionError(f"weight must be a number > 0, got {val} (for a "
+                                      "negative weight use ~)", self.text, pos)
+            self.expect("*")
+            return Weighted(weight, self.unary())
+        if kind == "name":
+            return self.atom()
+        found = "end of input" if kind == "end" else repr(val)
+        raise self.error(f"expected a concept (name=value), '~', '(' or a weight, found {found}")
+
+    def atom(self) -> Atom:
+        _, name, pos = self.take()
+        self.expect("=")
+        kind, val, vpos = self.peek()
+        if kind == "name":
+            self.take()
+            return Atom(name, val, pos)
+        if kind == "num":
+            self.take()
+            return Atom(name, float(val), pos)
+        if (kind, val) == ("op", "("):
+            self.take()
+            nums = [self.number()]
+            while self.peek()[:2] == ("op", ","):
+                self.take()
+                nums.append(self.number())
+            self.expect(")")
+            return Atom(name, tuple(nums), pos)
+        found = "end of input" if kind == "end" else repr(val)
+        raise ExpressionError(f"expected a value for {name!r} (a name, a number or "
+                              f"(x, y)), found {found}", self.text, vpos)
+
+    def number(self) -> float:
+        kind, val, pos = self.take()
+        if kind != "num":
+            found = "end of input" if kind == "end" else repr(val)
+            raise ExpressionError(f"expected a number, found {found}", self.text, pos)
+        return float(val)
+
+
+def parse(text: str):
+    """Parse an expression into a tree of :class:`Atom`, :class:`Conj`, :class:`Disj`,
+    :class:`Neg` and :class:`Weighted`. Raises :class:`ExpressionError`."""
+    if not isinstance(text, str):
+        raise TypeError(f"expression must be a string, got {type(text).__name__}")
+    return _Parser(text).parse()
+
+
+# ----------------------------------------------------------------------------- building
+def build(tree, models: Mapping[str, ConditionalEnergy] | Callable[[str], ConditionalEnergy],
+          *, alpha: float = 0.01, temperature: float = 1.0, text: str = "") -> Energy:
+    """Turn a parsed tree into an Energy.
+
+    Args:
+        models: concept name -> ConditionalEnergy (or a function doing that lookup and raising
+            ``KeyError`` for unknown names).
+        alpha: weight of every negation (eq. 9).
+        temperature: temperature of every disjunction (eq. 7).
+        text: the source text, for error messages.
+    """
+    def lookup(atom: Atom) -> ConditionalEnergy:
+        try:
+            return models[atom.name] if isinstance(models, Mapping) else models(atom.name)
+        except KeyError:
+            known = ", ".join(sorted(models)) if isinstance(models, Mapping) else "?"
+            raise ExpressionError(f"unknown concept {atom.name!r}; known concepts: {known}",
+                                  text, atom.pos) from None
+
+    def go(node) -> Energy:
+        if isinstance(node, Atom):
+            model = lookup(node)
+            try:
+                return model.given(node.value)
+            except ValueError as err:
+                raise ExpressionError(str(err), text, node.pos) from None
+        if isinstance(node, Conj):
+            return And(*(go(t) for t in node.terms))
+        if isinstance(node, Disj):
+            return Or(*(go(t) for t in node.terms), temperature=temperature)
+        if isinstance(node, Neg):
+            if isinstance(node.term, Neg):
+                raise ExpressionError("double negation ~~ is not defined", text,
+                                      _first_pos(node))
+            return Not(go(node.term), alpha=alpha)
+        if isinstance(node, Weighted):
+            return Scale(go(node.term), node.weight)
+        raise TypeError(f"not an expression node: {node!r}")
+
+    energy = go(tree)
+    if not energy.is_grounded:
+        raise ExpressionError(
+            "the expression has no positive concept to ground its negation (paper eq. 9): "
+            "add one, e.g. `position=(0.3,-0.2) & ~color=red`", text, 0)
+    return energy
+
+
+def _first_pos(node) -> int:
+    while not isinstance(node, Atom):
+        node = node.terms[0] if isinstance(node, (Conj, Disj)) else node.term
+    return node.pos
+
+
+def compile_expression(text: str, models, *, alpha: float = 0.01,
+                       temperature: float = 1.0) -> Energy:
+    """``build(parse(text), models, ...)`` in one call.
+
+    Example:
+        >>> energy = compile_expression(  # doctest: +SKIP
+        ...     "position=(0.3,-0.2) & ~color=red", models)
+    """
+    return build(parse(text), models, alpha=alpha, temperature=temperature, text=text)

@@ -1,0 +1,137 @@
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conceptebm.compose.expr import (
+    Atom,
+    Conj,
+    Disj,
+    ExpressionError,
+    Neg,
+    Weighted,
+    compile_expression,
+    parse,
+)
+from conceptebm.concepts import Concept
+from conceptebm.energies import And, ConditionalEnergy, Not, Or, Scale
+
+
+class Target(ConditionalEnergy):
+    """E(x|c) = |x[:, :dim] - c|^2: a toy concept energy with a known minimum."""
+
+    def energy(self, x, c):
+        return ((x[:, : self.concept.dim] - c) ** 2).sum(1)
+
+
+MODELS = {
+    "position": Target(Concept.continuous("position", 2)),
+    "color": Target(Concept.categorical("color", ["red", "green", "blue"])),
+    "shape": Target(Concept.categorical("shape", ["sphere", "cube", "cylinder"])),
+    "size": Target(Concept.continuous("size", 1, 0.2, 0.5)),
+}
+
+
+def test_precedence_and_tree():
+    tree = parse("a=1 | b=x & ~c=(1,2) | 0.5*d=y")
+    assert isinstance(tree, Disj) and len(tree.terms) == 3
+    mid = tree.terms[1]
+    assert isinstance(mid, Conj)
+    assert mid.terms[0] == Atom("b", "x", 6)
+    assert isinstance(mid.terms[1], Neg) and mid.terms[1].term.value == (1.0, 2.0)
+    assert isinstance(tree.terms[2], Weighted) and tree.terms[2].weight == 0.5
+
+
+def test_parentheses_override_precedence():
+    tree = parse("(a=1 | b=2) & c=3")
+    assert isinstance(tree, Conj) and isinstance(tree.terms[0], Disj)
+
+
+def test_build_matches_hand_written_energy():
+    e = compile_expression("position=(0.3,-0.2) & color=red & ~shape=cube", MODELS, alpha=0.1)
+    assert isinstance(e, And) and isinstance(e.terms[2], Not) and e.terms[2].alpha == 0.1
+    x = torch.randn(5, 3)
+    hand = (((x[:, :2] - torch.tensor([0.3, -0.2])) ** 2).sum(1)
+            + ((x - torch.tensor([1.0, 0, 0])) ** 2).sum(1)
+            - 0.1 * ((x - torch.tensor([0.0, 1, 0])) ** 2).sum(1))
+    torch.testing.assert_close(e(x), hand)
+    assert repr(e) == "position(0.3,-0.2) & color('red') & Not(shape('cube'), alpha=0.1)"
+
+
+def test_build_or_temperature_and_weights():
+    e = compile_expression("(position=(0,0) & color=red) | 2*color=blue", MODELS,
+                           temperature=0.1)
+    assert isinstance(e, Or) and e.temperature == 0.1 and isinstance(e.terms[1], Scale)
+
+
+@pytest.mark.parametrize("text, pos, fragment", [
+    ("color=red &", 11, "expected a concept"),
+    ("color=red & & shape=cube", 12, "expected a concept"),
+    ("color=red $ shape=cube", 10, "unexpected character"),
+    ("position=(0.3,", 14, "expected a number"),
+    ("position=(0.3 0.2)", 14, "expected ')'"),
+    ("(color=red", 10, "expected ')'"),
+    ("color=red)", 9, "unexpected ')'"),
+    ("color", 5, "expected '='"),
+    ("-1*color=red", 0, "weight must be"),
+    ("", 0, "empty expression"),
+])
+def test_syntax_errors_point_at_the_character(text, pos, fragment):
+    with pytest.raises(ExpressionError) as err:
+        parse(text)
+    assert err.value.pos == pos
+    assert fragment in str(err.value)
+    assert str(err.value).splitlines()[-1] == "  " + " " * pos + "^"
+
+
+def test_unknown_concept_lists_known_ones():
+    with pytest.raises(ExpressionError, match="known concepts: color, position, shape, size"):
+        compile_expression("colour=red", MODELS)
+
+
+def test_unknown_value_lists_known_values():
+    with pytest.raises(ExpressionError, match="known values: red, green, blue") as err:
+        compile_expression("position=(0,0) & color=purple", MODELS)
+    assert err.value.pos == 17
+
+
+def test_out_of_range_value_is_an_error_not_a_clamp():
+    with pytest.raises(ExpressionError, match=r"must lie in \[-1.0, 1.0\]"):
+        compile_expression("position=(1.5,0)", MODELS)
+    with pytest.raises(ExpressionError, match="2 number"):
+        compile_expression("position=0.3", MODELS)
+
+
+def test_bare_negation_is_refused_with_a_hint():
+    with pytest.raises(ExpressionError, match="ground"):
+        compile_expression("~color=red", MODELS)
+    with pytest.raises(ExpressionError, match="ground"):
+        compile_expression("~color=red & ~shape=cube", MODELS)
+    with pytest.raises(ExpressionError, match="double negation"):
+        compile_expression("position=(0,0) & ~~color=red", MODELS)
+
+
+ALPHABET = st.sampled_from(list("&|~*=(),.-+ 0123456789eE") + ["color", "red", "position",
+                                                                 "shape", "cube", "x", "\t"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(ALPHABET, max_size=25).map("".join))
+def test_fuzz_parser_only_raises_expression_errors(text):
+    # Any input either compiles to an Energy or raises a clear ExpressionError (never another
+    # exception): the contract of the `sample` command.
+    try:
+        e = compile_expression(text, MODELS)
+    except ExpressionError as err:
+        assert 0 <= err.pos <= len(text)
+    else:
+        assert e.is_grounded
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=30))
+def test_fuzz_arbitrary_unicode(text):
+    try:
+        parse(text)
+    except ExpressionError as err:
+        assert 0 <= err.pos <= len(text)
