@@ -1,0 +1,345 @@
+"""MAP concept inference: ``c* = argmin_c E(x|c)`` for many observations at once.
+
+The recipe measured in ``shared/reference/pyro-notes.md`` section 4: evaluate a grid (the
+energy map), keep the best grid points of each observation as starts, refine them all at
+once with Adam (projected onto the box) or LBFGS, and return each observation's best
+candidate. The optimisation runs on the energy in the concept's own space: a MAP estimate
+must not include the Jacobian of a change of variables (it would pull estimates toward the
+centre of the box).
+
+Categorical concepts are inferred exactly by enumeration (:func:`map_categorical`).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from conceptebm.infer.energy_map import box_bounds, concept_grid, energy_map
+
+__all__ = ["MAPResult", "CategoricalMAP", "ConceptEnergy", "concept_energy", "map_estimate",
+           "map_categorical"]
+
+OPTIMIZERS = ("adam", "lbfgs")
+
+
+class MAPResult(NamedTuple):
+    """Result of :func:`map_estimate`.
+
+    Attributes:
+        c: ``(B, dim)`` best concept value per observation.
+        energy: ``(B,)`` its energy.
+        candidates: ``(B, R, dim)`` every refined start.
+        candidate_energy: ``(B, R)`` their energies.
+        starts: ``(B, R, dim)`` where the refinements started (grid points, init, random).
+    """
+
+    c: Tensor
+    energy: Tensor
+    candidates: Tensor
+    candidate_energy: Tensor
+    starts: Tensor
+
+
+class CategoricalMAP(NamedTuple):
+    """Result of :func:`map_categorical`: ``index (B,)``, ``names`` (B strings) and the
+    ``energies (B, K)`` of every category, in ``concept.values`` order."""
+
+    index: Tensor
+    names: list[str]
+    energies: Tensor
+
+
+class ConceptEnergy:
+    """``c (B, R, dim) -> (B, R)``: a conditional energy with its observations fixed.
+
+    Made by :func:`concept_energy`; carries ``batch_size`` (B), ``dim``, ``concept`` (or
+    ``None``), ``dtype`` and ``device``, which :func:`map_estimate` reads.
+    """
+
+    def __init__(self, cond_energy, x: Tensor, views: bool, event_dim: int | None):
+        concept = getattr(cond_energy, "concept", None)
+        lead = 1 + int(views)
+        if event_dim is not None and x.dim() != event_dim + lead:
+            want = "(B, V, *event)" if views else "(B, *event)"
+            raise ValueError(f"x must have shape {want} with {event_dim} event dims, "
+                             f"got {tuple(x.shape)}")
+        if x.dim() < lead + 1:
+            raise ValueError(f"x must have shape {'(B, V, *event)' if views else '(B, *event)'}"
+                             f", got {tuple(x.shape)}")
+        self.cond_energy, self.x, self.views, self.concept = cond_energy, x, views, concept
+        self.batch_size = x.shape[0]
+        self.dim = concept.dim if concept is not None else None
+        self.dtype, self.device = x.dtype, x.device
+
+    def __call__(self, c: Tensor) -> Tensor:
+        b = self.batch_size
+        if c.dim() != 3 or c.shape[0] != b:
+            raise ValueError(f"c must have shape ({b}, R, dim) for {b} observations, "
+                             f"got {tuple(c.shape)}")
+        r, event = c.shape[1], self.x.shape[1:]  # event: ([V,] *event)
+        xs = self.x[:, None].expand(b, r, *event)  # (B, R, [V,] *event)
+        if self.views:
+            v = event[0]
+            cs = c[:, :, None].expand(b, r, v, c.shape[-1]).reshape(-1, c.shape[-1])
+            e = self.cond_energy(xs.reshape(-1, *event[1:]), cs)  # (B * R * V,)
+            return e.reshape(b, r, v).sum(-1)  # eq. (11): views add their energies
+        return self.cond_energy(xs.reshape(-1, *event), c.reshape(-1, c.shape[-1])).reshape(b, r)
+
+    def __repr__(self) -> str:
+        v = f", {self.x.shape[1]} views" if self.views else ""
+        return f"concept_energy({self.cond_energy!r}, {self.batch_size} observations{v})"
+
+
+def concept_energy(cond_energy, x: Tensor, views: bool = False, *,
+                   event_dim: int | None = None) -> ConceptEnergy:
+    """Turn ``E(x|c)`` and observed ``x`` into the ``energy_of_c`` that :func:`map_estimate` takes.
+
+    Args:
+        cond_energy: a :class:`~conceptebm.energies.ConditionalEnergy` or a callable
+            ``(x (N, *event), c (N, dim)) -> (N,)``.
+        x: ``(B, *event)`` observations, or ``(B, V, *event)`` with ``views=True``: the energy of
+            an observation is then the sum over its ``V`` views (paper eq. 11).
+        event_dim: if given, checks that ``x`` has this many event dimensions.
+
+    The result evaluates ``c (B, R, dim) -> (B, R)`` by broadcasting each observation against
+    its ``R`` candidates and flattening to one batch of ``B * R (* V)`` pairs.
+    """
+    return ConceptEnergy(cond_energy, x, views, event_dim)
+
+
+def _check_energies(e: Tensor, shape: tuple, where: str, energy_of_c) -> Tensor:
+    if e.shape != shape:
+        hint = " (a (B, R, 1) output? reduce the last dim)" if e.shape == (*shape, 1) else ""
+        raise ValueError(f"energy_of_c {energy_of_c!r} returned shape {tuple(e.shape)} {where}; "
+                         f"expected {shape} = (observations, candidates){hint}")
+    if torch.isnan(e).any():
+        bad = torch.isnan(e).any(-1).nonzero().flatten()[:8].tolist()
+        raise FloatingPointError(f"energy_of_c returned NaN {where} for observations {bad}: "
+                                 "check the energy (and the concept values it is given)")
+    return e
+
+
+def _grid_energies(energy_of_c, grid: Tensor, b: int, chunk_size: int,
+                   progress: bool) -> Tensor:
+    """Energies ``(B, G)`` of every observation at every grid point, under no_grad."""
+    g = grid.shape[0]
+    per_call = max(1, chunk_size // b)  # grid points per call: B * per_call pairs
+    out = []
+    with torch.no_grad():
+        for s in tqdm(range(0, g, per_call), desc="MAP grid", disable=not progress, leave=False):
+            c = grid[s:s + per_call].expand(b, -1, -1)  # (B, g, dim)
+            out.append(_check_energies(energy_of_c(c), c.shape[:2], "on the grid", energy_of_c))
+    return torch.cat(out, dim=1)  # (B, G)
+
+
+def _starts(init, grid_e, grid, restarts, b, low, high, like, generator) -> Tensor:
+    parts = []
+    if grid is not None:
+        if restarts > grid.shape[0]:
+            raise ValueError(f"restarts={restarts} exceeds the {grid.shape[0]} grid points")
+        best = torch.topk(-grid_e, restarts, dim=1).indices  # (B, restarts)
+        parts.append(grid[best])  # (B, restarts, dim)
+    if init is not None:
+        init = torch.as_tensor(init).to(like)
+        if init.dim() == 1:
+            init = init.expand(b, 1, -1)
+        elif init.dim() == 2:
+            init = init[:, None]
+        if init.dim() != 3 or init.shape[0] != b or init.shape[2] != low.numel():
+            raise ValueError(f"init must have shape ({low.numel()},), ({b}, {low.numel()}) or "
+                             f"({b}, R, {low.numel()}), got {tuple(init.shape)}")
+        if ((init < low) | (init > high)).any() or not torch.isfinite(init).all():
+            raise ValueError(f"init must lie inside bounds low={low.tolist()}, "
+                             f"high={high.tolist()}; got min {init.min().item():.4g}, "
+                             f"max {init.max().item():.4g}")
+        parts.append(init)
+    if not parts:  # neither grid nor init: uniform random starts in the box
+        u = torch.rand((b, restarts, low.numel()), generator=generator, dtype=like.dtype,
+                       device=generator.device if generator is not None else like.device)
+        parts.append(low + (high - low) * u.to(like))
+    return torch.cat(parts, dim=1)  # (B, R, dim)
+
+
+def _adam(energy_of_c, starts, low, high, steps, lr, progress):
+    c = starts.clone().requires_grad_(True)
+    opt = torch.optim.Adam([c], lr=lr)
+    # Cosine decay to lr/100: constant-lr Adam hovers around the minimum at a distance ~lr.
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1), eta_min=lr / 100)
+    best_c, best_e = starts.clone(), None
+    for k in tqdm(range(steps + 1), desc="MAP adam", disable=not progress, leave=False):
+        with torch.enable_grad():
+            e = _check_energies(energy_of_c(c), c.shape[:2], "during Adam", energy_of_c)
+        better = e.detach() < best_e if best_e is not None else torch.ones_like(e, dtype=bool)
+        best_e = torch.where(better, e.detach(), best_e) if best_e is not None else e.detach()
+        best_c = torch.where(better[..., None], c.detach(), best_c)
+        if k == steps:
+            break
+        opt.zero_grad(set_to_none=True)
+        e.sum().backward()  # candidates are independent: the sum's gradient is per candidate
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            c.copy_(torch.maximum(torch.minimum(c, high), low))  # projection onto the box
+    return best_c, best_e
+
+
+def _lbfgs(energy_of_c, starts, low, high, steps, lr, progress):
+    # LBFGS has no bounds, so it minimises the box problem extended to all of R^dim:
+    #   F(c) = E(proj(c)) + 0.5 * |(c - proj(c)) / width|^2,
+    # which equals E inside the box and is larger than E(proj(c)) outside, so its minimisers
+    # are exactly the box-constrained minimisers (no reparameterisation, no Jacobian). A
+    # minimum on a face is a kink of F; the answer is reported at proj(c), exactly on the face.
+    # (A sigmoid reparameterisation would have vanishing gradients at grid points on faces.)
+    width = high - low
+    c = starts.clone().requires_grad_(True)  # (B, R, dim)
+    opt = torch.optim.LBFGS([c], lr=lr, max_iter=max(steps, 1), line_search_fn="strong_wolfe",
+                            tolerance_grad=1e-10, tolerance_change=1e-14, history_size=20)
+    best = {"c": starts.clone(), "e": None}
+    bar = tqdm(total=steps, desc="MAP lbfgs", disable=not progress, leave=False)
+
+    def closure():
+        opt.zero_grad(set_to_none=True)
+        p = torch.maximum(torch.minimum(c, high), low)  # proj(c)
+        e = _check_energies(energy_of_c(p), c.shape[:2], "during LBFGS", energy_of_c)
+        ed = e.detach()
+        better = ed < best["e"] if best["e"] is not None else torch.ones_like(ed, dtype=bool)
+        best["e"] = ed if best["e"] is None else torch.where(better, ed, best["e"])
+        best["c"] = torch.where(better[..., None], p.detach(), best["c"])
+        loss = e.sum() + 0.5 * (((c - p) / width) ** 2).sum()
+        loss.backward()
+        bar.update(1)
+        return loss
+
+    with torch.enable_grad():
+        if steps > 0:
+            opt.step(closure)
+        else:
+            closure()
+    bar.close()
+    return best["c"], best["e"]
+
+
+def map_estimate(energy_of_c, *, bounds=None, init=None, grid=None, restarts: int = 1,
+                 optimizer: str = "adam", steps: int = 100, lr: float | None = None,
+                 batch_size: int | None = None, chunk_size: int = 4096,
+                 generator: torch.Generator | None = None, progress: bool = False) -> MAPResult:
+    """Per-observation MAP ``argmin_c E(c)`` inside a box, batched over observations.
+
+    Args:
+        energy_of_c: ``c (B, R, dim) -> (B, R)``: B observations with R candidates each, e.g.
+            :func:`concept_energy` of a conditional energy and images. Candidates must not
+            interact (energies of one candidate depend on that candidate only).
+        bounds: the box, a continuous Concept or ``(low, high)`` (numbers or per-coordinate);
+            defaults to ``energy_of_c.concept``'s range when it has one.
+        init: starts ``(dim,)`` (shared), ``(B, dim)`` or ``(B, R0, dim)``, inside the box.
+        grid: grid initialisation: points per coordinate (int, a :func:`concept_grid`) or a
+            ``(G, dim)`` tensor. The ``restarts`` best grid points of each observation become
+            starts (``init`` is added to them). Without grid and init, ``restarts`` starts are
+            drawn uniformly in the box with ``generator``.
+        optimizer: ``"adam"`` (projected onto the box after every step, cosine-decayed lr,
+            candidates fully independent) or ``"lbfgs"`` (strong-Wolfe line search on the
+            box problem extended by projection; all candidates share one line search and
+            history, so run it to convergence, and prefer Adam for large rough batches).
+        steps: Adam steps or LBFGS iterations; 0 returns the best start (pure grid search).
+        lr: Adam learning rate (default 0.05, suited to concepts of range ~1) or LBFGS initial
+            step (default 1).
+        batch_size: number of observations B; read from ``init`` or ``energy_of_c.batch_size``
+            when not given.
+        chunk_size: at most ``max(B, chunk_size)`` (observation, grid point) pairs per energy call
+            while evaluating the grid.
+
+    Returns:
+        :class:`MAPResult` with ``c (B, dim)``, ``energy (B,)`` and every candidate. Each
+        candidate's result is the best iterate it visited, so never worse than its start.
+
+    Example:
+        >>> target = torch.tensor([[0.3, -0.5], [0.9, 1.0]])  # (B, dim); 2nd at the boundary
+        >>> f = lambda c: ((c - target[:, None]) ** 2).sum(-1)  # (B, R, 2) -> (B, R)
+        >>> r = map_estimate(f, bounds=([-1, -1], [1, 1]), grid=9, batch_size=2)
+        >>> torch.allclose(r.c, target, atol=1e-3)
+        True
+    """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    if int(steps) != steps or steps < 0:
+        raise ValueError(f"steps must be an integer >= 0, got {steps}")
+    if int(restarts) != restarts or restarts < 1:
+        raise ValueError(f"restarts must be an integer >= 1, got {restarts}")
+    if int(chunk_size) != chunk_size or chunk_size < 1:
+        raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size}")
+    lr = (0.05 if optimizer == "adam" else 1.0) if lr is None else float(lr)
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    if not callable(energy_of_c):
+        raise TypeError(f"energy_of_c must be callable c (B, R, dim) -> (B, R), got "
+                        f"{type(energy_of_c).__name__}")
+    init_t = init if init is None or isinstance(init, Tensor) else torch.as_tensor(init)
+    grid_t = grid if isinstance(grid, Tensor) else None
+
+    # The working dtype/device: from the observations, the init or the grid.
+    like = next((t for t in (getattr(energy_of_c, "x", None), init_t, grid_t)
+                 if isinstance(t, Tensor) and t.is_floating_point()), None)
+    like = like if like is not None else torch.empty(0)
+    like = torch.empty(0, dtype=like.dtype, device=like.device)
+
+    if bounds is None:
+        bounds = getattr(energy_of_c, "concept", None)
+        if bounds is None:
+            raise ValueError("bounds are required: (low, high) or a continuous Concept")
+    dim = getattr(energy_of_c, "dim", None)
+    for t in (init_t, grid_t):
+        if dim is None and isinstance(t, Tensor) and t.dim() >= 1:
+            dim = t.shape[-1]
+    low, high = box_bounds(bounds, dim, dtype=like.dtype, device=like.device)
+
+    b = batch_size or getattr(energy_of_c, "batch_size", None)
+    if b is None and init_t is not None and init_t.dim() >= 2:
+        b = init_t.shape[0]
+    if b is None:
+        raise ValueError("cannot tell the number of observations: pass batch_size=B, an init "
+                         "of shape (B, dim), or an energy_of_c from concept_energy()")
+
+    grid_e = None
+    if grid is not None:
+        if not isinstance(grid, Tensor):
+            grid = concept_grid((low, high), grid, dim=low.numel())
+        grid = grid.to(like)
+        if grid.dim() != 2 or grid.shape[1] != low.numel():
+            raise ValueError(f"grid must have shape (G, {low.numel()}), got {tuple(grid.shape)}")
+        if ((grid < low) | (grid > high)).any():
+            raise ValueError("grid points must lie inside the bounds")
+        grid_e = _grid_energies(energy_of_c, grid, b, int(chunk_size), progress)
+
+    starts = _starts(init_t, grid_e, grid, int(restarts), b, low, high, like, generator)
+    refine = _adam if optimizer == "adam" else _lbfgs
+    cand, cand_e = refine(energy_of_c, starts, low, high, int(steps), lr, progress)
+    best = cand_e.argmin(dim=1)  # (B,)
+    rows = torch.arange(b, device=best.device)
+    return MAPResult(cand[rows, best], cand_e[rows, best], cand, cand_e, starts)
+
+
+def map_categorical(cond_energy, x: Tensor, *, views: bool = False, event_dim: int = 3,
+                    chunk_size: int = 4096) -> CategoricalMAP:
+    """MAP of a categorical concept by enumeration: ``argmin_k E(x | one_hot(k))``.
+
+    Args:
+        cond_energy: a ConditionalEnergy over a categorical :class:`~conceptebm.concepts.Concept`.
+        x: ``(B, *event)`` or, with ``views=True``, ``(B, V, *event)`` (energies summed over
+            views); a single observation without the batch dimension also works.
+
+    Exact (no optimisation): every category is evaluated, in ``chunk_size`` pieces.
+    """
+    concept = getattr(cond_energy, "concept", None)
+    if concept is None or not concept.is_categorical:
+        raise ValueError(f"map_categorical needs a ConditionalEnergy over a categorical concept,"
+                         f" got {cond_energy!r}; use map_estimate for continuous concepts")
+    grid = concept_grid(concept, dtype=x.dtype, device=x.device)  # (K, K) one-hots
+    e = energy_map(cond_energy, x, grid, chunk_size=chunk_size, event_dim=event_dim,
+                   views=views)
+    e = e if e.dim() == 2 else e[None]  # (B, K)
+    index = e.argmin(dim=1)
+    return CategoricalMAP(index, [concept.values[i] for i in index.tolist()], e)
