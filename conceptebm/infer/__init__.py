@@ -6,7 +6,16 @@ Both are Langevin / MALA chains (``langevin``, ``mala``, ``run_chain`` over the 
 """
 
 from conceptebm.infer.chain import ChainResult, langevin, mala, run_chain
+from conceptebm.infer.energy_map import box_bounds, concept_grid, energy_map
 from conceptebm.infer.init import initial_samples, smooth_noise
+from conceptebm.infer.optimize import (
+    CategoricalMAP,
+    ConceptEnergy,
+    MAPResult,
+    concept_energy,
+    map_categorical,
+    map_estimate,
+)
 from conceptebm.infer.samplers import (
     LangevinState,
     StepInfo,
@@ -31,4 +40,13 @@ __all__ = [
     "mala_step",
     "initial_samples",
     "smooth_noise",
+    "map_estimate",
+    "MAPResult",
+    "concept_energy",
+    "ConceptEnergy",
+    "map_categorical",
+    "CategoricalMAP",
+    "energy_map",
+    "concept_grid",
+    "box_bounds",
 ]
