@@ -1,1 +1,60 @@
-"""conceptebm.evaluate (in progress)."""
+"""Judges (supervised concept readers) and metrics for generated images (paper section 4.2).
+
+``load_judges()`` gives the shipped multi-head judge for 32x32 "general" scenes;
+``judge.predict(images)`` reads position, size, colour and shape off a batch;
+``score_generations(judge, images, targets)`` turns that into accuracies and errors with
+standard errors.
+
+Example:
+    >>> import torch
+    >>> from conceptebm.evaluate import load_judges, score_generations
+    >>> judge = load_judges()
+    >>> images = torch.rand(8, 3, 32, 32)   # stand-in for generated samples
+    >>> scores = score_generations(judge, images, {"color": "red"})
+    >>> sorted(scores)
+    ['color_acc']
+"""
+
+from conceptebm.evaluate.augment import add_pixel_noise, augment, gaussian_blur
+from conceptebm.evaluate.checkpoint import SHIPPED, load_judge, load_judges, save_judge
+from conceptebm.evaluate.heldout import heldout_metrics, metrics_to_json
+from conceptebm.evaluate.judge import Judge, JudgeConfig, JudgeNet
+from conceptebm.evaluate.metrics import (
+    PAPER_POSITION_TOL,
+    STRICT_POSITION_TOL,
+    Metric,
+    binomial_metric,
+    class_accuracy,
+    mean_absolute_error,
+    mean_metric,
+    position_accuracy,
+    position_distance,
+    score_generations,
+    score_predictions,
+)
+
+__all__ = [
+    "Judge",
+    "JudgeConfig",
+    "JudgeNet",
+    "load_judges",
+    "load_judge",
+    "save_judge",
+    "SHIPPED",
+    "Metric",
+    "PAPER_POSITION_TOL",
+    "STRICT_POSITION_TOL",
+    "binomial_metric",
+    "mean_metric",
+    "position_accuracy",
+    "position_distance",
+    "mean_absolute_error",
+    "class_accuracy",
+    "score_predictions",
+    "score_generations",
+    "heldout_metrics",
+    "metrics_to_json",
+    "augment",
+    "add_pixel_noise",
+    "gaussian_blur",
+]

@@ -1,0 +1,216 @@
+"""Metrics for generated images, each with its standard error (paper section 4.2, Table 1).
+
+Every metric is a mean over ``n`` independent samples and comes back as a :class:`Metric`
+``(value, stderr)``:
+
+* accuracies (a fraction of successes) use the binomial standard error
+  ``sqrt(p (1 - p) / n)``;
+* errors (a mean of per-sample errors) use ``sd / sqrt(n)`` with the sample standard deviation
+  (``n - 1`` in the denominator; 0 when ``n == 1``).
+
+Position accuracy follows the paper: a generation is correct when the judged position lies
+within a tolerance of the conditioned one. We measure that distance with the **Euclidean (L2)
+norm** on the ``[-1, 1]^2`` scale; the paper's tolerance is 0.4 and we also report a stricter
+0.15. Position "mean absolute error" is the mean over samples and both coordinates of
+``|predicted - target|``.
+
+Example:
+    >>> import torch
+    >>> pred = torch.tensor([[0.0, 0.0], [0.5, 0.0]])
+    >>> target = torch.zeros(2, 2)
+    >>> position_accuracy(pred, target, tol=0.4)
+    Metric(value=0.5, stderr=0.3536)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from conceptebm.concepts import Concept
+
+__all__ = [
+    "Metric",
+    "PAPER_POSITION_TOL",
+    "STRICT_POSITION_TOL",
+    "binomial_metric",
+    "mean_metric",
+    "position_accuracy",
+    "position_distance",
+    "mean_absolute_error",
+    "class_accuracy",
+    "score_predictions",
+    "score_generations",
+]
+
+PAPER_POSITION_TOL = 0.4  # the paper's "correct position" tolerance (section 4.2)
+STRICT_POSITION_TOL = 0.15  # a stricter tolerance we add: 0.4 is ~20% of the scene width
+
+
+class Metric(NamedTuple):
+    """A metric's value and its standard error; unpacks as ``value, stderr = metric``."""
+
+    value: float
+    stderr: float
+
+    def __repr__(self) -> str:  # short enough for tables and doctests
+        return f"Metric(value={self.value:.4g}, stderr={self.stderr:.4g})"
+
+    def format(self, digits: int = 3) -> str:
+        """``"0.981 ± 0.004"``."""
+        return f"{self.value:.{digits}f} ± {self.stderr:.{digits}f}"
+
+
+# ------------------------------------------------------------------------------ reductions
+def _check_nonempty(x: Tensor, name: str) -> None:
+    if x.dim() != 1:
+        raise ValueError(f"{name} must be one value per sample, shape (n,), got {tuple(x.shape)}")
+    if x.numel() == 0:
+        raise ValueError(f"{name} is empty: a metric needs at least one sample")
+
+
+def binomial_metric(correct: Tensor) -> Metric:
+    """Fraction of ``True`` in a ``(n,)`` boolean tensor, with stderr ``sqrt(p(1-p)/n)``."""
+    correct = torch.as_tensor(correct)
+    _check_nonempty(correct, "correct")
+    if correct.dtype != torch.bool:
+        raise ValueError(f"correct must be a boolean tensor, got dtype {correct.dtype}")
+    n = correct.numel()
+    p = correct.double().mean().item()
+    return Metric(p, math.sqrt(p * (1.0 - p) / n))
+
+
+def mean_metric(values: Tensor) -> Metric:
+    """Mean of ``(n,)`` per-sample values, with stderr ``sd / sqrt(n)`` (sd with ``n - 1``)."""
+    values = torch.as_tensor(values).double()
+    _check_nonempty(values, "values")
+    if not torch.isfinite(values).all():
+        raise ValueError("values contain NaN or inf; a mean error over them would be meaningless")
+    n = values.numel()
+    sd = values.std(unbiased=True).item() if n > 1 else 0.0
+    return Metric(values.mean().item(), sd / math.sqrt(n))
+
+
+# ------------------------------------------------------------------------------ metrics
+def _pair(pred: Tensor, target: Tensor, name: str, width: int | None = None) -> tuple:
+    pred, target = torch.as_tensor(pred), torch.as_tensor(target)
+    if pred.shape != target.shape:
+        raise ValueError(
+            f"{name}: predictions {tuple(pred.shape)} and targets {tuple(target.shape)} "
+            "must have the same shape"
+        )
+    if width is not None and (pred.dim() != 2 or pred.shape[1] != width):
+        raise ValueError(f"{name} expects shape (n, {width}), got {tuple(pred.shape)}")
+    return pred.double(), target.to(pred.device).double()
+
+
+def position_distance(pred: Tensor, target: Tensor) -> Tensor:
+    """Per-sample Euclidean distance ``(n,)`` between ``(n, 2)`` positions."""
+    pred, target = _pair(pred, target, "position", width=2)
+    return (pred - target).norm(dim=1)  # (n,)
+
+
+def position_accuracy(pred: Tensor, target: Tensor, tol: float = PAPER_POSITION_TOL) -> Metric:
+    """Fraction of samples whose position lies within Euclidean distance ``tol`` (strictly)."""
+    if not tol > 0:
+        raise ValueError(f"tol must be > 0, got {tol}")
+    return binomial_metric(position_distance(pred, target) < tol)
+
+
+def mean_absolute_error(pred: Tensor, target: Tensor) -> Metric:
+    """Mean of ``|pred - target|`` over samples and coordinates; ``(n,)`` or ``(n, d)`` inputs.
+
+    The standard error treats each sample (its mean over ``d`` coordinates) as one draw.
+    """
+    pred, target = _pair(pred, target, "mean_absolute_error")
+    err = (pred - target).abs()
+    per_sample = err.reshape(err.shape[0], -1).mean(dim=1) if err.dim() > 1 else err  # (n,)
+    return mean_metric(per_sample)
+
+
+def class_accuracy(pred: Tensor, target: Tensor) -> Metric:
+    """Fraction of equal class indices, ``(n,)`` integer tensors."""
+    pred, target = torch.as_tensor(pred), torch.as_tensor(target)
+    if pred.is_floating_point() or target.is_floating_point():
+        raise ValueError(
+            "class_accuracy compares integer class indices; got floating tensors (take "
+            "argmax of probabilities first)"
+        )
+    if pred.shape != target.shape:
+        raise ValueError(f"class indices {tuple(pred.shape)} vs {tuple(target.shape)} differ")
+    return binomial_metric(pred == target.to(pred.device))
+
+
+# ------------------------------------------------------------------------------ scoring
+def _target_tensor(concept: Concept, value, n: int, device) -> Tensor:
+    """Conditioned values as ``(n,)`` class indices or ``(n, dim)`` floats; one value broadcasts."""
+    if concept.is_categorical:
+        if isinstance(value, str):
+            value = concept.index(value)
+        t = torch.as_tensor(value, device=device)
+        if t.is_floating_point():  # one-hot or probabilities, (K,) or (n, K)
+            if t.shape[-1:] != (concept.dim,):
+                raise ValueError(f"{concept.name} one-hot targets need width {concept.dim}, "
+                                 f"got shape {tuple(t.shape)}")
+            t = t.argmax(dim=-1)
+        if t.numel() and (t.min() < 0 or t.max() >= concept.dim):
+            raise ValueError(f"{concept.name} indices must lie in [0, {concept.dim - 1}], "
+                             f"got {t.tolist()}")
+        return t.long().expand(n) if t.dim() == 0 else t.long()
+    t = concept.encode(value, device=device)  # validates shape and range
+    return t.expand(n, concept.dim) if t.dim() == 1 else t
+
+
+def score_predictions(predictions: Mapping[str, Tensor], targets: Mapping,
+                      concepts: Mapping[str, Concept], *,
+                      position_tols=(PAPER_POSITION_TOL, STRICT_POSITION_TOL)) -> dict:
+    """Score judged ``predictions`` against the ``targets`` the images were conditioned on.
+
+    Args:
+        predictions: a judge's output (``Judge.predict``): ``(n, dim)`` floats for continuous
+            concepts, ``(n,)`` indices for categorical ones.
+        targets: concept name -> conditioned value, for the concepts to score: one value for
+            all images (``"red"``, ``(0.3, -0.2)``) or one per image (``(n,)`` indices,
+            ``(n, dim)`` floats).
+        concepts: the :class:`Concept` of each name (``judge.concepts``).
+
+    Returns:
+        ``{metric name: Metric}``: ``position_acc`` (tol 0.4), ``position_acc_0.15``,
+        ``position_mae`` for a concept named ``position``; ``<name>_acc`` for categorical
+        concepts; ``<name>_mae`` for other continuous ones.
+    """
+    out: dict[str, Metric] = {}
+    for name, value in targets.items():
+        if name not in concepts:
+            raise ValueError(f"cannot score {name!r}: the judge knows {sorted(concepts)}")
+        if name not in predictions:
+            raise ValueError(f"predictions have no {name!r}; they have {sorted(predictions)}")
+        concept, pred = concepts[name], predictions[name]
+        target = _target_tensor(concept, value, pred.shape[0], pred.device)
+        if concept.is_categorical:
+            out[f"{name}_acc"] = class_accuracy(pred, target)
+            continue
+        if name == "position":
+            for i, tol in enumerate(position_tols):
+                key = "position_acc" if i == 0 and tol == PAPER_POSITION_TOL else (
+                    f"position_acc_{tol:g}")
+                out[key] = position_accuracy(pred, target, tol)
+        out[f"{name}_mae"] = mean_absolute_error(pred, target)
+    return out
+
+
+def score_generations(judge, images: Tensor, targets: Mapping, **kwargs) -> dict:
+    """Judge ``images`` and score them against the concept values they were generated for.
+
+    Example:
+        >>> judge = load_judges()                                           # doctest: +SKIP
+        >>> x = langevin(pos_ebm.given((0.3, -0.2)) & color_ebm.given("red"), ...)  # +SKIP
+        >>> score_generations(judge, x, {"position": (0.3, -0.2), "color": "red"})  # +SKIP
+        {'position_acc': Metric(value=0.97, stderr=0.017), ..., 'color_acc': ...}
+    """
+    predictions = judge.predict(images)
+    return score_predictions(predictions, targets, judge.concepts, **kwargs)

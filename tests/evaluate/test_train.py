@@ -1,0 +1,68 @@
+"""The judge training loop learns (on the synthetic stand-in) and its command line runs."""
+
+import json
+
+import pytest
+import torch
+
+from conceptebm.evaluate import augment, gaussian_blur, load_judge
+from conceptebm.evaluate.train_judges import JudgeTrainConfig, main, train_judges
+
+
+def test_training_learns_the_stand_in(blobs):
+    # 150 steps of batch 32 at 16 px, a ~10k-parameter net: well above chance (color 1/3,
+    # position within 0.4: ~0.2) on held-out items. Observed with this seed: position_acc
+    # 0.98, color 0.97, position MAE 0.065; thresholds leave room for other BLAS builds.
+    cfg = JudgeTrainConfig(image_size=16, iterations=150, batch_size=32, width=8, hidden=32,
+                           eval_size=256, warmup=10, lr=3e-3)
+    judge, report = train_judges(cfg, dataset=blobs(150 * 32, seed=0),
+                                 eval_dataset=blobs(256, seed=99), progress=False,
+                                 command="test")
+    clean = report["heldout"]["clean"]
+    assert clean["color_acc"]["value"] > 0.85
+    assert clean["position_acc"]["value"] > 0.9
+    assert clean["position_mae"]["value"] < 0.15
+    assert report["heldout"]["n"] == 256 and report["heldout"]["dataset_seed"] == 99
+    assert judge.metadata["training"]["command"] == "test"
+    assert set(report["heldout"]["noise_0.1"]) == set(clean)
+    assert judge.config.extra["palette"][0] == pytest.approx([0.9, 0.1, 0.1])
+
+
+def test_augment_keeps_range_and_leaves_some_images_alone():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 3, 8, 8, generator=g)
+    y = augment(x, generator=g, noise_frac=0.5, blur_frac=0.25)
+    assert y.min() >= 0 and y.max() <= 1
+    untouched = (y == x).flatten(1).all(1)
+    # each image escapes both with prob 0.5 * 0.75 = 0.375: 24 of 64 expected, sd 3.9
+    assert 8 < untouched.sum() < 40
+    with pytest.raises(ValueError, match="noise_frac"):
+        augment(x, noise_frac=1.5)
+
+
+def test_blur_preserves_constants_and_mean():
+    flat = torch.full((2, 3, 8, 8), 0.3)
+    torch.testing.assert_close(gaussian_blur(flat, torch.tensor([0.5, 2.0])), flat)
+    x = torch.rand(1, 3, 8, 8)
+    torch.testing.assert_close(gaussian_blur(x, torch.zeros(1)), x)
+
+
+def test_config_rejects_nonsense():
+    with pytest.raises(ValueError, match="iterations must be >= 1"):
+        JudgeTrainConfig(iterations=0)
+    with pytest.raises(ValueError, match="lr must be > 0"):
+        JudgeTrainConfig(lr=0.0)
+
+
+def test_command_line_smoke(tmp_path):
+    import conceptebm.datasets
+
+    if not hasattr(conceptebm.datasets, "make_dataset"):  # TEMPORARY until the renderer lands
+        pytest.skip("conceptebm.datasets.make_dataset not written yet")
+    out = tmp_path / "judges"
+    assert main(["--smoke", "--out", str(out), "--no-progress"]) == 0
+    judge = load_judge(out)
+    doc = json.loads(out.with_suffix(".json").read_text())
+    assert doc["training"]["command"].startswith("python -m conceptebm.evaluate.train_judges")
+    assert "--smoke" in doc["training"]["command"]
+    assert set(judge.concepts) >= {"position", "color", "shape", "size"}
