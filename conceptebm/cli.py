@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "conceptebm.train.cli",  # train
     "conceptebm.compose.cli",  # sample
     "conceptebm.infer.cli",  # infer, energy-map
+    "conceptebm.evaluate.train_judges",  # train-judges
 ]
 
 
