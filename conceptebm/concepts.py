@@ -100,15 +100,24 @@ class Concept:
                 f"unknown {self.name} {value!r}; known values: {', '.join(self.values)}"
             ) from None
 
-    def encode(self, value, *, device=None, dtype=torch.float32) -> Tensor:
+    def encode(self, value, *, device=None, dtype=None) -> Tensor:
         """Encode a value as a float tensor of shape ``(dim,)`` or ``(batch, dim)``.
 
-        Categorical: a name, an integer index, a tensor of indices ``(batch,)`` or an already
-        encoded ``(..., dim)`` float tensor. Continuous: a number, a sequence or a tensor whose
-        last dimension is ``dim``. Values out of range raise: nothing is silently clamped.
+        Categorical: a name, an integer index, a sequence of names, a tensor of indices
+        ``(batch,)`` or an already encoded ``(..., dim)`` float tensor. Continuous: a number, a
+        sequence or a tensor whose last dimension is ``dim``. Values out of range raise:
+        nothing is silently clamped. ``dtype=None`` keeps a floating tensor's dtype (so float64
+        stays exact) and otherwise uses torch's default dtype.
         """
+        if dtype is None:
+            floating = isinstance(value, Tensor) and value.is_floating_point()
+            dtype = value.dtype if floating else torch.get_default_dtype()
         if self.is_categorical:
             return self._encode_categorical(value, device=device, dtype=dtype)
+        if isinstance(value, str) or (isinstance(value, (list, tuple)) and value
+                                      and isinstance(value[0], str)):
+            raise ValueError(f"{self.name} is continuous: it takes {self.dim} number(s) in "
+                             f"[{self.low}, {self.high}], got {value!r}")
         c = torch.as_tensor(value, dtype=dtype, device=device)
         if c.dim() == 0 and self.dim == 1:
             c = c.reshape(1)
@@ -123,6 +132,8 @@ class Concept:
     def _encode_categorical(self, value, *, device, dtype) -> Tensor:
         if isinstance(value, str):
             value = self.index(value)
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+            value = torch.tensor([self.index(v) for v in value])  # (batch,) indices
         if isinstance(value, int):
             if not 0 <= value < self.dim:
                 raise ValueError(
@@ -134,7 +145,8 @@ class Concept:
         t = torch.as_tensor(value, device=device)
         if not t.is_floating_point():
             if t.numel() and (t.min() < 0 or t.max() >= self.dim):
-                raise ValueError(f"{self.name} indices must lie in [0, {self.dim - 1}]")
+                raise ValueError(f"{self.name} indices must lie in [0, {self.dim - 1}], got "
+                                 f"min {t.min().item()}, max {t.max().item()}")
             return torch.nn.functional.one_hot(t.long(), self.dim).to(dtype)
         if t.shape[-1:] != (self.dim,):
             raise ValueError(
