@@ -1,0 +1,71 @@
+"""Dataset interface: determinism per (seed, index), batch == stacked items, label shapes."""
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from conceptebm.datasets import DATASETS, make_dataset
+
+
+def test_item_is_pure_function_of_seed_and_index():
+    a = make_dataset("position", size=50, seed=3)
+    b = make_dataset("position", size=50, seed=3)
+    img_a, lab_a = a[17]
+    a.batch([0, 1, 2])  # other calls in between change nothing
+    img_b, lab_b = b[17]
+    assert torch.equal(img_a, img_b)
+    for k in lab_a:
+        assert torch.equal(lab_a[k], lab_b[k])
+    other, _ = make_dataset("position", size=50, seed=4)[17]
+    assert not torch.equal(img_a, other)
+
+
+@pytest.mark.parametrize("name", ["position", "two_objects", "multiview", "cross_product"])
+def test_batch_equals_stacked_items(name):
+    ds = make_dataset(name, size=12, seed=1)
+    idx = [5, 0, 11, 5]
+    images, labels = ds.batch(idx)
+    for j, i in enumerate(idx):
+        img, lab = ds[i]
+        assert torch.allclose(images[j], img, atol=1e-6)  # chunked render, same math
+        for k in labels:
+            assert torch.equal(labels[k][j], lab[k]), k
+
+
+def test_item_types_and_ranges():
+    ds = make_dataset("general", size=20, seed=0)
+    img, lab = ds[0]
+    assert img.dtype == torch.float32 and img.shape == (3, 32, 32)
+    assert 0 <= img.min() and img.max() <= 1
+    assert lab["position"].shape == (2,) and lab["position"].dtype == torch.float32
+    assert lab["size"].shape == (1,)
+    assert lab["color"].dtype == torch.long and lab["color"].shape == ()
+    assert lab["shape"].dtype == torch.long and lab["shape"].shape == ()
+    assert lab["view"].shape == (4,) and lab["light"].shape == (7,)
+    onehot = ds.concepts["color"].encode(lab["color"])
+    assert onehot.shape == (8,) and onehot[lab["color"]] == 1
+    assert list(ds.palette) == list(ds.concepts["color"].values)
+
+
+def test_dataloader_workers_do_not_change_items():
+    ds = make_dataset("position", size=8, seed=5)
+    batches = []
+    for workers in (0, 2):
+        dl = DataLoader(ds, batch_size=4, num_workers=workers)
+        batches.append(torch.cat([x for x, _ in dl]))
+    assert torch.equal(batches[0], batches[1])
+
+
+def test_unknown_name_lists_available():
+    with pytest.raises(ValueError, match="available: .*position"):
+        make_dataset("nope")
+    with pytest.raises(ValueError, match="unknown option"):
+        make_dataset("position", colour="red")
+    assert "two_objects" in DATASETS
+
+
+def test_index_out_of_range():
+    ds = make_dataset("position", size=3)
+    with pytest.raises(IndexError, match="size 3"):
+        ds.batch([3])
+    assert len(list(iter(ds))) == 3  # the iteration protocol stops at IndexError
