@@ -1,0 +1,29 @@
+"""benchmarks/engine_overhead.py in its smoke mode: it runs, prints its table, writes its JSON.
+
+The ratios of the quick mode (8 tiny images, 5 steps) measure Python overhead, not the engine
+at scale, so only their presence and sanity are checked here; the identical-chains check is
+exact in any mode: every variant draws the same noise and must end at the same images.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_engine_overhead_quick(tmp_path):
+    out = tmp_path / "engine.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "engine_overhead.py"),
+                           "--quick", "--json", str(out)], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "ratio_engine" in proc.stdout and "pyro_kernel" in proc.stdout
+    res = json.loads(out.read_text())
+    for key in ("ratio_engine", "ratio_pyro", "ratio_pyro_potential"):
+        assert 0 < res[key] < 100, (key, res[key])
+    assert set(res["times_ms"]) == {"bare", "engine", "pyro_kernel", "pyro_potential"}
+    # Same chains, up to float32 rounding amplified over the steps.
+    assert max(res["max_abs_diff"].values()) < 1e-4, res["max_abs_diff"]
+    assert 15_000 < res["params"] < 25_000
