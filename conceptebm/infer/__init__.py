@@ -16,6 +16,16 @@ from conceptebm.infer.optimize import (
     map_categorical,
     map_estimate,
 )
+from conceptebm.infer.pyro_glue import (
+    LangevinKernel,
+    MALAKernel,
+    ModelPotential,
+    PyroMAP,
+    energy_factor,
+    nuts_posterior,
+    pyro_map,
+    run_kernel,
+)
 from conceptebm.infer.samplers import (
     LangevinState,
     StepInfo,
@@ -49,4 +59,12 @@ __all__ = [
     "energy_map",
     "concept_grid",
     "box_bounds",
+    "energy_factor",
+    "ModelPotential",
+    "LangevinKernel",
+    "MALAKernel",
+    "run_kernel",
+    "pyro_map",
+    "PyroMAP",
+    "nuts_posterior",
 ]
