@@ -15,7 +15,7 @@ Example:
 
 from conceptebm.datasets.dataset import LABEL_DOCS, MultiViewDataset, SceneDataset, scene_concepts
 from conceptebm.datasets.factories import DATASETS, make_dataset
-from conceptebm.datasets.render import render
+from conceptebm.datasets.renderer import render
 from conceptebm.datasets.sampling import SceneSpec
 from conceptebm.datasets.scene import (
     DEFAULT_LIGHT,

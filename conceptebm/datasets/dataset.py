@@ -22,7 +22,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from conceptebm.concepts import Concept
-from conceptebm.datasets.render import render
+from conceptebm.datasets.renderer import render
 from conceptebm.datasets.sampling import SceneSpec, item_uniforms, name_salt, sample_scenes
 from conceptebm.datasets.scene import PALETTE, POSITION_RANGE, SHAPES, Scene
 

@@ -36,7 +36,8 @@ from torch import Tensor
 
 __all__ = [
     "PALETTE", "SHAPES", "SIZE_RANGE", "POSITION_RANGE", "DEFAULT_VIEW", "DEFAULT_LIGHT",
-    "GROUND_RGB", "SKY_RGB", "Scene", "camera_frame", "project", "direction", "palette_tensor",
+    "GROUND_RGB", "SKY_RGB", "Scene", "camera_frame", "project", "project_with_depth", "direction",
+    "palette_tensor",
 ]
 
 # Eight colours spread around the hue circle at high saturation, so that after Lambertian
@@ -90,6 +91,11 @@ def project(points: Tensor, view: Tensor, image_size: int) -> Tensor:
     Pixel ``(row i, col j)`` has its centre at ``(j, i)``; ``(0, 0)`` is the top-left pixel.
     This is the exact inverse of the renderer's ray generation.
     """
+    return project_with_depth(points, view, image_size)[0]
+
+
+def project_with_depth(points: Tensor, view: Tensor, image_size: int) -> tuple[Tensor, Tensor]:
+    """:func:`project` plus each point's depth ``(B, N)`` along the viewing direction."""
     eye, forward, right, up, tan = camera_frame(view)
     rel = points - eye[:, None, :]  # (B, N, 3)
     depth = (rel * forward[:, None, :]).sum(-1)
@@ -97,7 +103,7 @@ def project(points: Tensor, view: Tensor, image_size: int) -> Tensor:
     sy = (rel * up[:, None, :]).sum(-1) / (depth * tan[:, None])
     col = (sx + 1) * image_size / 2 - 0.5
     row = (1 - sy) * image_size / 2 - 0.5
-    return torch.stack((col, row), dim=-1)
+    return torch.stack((col, row), dim=-1), depth
 
 
 @dataclass
@@ -138,6 +144,16 @@ class Scene:
         out.active = torch.zeros_like(self.active)
         return out
 
+    def drop_empty_slots(self) -> Scene:
+        """The same scenes without the slots that are inactive in every scene."""
+        keep = self.active.any(0)
+        if bool(keep.all()):
+            return self
+        out = self.select(slice(None))
+        for f in _SLOT_FIELDS:
+            setattr(out, f, getattr(self, f)[:, keep])
+        return out
+
     def validate(self) -> None:
         """Raise ``ValueError`` naming the field if shapes or values are not renderable."""
         b, k = self.size.shape
@@ -158,6 +174,7 @@ class Scene:
             raise ValueError("light elevation must be > 0 degrees (the light is above ground)")
 
 
+_SLOT_FIELDS = ("position", "size", "shape", "rgb", "active")
 _FIELDS = ("position", "size", "shape", "rgb", "active", "view", "light", "ground_tint")
 
 
