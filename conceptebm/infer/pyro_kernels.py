@@ -26,11 +26,13 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from conceptebm.energies.ops import require_grounded
+from conceptebm.infer.chain import _initial_log_step
 from conceptebm.infer.pyro_potential import SPACES, ModelPotential
 from conceptebm.infer.samplers import (
     BOUNDARIES,
     LangevinState,
     check_bounds,
+    init_state,
     langevin_step,
     mala_step,
     ula_step,
@@ -142,6 +144,8 @@ class _EngineKernel(MCMCKernel):
             state = self._state  # our own previous output: reuse cached energy and gradient
         else:
             state = LangevinState(self.target.pack(params).detach())
+        if self._t == 0:
+            state = self._first(state)
         state, info = self._step(state)
         warm = self._t < self._warmup_steps
         self._adapt(info, warm)
@@ -154,6 +158,9 @@ class _EngineKernel(MCMCKernel):
         self._state = state
         self._last = self.target.unpack(state.x)
         return dict(self._last)
+
+    def _first(self, state: LangevinState) -> LangevinState:
+        return state
 
     def _adapt(self, info, warm: bool) -> None:
         pass
@@ -266,11 +273,23 @@ class MALAKernel(_EngineKernel):
         self.adapt_step_size, self.target_accept = adapt_step_size, target_accept
 
     def _setup_step_size(self, chains: int) -> None:
-        self._eps = self.step_size
+        self._eps, self._log_eps = self.step_size, None
         if self.adapt_step_size and self._warmup_steps > 0:
             x = self.target.initial
             base = torch.as_tensor(self.step_size, dtype=x.dtype, device=x.device)
-            self._eps = base.expand(chains).clone()  # (chains,) per-chain step sizes
+            self._log_eps = base.expand(chains).log()  # (chains,) per-chain log step sizes
+            self._eps = self._log_eps.exp()
+
+    def _first(self, state: LangevinState) -> LangevinState:
+        if self._log_eps is None:
+            return state
+        # Start adaptation from the doubling/halving search that infer.mala uses: the decaying
+        # Robbins-Monro gain alone cannot recover from a step that is orders of magnitude off.
+        state = init_state(self.target, state.x)
+        self._log_eps = _initial_log_step(state, self.target, self._log_eps, self.bounds,
+                                          self.boundary, self.grad_clip, self.generator)
+        self._eps = self._log_eps.exp()
+        return state
 
     def _step(self, state):
         return mala_step(state, self.target, step_size=self._eps, bounds=self.bounds,
@@ -278,10 +297,11 @@ class MALAKernel(_EngineKernel):
                          generator=self.generator)
 
     def _adapt(self, info, warm: bool) -> None:
-        if warm and self.adapt_step_size:
-            # Robbins-Monro on the log step size, per chain, with a decaying gain.
-            gain = (self._t + 1) ** -0.6
-            self._eps = self._eps * torch.exp(gain * (info.accept_prob - self.target_accept))
+        if warm and self._log_eps is not None:
+            # Robbins-Monro on the log step size, per chain, as in infer.mala.
+            self._log_eps = self._log_eps + (self._t + 1) ** -0.6 * (info.accept_prob -
+                                                                     self.target_accept)
+            self._eps = self._log_eps.exp()
 
 
 def run_kernel(kernel: _EngineKernel, num_steps: int, *model_args, warmup_steps: int = 0,

@@ -210,22 +210,29 @@ def test_mala_kernel_on_a_box_targets_the_truncated_density(space):
     assert c.min() >= -1 and c.max() <= 1
 
 
-def test_mala_kernel_is_the_engine_mala():
-    # Same start, generator seed and fixed step: the kernel and infer.mala draw the same
-    # noise and uniforms in the same order, so the chains coincide to rounding.
+@pytest.mark.parametrize("warmup", [0, 20])
+def test_mala_kernel_is_the_engine_mala(warmup):
+    # Same start, generator seed and step (or step adaptation over the warmup): the kernel and
+    # infer.mala draw the same noise and uniforms in the same order, so the chains coincide.
     g = Gaussian(MU, SIGMA)
     x0 = torch.randn(64, 2, dtype=F64, generator=_gen(7))
-    direct, info = mala(g, x0, num_steps=30, step_size=0.6, generator=_gen(8),
-                        return_info=True)
-    kernel = MALAKernel(gaussian_model, step_size=0.6, adapt_step_size=False,
+    direct, info = mala(g, x0, num_steps=30 + warmup, step_size=0.01, adapt_steps=warmup,
+                        generator=_gen(8), return_info=True)
+    kernel = MALAKernel(gaussian_model, step_size=0.01, adapt_step_size=warmup > 0,
                         generator=_gen(8))
-    out = run_kernel(kernel, 30, 64, initial_params={"x": x0})
+    out = run_kernel(kernel, 30, 64, warmup_steps=warmup, initial_params={"x": x0})
     torch.testing.assert_close(out["x"], direct, rtol=0, atol=1e-10)
-    assert kernel.diagnostics()["acceptance rate"] == pytest.approx(
-        info.accept_rate.mean().item())
+    if warmup:
+        torch.testing.assert_close(kernel._eps, info.step_size)
+        assert kernel.diagnostics()["step size"] > 0.3  # the search climbed from 0.01
+    else:
+        assert kernel.diagnostics()["acceptance rate"] == pytest.approx(
+            info.accept_rate.mean().item())
     # potential_fn form: a plain Energy as the target, no Pyro model at all.
-    k2 = MALAKernel(potential_fn=g, step_size=0.6, adapt_step_size=False, generator=_gen(8))
-    torch.testing.assert_close(run_kernel(k2, 30, initial_params={"x": x0})["x"], direct)
+    k2 = MALAKernel(potential_fn=g, step_size=0.01, adapt_step_size=warmup > 0,
+                    generator=_gen(8))
+    out2 = run_kernel(k2, 30, warmup_steps=warmup, initial_params={"x": x0})
+    torch.testing.assert_close(out2["x"], direct)
 
 
 # ------------------------------------------------------------------ generation loop
