@@ -193,3 +193,24 @@ def test_nan_energy_raises_naming_the_observation(optimizer):
     init = torch.tensor([[0.9, 0.0], [0.9, 0.0]])
     with pytest.raises(FloatingPointError, match=r"NaN during .* for observations \[1\]"):
         map_estimate(f, bounds=BOX, init=init, optimizer=optimizer)
+
+
+class Weighted(SquaredDistance):
+    """SquaredDistance with a trainable scale: MAP must not write its parameter gradients."""
+
+    def __init__(self):
+        super().__init__(POS)
+        self.w = torch.nn.Parameter(torch.tensor(1.0, dtype=F64))
+
+    def energy(self, x, c):
+        return self.w * super().energy(x, c)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_map_leaves_network_gradients_alone_and_works_under_no_grad(optimizer):
+    net = Weighted()
+    x = torch.tensor([[0.2, -0.3]], dtype=F64)
+    with torch.no_grad():  # e.g. called from an evaluation loop
+        r = map_estimate(concept_energy(net, x), grid=5, optimizer=optimizer, steps=50)
+    torch.testing.assert_close(r.c, x, atol=1e-4, rtol=0)
+    assert net.w.grad is None
