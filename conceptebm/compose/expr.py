@@ -27,6 +27,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from conceptebm.compose.calibrate import reference_scale
 from conceptebm.energies import And, ConditionalEnergy, Energy, Not, Or, Scale
 
 __all__ = ["ExpressionError", "Atom", "Conj", "Disj", "Neg", "Weighted", "parse", "build",
@@ -206,16 +207,32 @@ def parse(text: str):
 
 # ----------------------------------------------------------------------------- building
 def build(tree, models: Mapping[str, ConditionalEnergy] | Callable[[str], ConditionalEnergy],
-          *, alpha: float = 0.01, temperature: float = 1.0, text: str = "") -> Energy:
+          *, alpha: float = 0.01, temperature: float = 1.0,
+          scales: Mapping[str, float] | None = None, text: str = "") -> Energy:
     """Turn a parsed tree into an Energy.
 
     Args:
         models: concept name -> ConditionalEnergy (or a function doing that lookup and raising
             ``KeyError`` for unknown names).
         alpha: weight of every negation (eq. 9).
-        temperature: temperature of every disjunction (eq. 7).
+        temperature: temperature of every disjunction (eq. 7); with ``scales`` it is in units of
+            the composition's reference scale.
+        scales: concept name -> energy gap (:func:`conceptebm.compose.calibrate.energy_gap`).
+            Each concept energy is multiplied by ``ref / gap`` (ref = geometric mean of the gaps
+            used), so all concepts weigh the same and the raw models' step size still fits.
+            ``None`` composes the raw energies, exactly as the paper's equations.
         text: the source text, for error messages.
     """
+    weights: dict[str, float] = {}
+    if scales is not None:
+        names = sorted(_atom_names(tree))
+        for name in names:
+            if name not in scales:
+                raise ExpressionError(f"no energy scale for concept {name!r}; calibrate it or "
+                                      "compose uncalibrated", text, 0)
+        ref = reference_scale(scales, names)
+        weights = {n: ref / scales[n] for n in names}
+        temperature = temperature * ref
     def lookup(atom: Atom) -> ConditionalEnergy:
         try:
             return models[atom.name] if isinstance(models, Mapping) else models(atom.name)
@@ -228,9 +245,11 @@ def build(tree, models: Mapping[str, ConditionalEnergy] | Callable[[str], Condit
         if isinstance(node, Atom):
             model = lookup(node)
             try:
-                return model.given(node.value)
+                bound = model.given(node.value)
             except ValueError as err:
                 raise ExpressionError(str(err), text, node.pos) from None
+            w = weights.get(node.name, 1.0)
+            return bound if w == 1.0 else Scale(bound, w)
         if isinstance(node, Conj):
             return And(*(go(t) for t in node.terms))
         if isinstance(node, Disj):
@@ -252,18 +271,26 @@ def build(tree, models: Mapping[str, ConditionalEnergy] | Callable[[str], Condit
     return energy
 
 
+def _atom_names(node) -> set[str]:
+    if isinstance(node, Atom):
+        return {node.name}
+    children = node.terms if isinstance(node, (Conj, Disj)) else (node.term,)
+    return set().union(*(_atom_names(c) for c in children))
+
+
 def _first_pos(node) -> int:
     while not isinstance(node, Atom):
         node = node.terms[0] if isinstance(node, (Conj, Disj)) else node.term
     return node.pos
 
 
-def compile_expression(text: str, models, *, alpha: float = 0.01,
-                       temperature: float = 1.0) -> Energy:
+def compile_expression(text: str, models, *, alpha: float = 0.01, temperature: float = 1.0,
+                       scales: Mapping[str, float] | None = None) -> Energy:
     """``build(parse(text), models, ...)`` in one call.
 
     Example:
         >>> energy = compile_expression(  # doctest: +SKIP
         ...     "position=(0.3,-0.2) & ~color=red", models)
     """
-    return build(parse(text), models, alpha=alpha, temperature=temperature, text=text)
+    return build(parse(text), models, alpha=alpha, temperature=temperature, scales=scales,
+                 text=text)

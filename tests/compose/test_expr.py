@@ -135,3 +135,22 @@ def test_fuzz_arbitrary_unicode(text):
         parse(text)
     except ExpressionError as err:
         assert 0 <= err.pos <= len(text)
+
+
+def test_calibrated_build_weights_each_concept_by_its_gap():
+    scales = {"position": 4.0, "color": 1.0}
+    e = compile_expression("position=(0,0) & color=red | color=blue", MODELS,
+                           temperature=0.5, scales=scales)
+    # ref = sqrt(4 * 1) = 2: position weighted 2/4, color 2/1, temperature 0.5 * 2
+    assert isinstance(e, Or) and e.temperature == 1.0
+    x = torch.randn(4, 3)
+    pos = ((x[:, :2]) ** 2).sum(1)
+    red = ((x - torch.tensor([1.0, 0, 0])) ** 2).sum(1)
+    blue = ((x - torch.tensor([0.0, 0, 1])) ** 2).sum(1)
+    hand = -1.0 * torch.logsumexp(torch.stack([-(0.5 * pos + 2 * red), -2 * blue]), 0)
+    torch.testing.assert_close(e(x), hand)
+
+
+def test_calibrated_build_needs_every_scale():
+    with pytest.raises(ExpressionError, match="no energy scale for concept 'color'"):
+        compile_expression("position=(0,0) & color=red", MODELS, scales={"position": 1.0})

@@ -1,0 +1,82 @@
+"""Calibrated composition: put independently trained energies on one scale.
+
+Concept EBMs trained separately end up with arbitrary energy scales (contrastive divergence
+fixes energies only up to the L2 penalty). A disjunction at temperature 1 then acts like a
+conjunction when energies are tiny, a negation with alpha = 0.01 does nothing or everything,
+and a conjunction lets the larger-scale concept win (``shared/reference/cpu-prototype.md``,
+failure modes 4-6).
+
+We measure each model's *energy gap* on real data,
+
+    gap = mean over (x, c, c') of E(x|c') - E(x|c),
+
+x a real image with concept value c and c' a random other value: how many energy units the
+model puts between a right and a wrong concept. Dividing by it puts every model in the same
+units ("one unit = one typical wrong concept"). :func:`calibrated_models` wraps each model so
+that ``E_i * ref / gap_i`` is used, with ``ref`` the geometric mean of the gaps, so the
+sampler step size tuned for the raw models stays right; temperatures of disjunctions are then
+given in units of ``ref`` (:func:`conceptebm.compose.build`'s ``scales=`` argument).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+
+from conceptebm.energies import ConditionalEnergy
+
+__all__ = ["energy_gap", "random_other_values", "reference_scale"]
+
+
+def random_other_values(concept, c: Tensor, generator=None) -> Tensor:
+    """For encoded values ``c (B, dim)``, draw a random *other* value per row."""
+    b = c.shape[0]
+    if concept.is_categorical:
+        true = c.argmax(-1)  # (B,)
+        shift = torch.randint(1, concept.dim, (b,), generator=generator, device=c.device)
+        return torch.nn.functional.one_hot((true + shift) % concept.dim, concept.dim).to(c)
+    u = torch.rand((b, concept.dim), generator=generator, device=c.device, dtype=c.dtype)
+    return concept.low + (concept.high - concept.low) * u
+
+
+@torch.no_grad()
+def energy_gap(model: ConditionalEnergy, images: Tensor, labels, *, negatives: int = 4,
+               generator: torch.Generator | None = None, batch_size: int = 256) -> float:
+    """Mean ``E(x|c') - E(x|c)`` over real ``images (N, C, H, W)`` with labels ``c`` (raw or
+    encoded) and ``negatives`` random other values ``c'`` per image. Must be > 0 for a model
+    that prefers the right concept; a non-positive gap raises (the model cannot be calibrated).
+    """
+    concept = model.concept
+    c = concept.encode(labels, device=images.device, dtype=images.dtype)
+    if c.dim() != 2 or c.shape[0] != images.shape[0]:
+        raise ValueError(f"need one label per image: {images.shape[0]} images, labels "
+                         f"encoded to {tuple(c.shape)}")
+    if negatives < 1:
+        raise ValueError(f"negatives must be >= 1, got {negatives}")
+    gaps = []
+    for start in range(0, images.shape[0], batch_size):
+        x, ci = images[start:start + batch_size], c[start:start + batch_size]
+        e_true = model(x, ci)  # (b,)
+        for _ in range(negatives):
+            e_wrong = model(x, random_other_values(concept, ci, generator))
+            gaps.append(e_wrong - e_true)
+    gap = torch.cat(gaps)
+    if not torch.isfinite(gap).all():
+        raise FloatingPointError(f"{concept.name} model returned non-finite energies")
+    value = float(gap.mean())
+    if value <= 0:
+        raise ValueError(
+            f"{concept.name} model gives wrong concept values lower energy than right ones on "
+            f"average (gap {value:.3g}); it cannot be calibrated. Is it trained on this data?")
+    return value
+
+
+def reference_scale(scales: Mapping[str, float], names) -> float:
+    """Geometric mean of the gaps of the named models (the common unit of a composition)."""
+    vals = [scales[n] for n in names]
+    if not vals or any(not (math.isfinite(v) and v > 0) for v in vals):
+        raise ValueError(f"energy scales must be positive numbers, got {dict(scales)}")
+    return math.exp(sum(math.log(v) for v in vals) / len(vals))

@@ -1,0 +1,50 @@
+import pytest
+import torch
+
+from conceptebm.compose.calibrate import energy_gap, random_other_values, reference_scale
+from conceptebm.concepts import Concept
+from conceptebm.energies import ConditionalEnergy
+
+
+class Quadratic(ConditionalEnergy):
+    """E(x|c) = k |x - c|^2 with x a (B, dim) 'image' that equals its concept value."""
+
+    def __init__(self, concept, k):
+        super().__init__(concept)
+        self.k = k
+
+    def energy(self, x, c):
+        return self.k * ((x - c) ** 2).sum(1)
+
+
+def test_gap_of_a_quadratic_concept_matches_closed_form(gen):
+    # x = c exactly, c' uniform on [-1,1]: E(x|c') - E(x|c) = k |c - c'|^2 with
+    # E|c - c'|^2 = 2 * Var(U[-1,1]) = 2/3 for independent uniforms (x itself uniform).
+    concept = Concept.continuous("p", 1)
+    c = torch.rand(20000, 1, generator=gen, dtype=torch.float64) * 2 - 1
+    gap = energy_gap(Quadratic(concept, 3.0), c, c, negatives=1, generator=gen)
+    # sd of 3|c-c'|^2 is about 3 * 0.63; se = 1.9 / sqrt(20000) = 0.013
+    assert gap == pytest.approx(3.0 * 2 / 3, abs=0.06)
+
+
+def test_gap_of_categorical_concept_and_other_values_differ(gen):
+    concept = Concept.categorical("color", ["r", "g", "b", "y"])
+    idx = torch.randint(0, 4, (500,), generator=gen)
+    onehot = concept.encode(idx).double()
+    other = random_other_values(concept, onehot, gen)
+    assert (other.argmax(1) != idx).all() and torch.allclose(other.sum(1), torch.ones(500).double())
+    # |onehot - other onehot|^2 = 2 exactly
+    assert energy_gap(Quadratic(concept, 1.5), onehot, idx, generator=gen) == pytest.approx(3.0)
+
+
+def test_a_model_that_prefers_wrong_values_cannot_be_calibrated(gen):
+    concept = Concept.continuous("p", 1)
+    c = torch.rand(100, 1, generator=gen) * 2 - 1
+    with pytest.raises(ValueError, match="cannot be calibrated"):
+        energy_gap(Quadratic(concept, -1.0), c, c, generator=gen)
+
+
+def test_reference_scale_is_geometric_mean():
+    assert reference_scale({"a": 4.0, "b": 1.0, "c": 9.0}, ["a", "c"]) == pytest.approx(6.0)
+    with pytest.raises(ValueError, match="positive"):
+        reference_scale({"a": 0.0}, ["a"])
