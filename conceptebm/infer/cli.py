@@ -1,0 +1,277 @@
+"""``conceptebm infer`` and ``conceptebm energy-map``: concept inference on image files.
+
+    conceptebm infer scene.png --concept position
+    conceptebm infer view1.png view2.png view3.png --posterior     # one object, three views
+    conceptebm infer a.png b.png --separate --concept color
+    conceptebm energy-map two_cubes.png -o map.png --objects 2
+
+Several images given to ``infer`` are views of one object (paper eq. 11: their energies add)
+unless ``--separate``. ``--posterior`` adds a 90% credible interval from Pyro's NUTS started at
+the MAP (continuous concepts) or the posterior of every category (categorical ones).
+``--model`` takes a shipped model name (``conceptebm.pretrained``) or a checkpoint path; by
+default the shipped model of ``--concept``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+__all__ = ["register", "load_model", "read_image", "CommandError", "KNOWN_CONCEPTS"]
+
+KNOWN_CONCEPTS = ("position", "size", "color", "shape")  # the scene datasets' object labels
+
+
+class CommandError(ValueError):
+    """A user error on the command line: printed as ``error: ...``, exit status 2."""
+
+
+def read_image(path: str | Path) -> torch.Tensor:
+    """An image file as a float tensor ``(3, H, W)`` in [0, 1] (alpha dropped, grey to RGB)."""
+    from PIL import Image, UnidentifiedImageError
+
+    p = Path(path)
+    if not p.exists():
+        raise CommandError(f"image not found: {p}")
+    if p.is_dir():
+        raise CommandError(f"{p} is a folder; give image files (e.g. {p}/*.png)")
+    try:
+        with Image.open(p) as im:
+            rgb = im.convert("RGB")
+    except (UnidentifiedImageError, OSError) as err:
+        raise CommandError(f"cannot read image {p}: {err}") from None
+    data = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8)
+    return data.reshape(rgb.height, rgb.width, 3).permute(2, 0, 1).float() / 255.0
+
+
+def _fit_size(image: torch.Tensor, path, model, resize: bool) -> torch.Tensor:
+    size = getattr(model, "image_size", None)
+    if size is None or tuple(image.shape[-2:]) == (size, size):
+        return image
+    if not resize:
+        raise CommandError(
+            f"image {path} is {image.shape[-1]}x{image.shape[-2]} (width x height) but the "
+            f"{model.concept.name} model reads {size}x{size} images; pass --resize to rescale "
+            "it (the aspect ratio is not kept)")
+    out = torch.nn.functional.interpolate(image[None], size=(size, size), mode="bilinear",
+                                          antialias=True, align_corners=False)[0]
+    return out.clamp(0, 1)
+
+
+def load_model(spec: str | None, concept: str | None, device=None):
+    """The model for ``--model spec`` / ``--concept concept``.
+
+    ``spec`` is a checkpoint path (``.safetensors``, from ``conceptebm train``) or a shipped
+    model name; ``None`` means the shipped model of ``concept``. Raises :class:`CommandError`
+    for unknown concepts (listing the known ones), missing files and a model of another concept.
+    """
+    if concept is not None and concept not in KNOWN_CONCEPTS and spec is None:
+        raise CommandError(f"unknown concept {concept!r}; known concepts: "
+                           f"{', '.join(KNOWN_CONCEPTS)} (or pass --model PATH of a checkpoint)")
+    name = spec or concept or "position"
+    looks_like_path = spec is not None and (Path(spec).suffix or "/" in spec or Path(spec).exists())
+    if looks_like_path:
+        from conceptebm.train.checkpoint import CheckpointError, load_energy
+
+        if not Path(spec).exists():
+            raise CommandError(f"model checkpoint not found: {spec}")
+        try:
+            model = load_energy(spec, device=device)
+        except CheckpointError as err:
+            raise CommandError(f"cannot load model {spec}: {err}") from None
+    else:
+        try:
+            from conceptebm import pretrained
+
+            loader = pretrained.load
+        except (ImportError, AttributeError):
+            raise CommandError("this install has no shipped models yet (conceptebm.pretrained."
+                               "load is missing); train one with `conceptebm train` and pass "
+                               "--model PATH/best.safetensors") from None
+        try:
+            model = loader(name, device=device) if device is not None else loader(name)
+        except (KeyError, ValueError, FileNotFoundError) as err:
+            msg = err.args[0] if err.args else str(err)
+            raise CommandError(f"no shipped model {name!r}: {msg}") from None
+    model = model.eval()
+    if concept is not None and model.concept.name != concept:
+        raise CommandError(f"the model {name!r} is a {model.concept.name!r} model, not "
+                           f"{concept!r}; drop --concept or choose a {concept} model")
+    return model.requires_grad_(False)
+
+
+def _load_images(paths, model, resize: bool) -> torch.Tensor:
+    images = [_fit_size(read_image(p), p, model, resize) for p in paths]
+    shapes = {tuple(im.shape) for im in images}
+    if len(shapes) > 1:
+        raise CommandError(f"the images have different sizes {sorted(shapes)}; pass --resize")
+    return torch.stack(images)  # (N, 3, H, W)
+
+
+def _posterior_text(post, concept) -> str:
+    lo, hi = post.interval
+    coords = "xyz" if concept.dim <= 3 else [str(i) for i in range(concept.dim)]
+    parts = [f"{coords[i]} [{lo[i]:+.3f}, {hi[i]:+.3f}]" for i in range(concept.dim)]
+    return (f"  {round(100 * post.level)}% interval (NUTS, {post.samples.shape[0]} samples, "
+            f"ESS {float(post.ess.min()):.0f}): " + "  ".join(parts))
+
+
+def _infer(args: argparse.Namespace) -> int:
+    from conceptebm.infer.multiview import multiview_posterior
+    from conceptebm.infer.scene_inference import infer_concept
+
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model, args.concept)
+    images = _load_images(args.images, model, args.resize)  # (N, 3, H, W)
+    concept = model.concept
+    separate = args.separate or len(args.images) == 1
+    sets = images[:, None] if separate else images[None]  # (S, V, 3, H, W)
+    names = [str(p) for p in args.images] if separate else [f"{len(args.images)} views"]
+    est = infer_concept(model, sets, views=True, grid=args.grid, steps=args.steps)
+    report = []
+    for i, name in enumerate(names):
+        row = {"images": [str(p) for p in args.images] if not separate else [name],
+               "concept": concept.name, "energy": float(est.energy[i])}
+        line = f"{name}: {est.describe(i)}   (energy {float(est.energy[i]):.4g})"
+        if concept.is_categorical:
+            row["value"] = est.names[i]
+            if args.posterior:  # exact: p(k | x) ∝ exp(-E(x | k)) over the K categories
+                probs = torch.softmax(-est.energies[i].double(), dim=0)
+                row["probabilities"] = dict(zip(concept.values, probs.tolist(), strict=True))
+                top = probs.argsort(descending=True)[:3].tolist()
+                line += "\n  posterior: " + ", ".join(
+                    f"{concept.values[k]} {probs[k]:.3f}" for k in top)
+        else:
+            row["value"] = est.value[i].tolist()
+            if args.posterior:
+                post = multiview_posterior(model, sets[i], num_samples=args.samples,
+                                           warmup_steps=args.warmup, level=args.level,
+                                           init=est.value[i], seed=args.seed)
+                row["posterior"] = {"mean": post.mean.tolist(), "level": post.level,
+                                    "interval": post.interval.tolist(),
+                                    "ess": post.ess.tolist(), "samples": post.samples.shape[0]}
+                line += "\n" + _posterior_text(post, concept)
+        report.append(row)
+        if not args.json:
+            print(line)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    return 0
+
+
+def _energy_map(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from conceptebm.infer.energy_map import concept_grid, energy_map
+    from conceptebm.infer.scene_inference import (
+        energy_basins,
+        infer_concept,
+        refine_basins,
+        scene_energy_maps,
+    )
+    from conceptebm.infer.scene_plots import plot_energy_curve, plot_energy_map, show_image
+
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model, args.concept)
+    image = _load_images([args.image], model, args.resize)  # (1, 3, H, W)
+    concept = model.concept
+    out = Path(args.output)
+    if out.suffix.lower() != ".png":
+        raise CommandError(f"--output must be a .png file, got {out}")
+    if args.objects < 1:
+        raise CommandError(f"--objects must be >= 1, got {args.objects}")
+    fig, (ax_img, ax_map) = plt.subplots(1, 2, figsize=(8.5, 3.8),
+                                         gridspec_kw={"width_ratios": [1, 1.3]})
+    show_image(ax_img, image[0], Path(args.image).name)
+    if not concept.is_categorical and concept.dim == 2:
+        maps, grid = scene_energy_maps(model, image, args.points)
+        found = refine_basins(model, image, energy_basins(maps, grid, args.objects,
+                                                         min_separation=args.separation))
+        marks = found.points[0, : int(found.found[0])]
+        plot_energy_map(ax_map, maps[0], concept, marks=marks,
+                        title=f"E(x | {concept.name}) over {args.points}x{args.points} grid")
+        for k, p in enumerate(marks.tolist()):
+            print(f"basin {k + 1}: {concept.name} = ({p[0]:+.3f}, {p[1]:+.3f})   "
+                  f"(energy {float(found.energy[0, k]):.4g})")
+    elif not concept.is_categorical and concept.dim == 1:
+        grid = concept_grid(concept, args.points)
+        e = energy_map(model, image[0], grid)  # (G,)
+        est = infer_concept(model, image)
+        plot_energy_curve(ax_map, e, concept, grid, mark=float(est.value[0, 0]),
+                          title=f"E(x | {concept.name})")
+        print(est.describe(0))
+    elif concept.is_categorical:
+        est = infer_concept(model, image)
+        plot_energy_curve(ax_map, est.energies[0], concept, title=f"E(x | {concept.name})")
+        print(est.describe(0))
+    else:
+        raise CommandError(f"energy-map draws concepts of dim 1 or 2 and categorical ones; "
+                           f"{concept.name!r} has dim {concept.dim}")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    print(f"wrote {out}")
+    return 0
+
+
+def _guarded(func):
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except CommandError as err:
+            print(f"conceptebm {args.command}: error: {err}", file=sys.stderr)
+            return 2
+    return run
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--concept", default=None,
+                   help=f"concept to infer: {', '.join(KNOWN_CONCEPTS)} (default: the model's, "
+                        "or position)")
+    p.add_argument("--model", default=None,
+                   help="shipped model name or checkpoint path (default: the shipped model of "
+                        "--concept)")
+    p.add_argument("--resize", action="store_true",
+                   help="rescale images to the model's input size instead of refusing them")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("infer", help="infer a concept (position, color, ...) from image files",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG files")
+    _common(p)
+    p.add_argument("--separate", action="store_true",
+                   help="infer each image on its own (default: several images are views of "
+                        "one object and their energies add, eq. 11)")
+    p.add_argument("--posterior", action="store_true",
+                   help="add a credible interval (NUTS) or the category probabilities")
+    p.add_argument("--level", type=float, default=0.9, help="interval probability (0.9)")
+    p.add_argument("--samples", type=int, default=300, help="NUTS samples (300)")
+    p.add_argument("--warmup", type=int, default=200, help="NUTS warm-up steps (200)")
+    p.add_argument("--seed", type=int, default=0, help="NUTS seed (0)")
+    p.add_argument("--grid", type=int, default=None,
+                   help="MAP start grid, points per coordinate (17 for a position)")
+    p.add_argument("--steps", type=int, default=60, help="Adam refinement steps (60)")
+    p.add_argument("--json", action="store_true", help="print a JSON report instead of text")
+    p.set_defaults(func=_guarded(_infer))
+
+    m = sub.add_parser("energy-map", help="plot E(x | concept) over the concept for one image",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    m.add_argument("image", metavar="IMAGE", help="a PNG/JPEG file")
+    m.add_argument("-o", "--output", default="energy_map.png", help="PNG to write")
+    _common(m)
+    m.add_argument("--points", type=int, default=48, help="grid points per coordinate (48)")
+    m.add_argument("--objects", type=int, default=1,
+                   help="mark this many separated basins (2 for a two-object scene)")
+    m.add_argument("--separation", type=float, default=0.3,
+                   help="minimum distance between marked basins (0.3)")
+    m.set_defaults(func=_guarded(_energy_map))

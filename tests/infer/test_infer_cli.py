@@ -1,0 +1,146 @@
+"""``conceptebm infer`` and ``conceptebm energy-map`` on rendered PNGs written in tmp_path.
+
+The model is the analytic stand-in of ``standins.py`` (patched in as the loaded model), so the
+estimates can be checked against the rendered truth; one test loads a real checkpoint file.
+"""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+from standins import SaliencyPosition
+
+import conceptebm.infer.cli as infer_cli
+from conceptebm.cli import main
+from conceptebm.datasets import make_dataset
+
+
+def _png(path, image):
+    arr = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    Image.fromarray(arr).save(path)
+    return str(path)
+
+
+@pytest.fixture
+def standin(monkeypatch):
+    model = SaliencyPosition()
+    seen = {}
+
+    def fake_load(spec, concept, device=None):
+        seen["args"] = (spec, concept)
+        if concept not in (None, "position"):
+            return real_load(spec, concept)  # the real error path for other concepts
+        return model
+
+    real_load = infer_cli.load_model
+    monkeypatch.setattr(infer_cli, "load_model", fake_load)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    images, labels = make_dataset("position", size=16, seed=3).batch(range(3))
+    two, two_labels = make_dataset("two_objects", size=16, seed=2).batch([0])
+    return images, labels["position"], two[0], two_labels["position"][0]
+
+
+def test_infer_prints_the_estimate_of_one_image(tmp_path, capsys, standin, rendered):
+    images, truth, _, _ = rendered
+    p = _png(tmp_path / "a.png", images[0])
+    assert main(["infer", p, "--concept", "position"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{p}: position = (") and "energy" in out
+    assert main(["infer", p, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert len(report) == 1 and report[0]["concept"] == "position"
+    assert (torch.tensor(report[0]["value"]) - truth[0]).norm() < 0.2
+    assert standin["args"] == (None, None)
+
+
+def test_several_images_are_views_unless_separate(tmp_path, capsys, standin, rendered):
+    images, truth, _, _ = rendered
+    # three renders of the same scene with pixel noise: views of one position
+    gen = torch.Generator().manual_seed(0)
+    noisy = (images[1] + 0.05 * torch.randn(3, *images.shape[1:], generator=gen)).clamp(0, 1)
+    paths = [_png(tmp_path / f"v{i}.png", noisy[i]) for i in range(3)]
+    assert main(["infer", *paths, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert len(report) == 1 and report[0]["images"] == paths
+    assert (torch.tensor(report[0]["value"]) - truth[1]).norm() < 0.2
+    assert main(["infer", *paths, "--separate"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [ln.split(":")[0] for ln in lines] == paths
+
+
+def test_posterior_prints_a_nuts_interval_around_the_map(tmp_path, capsys, standin, rendered):
+    images, truth, _, _ = rendered
+    p = _png(tmp_path / "a.png", images[2])
+    args = ["infer", p, "--posterior", "--samples", "60", "--warmup", "40", "--json"]
+    assert main(args) == 0
+    row = json.loads(capsys.readouterr().out)[0]
+    lo, hi = torch.tensor(row["posterior"]["interval"])
+    value = torch.tensor(row["value"])
+    assert row["posterior"]["level"] == 0.9 and row["posterior"]["samples"] == 60
+    assert (lo <= hi).all() and (lo - 0.05 <= value).all() and (value <= hi + 0.05).all()
+    assert main(args[:-1]) == 0
+    assert "90% interval (NUTS, 60 samples" in capsys.readouterr().out
+
+
+def test_energy_map_writes_a_png_with_two_basins(tmp_path, capsys, standin, rendered):
+    _, _, two, two_truth = rendered
+    p = _png(tmp_path / "two.png", two)
+    out_png = tmp_path / "maps" / "map.png"
+    assert main(["energy-map", p, "-o", str(out_png), "--objects", "2", "--points", "25"]) == 0
+    out = capsys.readouterr().out
+    assert out_png.stat().st_size > 5000 and f"wrote {out_png}" in out
+    basins = [ln for ln in out.splitlines() if ln.startswith("basin")]
+    assert len(basins) == 2
+    found = torch.tensor([[float(v) for v in ln.split("(")[1].split(")")[0].split(",")]
+                          for ln in basins])
+    dist = (found[:, None] - two_truth[None]).norm(dim=-1)  # (found, true)
+    assert min(dist[0, 0] + dist[1, 1], dist[0, 1] + dist[1, 0]) < 0.5, (found, two_truth)
+
+
+def test_errors_are_clear(tmp_path, capsys, standin, rendered):
+    images = rendered[0]
+    assert main(["infer", str(tmp_path / "missing.png")]) == 2
+    assert "image not found" in capsys.readouterr().err
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    assert main(["infer", str(bad)]) == 2
+    assert "cannot read image" in capsys.readouterr().err
+    big = _png(tmp_path / "big.png", torch.nn.functional.interpolate(images[:1], size=64)[0])
+    assert main(["infer", big]) == 2
+    err = capsys.readouterr().err
+    assert "64x64" in err and "32x32" in err and "--resize" in err
+    assert main(["infer", big, "--resize"]) == 0
+    assert "position = (" in capsys.readouterr().out
+    ok = _png(tmp_path / "ok.png", images[0])
+    assert main(["infer", ok, "--concept", "happiness"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown concept 'happiness'" in err and "position, size, color, shape" in err
+    assert main(["energy-map", ok, "-o", str(tmp_path / "map.jpg")]) == 2
+    assert ".png" in capsys.readouterr().err
+
+
+def test_model_checkpoint_path(tmp_path, capsys, rendered):
+    ckpt = pytest.importorskip("conceptebm.train.checkpoint")
+    from conceptebm.datasets import scene_concepts
+    from conceptebm.energies.nets import ConvEnergyNet
+
+    torch.manual_seed(0)  # an untrained net: this checks loading and plumbing, not accuracy
+    net = ConvEnergyNet(scene_concepts()["color"], width=4, embed_dim=8)
+    path = tmp_path / "color.safetensors"
+    ckpt.save_checkpoint(path, {"model": net.state_dict()}, {"net": net.config})
+    p = _png(tmp_path / "a.png", rendered[0][0])
+    assert main(["infer", p, "--model", str(path), "--posterior"]) == 0
+    out = capsys.readouterr().out
+    assert "color = " in out and "posterior:" in out
+    assert main(["infer", p, "--model", str(path), "--concept", "position"]) == 2
+    assert "is a 'color' model, not 'position'" in capsys.readouterr().err
+    assert main(["infer", p, "--model", str(tmp_path / "nope.safetensors")]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+    out_png = tmp_path / "color_map.png"
+    assert main(["energy-map", p, "--model", str(path), "-o", str(out_png)]) == 0
+    assert out_png.stat().st_size > 3000
