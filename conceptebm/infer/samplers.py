@@ -93,6 +93,11 @@ def _positive_step(step_size, name: str = "step_size"):
 def _per_chain(v, x: Tensor):
     """Broadcast a float or (chains,) tensor against x of shape (chains, *event)."""
     if isinstance(v, Tensor) and v.dim() > 0:
+        if v.numel() not in (1, x.shape[0]):
+            raise ValueError(
+                f"a per-chain step size or noise scale needs 1 or {x.shape[0]} values (one per "
+                f"chain), got shape {tuple(v.shape)}"
+            )
         return v.to(x).reshape(-1, *([1] * (x.dim() - 1)))
     return v
 
@@ -107,8 +112,14 @@ def energy_and_grad(energy_fn, x: Tensor) -> tuple[Tensor, Tensor]:
                 f"energy returned shape {tuple(e.shape)} for {x.shape[0]} chains; it must "
                 f"return one energy per chain, shape ({x.shape[0]},)"
             )
-        (g,) = torch.autograd.grad(e.sum(), x)
-    return e.detach(), g
+        if not e.requires_grad:
+            raise ValueError(
+                "the energy's output does not depend differentiably on x (no grad_fn): was it "
+                "computed under torch.no_grad(), or detached? Samplers need dE/dx."
+            )
+        (g,) = torch.autograd.grad(e.sum(), x, allow_unused=True)
+    # allow_unused: an energy that ignores x (a flat target) has gradient zero.
+    return e.detach(), torch.zeros_like(x) if g is None else g
 
 
 def init_state(energy_fn, x: Tensor, *, evaluate: bool = True) -> LangevinState:

@@ -265,3 +265,22 @@ def test_other_sampler_arguments_are_validated():
         mala(g, (2, 1), num_steps=1, bounds=(0.0,))
     with pytest.raises(ValueError, match="at least 2 dims"):
         init_state(g, torch.zeros(3))
+
+
+def test_per_chain_step_sizes_must_match_the_chains():
+    state = LangevinState(torch.zeros(3, 2, dtype=F64))
+    with pytest.raises(ValueError, match=r"needs 1 or 3 values \(one per chain\), got shape"):
+        ula_step(state, _gauss([0.0, 0.0], 1.0), step_size=torch.tensor([0.1, 0.2]))
+
+
+def test_energy_without_a_graph_raises_clearly():
+    def detached(x):
+        with torch.no_grad():
+            return 0.5 * (x**2).sum(1)
+
+    with pytest.raises(ValueError, match="does not depend differentiably on x"):
+        langevin(detached, (4, 2), num_steps=1)
+    # an energy that ignores x but keeps a graph (a parameter) is flat: gradient zero
+    w = torch.nn.Parameter(torch.ones(()))
+    state = init_state(lambda x: w * torch.ones(x.shape[0]), torch.zeros(4, 2))
+    assert torch.equal(state.grad, torch.zeros(4, 2))
