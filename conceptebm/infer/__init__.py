@@ -8,6 +8,13 @@ Both are Langevin / MALA chains (``langevin``, ``mala``, ``run_chain`` over the 
 from conceptebm.infer.chain import ChainResult, langevin, mala, run_chain
 from conceptebm.infer.energy_map import box_bounds, concept_grid, energy_map
 from conceptebm.infer.init import initial_samples, smooth_noise
+from conceptebm.infer.multiview import (
+    GridPosterior,
+    Posterior,
+    grid_posterior,
+    multiview_model,
+    multiview_posterior,
+)
 from conceptebm.infer.optimize import (
     CategoricalMAP,
     ConceptEnergy,
@@ -34,6 +41,14 @@ from conceptebm.infer.samplers import (
     langevin_step,
     mala_step,
     ula_step,
+)
+from conceptebm.infer.scene_inference import (
+    Basins,
+    ConceptEstimate,
+    energy_basins,
+    infer_concept,
+    locate_objects,
+    scene_energy_maps,
 )
 
 __all__ = [
@@ -67,4 +82,15 @@ __all__ = [
     "pyro_map",
     "PyroMAP",
     "nuts_posterior",
+    "infer_concept",
+    "ConceptEstimate",
+    "scene_energy_maps",
+    "energy_basins",
+    "locate_objects",
+    "Basins",
+    "multiview_model",
+    "multiview_posterior",
+    "Posterior",
+    "grid_posterior",
+    "GridPosterior",
 ]
