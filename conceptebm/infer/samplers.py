@@ -136,7 +136,17 @@ def init_state(energy_fn, x: Tensor, *, evaluate: bool = True) -> LangevinState:
 
 
 def _chain_norm(g: Tensor) -> Tensor:
-    return g.flatten(1).norm(dim=1)  # (chains,)
+    norm = g.flatten(1).norm(dim=1)  # (chains,)
+    over = torch.isinf(norm)
+    if over.any():
+        # Finite entries whose squares overflow (|g| > ~1e19 in float32) give an inf norm,
+        # which would read as a non-finite gradient and make grad_clip zero the drift.
+        # Rescale those chains; a genuinely inf/NaN entry still gives a non-finite norm.
+        gf = g.flatten(1)[over]
+        top = gf.abs().amax(1)
+        norm = norm.clone()
+        norm[over] = (gf / top[:, None]).norm(dim=1) * top
+    return norm
 
 
 def _clip(g: Tensor, grad_clip: float | None) -> tuple[Tensor, Tensor]:

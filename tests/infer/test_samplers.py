@@ -284,3 +284,16 @@ def test_energy_without_a_graph_raises_clearly():
     w = torch.nn.Parameter(torch.ones(()))
     state = init_state(lambda x: w * torch.ones(x.shape[0]), torch.zeros(4, 2))
     assert torch.equal(state.grad, torch.zeros(4, 2))
+
+
+def test_huge_finite_gradients_are_clipped_not_treated_as_non_finite():
+    # float32 entries of 1e20 square to inf: the norm must still come out finite (1e20 * 2)
+    w = torch.tensor([[1e20, 1e20, 1e20, 1e20], [3.0, 4.0, 0.0, 0.0]])
+    state = LangevinState(torch.zeros(2, 4))
+    new, info = langevin_step(state, Linear(w), step_size=0.1, noise_scale=0.0, grad_clip=1.0)
+    torch.testing.assert_close(new.x[0], torch.full((4,), -0.05))  # unit direction, step 0.1
+    torch.testing.assert_close(info.grad_norm, torch.tensor([2e20, 5.0]))
+    w_inf = w.clone()
+    w_inf[0, 0] = float("inf")
+    with pytest.raises(FloatingPointError, match=r"chains \[0\]"):
+        langevin_step(state, Linear(w_inf), step_size=0.1, noise_scale=0.0, grad_clip=1.0)
