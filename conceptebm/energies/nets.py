@@ -1,0 +1,308 @@
+"""Conditional convolutional energy networks E(x|c) for scene images.
+
+:class:`ConvEnergyNet` is a small residual conv net sized for a CPU (about 180k parameters at
+the default width 16, 32x32 images; 64x64 adds one stage) and configurable up. The concept
+value ``c`` enters three ways, as the CPU prototype found effective
+(``shared/reference/cpu-prototype.md``):
+
+* FiLM: an MLP embeds ``c``; every conv output is modulated ``h * (1 + gamma) + beta`` with
+  per-layer linear maps initialised to zero, so an untrained net ignores the label;
+* label maps: ``c`` broadcast as constant input channels;
+* CoordConv: two input channels holding the pixel grid coordinates in [-1, 1], so a position
+  label can be compared with where things are.
+
+Continuous concepts are rescaled to [-1, 1] from their ``[low, high]`` range inside the net,
+categorical ones enter as one-hot vectors. Several concepts at once use a
+:class:`JointConcept`, whose encoding is the concatenation of its parts.
+
+The official networks (``official-code-notes.md`` section 2) condition linearly on the raw
+label and use spectral norm; here spectral norm is an option (off by default: not needed at
+these sizes in the prototype) and the label goes through an MLP first.
+
+Example:
+    >>> from conceptebm.concepts import Concept
+    >>> net = ConvEnergyNet(Concept.continuous("position", dim=2))
+    >>> x = torch.rand(4, 3, 32, 32)
+    >>> net.given((0.3, -0.2))(x).shape
+    torch.Size([4])
+    >>> build_energy_net(net.config).config == net.config
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from conceptebm.concepts import Concept
+from conceptebm.energies.base import ConditionalEnergy
+
+__all__ = ["ConvEnergyNet", "JointConcept", "build_energy_net", "concept_from_dict"]
+
+
+@dataclass(frozen=True)
+class JointConcept(Concept):
+    """Several concepts conditioned on together; the encoding concatenates the parts.
+
+    ``encode`` takes a mapping ``{part name: value}`` or a sequence in part order, or an
+    already encoded tensor of width ``dim``.
+
+    Example:
+        >>> pos = Concept.continuous("position", dim=2)
+        >>> col = Concept.categorical("color", ["red", "green"])
+        >>> joint = JointConcept.of([pos, col])
+        >>> joint.encode({"position": (0.5, 0.0), "color": "green"})
+        tensor([0.5000, 0.0000, 0.0000, 1.0000])
+    """
+
+    parts: tuple[Concept, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def of(cls, parts: Sequence[Concept]) -> JointConcept:
+        parts = tuple(parts)
+        if len(parts) < 2 or not all(isinstance(p, Concept) for p in parts):
+            raise ValueError(f"JointConcept needs at least two Concepts, got {parts!r}")
+        names = [p.name for p in parts]
+        if len(set(names)) != len(names):
+            raise ValueError(f"JointConcept parts need distinct names, got {names}")
+        return cls(name="+".join(names), kind="joint", dim=sum(p.dim for p in parts),
+                   parts=parts)
+
+    def __post_init__(self) -> None:
+        if self.dim != sum(p.dim for p in self.parts):
+            raise ValueError(f"JointConcept {self.name!r}: dim {self.dim} is not the sum of "
+                             f"its parts' dims")
+
+    def split(self, c: Tensor) -> list[Tensor]:
+        """The per-part slices of an encoded ``(..., dim)`` tensor."""
+        return list(torch.split(c, [p.dim for p in self.parts], dim=-1))
+
+    def encode(self, value, *, device=None, dtype=torch.float32) -> Tensor:
+        if isinstance(value, Tensor) and value.is_floating_point() and value.shape[-1] == self.dim:
+            for part, piece in zip(self.parts, self.split(value), strict=True):
+                part.check_range(piece)
+            return value.to(device=device, dtype=dtype)
+        if isinstance(value, Mapping):
+            missing = [p.name for p in self.parts if p.name not in value]
+            if missing:
+                raise ValueError(f"{self.name}: missing values for {missing}")
+            value = [value[p.name] for p in self.parts]
+        if not isinstance(value, Sequence) or len(value) != len(self.parts):
+            names = [p.name for p in self.parts]
+            raise ValueError(f"{self.name} expects one value per part {names} (a dict or a "
+                             f"sequence), got {value!r}")
+        enc = [p.encode(v, device=device, dtype=dtype)
+               for p, v in zip(self.parts, value, strict=True)]
+        batch = {e.shape[0] for e in enc if e.dim() == 2}
+        if len(batch) > 1:
+            raise ValueError(f"{self.name}: parts have different batch sizes {sorted(batch)}")
+        if batch:
+            n = batch.pop()
+            enc = [e.expand(n, -1) if e.dim() == 1 else e for e in enc]
+        return torch.cat(enc, dim=-1)
+
+    def check_range(self, c: Tensor) -> None:
+        for part, piece in zip(self.parts, self.split(c), strict=True):
+            part.check_range(piece)
+
+    def format(self, c: Tensor) -> str:
+        c = c.detach().reshape(-1, self.dim)[0]
+        return ";".join(p.format(piece) for p, piece in zip(self.parts, self.split(c), strict=True))
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "kind": "joint", "dim": self.dim,
+                "parts": [p.to_dict() for p in self.parts]}
+
+
+def concept_from_dict(d: Mapping) -> Concept:
+    """Rebuild a :class:`Concept` or :class:`JointConcept` from its ``to_dict()``."""
+    if d.get("kind") == "joint":
+        return JointConcept.of([concept_from_dict(p) for p in d["parts"]])
+    return Concept.from_dict(dict(d))
+
+
+def _parts(concept: Concept) -> tuple[Concept, ...]:
+    return concept.parts if isinstance(concept, JointConcept) else (concept,)
+
+
+class _FiLM(nn.Module):
+    """``h * (1 + gamma(e)) + beta(e)`` per channel, zero-initialised (identity at start)."""
+
+    def __init__(self, embed_dim: int, channels: int):
+        super().__init__()
+        self.proj = nn.Linear(embed_dim, 2 * channels)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, h: Tensor, emb: Tensor) -> Tensor:
+        gamma, beta = self.proj(emb)[:, :, None, None].chunk(2, dim=1)  # (B, C, 1, 1) each
+        return h * (1 + gamma) + beta
+
+
+class _ResBlock(nn.Module):
+    """Pre-activation residual block ``h + film(conv(swish(film(conv(swish(h))))))`` at
+    constant width. The identity path stays linear (a swish after the sum would halve the
+    signal at every block) and the second conv starts at zero, so the block starts as the
+    identity (as the official code's near-zero init)."""
+
+    def __init__(self, channels: int, embed_dim: int, wrap):
+        super().__init__()
+        self.conv1 = wrap(nn.Conv2d(channels, channels, 3, padding=1))
+        conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        if wrap is _identity:  # spectral norm cannot normalise a zero kernel
+            nn.init.zeros_(conv2.weight)
+            nn.init.zeros_(conv2.bias)
+        self.conv2 = wrap(conv2)
+        self.film1 = _FiLM(embed_dim, channels)
+        self.film2 = _FiLM(embed_dim, channels)
+        self.act = nn.SiLU()
+
+    def forward(self, h: Tensor, emb: Tensor) -> Tensor:
+        r = self.act(self.film1(self.conv1(self.act(h)), emb))
+        return h + self.film2(self.conv2(r), emb)
+
+
+class _Down(nn.Module):
+    """4x4 stride-2 conv, FiLM, swish: halves the resolution (and starts each stage)."""
+
+    def __init__(self, c_in: int, c_out: int, embed_dim: int, wrap):
+        super().__init__()
+        self.conv = wrap(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1))
+        self.film = _FiLM(embed_dim, c_out)
+        self.act = nn.SiLU()
+
+    def forward(self, h: Tensor, emb: Tensor) -> Tensor:
+        return self.act(self.film(self.conv(h), emb))
+
+
+def _identity(m: nn.Module) -> nn.Module:
+    return m
+
+
+class ConvEnergyNet(ConditionalEnergy):
+    """Residual conv energy E(x|c) for ``(batch, channels, H, W)`` images in [0, 1].
+
+    Layout for 32x32 (width w): stem 4x4/2 conv to w at 16x16, then per stage a 4x4/2 conv
+    (2w at 8x8, 4w at 4x4) followed by ``blocks`` residual blocks; flatten; linear to a scalar.
+    64x64 adds a stage (4w at 4x4 after 8x8). Every conv is followed by FiLM and swish.
+
+    Args:
+        concept: a :class:`Concept` or :class:`JointConcept` (several concepts at once).
+        image_size: H = W, a power of two >= 8 (32 and 64 are the tested sizes).
+        channels: image channels.
+        width: channels of the first layer; the cost grows about as width**2.
+        blocks: residual blocks after each downsampling conv.
+        embed_dim: width of the label embedding that feeds FiLM.
+        spectral_norm: spectral normalisation on every conv (the official code's choice).
+        label_maps: feed ``c`` as constant input channels.
+        coord_conv: feed the pixel coordinate grid as two input channels.
+
+    ``config`` holds everything needed to rebuild the net with :func:`build_energy_net`.
+    """
+
+    def __init__(self, concept: Concept | Sequence[Concept], *, image_size: int = 32,
+                 channels: int = 3, width: int = 16, blocks: int = 1, embed_dim: int = 64,
+                 spectral_norm: bool = False, label_maps: bool = True, coord_conv: bool = True):
+        if not isinstance(concept, Concept):
+            concept = JointConcept.of(concept)
+        super().__init__(concept)
+        for name, v, lo in (("image_size", image_size, 8), ("channels", channels, 1),
+                            ("width", width, 1), ("blocks", blocks, 0),
+                            ("embed_dim", embed_dim, 1)):
+            if int(v) != v or v < lo:
+                raise ValueError(f"ConvEnergyNet: {name} must be an integer >= {lo}, got {v!r}")
+        if image_size & (image_size - 1):
+            raise ValueError(f"ConvEnergyNet: image_size must be a power of two (32, 64), "
+                             f"got {image_size}")
+        self.config = {
+            "type": "ConvEnergyNet", "concept": concept.to_dict(), "image_size": int(image_size),
+            "channels": int(channels), "width": int(width), "blocks": int(blocks),
+            "embed_dim": int(embed_dim), "spectral_norm": bool(spectral_norm),
+            "label_maps": bool(label_maps), "coord_conv": bool(coord_conv),
+        }
+        self.image_size, self.channels = int(image_size), int(channels)
+        self.label_maps, self.coord_conv = bool(label_maps), bool(coord_conv)
+        wrap = nn.utils.parametrizations.spectral_norm if spectral_norm else _identity
+
+        # Continuous parts are mapped from [low, high] to [-1, 1]; one-hot parts pass as is.
+        scale, shift = [], []
+        for p in _parts(concept):
+            if p.is_categorical:
+                scale += [1.0] * p.dim
+                shift += [0.0] * p.dim
+            else:
+                half, mid = (p.high - p.low) / 2, (p.high + p.low) / 2
+                scale += [1 / half] * p.dim
+                shift += [-mid / half] * p.dim
+        self.register_buffer("c_scale", torch.tensor(scale), persistent=False)
+        self.register_buffer("c_shift", torch.tensor(shift), persistent=False)
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, image_size),
+                                torch.linspace(-1, 1, image_size), indexing="ij")
+        self.register_buffer("coords", torch.stack([xs, ys])[None], persistent=False)  # (1,2,H,W)
+
+        act = nn.SiLU()
+        self.embed = nn.Sequential(nn.Linear(concept.dim, embed_dim), act,
+                                   nn.Linear(embed_dim, embed_dim), act)
+        c_in = channels + 2 * self.coord_conv + concept.dim * self.label_maps
+        self.stem = _Down(c_in, width, embed_dim, wrap)  # (B, w, H/2, W/2)
+        stages, c, res = [], width, image_size // 2
+        level = 0
+        while res > 4:
+            level += 1
+            c_out = width * min(2 ** level, 4)
+            stages.append(_Down(c, c_out, embed_dim, wrap))
+            stages.extend(_ResBlock(c_out, embed_dim, wrap) for _ in range(blocks))
+            c, res = c_out, res // 2
+        self.stages = nn.ModuleList(stages)
+        self.head = nn.Linear(c * res * res, 1)  # flatten keeps where things are
+
+    def normalise(self, c: Tensor) -> Tensor:
+        """Encoded concept -> network input: continuous parts in [-1, 1]."""
+        return c * self.c_scale.to(c) + self.c_shift.to(c)
+
+    def energy(self, x: Tensor, c: Tensor) -> Tensor:
+        b = x.shape[0]
+        if x.shape[1:] != (self.channels, self.image_size, self.image_size):
+            raise ValueError(
+                f"{self!r} was built for images of shape ({self.channels}, {self.image_size}, "
+                f"{self.image_size}), got {tuple(x.shape[1:])}; build a net with "
+                f"image_size={x.shape[-1]} or resize the images"
+            )
+        cn = self.normalise(c.to(x))  # (B, L)
+        emb = self.embed(cn)  # (B, embed_dim)
+        inputs = [x]
+        if self.coord_conv:
+            inputs.append(self.coords.to(x).expand(b, -1, -1, -1))  # (B, 2, H, W)
+        if self.label_maps:
+            inputs.append(cn[:, :, None, None].expand(-1, -1, *x.shape[2:]))  # (B, L, H, W)
+        h = self.stem(torch.cat(inputs, dim=1), emb)  # (B, w, H/2, W/2)
+        for layer in self.stages:
+            h = layer(h, emb)
+        return self.head(h.flatten(1)).squeeze(1)  # (B,)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+_NETS = {"ConvEnergyNet": ConvEnergyNet}
+
+
+def build_energy_net(config: Mapping) -> ConditionalEnergy:
+    """Rebuild a network from its ``config`` dict (as stored in checkpoints).
+
+    Raises ``ValueError`` naming the problem for an unknown type or bad options.
+    """
+    config = dict(config)
+    kind = config.pop("type", None)
+    if kind not in _NETS:
+        raise ValueError(f"unknown energy net type {kind!r}; known: {sorted(_NETS)}")
+    if "concept" not in config:
+        raise ValueError("energy net config has no 'concept' entry")
+    concept = concept_from_dict(config.pop("concept"))
+    try:
+        return _NETS[kind](concept, **config)
+    except TypeError as err:
+        raise ValueError(f"bad options for {kind}: {err}") from None

@@ -1,0 +1,70 @@
+import pytest
+import torch
+
+from conceptebm.concepts import Concept
+from conceptebm.energies.nets import ConvEnergyNet, JointConcept, build_energy_net
+
+POS = Concept.continuous("position", dim=2)
+COLOR = Concept.categorical("color", ["red", "green", "blue"])
+SIZE = Concept.continuous("size", low=0.3, high=0.7)
+
+
+@pytest.mark.parametrize("concept", [POS, COLOR, SIZE])
+def test_energy_shape_and_rebuild_exact(concept, gen):
+    net = ConvEnergyNet(concept, image_size=16, width=4, embed_dim=8)
+    x = torch.rand(5, 3, 16, 16, generator=gen)
+    c = concept.encode(torch.randint(0, 3, (5,)) if concept.is_categorical else
+                       concept.low + (concept.high - concept.low) * torch.rand(5, concept.dim))
+    e = net(x, c)
+    assert e.shape == (5,) and torch.isfinite(e).all()
+    twin = build_energy_net(net.config)
+    twin.load_state_dict(net.state_dict())
+    assert twin.config == net.config
+    assert torch.equal(twin(x, c), e)
+
+
+def test_label_changes_energy_at_init(gen):
+    # FiLM starts at zero, but label maps enter the first conv: labels matter from the start
+    net = ConvEnergyNet(POS, image_size=16, width=4, embed_dim=8)
+    x = torch.rand(1, 3, 16, 16, generator=gen).expand(2, -1, -1, -1)
+    e = net(x, torch.tensor([[0.5, 0.5], [-0.5, -0.5]]))
+    assert (e[0] - e[1]).abs() > 1e-6
+
+
+def test_64px_and_spectral_norm(gen):
+    net = ConvEnergyNet(COLOR, image_size=64, width=4, spectral_norm=True)
+    e = net(torch.rand(2, 3, 64, 64, generator=gen), COLOR.encode(torch.tensor([0, 2])))
+    assert e.shape == (2,) and torch.isfinite(e).all()
+    assert build_energy_net(net.config).config["spectral_norm"] is True
+
+
+def test_default_size_is_cpu_scale():
+    n = ConvEnergyNet(POS).num_parameters()
+    assert 50_000 < n < 500_000
+
+
+def test_joint_concept_conditions_on_several():
+    joint = JointConcept.of([POS, COLOR])
+    c = joint.encode({"position": (0.5, 0.0), "color": "blue"})
+    assert c.tolist() == [0.5, 0.0, 0.0, 0.0, 1.0]
+    net = ConvEnergyNet([POS, COLOR], image_size=16, width=4)
+    assert net.concept.dim == 5
+    e = net.given({"position": (0.5, 0.0), "color": "blue"})(torch.rand(3, 3, 16, 16))
+    assert e.shape == (3,)
+    assert build_energy_net(net.config).concept == net.concept
+    assert repr(net.given({"position": (0.5, 0.0), "color": "blue"})) == \
+        "position+color(0.5,0;'blue')"
+
+
+def test_bad_input_raises_clearly():
+    net = ConvEnergyNet(POS, image_size=16, width=4)
+    with pytest.raises(ValueError, match="image_size=32"):
+        net(torch.rand(2, 3, 32, 32), torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="power of two"):
+        ConvEnergyNet(POS, image_size=24)
+    with pytest.raises(ValueError, match="width"):
+        ConvEnergyNet(POS, width=0)
+    with pytest.raises(ValueError, match="unknown energy net type"):
+        build_energy_net({"type": "Nope", "concept": POS.to_dict()})
+    with pytest.raises(ValueError, match="position values must lie"):
+        JointConcept.of([POS, COLOR]).encode({"position": (2.0, 0.0), "color": "red"})
