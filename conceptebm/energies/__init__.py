@@ -2,6 +2,7 @@
 
 from conceptebm.energies.analytic import Gaussian, GaussianMixture
 from conceptebm.energies.base import Bound, ConditionalEnergy, Energy
+from conceptebm.energies.nets import ConvEnergyNet, JointConcept, build_energy_net
 from conceptebm.energies.ops import And, Not, Or, Scale, require_grounded
 
 __all__ = [
@@ -15,4 +16,7 @@ __all__ = [
     "require_grounded",
     "Gaussian",
     "GaussianMixture",
+    "ConvEnergyNet",
+    "JointConcept",
+    "build_energy_net",
 ]
