@@ -107,6 +107,19 @@ def concept_energy(cond_energy, x: Tensor, views: bool = False, *,
 
     The result evaluates ``c (B, R, dim) -> (B, R)`` by broadcasting each observation against
     its ``R`` candidates and flattening to one batch of ``B * R (* V)`` pairs.
+
+    Example:
+        >>> from conceptebm.concepts import Concept
+        >>> from conceptebm.energies import ConditionalEnergy
+        >>> class Dist(ConditionalEnergy):
+        ...     def energy(self, x, c):
+        ...         return ((x - c) ** 2).sum(-1)
+        >>> views = torch.tensor([[[0.2, 0.0], [0.4, 0.2]]])  # (B=1, V=2, 2)
+        >>> f = concept_energy(Dist(Concept.continuous("p", dim=2)), views, views=True)
+        >>> f(torch.zeros(1, 3, 2)).shape  # (B, R)
+        torch.Size([1, 3])
+        >>> map_estimate(f, grid=5, optimizer="lbfgs").c  # the views' mean
+        tensor([[0.3000, 0.1000]])
     """
     return ConceptEnergy(cond_energy, x, views, event_dim)
 
@@ -340,6 +353,16 @@ def map_categorical(cond_energy, x: Tensor, *, views: bool = False, event_dim: i
             views); a single observation without the batch dimension also works.
 
     Exact (no optimisation): every category is evaluated, in ``chunk_size`` pieces.
+
+    Example:
+        >>> from conceptebm.concepts import Concept
+        >>> from conceptebm.energies import ConditionalEnergy
+        >>> class Match(ConditionalEnergy):
+        ...     def energy(self, x, c):
+        ...         return -(x * c).sum(-1)
+        >>> color = Match(Concept.categorical("color", ["red", "green", "blue"]))
+        >>> map_categorical(color, torch.tensor([[0.1, 0.9, 0.2]]), event_dim=1).names
+        ['green']
     """
     concept = getattr(cond_energy, "concept", None)
     if concept is None or not concept.is_categorical:
