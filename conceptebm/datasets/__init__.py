@@ -4,6 +4,8 @@
   ``dataset.batch(indices)`` renders a whole batch in one vectorised call.
 * :func:`render`: the vectorised torch ray caster behind them (sphere, cube, cylinder on a
   ground plane; perspective camera; directional light with shadows).
+* :func:`load_images`: a user's labelled images (folder + CSV/JSON, or .npz) in the same
+  interface (``batch``, ``concepts``, ``palette``); :func:`save_npz` writes that .npz.
 * Axis convention (default camera): world +x is image right, world +y is image up.
 
 Example:
@@ -26,9 +28,10 @@ from conceptebm.datasets.scene import (
     Scene,
     project,
 )
+from conceptebm.datasets.user import LabelledImages, load_images, save_npz
 
 __all__ = [
     "make_dataset", "DATASETS", "SceneDataset", "MultiViewDataset", "SceneSpec", "Scene",
     "render", "project", "scene_concepts", "LABEL_DOCS", "PALETTE", "SHAPES", "SIZE_RANGE",
-    "DEFAULT_VIEW", "DEFAULT_LIGHT",
+    "DEFAULT_VIEW", "DEFAULT_LIGHT", "LabelledImages", "load_images", "save_npz",
 ]
