@@ -144,3 +144,38 @@ def test_model_checkpoint_path(tmp_path, capsys, rendered):
     out_png = tmp_path / "color_map.png"
     assert main(["energy-map", p, "--model", str(path), "-o", str(out_png)]) == 0
     assert out_png.stat().st_size > 3000
+
+
+def test_benchmark_quick_writes_its_keys(tmp_path):
+    """benchmarks/inference.py --quick end to end on tiny untrained checkpoints: this checks
+    the plumbing and the report's shape; the real numbers come from the full run."""
+    import importlib.util
+    from pathlib import Path
+
+    ckpt = pytest.importorskip("conceptebm.train.checkpoint")
+    from conceptebm.datasets import scene_concepts
+    from conceptebm.energies.nets import ConvEnergyNet
+
+    torch.manual_seed(0)
+    net = ConvEnergyNet(scene_concepts()["position"], width=4, embed_dim=8)
+    model = tmp_path / "position.safetensors"
+    ckpt.save_checkpoint(model, {"model": net.state_dict()}, {"net": net.config})
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "inference.py"
+    spec = importlib.util.spec_from_file_location("inference_benchmark", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "report.json"
+    assert bench.main(["--quick", "--model", str(model), "--multiview-model", str(model),
+                       "--json", str(out), "--out", str(tmp_path / "png")]) == 0
+    report = json.loads(out.read_text())
+    for key in ("single_mae_ebm", "single_mae_regressor", "two_object_frac", "nuts_coverage90"):
+        assert isinstance(report[key], float) and report[key] >= 0, key
+    assert 0 <= report["two_object_frac"] <= 1 and 0 <= report["nuts_coverage90"] <= 1
+    assert sorted(report["multiview_mae"]) == ["1", "2", "4", "8"]
+    assert all(0 <= v <= 2 for v in report["multiview_mae"].values())
+    single = report["details"]["single"]
+    assert sorted(single) == ["clean", "clutter", "lighting", "noise"]
+    reg = report["details"]["regressor"]
+    assert abs(reg["params"] - reg["ebm_params"]) < 0.25 * reg["ebm_params"]  # same size
+    assert (tmp_path / "png" / "multiview.png").stat().st_size > 10_000
+    assert (tmp_path / "png" / "two_objects.png").stat().st_size > 10_000
