@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import shlex
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -42,13 +44,13 @@ class JudgeTrainConfig:
 
     dataset: str = "general"  # make_dataset name; its labels say which concepts are judged
     image_size: int = 32  # render (and judge) resolution
-    iterations: int = 1500  # optimizer steps, each on a batch of fresh renders
+    iterations: int = 2000  # optimizer steps, each on a batch of fresh renders
     batch_size: int = 128
     lr: float = 2e-3  # Adam peak learning rate
     warmup: int = 50  # linear warm-up steps, then cosine decay to 0
     reg_weight: float = 4.0  # weight of the regression losses against the cross-entropies
     noise_frac: float = 0.5  # fraction of each batch given Gaussian pixel noise ...
-    noise_max: float = 0.1  # ... with sigma ~ U(0, noise_max)
+    noise_max: float = 0.15  # ... with sigma ~ U(0, noise_max): 0.1, the benchmark's, inside
     blur_frac: float = 0.25  # fraction of each batch blurred ...
     blur_max: float = 0.8  # ... with a 3x3 Gaussian of sigma ~ U(0, blur_max) pixels
     width: int = 32  # trunk widths are (w, 2w, 2w, 4w)
@@ -121,7 +123,9 @@ def train_judges(cfg: JudgeTrainConfig, *, dataset=None, eval_dataset=None, devi
     concepts = tuple(c for name, c in dataset.concepts.items() if name in probe)
     extra = {"dataset": cfg.dataset}
     palette = getattr(dataset, "palette", None)
-    if palette is not None:  # the RGB table the colour names refer to
+    if isinstance(palette, Mapping):  # the RGB table the colour names refer to
+        extra["palette"] = {str(k): [float(c) for c in v] for k, v in palette.items()}
+    elif palette is not None:
         extra["palette"] = torch.as_tensor(palette).tolist()
     net_cfg = JudgeConfig(concepts=concepts, image_size=cfg.image_size, widths=cfg.widths,
                           hidden=cfg.hidden, extra=extra)
@@ -131,6 +135,7 @@ def train_judges(cfg: JudgeTrainConfig, *, dataset=None, eval_dataset=None, devi
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
 
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     t0 = time.perf_counter()
     order = torch.randperm(len(dataset), generator=gen)  # fresh renders when len = n_train
     bar = tqdm(range(cfg.iterations), desc="train judges", disable=not progress)
@@ -154,8 +159,13 @@ def train_judges(cfg: JudgeTrainConfig, *, dataset=None, eval_dataset=None, devi
     train_seconds = time.perf_counter() - t0
     judge = Judge(net.eval())
 
-    report = {"training": {"command": command, "seconds": round(train_seconds, 1),
-                           "config": asdict(cfg), "torch": torch.__version__}}
+    report = {"training": {
+        "command": command, "seconds": round(train_seconds, 1), "config": asdict(cfg),
+        "torch": torch.__version__, "threads": cfg.threads,
+        # the machine's 1-minute load average before and after: times taken on a busy machine
+        # are pessimistic, and this says how busy it was
+        "load_average": [load_before, os.getloadavg()[0] if load_before is not None else None],
+    }}
     if cfg.eval_size:
         eval_seed = getattr(eval_dataset, "seed", None)
         if eval_dataset is None:

@@ -55,10 +55,6 @@ def test_config_rejects_nonsense():
 
 
 def test_command_line_smoke(tmp_path):
-    import conceptebm.datasets
-
-    if not hasattr(conceptebm.datasets, "make_dataset"):  # TEMPORARY until the renderer lands
-        pytest.skip("conceptebm.datasets.make_dataset not written yet")
     out = tmp_path / "judges"
     assert main(["--smoke", "--out", str(out), "--no-progress"]) == 0
     judge = load_judge(out)
