@@ -151,6 +151,8 @@ def _target_tensor(concept: Concept, value, n: int, device) -> Tensor:
     if concept.is_categorical:
         if isinstance(value, str):
             value = concept.index(value)
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+            value = [concept.index(v) for v in value]  # one name per image
         t = torch.as_tensor(value, device=device)
         if t.is_floating_point():  # one-hot or probabilities, (K,) or (n, K)
             if t.shape[-1:] != (concept.dim,):
@@ -161,6 +163,8 @@ def _target_tensor(concept: Concept, value, n: int, device) -> Tensor:
             raise ValueError(f"{concept.name} indices must lie in [0, {concept.dim - 1}], "
                              f"got {t.tolist()}")
         return t.long().expand(n) if t.dim() == 0 else t.long()
+    if concept.dim == 1 and isinstance(value, Tensor) and value.dim() == 1 and len(value) > 1:
+        value = value[:, None]  # (n,) per-image values of a 1-d concept such as size
     t = concept.encode(value, device=device)  # validates shape and range
     return t.expand(n, concept.dim) if t.dim() == 1 else t
 

@@ -86,7 +86,12 @@ def test_score_predictions_broadcasts_and_names_metrics():
     per_image = torch.tensor([0, 0, 1, 1, 1])
     a = score_predictions(predictions, {"color": per_image}, CONCEPTS)["color_acc"]
     b = score_predictions(predictions, {"color": torch.eye(3)[per_image]}, CONCEPTS)["color_acc"]
-    assert a == b == pytest.approx((0.6, math.sqrt(0.24 / 5)))
+    names = ["red", "red", "green", "green", "green"]
+    c = score_predictions(predictions, {"color": names}, CONCEPTS)["color_acc"]
+    assert a == b == c == pytest.approx((0.6, math.sqrt(0.24 / 5)))
+    sizes = torch.full((5,), 0.5)  # (n,) for a 1-d concept is one value per image
+    assert score_predictions(predictions, {"size": sizes}, CONCEPTS)["size_mae"] == (
+        scores["size_mae"])
 
 
 @pytest.mark.parametrize("targets, match", [
