@@ -3,8 +3,8 @@
 Unless a factory says otherwise: one labelled object, position uniform on ``[-1, 1]^2``, size
 uniform on ``[0.25, 0.45]``, colour uniform over the 8 palette colours, shape uniform over
 sphere / cube / cylinder, no clutter, the default camera (so +x is image right, +y image up),
-and a mildly random light (azimuth -70..10 deg, elevation 45..70 deg, intensity 0.75..0.95,
-ambient 0.3..0.4, each colour channel 0.9..1). In the single-concept sets the named concept
+and a mildly random light (azimuth -70..10 deg, elevation 45..70 deg, intensity 0.6..0.8,
+ambient 0.25..0.35, each colour channel 0.9..1). In the single-concept sets the named concept
 varies *and so does everything else*: an EBM trained on one learns that concept with the
 others marginalised out (paper section 4.1), and the sets differ only in which concept they
 are about (``dataset.concept``) and in their random stream.
@@ -162,17 +162,18 @@ def _multiview(opts):
     n_views = int(opts.pop("n_views", 4))
     spec = replace(_base_spec(opts), view=((-180.0, 180.0), (35.0, 75.0), (7.5, 9.5),
                                            (30.0, 30.0)),
-                   light=((-180.0, 180.0), (35.0, 75.0), (0.6, 1.0), (0.25, 0.45)),
+                   light=((-180.0, 180.0), (35.0, 75.0), (0.5, 0.85), (0.25, 0.40)),
                    light_tint=0.2, ground_tint=0.06)
     return spec, "position", {"n_views": n_views}
 
 
 def _objects(opts):
-    """Two (option n_objects) labelled objects of distinct colours, never overlapping;
+    """Two (option n_objects: 2 or 3) labelled objects of distinct colours, never overlapping;
     labels stacked as (n_objects, ...). Options: n_objects, colors, shapes, clutter."""
     n = int(opts.pop("n_objects", 2))
-    if n < 2:
-        raise ValueError(f"n_objects must be >= 2 for multi-object scenes, got {n}")
+    if not 2 <= n <= 3:
+        # four objects of size up to 0.45 often do not fit apart in [-1, 1]^2
+        raise ValueError(f"n_objects must be 2 or 3 for multi-object scenes, got {n}")
     return replace(_base_spec(opts), n_objects=n), "position", {}
 
 

@@ -25,7 +25,7 @@ from conceptebm.datasets.scene import GROUND_RGB, SKY_RGB, Scene, camera_frame, 
 
 __all__ = ["render", "camera_rays"]
 
-SPECULAR = 0.35  # highlight strength of objects (the ground is matte)
+SPECULAR = 0.25  # highlight strength of objects (the ground is matte)
 SHININESS = 24.0  # Blinn-Phong exponent
 _LIFT = 1e-4  # shadow rays start this far back along the view ray, off the surface
 

@@ -122,8 +122,8 @@ class SceneSpec:
     distinct_colors: bool = True
     clutter: tuple[int, int] = (0, 0)
     view: tuple[Range, Range, Range, Range] = tuple((v, v) for v in DEFAULT_VIEW)
-    light: tuple[Range, Range, Range, Range] = ((-70.0, 10.0), (45.0, 70.0), (0.75, 0.95),
-                                                (0.30, 0.40))
+    light: tuple[Range, Range, Range, Range] = ((-70.0, 10.0), (45.0, 70.0), (0.60, 0.80),
+                                                (0.25, 0.35))
     light_tint: float = 0.1
     ground_tint: float = 0.0
     extra: dict = field(default_factory=dict)  # factory options, kept for the record

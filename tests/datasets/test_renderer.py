@@ -159,3 +159,20 @@ def test_render_on_cuda_matches_cpu():
     scene = make_dataset("cluttered", size=32, seed=0).scenes(range(32))
     gpu = Scene(*(getattr(scene, f).cuda() for f in Scene.__dataclass_fields__))
     assert torch.allclose(render(gpu, 32).cpu(), render(scene, 32), atol=1e-3)
+
+
+def test_two_object_labels_agree_with_pixels():
+    # the 3x3 pixels around each object's projected centre have that object's colour (a
+    # near object can hide part of a far one, so allow a few misses)
+    ds = make_dataset("two_objects", size=64, seed=4)
+    scene, labels = ds.scenes_and_labels(range(64))
+    img = render(scene, 64)
+    centre = torch.cat((labels["position"], labels["size"]), dim=-1)  # (B, 2, 3)
+    pix = project(centre, scene.view, 64).round().long().clamp(1, 62)  # (B, 2, 2)
+    mean3 = F.avg_pool2d(img, 3, stride=1, padding=1).permute(0, 2, 3, 1)  # (B, 64, 64, 3)
+    b = torch.arange(64)[:, None].expand(64, 2)
+    rgb = mean3[b, pix[..., 1], pix[..., 0]]  # (B, 2, 3)
+    pal = palette_tensor()
+    chroma = rgb / rgb.sum(-1, keepdim=True)
+    dist = ((chroma[..., None, :] - (pal / pal.sum(-1, keepdim=True))) ** 2).sum(-1)
+    assert (dist.argmin(-1) == labels["color"]).float().mean() >= 0.95

@@ -1,0 +1,148 @@
+"""A user's labelled images: folder + CSV / JSON, .npz, and errors that name file and problem."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conceptebm.concepts import Concept
+from conceptebm.datasets import PALETTE, load_images, make_dataset, save_npz
+
+COLORS = list(PALETTE)
+
+
+@pytest.fixture(scope="module")
+def source():
+    ds = make_dataset("general", size=6, seed=0)
+    images, labels = ds.batch(range(6))
+    return ds, images, labels
+
+
+def _write_pngs(folder, images, sizes=None):
+    files = []
+    for i, img in enumerate(images):
+        arr = (img.permute(1, 2, 0) * 255).round().byte().numpy()
+        pil = Image.fromarray(arr)
+        if sizes and i in sizes:
+            pil = pil.resize((sizes[i], sizes[i]))
+        name = f"img_{i:03d}.png"
+        pil.save(folder / name)
+        files.append(name)
+    return files
+
+
+def _write_csv(path, files, labels, *, override=None):
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", "position_x", "position_y", "size", "color", "shape"])
+        for i, f in enumerate(files):
+            row = [f, *labels["position"][i].tolist(), labels["size"][i, 0].item(),
+                   COLORS[labels["color"][i]], int(labels["shape"][i])]
+            if override and i in override:
+                row = override[i](row)
+            w.writerow(row)
+
+
+def test_folder_with_csv_round_trips(tmp_path, source):
+    _, images, labels = source
+    files = _write_pngs(tmp_path, images)
+    _write_csv(tmp_path / "labels.csv", files, labels)
+    ds = load_images(tmp_path)
+    assert len(ds) == 6 and ds.image_size == 32
+    got_images, got = ds.batch(range(6))
+    assert (got_images - images).abs().max() <= 0.5 / 255 + 1e-6  # 8-bit PNG rounding
+    assert torch.allclose(got["position"], labels["position"], atol=1e-6)
+    assert torch.equal(got["color"], labels["color"])
+    assert torch.equal(got["shape"], labels["shape"])
+    assert ds.palette == PALETTE
+    assert ds.concepts["color"].encode(got["color"]).shape == (6, 8)
+    img, lab = ds[2]
+    assert img.shape == (3, 32, 32) and lab["position"].shape == (2,)
+
+
+def test_folder_with_json_and_custom_concept(tmp_path, source):
+    _, images, labels = source
+    files = _write_pngs(tmp_path, images[:3])
+    records = [{"file": f, "position": labels["position"][i].tolist(), "angle": 10.0 * i}
+               for i, f in enumerate(files)]
+    (tmp_path / "labels.json").write_text(json.dumps(records))
+    with pytest.raises(ValueError, match="label 'angle' has no Concept"):
+        load_images(tmp_path)
+    ds = load_images(tmp_path, concepts={"angle": Concept.continuous("angle", 1, 0, 90)})
+    assert ds.batch([0, 1, 2])[1]["angle"][:, 0].tolist() == [0.0, 10.0, 20.0]
+
+
+def test_npz_round_trip_keeps_palette(tmp_path, source):
+    ds, images, labels = source
+    path = save_npz(ds, tmp_path / "scenes.npz")
+    back = load_images(path)
+    got_images, got = back.batch(range(6))
+    assert (got_images - images).abs().max() <= 0.5 / 255 + 1e-6
+    for k in ("position", "size", "color", "shape"):
+        assert torch.allclose(got[k].float(), labels[k].float(), atol=1e-6), k
+    assert back.palette == {k: pytest.approx(v) for k, v in PALETTE.items()}
+    stored = np.load(path)
+    assert list(stored["palette_names"]) == COLORS
+    with pytest.raises(ValueError, match="one labelled object"):
+        save_npz(make_dataset("two_objects", size=2), tmp_path / "two.npz")
+
+
+@pytest.mark.parametrize("problem, fix, message", [
+    ("missing image", lambda d, files: (d / files[1]).unlink(), r"img_001.png.*does not exist"),
+    ("unreadable", lambda d, files: (d / files[2]).write_bytes(b"not a png"),
+     r"line 4 \(img_002.png\).*cannot read image"),
+])
+def test_bad_images_name_the_file(tmp_path, source, problem, fix, message):
+    _, images, labels = source
+    files = _write_pngs(tmp_path, images)
+    _write_csv(tmp_path / "labels.csv", files, labels)
+    fix(tmp_path, files)
+    with pytest.raises(ValueError, match=message):
+        load_images(tmp_path)
+
+
+def test_mixed_sizes_name_the_file(tmp_path, source):
+    _, images, labels = source
+    files = _write_pngs(tmp_path, images, sizes={3: 64})
+    _write_csv(tmp_path / "labels.csv", files, labels)
+    with pytest.raises(ValueError, match=r"img_003.png.*64x64.*img_000.png.*32x32.*one size"):
+        load_images(tmp_path)
+
+
+@pytest.mark.parametrize("override, message", [
+    (lambda r: [*r[:1], "", *r[2:]], r"line 3 \(img_001.png\): missing value.*position_x"),
+    (lambda r: [r[0], 1.5, *r[2:]], r"line 3 \(img_001.png\): position value 1.5 outside"),
+    (lambda r: [*r[:3], 0.9, *r[4:]], r"size value 0.9 outside \[0.25, 0.45\]"),
+    (lambda r: [*r[:4], "pink", r[5]], r"color 'pink' is not one of red"),
+    (lambda r: [*r[:5], 7], r"shape index 7 out of range \[0, 2\]"),
+])
+def test_bad_labels_name_the_file(tmp_path, source, override, message):
+    _, images, labels = source
+    files = _write_pngs(tmp_path, images[:3])
+    _write_csv(tmp_path / "labels.csv", files, labels, override={1: override})
+    with pytest.raises(ValueError, match=message):
+        load_images(tmp_path)
+
+
+def test_bad_npz_and_paths(tmp_path):
+    np.savez(tmp_path / "a.npz", pictures=np.zeros((2, 8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match="no 'images' array"):
+        load_images(tmp_path / "a.npz")
+    np.savez(tmp_path / "b.npz", images=np.zeros((2, 8, 8, 3), np.uint8),
+             position=np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="'position' has 3 rows for 2 images"):
+        load_images(tmp_path / "b.npz")
+    np.savez(tmp_path / "c.npz", images=np.full((2, 8, 8, 3), 2.0), size=np.full(2, 0.3))
+    with pytest.raises(ValueError, match=r"images\[0\] has values outside \[0, 1\]"):
+        load_images(tmp_path / "c.npz")
+    np.savez(tmp_path / "d.npz", images=np.zeros((2, 8, 8, 3), np.uint8),
+             color=np.array(["red", "teal"]))
+    with pytest.raises(ValueError, match=r"d.npz color\[1\]: color 'teal'"):
+        load_images(tmp_path / "d.npz")
+    with pytest.raises(ValueError, match="no labels file"):
+        load_images(tmp_path)
+    with pytest.raises(ValueError, match="neither a folder"):
+        load_images(tmp_path / "missing.npz")
