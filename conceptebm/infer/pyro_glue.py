@@ -119,7 +119,8 @@ def energy_factor(name: str, energy, x: Tensor, c=None, *, event_dim: int) -> Te
         e = energy(x.reshape(-1, *event))  # (N,)
     else:
         if not isinstance(c, Tensor):
-            c = energy.concept.encode(c)
+            concept = getattr(energy, "concept", None)
+            c = concept.encode(c) if concept is not None else torch.as_tensor(c)
         c = c.to(device=x.device, dtype=x.dtype) if c.is_floating_point() else c.to(x.device)
         if c.dim() < 1:
             raise ValueError(f"energy_factor {name!r}: c must have shape (..., dim), got ()")
