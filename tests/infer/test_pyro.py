@@ -328,6 +328,21 @@ def test_map_has_no_jacobian_bias_near_the_boundary():
     assert 0.905 < biased < 0.92, biased
 
 
+def test_map_is_batched_over_the_chain_plate():
+    # One concept per observation: the MAP of |x_b - c_b|^2 on [-1, 1] is x_b clipped to the
+    # box, so the third observation's answer lies exactly on the face.
+    def model(net, x):
+        with pyro.plate("obs", x.shape[0]):
+            box = dist.Uniform(x.new_tensor(-1.0), x.new_tensor(1.0))
+            c = pyro.sample("c", box.expand([1]).to_event(1))  # (B, 1)
+            energy_factor("ebm", net, x, c, event_dim=1)
+
+    x = torch.tensor([[-0.4], [0.25], [1.3]], dtype=F64)
+    est = pyro_map(model, ViewEnergy(dim=1), x, grid=9, restarts=2, optimizer="lbfgs")
+    torch.testing.assert_close(est.values["c"], x.clamp(-1, 1), atol=1e-4, rtol=0)
+    assert est.result.candidates.shape == (3, 2, 1) and est.energy.shape == (3,)
+
+
 def test_nuts_on_a_concept_posterior_matches_closed_form():
     # p(c | views) ∝ prod_v N(x_v; c, s^2 I) on U([-1, 1]^2): N(mean of views, s^2 / V)
     # truncated 5 sd away from the faces, i.e. Gaussian to ~1e-7.
