@@ -12,8 +12,9 @@ The machine's load average is recorded before and after, because on a shared mac
 moves the numbers a lot.
 
 JSON keys: ``images_per_s_32`` (``make_dataset("position").batch`` at 32x32, the headline),
-``images_per_s_64``, ``rows`` (every measurement), ``threads``, ``loadavg_before``,
-``loadavg_after``, ``cpu_count``, ``torch``.
+``images_per_s_64``, ``images_per_s_32_1thread`` (the headline with one thread), ``rows``
+(every measurement), ``threads``, ``loadavg_before``, ``loadavg_after``, ``cpu_count``,
+``torch``.
 """
 
 from __future__ import annotations
@@ -67,7 +68,14 @@ def run(quick: bool = False, threads: int = 2, images: int | None = None,
                              "images_per_s": rate})
     head = {r["size"]: r["images_per_s"] for r in rows
             if r["dataset"] == "position" and r["what"] == "batch"}
-    return {"images_per_s_32": head[32], "images_per_s_64": head[64], "rows": rows,
+    # one thread too: on a busy shared machine two threads can lose to one (they wait on
+    # each other at every parallel op), so both figures are recorded
+    torch.set_num_threads(1)
+    ds = make_dataset("position", size=n, seed=0)
+    one = _best_rate(lambda: ds.batch(range(n)), n, repeats)
+    torch.set_num_threads(threads)
+    return {"images_per_s_32": head[32], "images_per_s_64": head[64],
+            "images_per_s_32_1thread": one, "rows": rows,
             "threads": threads, "loadavg_before": load_before,
             "loadavg_after": os.getloadavg()[0], "cpu_count": os.cpu_count(),
             "torch": torch.__version__, "quick": quick}
@@ -79,7 +87,8 @@ def _print(result: dict) -> None:
         print(f"{r['dataset']:<12} {r['size']:>5} {r['what']:<13} {r['images_per_s']:>10.0f}")
     print(f"threads={result['threads']} load average {result['loadavg_before']:.2f} -> "
           f"{result['loadavg_after']:.2f} on {result['cpu_count']} CPUs; headline "
-          f"images_per_s_32 = {result['images_per_s_32']:.0f}")
+          f"images_per_s_32 = {result['images_per_s_32']:.0f} "
+          f"(1 thread: {result['images_per_s_32_1thread']:.0f})")
 
 
 def main(argv=None) -> int:

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -79,7 +80,7 @@ class SceneDataset(Dataset):
 
     def __init__(self, spec: SceneSpec, *, size: int = 10_000, seed: int = 0,
                  image_size: int = 32, name: str = "custom", concept: str | None = None,
-                 antialias: int = 1, device=None):
+                 antialias: int = 1, device=None, salt: str | None = None):
         if int(size) != size or size < 0:
             raise ValueError(f"size must be a non-negative integer, got {size!r}")
         if int(image_size) != image_size or image_size < 4:
@@ -87,7 +88,7 @@ class SceneDataset(Dataset):
         self.spec, self.size, self.seed = spec, int(size), int(seed)
         self.image_size, self.name, self.concept = int(image_size), name, concept
         self.antialias, self.device = antialias, device
-        self.salt = name_salt(name)
+        self.salt = name_salt(salt or name)  # different names: different random streams
         self.concepts = scene_concepts(spec.size_range)
         self.palette = dict(PALETTE)
         self.shapes = SHAPES
@@ -121,7 +122,7 @@ class SceneDataset(Dataset):
         return self.render_scenes(scene), labels
 
     def __getitem__(self, i: int):
-        if not isinstance(i, int) and not (isinstance(i, Tensor) and i.dim() == 0):
+        if not isinstance(i, numbers.Integral) and not (isinstance(i, Tensor) and i.dim() == 0):
             raise TypeError(f"index must be an int, got {type(i).__name__}; use .batch() "
                             "for many indices")
         i = int(i)

@@ -199,7 +199,9 @@ def make_dataset(name: str, size: int = 10_000, seed: int = 0, image_size: int =
 
     ``options`` are passed to the factory (e.g. ``clutter=(0, 2)``, ``colors=("red",
     "blue")``, ``fraction=0.1, split="test"``, ``n_views=4``, ``antialias=2``); unknown
-    options raise. Item ``i`` depends only on ``(name, options, seed, i)``.
+    options raise. Item ``i`` depends only on ``(name, options, seed, i)``: the random stream
+    is salted with the name and the scene options (so a test split does not replay the train
+    split's draws), not with ``image_size``, ``antialias`` or ``device``.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
@@ -210,8 +212,11 @@ def make_dataset(name: str, size: int = 10_000, seed: int = 0, image_size: int =
     if opts:
         raise ValueError(f"unknown option(s) {sorted(opts)} for dataset {name!r}; "
                          f"see conceptebm.datasets.DATASETS[{name!r}].__doc__")
+    # the random stream depends on the name and the scene options (not on rendering options)
+    scene_opts = sorted((k, v) for k, v in options.items() if k not in ("antialias", "device"))
+    salt = name + (repr(scene_opts) if scene_opts else "")
     kw = dict(seed=seed, image_size=image_size, name=name, concept=concept,
-              antialias=antialias, device=device)
+              antialias=antialias, device=device, salt=salt)
     if name == "multiview":
         n_views = extra["n_views"]
         return MultiViewDataset(spec, size=size, n_views=n_views, **kw)

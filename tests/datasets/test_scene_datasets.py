@@ -1,5 +1,6 @@
 """Dataset interface: determinism per (seed, index), batch == stacked items, label shapes."""
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -69,3 +70,21 @@ def test_index_out_of_range():
     with pytest.raises(IndexError, match="size 3"):
         ds.batch([3])
     assert len(list(iter(ds))) == 3  # the iteration protocol stops at IndexError
+
+
+def test_streams_depend_on_name_and_scene_options_only():
+    base = make_dataset("cross_product", size=20, seed=0).scenes_and_labels(range(20))[1]
+    test = make_dataset("cross_product", size=20, seed=0, split="test")
+    assert not torch.equal(base["light"], test.scenes_and_labels(range(20))[1]["light"])
+    aa = make_dataset("cross_product", size=20, seed=0, antialias=2)
+    assert torch.equal(base["light"], aa.scenes_and_labels(range(20))[1]["light"])
+    big = make_dataset("cross_product", size=20, seed=0, image_size=64)
+    assert torch.equal(base["position"], big.scenes_and_labels(range(20))[1]["position"])
+
+
+def test_integer_like_indices():
+    ds = make_dataset("position", size=5)
+    a, _ = ds[np.int64(2)]
+    assert torch.equal(a, ds[torch.tensor(2)][0]) and torch.equal(a, ds[-3][0])
+    with pytest.raises(TypeError, match="batch"):
+        ds[[1, 2]]
