@@ -1,0 +1,154 @@
+"""``TrainConfig``: every setting of a contrastive-divergence run, with its meaning.
+
+Defaults are the CPU recipe of ``shared/reference/cpu-prototype.md`` (what trains a concept
+EBM in minutes on one core): low-frequency noise init, replay buffer, step 100 with noise
+0.005, K = 20, batch 32, Adam 5e-4 with betas (0, 0.999), L2 energy penalty 0.1.
+:func:`smoke_config` is the tiny preset the tests and ``--smoke`` run.
+
+Example:
+    >>> cfg = TrainConfig(concept="color", iterations=500)
+    >>> TrainConfig.from_dict(cfg.to_dict()) == cfg
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+__all__ = ["TrainConfig", "smoke_config", "LABEL_POLICIES", "LR_SCHEDULES"]
+
+LABEL_POLICIES = ("current", "stored")
+LR_SCHEDULES = ("constant", "cosine")
+SAMPLER_INITS = ("smooth", "uniform")
+
+
+@dataclass
+class TrainConfig:
+    # ---- data --------------------------------------------------------------------------
+    concept: str = "position"  # concept the EBM is conditioned on (a key of dataset.concepts)
+    dataset: str = ""  # dataset name for make_dataset; "" = the concept's own dataset
+    dataset_size: int = 100_000  # scenes; item i is a pure function of (seed, i)
+    image_size: int = 32  # H = W of the scenes and of the net
+    seed: int = 0  # seeds the data order, sampler noise and buffer; data uses seed too
+    # ---- model (see conceptebm.energies.nets.ConvEnergyNet) -----------------------------
+    width: int = 16  # first-layer channels (~180k parameters at 16)
+    blocks: int = 1  # residual blocks per stage
+    embed_dim: int = 64  # label embedding width for FiLM
+    spectral_norm: bool = False  # official code: on; prototype: not needed at this size
+    # ---- optimisation ------------------------------------------------------------------
+    iterations: int = 2000  # parameter updates in total (a resumed run continues to this)
+    batch_size: int = 32  # real images per update (per process under DDP)
+    lr: float = 5e-4  # Adam learning rate
+    betas: tuple[float, float] = (0.0, 0.999)  # beta1 = 0 as in the official code
+    lr_schedule: str = "constant"  # "constant" or "cosine" (decays to lr * lr_min_ratio)
+    lr_min_ratio: float = 0.1  # final lr fraction of the cosine schedule
+    grad_clip: float | None = None  # global L2 norm limit on parameter gradients
+    ema: float | None = 0.999  # EMA decay of the weights used for evaluation (None = off)
+    # ---- loss (eq. 2 plus regularisers) ------------------------------------------------
+    l2: float = 0.1  # lambda * (E+^2 + E-^2) keeps energies near 0 (official: 1.0)
+    kl_weight: float = 0.0  # improved-CD KL term through one differentiable sampler step
+    contrastive_weight: float = 0.0  # concept-contrastive cross-entropy on real images
+    contrastive_negatives: int = 7  # wrong concept values per real image (continuous)
+    # ---- training sampler (Langevin negatives, conceptebm.infer.langevin_step) ---------
+    sampler_steps: int = 20  # K Langevin steps per update
+    step_size: float = 100.0  # on the raw gradient
+    noise_scale: float = 0.005  # std of the Gaussian noise per step
+    init: str = "smooth"  # chain init for fresh chains: "smooth" (4x4 upsampled) or "uniform"
+    # ---- replay buffer -----------------------------------------------------------------
+    buffer_size: int = 10_000  # 0 = no buffer (every chain starts from fresh noise)
+    reinit_prob: float = 0.05  # chance a chain restarts from fresh noise
+    label_policy: str = "current"  # "current": continue under the batch's label (official);
+    #                                "stored": keep the label the sample was made under
+    # ---- evaluation, checkpoints, guard ------------------------------------------------
+    eval_every: int = 200  # iterations between judge scorings (0 = never)
+    eval_samples: int = 100  # generations scored per evaluation
+    eval_steps: int = 40  # Langevin steps for those generations (test time: 2x K)
+    checkpoint_every: int = 100  # iterations between resumable checkpoints
+    log_every: int = 10  # iterations between metrics rows
+    max_abs_energy: float = 1e3  # divergence guard: mean |E| above this stops the run
+    time_limit_min: float | None = None  # stop (with a checkpoint) after this many minutes
+    device: str = "cpu"  # any torch device string
+    out_dir: str = "runs/position"  # checkpoints, metrics.csv, loss.png
+    frozen: list[str] = field(default_factory=list)  # continual learning: earlier EBMs
+    #          (checkpoint paths or pretrained names) summed into the sampler, no gradient
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(float(b) for b in self.betas)
+        self.frozen = list(self.frozen)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad setting and what is allowed."""
+        def need(ok: bool, name: str, rule: str) -> None:
+            if not ok:
+                raise ValueError(f"TrainConfig.{name} {rule}, got {getattr(self, name)!r}")
+
+        for name in ("dataset_size", "iterations", "batch_size", "sampler_steps", "width",
+                     "embed_dim", "image_size"):
+            need(int(getattr(self, name)) == getattr(self, name) and getattr(self, name) >= 1,
+                 name, "must be an integer >= 1")
+        for name in ("buffer_size", "eval_every", "checkpoint_every", "blocks",
+                     "contrastive_negatives"):
+            need(int(getattr(self, name)) == getattr(self, name) and getattr(self, name) >= 0,
+                 name, "must be an integer >= 0")
+        need(self.log_every >= 1, "log_every", "must be >= 1")
+        for name in ("lr", "step_size", "max_abs_energy"):
+            v = getattr(self, name)
+            need(isinstance(v, (int, float)) and math.isfinite(v) and v > 0, name,
+                 "must be a finite number > 0")
+        for name in ("l2", "kl_weight", "contrastive_weight", "noise_scale"):
+            v = getattr(self, name)
+            need(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0, name,
+                 "must be a finite number >= 0")
+        need(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas",
+             "must be two numbers in [0, 1)")
+        need(0 <= self.reinit_prob <= 1, "reinit_prob", "must lie in [0, 1]")
+        need(self.label_policy in LABEL_POLICIES, "label_policy",
+             f"must be one of {LABEL_POLICIES}")
+        need(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"must be one of {LR_SCHEDULES}")
+        need(0 < self.lr_min_ratio <= 1, "lr_min_ratio", "must lie in (0, 1]")
+        need(self.init in SAMPLER_INITS, "init", f"must be one of {SAMPLER_INITS}")
+        need(self.ema is None or 0 < self.ema < 1, "ema", "must be None or lie in (0, 1)")
+        need(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "must be None or > 0")
+        need(self.time_limit_min is None or self.time_limit_min > 0, "time_limit_min",
+             "must be None or > 0")
+        need(self.eval_every == 0 or (self.eval_samples >= 1 and self.eval_steps >= 1),
+             "eval_samples", "and eval_steps must be >= 1 when eval_every > 0")
+        need(self.contrastive_weight == 0 or self.contrastive_negatives >= 1,
+             "contrastive_negatives", "must be >= 1 when contrastive_weight > 0")
+
+    @property
+    def dataset_name(self) -> str:
+        return self.dataset or self.concept
+
+    def net_config(self) -> dict:
+        """Keyword options of :class:`~conceptebm.energies.nets.ConvEnergyNet`."""
+        return {"image_size": self.image_size, "width": self.width, "blocks": self.blocks,
+                "embed_dim": self.embed_dim, "spectral_norm": self.spectral_norm}
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig settings {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+    def replace(self, **changes) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def smoke_config(**overrides) -> TrainConfig:
+    """A run that finishes in seconds (16x16 images, tiny net, a few iterations)."""
+    base = dict(image_size=16, width=4, blocks=1, embed_dim=8, dataset_size=256, iterations=6,
+                batch_size=8, sampler_steps=3, buffer_size=64, eval_every=3, eval_samples=8,
+                eval_steps=3, checkpoint_every=3, log_every=1)
+    base.update(overrides)
+    return TrainConfig(**base)

@@ -1,0 +1,331 @@
+"""The contrastive-divergence training loop (paper eq. 2), one readable function: :func:`train`.
+
+Per iteration: draw a batch of real scenes and their concept labels; start chains from the
+replay buffer (or fresh low-frequency noise); run K Langevin steps on E(x|c) (plus frozen
+earlier EBMs in continual mode) with the inference engine; push the negatives back into the
+buffer; take one Adam step on the CD loss (+ L2, optional KL and concept-contrastive terms);
+update the EMA weights. Every so often: log a metrics row, score generations with the judges
+(keeping the best checkpoint by that score), and write a resumable checkpoint.
+
+A divergence guard stops the run with :class:`TrainingDiverged` when energies blow up or
+turn non-finite, before the bad update is applied or saved, so the last good checkpoint stays.
+
+Example:
+    >>> from conceptebm.train import smoke_config, train                      # doctest: +SKIP
+    >>> result = train(smoke_config(concept="position", out_dir="/tmp/run"))  # doctest: +SKIP
+    >>> result.best_score                                                     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from conceptebm.energies.nets import ConvEnergyNet
+from conceptebm.train import distributed as D
+from conceptebm.train.buffer import ReplayBuffer
+from conceptebm.train.checkpoint import (
+    atomic_write_text,
+    load_checkpoint,
+    load_state,
+    save_checkpoint,
+)
+from conceptebm.train.config import TrainConfig
+from conceptebm.train.continual import load_frozen
+from conceptebm.train.evaluation import DEFAULT_SAMPLER, generation_quality, selection_score
+from conceptebm.train.logs import CsvLog, plot_training
+from conceptebm.train.loss import CDObjective, wrong_concept_values
+from conceptebm.train.sampling import fresh_noise, sample_images
+from conceptebm.train.state import check_resumable, load_optimizer, optimizer_tensors
+
+__all__ = ["train", "TrainResult", "TrainingDiverged", "lr_at", "EVAL_SEED_OFFSET"]
+
+EVAL_SEED_OFFSET = 1_000_003  # held-out evaluation scenes: another seed than the training data
+
+
+class TrainingDiverged(RuntimeError):
+    """Energies blew up or turned non-finite; the last good checkpoint was kept."""
+
+
+@dataclass
+class TrainResult:
+    net: ConvEnergyNet  # trained weights (last iteration)
+    eval_net: ConvEnergyNet  # the EMA weights when enabled, else ``net``
+    iteration: int
+    best_score: float  # -inf if never evaluated
+    best_iteration: int
+    out_dir: Path
+    stopped: str  # "done" or "time limit"
+    evals: list[dict] = field(default_factory=list)  # rows of eval.csv made in this session
+
+
+def lr_at(config: TrainConfig, it: int) -> float:
+    """Learning rate at iteration ``it`` (1-based): constant, or cosine to lr * lr_min_ratio."""
+    if config.lr_schedule == "constant":
+        return config.lr
+    frac = min(max(it - 1, 0) / max(config.iterations - 1, 1), 1.0)
+    floor = config.lr * config.lr_min_ratio
+    return floor + 0.5 * (config.lr - floor) * (1 + math.cos(math.pi * frac))
+
+
+def _batch(dataset, idx: Tensor):
+    if hasattr(dataset, "batch"):
+        return dataset.batch(idx)
+    items = [dataset[int(i)] for i in idx]
+    images = torch.stack([im for im, _ in items])
+    labels = {k: torch.stack([torch.as_tensor(lb[k]) for _, lb in items]) for k in items[0][1]}
+    return images, labels
+
+
+def _encode(labels: dict, energies, device) -> Tensor:
+    """Concatenated encodings ``(B, sum of dims)`` of each energy's concept from the labels."""
+    out = []
+    for e in energies:
+        name = e.concept.name
+        if name not in labels:
+            raise ValueError(f"the dataset's labels have no {name!r} (it has {sorted(labels)})")
+        c = e.concept.encode(torch.as_tensor(labels[name]), device=device)
+        out.append(c[None] if c.dim() == 1 else c)
+    return torch.cat(out, dim=1)
+
+
+def _dataset_concept(dataset, name: str):
+    concepts = getattr(dataset, "concepts", None)
+    if not concepts or name not in concepts:
+        raise ValueError(f"concept {name!r} is not a label of this dataset (it has "
+                         f"{sorted(concepts or {})}); pick --concept from those or another dataset")
+    return concepts[name]
+
+
+def _ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float, step: int) -> None:
+    # Warm-up as TF's ExponentialMovingAverage(num_updates): early averages are not dominated
+    # by the random initial weights.
+    d = min(decay, (1 + step) / (10 + step))
+    with torch.no_grad():
+        for pe, p in zip(ema.parameters(), net.parameters(), strict=True):
+            pe.lerp_(p, 1 - d)
+        for be, b in zip(ema.buffers(), net.buffers(), strict=True):
+            be.copy_(b)
+
+
+def train(config: TrainConfig, *, dataset=None, eval_dataset=None, judge=None,
+          resume: bool | str = False, progress: bool = True,
+          callback: Callable[[int, dict], None] | None = None) -> TrainResult:
+    """Train a concept EBM; see the module docstring and :class:`TrainConfig`.
+
+    Args:
+        dataset: the training scenes (default ``make_dataset(config.dataset_name, ...)``):
+            ``dataset.concepts`` and ``dataset.batch(indices) -> (images, labels)``.
+        eval_dataset: held-out scenes whose labels are the evaluation targets (default: the
+            same dataset factory with another seed).
+        judge: reads concepts off images (default ``conceptebm.evaluate.load_judges()``);
+            only needed when ``config.eval_every > 0``.
+        resume: ``True`` continues ``out_dir/last.safetensors`` if present; a path continues
+            that checkpoint; ``False`` refuses an out_dir that already holds a run.
+        callback: called as ``callback(iteration, stats)`` after every update.
+    """
+    ctx = D.setup(config.device)
+    device = torch.device(config.device)
+    if device.type == "cuda" and ctx.enabled:
+        device = torch.device("cuda", ctx.local_rank)
+        torch.cuda.set_device(device)
+    out = Path(config.out_dir)
+    last_path, best_path = out / "last.safetensors", out / "best.safetensors"
+    if not resume and last_path.exists():
+        raise FileExistsError(f"{out} already holds a training run; pass resume=True (--resume) "
+                              "to continue it, or choose another out_dir")
+    gen = torch.Generator(device=device).manual_seed(config.seed * 7919 + ctx.rank)
+
+    # ---- data and model -------------------------------------------------------------
+    if dataset is None:
+        from conceptebm.datasets import make_dataset
+
+        dataset = make_dataset(config.dataset_name, size=config.dataset_size, seed=config.seed,
+                               image_size=config.image_size)
+    concept = _dataset_concept(dataset, config.concept)
+    frozen = load_frozen(config.frozen, device=device)
+    for f in frozen:
+        _dataset_concept(dataset, f.concept.name)
+    with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
+        torch.manual_seed(config.seed)
+        net = ConvEnergyNet(concept, **config.net_config()).to(device)
+    objective = CDObjective(net, l2=config.l2, kl_weight=config.kl_weight,
+                            contrastive_weight=config.contrastive_weight,
+                            step_size=config.step_size)
+    model = objective
+    if ctx.enabled:  # DDP broadcasts rank 0's initial weights to every replica
+        model = torch.nn.parallel.DistributedDataParallel(objective, broadcast_buffers=False)
+    ema = copy.deepcopy(net).requires_grad_(False) if config.ema else None
+    opt = torch.optim.Adam(net.parameters(), lr=config.lr, betas=config.betas)
+    buffer = (ReplayBuffer(config.buffer_size, reinit_prob=config.reinit_prob,
+                           label_policy=config.label_policy) if config.buffer_size else None)
+    start, elapsed, best, best_it = 0, 0.0, -math.inf, 0
+
+    # ---- resume ---------------------------------------------------------------------
+    resume_path = Path(resume) if isinstance(resume, (str, Path)) else last_path
+    if resume and (resume_path.exists() or isinstance(resume, (str, Path))):
+        ckpt = load_checkpoint(resume_path, device=device)
+        changed = check_resumable(ckpt, config, net)
+        if changed and ctx.is_main:
+            print(f"[train] resuming with changed settings: {changed}")
+        if ema is not None:
+            load_state(ema, ckpt.groups.get("ema", ckpt.groups["model"]), "EMA weights")
+        if "optim" in ckpt.groups:
+            load_optimizer(opt, ckpt.groups["optim"], ckpt.meta["optim_groups"])
+        if buffer is not None and "buffer" in ckpt.groups:
+            buffer.load_state(ckpt.groups["buffer"], ckpt.meta["buffer"], device=device)
+        if "rng" in ckpt.groups and ctx.rank == 0:
+            gen.set_state(ckpt.groups["rng"]["train"].cpu())
+        elif ctx.rank:
+            gen.manual_seed(config.seed * 7919 + ctx.rank + 104729 * ckpt.meta["iteration"])
+        start, elapsed = int(ckpt.meta["iteration"]), float(ckpt.meta["elapsed_s"])
+        best, best_it = float(ckpt.meta["best_score"]), int(ckpt.meta["best_iteration"])
+    resumed_from = start if start else None
+
+    # ---- evaluation set (rank 0) ----------------------------------------------------
+    evaluating = config.eval_every > 0 and ctx.is_main
+    if evaluating:
+        if judge is None:
+            from conceptebm.evaluate import load_judges
+
+            judge = load_judges()
+        if eval_dataset is None:
+            from conceptebm.datasets import make_dataset
+
+            eval_dataset = make_dataset(config.dataset_name, size=config.eval_samples,
+                                        seed=config.seed + EVAL_SEED_OFFSET,
+                                        image_size=config.image_size)
+        n_eval = min(config.eval_samples, len(eval_dataset))
+        _, eval_labels = _batch(eval_dataset, torch.arange(n_eval))
+        eval_targets = torch.as_tensor(eval_labels[concept.name])
+        eval_frozen_c = _encode(eval_labels, frozen, device) if frozen else None
+    eval_sampler = {**DEFAULT_SAMPLER, "steps": config.eval_steps, "step_size": config.step_size,
+                    "noise_scale": config.noise_scale, "init": config.init}
+
+    metrics_log = CsvLog(out / "metrics.csv", resume_after=resumed_from) if ctx.is_main else None
+    eval_log = CsvLog(out / "eval.csv", resume_after=resumed_from) if ctx.is_main else None
+    meta_base = {"net": net.config, "train": config.to_dict(),
+                 "frozen": [f.concept.name for f in frozen]}
+
+    def save_last(it: int, now_elapsed: float) -> None:
+        optim_t, optim_groups = optimizer_tensors(opt)
+        buf_t, buf_info = buffer.state() if buffer is not None else ({}, {})
+        groups = {"model": net.state_dict(), "optim": optim_t, "buffer": buf_t,
+                  "rng": {"train": gen.get_state()}}
+        if ema is not None:
+            groups["ema"] = ema.state_dict()
+        save_checkpoint(last_path, {k: v for k, v in groups.items() if v},
+                        {**meta_base, "iteration": it, "elapsed_s": now_elapsed,
+                         "best_score": best, "best_iteration": best_it,
+                         "optim_groups": optim_groups, "buffer": buf_info})
+
+    def diverged(it: int, why: str) -> TrainingDiverged:
+        where = (f"the last good checkpoint is {last_path} (iteration "
+                 f"{load_checkpoint(last_path).meta['iteration']})" if last_path.exists()
+                 else "no checkpoint was written yet")
+        return TrainingDiverged(
+            f"training diverged at iteration {it}: {why}. Nothing from this iteration was "
+            f"applied or saved; {where}. Resume from it with a lower lr, a larger l2 or "
+            "grad_clip (--resume after changing them).")
+
+    # ---- the loop ---------------------------------------------------------------------
+    session_t0, stopped, evals = time.time(), "done", []
+    c_dim = concept.dim
+    bar = tqdm(range(start + 1, config.iterations + 1), initial=start, total=config.iterations,
+               desc=f"train {concept.name}", disable=not (progress and ctx.is_main))
+    it = start
+    for it in bar:
+        lr = lr_at(config, it)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        net.train()
+        idx = torch.randint(len(dataset), (config.batch_size,), generator=gen, device=device)
+        x_pos, labels = _batch(dataset, idx.cpu())
+        x_pos = x_pos.to(device)  # (B, C, H, W)
+        c = _encode(labels, [net, *frozen], device)  # (B, L_all)
+        fresh = fresh_noise(x_pos.shape, config.init, generator=gen, device=device)
+        x0, c_run = buffer.sample(fresh, c, generator=gen) if buffer is not None else (fresh, c)
+        try:  # K Langevin steps on E_new(x|c) + sum_j E_j(x|c_j)
+            x_neg = sample_images(net, c_run, steps=config.sampler_steps,
+                                  step_size=config.step_size, noise_scale=config.noise_scale,
+                                  x0=x0, frozen=frozen, generator=gen)
+            sampler_ok = True
+        except FloatingPointError:
+            x_neg, sampler_ok = x0, False
+        c_wrong = (wrong_concept_values(concept, c[:, :c_dim], config.contrastive_negatives,
+                                        generator=gen) if config.contrastive_weight else None)
+        if sampler_ok:
+            loss, stats = model(x_pos, c[:, :c_dim], x_neg, c_run[:, :c_dim], c_wrong)
+            e_max = torch.stack([stats["e_pos"].abs(), stats["e_neg"].abs()]).max()
+            bad = torch.stack([(~torch.isfinite(loss)).float(), torch.nan_to_num(e_max, nan=1e30)])
+        else:
+            bad = torch.tensor([1.0, 1e30], device=device)
+        bad = D.all_max(bad.to(device), ctx)
+        if not sampler_ok or bad[0] > 0 or bad[1] > config.max_abs_energy:
+            why = ("the Langevin sampler met a non-finite energy or gradient" if not sampler_ok
+                   else f"mean |energy| {bad[1].item():.3g} (limit {config.max_abs_energy:g}) or"
+                   f" a non-finite loss")
+            raise diverged(it, why)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip or math.inf)
+        if not torch.isfinite(gnorm):
+            raise diverged(it, f"non-finite parameter gradient (norm {gnorm.item()})")
+        opt.step()
+        if ema is not None:
+            _ema_update(ema, net, config.ema, it)
+        if buffer is not None:
+            buffer.push(x_neg, c_run)
+
+        now = elapsed + time.time() - session_t0
+        row = {"iteration": it, "time_s": now, "lr": lr, "grad_norm": gnorm.item(),
+               **{k: v.item() for k, v in stats.items()}}
+        if ctx.is_main and (it % config.log_every == 0 or it == config.iterations):
+            metrics_log.write(row)
+            bar.set_postfix(loss=f"{row['loss']:.3g}", e_pos=f"{row['e_pos']:.3g}",
+                            e_neg=f"{row['e_neg']:.3g}", best=f"{best:.3f}")
+        if evaluating and (it % config.eval_every == 0 or it == config.iterations):
+            eval_net = (ema if ema is not None else net).eval()
+            eval_gen = torch.Generator(device=device).manual_seed(config.seed + EVAL_SEED_OFFSET)
+            metrics = generation_quality(eval_net, judge, eval_targets, sampler=eval_sampler,
+                                         generator=eval_gen, frozen=frozen,
+                                         frozen_c=eval_frozen_c)
+            score = selection_score(metrics, concept)
+            erow = {"iteration": it, "time_s": now, "score": score,
+                    **{k: m.value for k, m in metrics.items()}}
+            eval_log.write(erow)
+            evals.append(erow)
+            if score > best:
+                best, best_it = score, it
+                save_checkpoint(best_path, {"model": eval_net.state_dict()},
+                                {**meta_base, "iteration": it, "elapsed_s": now, "score": score,
+                                 "metrics": {k: list(m) for k, m in metrics.items()},
+                                 "sampler": eval_sampler})
+        stop = config.time_limit_min is not None and now > 60 * config.time_limit_min
+        stop = D.broadcast_flag(stop, ctx, device)
+        if ctx.is_main and config.checkpoint_every and (
+                it % config.checkpoint_every == 0 or it == config.iterations or stop):
+            save_last(it, now)
+        if callback is not None:
+            callback(it, row)
+        if stop:
+            stopped = "time limit"
+            break
+    bar.close()
+    if ctx.is_main:
+        if config.checkpoint_every == 0:
+            save_last(it, elapsed + time.time() - session_t0)
+        plot_training(out, title=f"{concept.name} EBM, {out.name}")
+        atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
+    return TrainResult(net=net, eval_net=ema if ema is not None else net, iteration=it,
+                       best_score=best, best_iteration=best_it, out_dir=out, stopped=stopped,
+                       evals=evals)

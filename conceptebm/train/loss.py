@@ -1,0 +1,139 @@
+"""Contrastive-divergence objective (paper eq. 2) and its optional extra terms.
+
+* CD with L2 energy regularisation (official code):
+  ``mean E(x+|c) - mean E(x-|c-) + l2 * (mean E(x+|c)^2 + mean E(x-|c-)^2)``, with the
+  negatives ``x-`` detached (no gradient through the sampler).
+* KL term of improved CD (Du et al. 2021): one more differentiable Langevin step from the
+  final negatives, scored by the energy with *frozen* parameters, so the parameters get a
+  gradient only through the sampler step and learn to make sampling move toward low energy.
+* Concept-contrastive term: for a real image, the true concept value against wrong ones,
+  cross-entropy over ``-E(x|c_j)``. It trains E(x|c) to rank concept values on real images,
+  which is what concept inference (argmin over c) needs; CD alone never compares two labels
+  on the same image.
+
+:class:`CDObjective` computes everything in one forward pass over a concatenated batch, so
+one ``DistributedDataParallel`` wrapper syncs all gradients.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from conceptebm.concepts import Concept
+from conceptebm.energies.base import ConditionalEnergy
+from conceptebm.energies.nets import JointConcept
+
+__all__ = ["cd_loss", "concept_contrastive_loss", "wrong_concept_values", "CDObjective"]
+
+
+def cd_loss(e_pos: Tensor, e_neg: Tensor, l2: float) -> tuple[Tensor, Tensor]:
+    """Eq. (2) with L2 regularisation; returns ``(loss, cd)`` where cd = mean E+ - mean E-.
+
+    Lower energy on data and higher on negatives lowers the loss. ``e_pos``, ``e_neg``: (B,).
+    """
+    cd = e_pos.mean() - e_neg.mean()
+    return cd + l2 * (e_pos.pow(2).mean() + e_neg.pow(2).mean()), cd
+
+
+def concept_contrastive_loss(e_true: Tensor, e_wrong: Tensor) -> tuple[Tensor, Tensor]:
+    """Cross-entropy of the true concept against wrong ones, logits ``-E``.
+
+    Args:
+        e_true: ``(B,)`` energies E(x|c) of real images under their true values.
+        e_wrong: ``(B, M)`` energies under M wrong values.
+    Returns:
+        ``(loss, accuracy)``: accuracy is the fraction where the true value has the lowest
+        energy.
+    """
+    logits = -torch.cat([e_true[:, None], e_wrong], dim=1)  # (B, 1 + M)
+    target = torch.zeros(e_true.shape[0], dtype=torch.long, device=e_true.device)
+    acc = (logits.argmax(1) == 0).float().mean()
+    return F.cross_entropy(logits, target), acc
+
+
+def _random_values(concept: Concept, shape: tuple[int, ...], generator, device) -> Tensor:
+    if isinstance(concept, JointConcept):
+        return torch.cat([_random_values(p, shape, generator, device) for p in concept.parts], -1)
+    if concept.is_categorical:
+        idx = torch.randint(0, concept.dim, shape, generator=generator, device=device)
+        return F.one_hot(idx, concept.dim).float()
+    u = torch.rand((*shape, concept.dim), generator=generator, device=device)
+    return concept.low + (concept.high - concept.low) * u
+
+
+def wrong_concept_values(concept: Concept, c: Tensor, num: int, *, generator=None) -> Tensor:
+    """Wrong concept values for each row of ``c (B, L)``, shape ``(B, M, L)``.
+
+    A single categorical concept gets all its other categories (M = dim - 1, so the
+    cross-entropy is exact classification); continuous and joint concepts get ``num`` values
+    drawn uniformly from the concept's range (a draw may fall near the true value: the term
+    then asks for little, it is still unbiased).
+    """
+    b = c.shape[0]
+    if concept.is_categorical:
+        eye = torch.eye(concept.dim, device=c.device, dtype=c.dtype)
+        others = eye[None].expand(b, -1, -1)  # (B, K, K)
+        keep = c.argmax(1)[:, None] != torch.arange(concept.dim, device=c.device)[None]
+        return others[keep].reshape(b, concept.dim - 1, concept.dim)
+    return _random_values(concept, (b, num), generator, c.device).to(c)
+
+
+class CDObjective(nn.Module):
+    """The training loss as a module (so DDP can wrap it); ``forward`` returns
+    ``(loss, stats)`` where stats are detached scalars.
+
+    Args:
+        net: the conditional energy being trained.
+        l2: L2 energy regularisation weight.
+        kl_weight: weight of the improved-CD KL term (0 = off).
+        contrastive_weight: weight of the concept-contrastive term (0 = off).
+        step_size, bounds: the sampler step used by the KL term.
+    """
+
+    def __init__(self, net: ConditionalEnergy, *, l2: float = 0.1, kl_weight: float = 0.0,
+                 contrastive_weight: float = 0.0, step_size: float = 100.0,
+                 bounds: tuple[float, float] = (0.0, 1.0)):
+        super().__init__()
+        self.net = net
+        self.l2, self.kl_weight, self.contrastive_weight = l2, kl_weight, contrastive_weight
+        self.step_size, self.bounds = step_size, bounds
+
+    def forward(self, x_pos: Tensor, c_pos: Tensor, x_neg: Tensor, c_neg: Tensor,
+                c_wrong: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """``x_pos (B, C, H, W)`` real images with ``c_pos (B, L)``; ``x_neg (B, ...)``
+        negatives sampled under ``c_neg``; ``c_wrong (B, M, L)`` for the contrastive term."""
+        b = x_pos.shape[0]
+        xs, cs = [x_pos, x_neg.detach()], [c_pos, c_neg]
+        m = 0
+        if self.contrastive_weight > 0:
+            if c_wrong is None:
+                raise ValueError("contrastive_weight > 0 needs c_wrong (B, M, L)")
+            m = c_wrong.shape[1]
+            xs.append(x_pos.repeat_interleave(m, dim=0))  # (B*M, C, H, W)
+            cs.append(c_wrong.reshape(b * m, -1))
+        e = self.net(torch.cat(xs), torch.cat(cs))  # one pass: (2B + B*M,)
+        e_pos, e_neg = e[:b], e[b:2 * b]
+        loss, cd = cd_loss(e_pos, e_neg, self.l2)
+        stats = {"cd": cd, "e_pos": e_pos.mean(), "e_neg": e_neg.mean()}
+        if m:
+            ce, acc = concept_contrastive_loss(e_pos, e[2 * b:].reshape(b, m))
+            loss = loss + self.contrastive_weight * ce
+            stats.update(contrastive=ce, contrastive_acc=acc)
+        if self.kl_weight > 0:
+            kl = self._kl_term(x_neg.detach(), c_neg)
+            loss = loss + self.kl_weight * kl
+            stats["kl"] = kl
+        stats["loss"] = loss
+        return loss, {k: v.detach() for k, v in stats.items()}
+
+    def _kl_term(self, x: Tensor, c: Tensor) -> Tensor:
+        # One sampler step kept in the graph (create_graph), which langevin_step cannot do by
+        # design (it detaches); noise is omitted since it carries no parameter gradient.
+        x = x.requires_grad_(True)
+        (g,) = torch.autograd.grad(self.net(x, c).sum(), x, create_graph=True)
+        x_kl = (x - self.step_size * g).clamp(*self.bounds)  # (B, C, H, W), depends on theta
+        frozen = {k: v.detach() for k, v in self.net.named_parameters()}
+        return functional_call(self.net, frozen, (x_kl, c)).mean()

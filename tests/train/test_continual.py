@@ -1,0 +1,59 @@
+import torch
+from conftest import SquaresDataset
+
+from conceptebm.concepts import Concept
+from conceptebm.energies import And
+from conceptebm.energies.nets import ConvEnergyNet
+from conceptebm.train import conditioned_energy, save_checkpoint, smoke_config, train
+
+
+def test_new_concept_trains_inside_composition_and_frozen_ebm_gets_no_gradient(tmp_path):
+    torch.manual_seed(3)
+    old = ConvEnergyNet(SquaresDataset.concepts["position"], image_size=16, width=4,
+                        embed_dim=8)
+    path = tmp_path / "position.safetensors"
+    save_checkpoint(path, {"model": old.state_dict()}, {"net": old.config})
+    before = {k: v.clone() for k, v in old.state_dict().items()}
+
+    calls = {"frozen": 0}
+    import conceptebm.train.continual as continual
+
+    real_load = continual.load_energy
+
+    def counting_load(*a, **k):  # count forward calls of the frozen EBM during training
+        e = real_load(*a, **k)
+        e.register_forward_hook(lambda *_: calls.__setitem__("frozen", calls["frozen"] + 1))
+        holder["frozen"] = e
+        return e
+
+    holder = {}
+    continual.load_energy = counting_load
+    try:
+        cfg = smoke_config(concept="color", image_size=16, frozen=[str(path)], eval_every=0,
+                           iterations=3, out_dir=str(tmp_path / "run"))
+        result = train(cfg, dataset=SquaresDataset(32), progress=False)
+    finally:
+        continual.load_energy = real_load
+    frozen = holder["frozen"]
+    # the sampler summed the frozen EBM: K steps x iterations forward calls at least
+    assert calls["frozen"] >= cfg.sampler_steps * cfg.iterations
+    assert all(not p.requires_grad and p.grad is None for p in frozen.parameters())
+    for k, v in frozen.state_dict().items():
+        assert torch.equal(v, before[k]), k  # unchanged
+    with torch.random.fork_rng():  # the loop seeds the new net's init with config.seed
+        torch.manual_seed(cfg.seed)
+        init = ConvEnergyNet(result.net.concept, **cfg.net_config())
+    changed = [not torch.equal(a, b) for a, b in
+               zip(init.parameters(), result.net.parameters(), strict=True)]
+    assert any(changed)  # while the new EBM learned
+
+
+def test_conditioned_energy_sums_frozen_terms():
+    pos = ConvEnergyNet(Concept.continuous("position", dim=2), image_size=16, width=4)
+    col = ConvEnergyNet(Concept.categorical("color", ["r", "g"]), image_size=16, width=4)
+    c = torch.tensor([[1.0, 0.0, 0.5, -0.5]])  # color one-hot, then position
+    e = conditioned_energy(col, c, frozen=[pos])
+    assert isinstance(e, And)
+    x = torch.rand(1, 3, 16, 16)
+    expected = col(x, c[:, :2]) + pos(x, c[:, 2:])
+    torch.testing.assert_close(e(x), expected)
