@@ -14,20 +14,27 @@ moves the numbers a lot.
 JSON keys: ``images_per_s_32`` (``make_dataset("position").batch`` at 32x32, the headline),
 ``images_per_s_64``, ``images_per_s_32_1thread`` (the headline with one thread), ``rows``
 (every measurement), ``threads``, ``loadavg_before``, ``loadavg_after``, ``cpu_count``,
-``torch``.
+``torch``, ``omp_wait_policy``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import time
-from pathlib import Path
 
-import torch
+# Before torch loads OpenMP: idle OpenMP threads sleep instead of spinning. On a shared,
+# oversubscribed machine spinning threads make 2-thread torch up to ~7x slower than 1 thread
+# (measured: 1,100 vs 7,900 images/s at load average 8 on 2 cores); on an idle machine the
+# policy makes no difference. Set OMP_WAIT_POLICY yourself to override.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from conceptebm.datasets import make_dataset, render
+import argparse  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+from conceptebm.datasets import make_dataset, render  # noqa: E402
 
 
 def _best_rate(fn, n: int, repeats: int) -> float:
@@ -78,6 +85,7 @@ def run(quick: bool = False, threads: int = 2, images: int | None = None,
             "images_per_s_32_1thread": one, "rows": rows,
             "threads": threads, "loadavg_before": load_before,
             "loadavg_after": os.getloadavg()[0], "cpu_count": os.cpu_count(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
             "torch": torch.__version__, "quick": quick}
 
 
