@@ -75,6 +75,7 @@ class SceneDataset(Dataset):
         name, seed, image_size, spec: how the dataset was made.
         concept: the concept this dataset is about (``None`` for "general").
         concepts: ``name -> Concept`` for every object label (use ``.encode``).
+        device: where ``batch`` puts images and labels (scenes are sampled on the CPU).
         palette: colour name -> RGB albedo, in label order; shapes: shape names in label order.
     """
 
@@ -119,6 +120,8 @@ class SceneDataset(Dataset):
     def batch(self, indices) -> tuple[Tensor, dict[str, Tensor]]:
         """``(images (B, 3, H, W), labels dict of (B, ...))`` for the given item indices."""
         scene, labels = self.scenes_and_labels(indices)
+        if self.device is not None:
+            labels = {k: v.to(self.device) for k, v in labels.items()}
         return self.render_scenes(scene), labels
 
     def __getitem__(self, i: int):
@@ -138,6 +141,7 @@ class SceneDataset(Dataset):
                 "n_objects": self.n_objects, "palette": {k: list(v) for k, v in
                                                           self.palette.items()},
                 "shapes": list(self.shapes), "labels": dict(LABEL_DOCS),
+                "options": dict(self.spec.extra),
                 "concepts": {k: c.to_dict() for k, c in self.concepts.items()}}
 
 

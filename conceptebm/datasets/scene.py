@@ -58,7 +58,7 @@ POSITION_RANGE = (-1.0, 1.0)  # labelled (x, y), each coordinate
 
 # Default camera: straight from the -y side, 60 degrees above the ground. At 32x32 it shows all
 # of [-1.45, 1.45]^2 (positions plus the largest object) and an object 2s wide covers about
-# 4-8.5 px (tested in tests/datasets/test_render.py).
+# 4-8.5 px (tested in tests/datasets/test_renderer.py).
 DEFAULT_VIEW = (0.0, 60.0, 7.2, 30.0)
 DEFAULT_LIGHT = (-35.0, 55.0, 0.7, 0.3, 1.0, 1.0, 1.0)
 GROUND_RGB = (0.70, 0.68, 0.64)  # warm light grey: neither a palette colour nor clutter grey
