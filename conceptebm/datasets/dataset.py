@@ -69,7 +69,8 @@ class SceneDataset(Dataset):
     Labels (see :data:`LABEL_DOCS`): ``position``, ``size``, ``color``, ``shape`` of the
     labelled object(s), stacked on a leading object dim when ``n_objects > 1``; ``view`` and
     ``light`` of the scene. ``batch(indices)`` renders many items in one vectorised call and
-    equals stacking ``ds[i]``.
+    equals stacking ``ds[i]`` (to float rounding, ~1e-7: vectorised sin/cos can differ in
+    the last bit with the batch size); labels are exact.
 
     Attributes:
         name, seed, image_size, spec: how the dataset was made.
