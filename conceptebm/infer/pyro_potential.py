@@ -256,6 +256,10 @@ class ModelPotential(Energy):
         return {n: self.transforms[n].inv(v) if n in self.transforms else v
                 for n, v in values.items()}
 
+    def __repr__(self) -> str:
+        return (f"ModelPotential({getattr(self.model, '__name__', type(self.model).__name__)}, "
+                f"latent={list(self.sites)}, chains={self.chains}, space={self.space!r})")
+
     # ------------------------------------------------------------------ energy
     def energy(self, z: Tensor) -> Tensor:
         if z.shape[0] != self.chains:
