@@ -62,7 +62,8 @@ class Posterior(NamedTuple):
         interval: ``(2, dim)`` equal-tailed ``level`` credible interval (low row, high row).
         map: ``(dim,)`` the MAP the chain started from.
         level: the interval's probability (0.9 = 5%..95% quantiles).
-        ess: ``(dim,)`` effective sample size of each coordinate.
+        ess: ``(dim,)`` effective sample size of each coordinate (1 if the chain never moved:
+            too short a warm-up can leave NUTS with a step size at which nothing is accepted).
         mcmc: the finished ``pyro.infer.MCMC`` (``.summary()``, ``.diagnostics()``).
     """
 
@@ -192,6 +193,7 @@ def multiview_posterior(model, views: Tensor, *, num_samples: int = 300,
                               init={name: init.reshape(-1)}, progress=progress, **nuts_kwargs)
     samples = mcmc.get_samples()[name].detach()  # (S, dim)
     ess = effective_sample_size(samples[None].double(), chain_dim=0, sample_dim=1)  # (dim,)
+    ess = torch.nan_to_num(ess, nan=1.0)  # a chain that never moved: one effective sample
     return Posterior(samples, samples.mean(0), equal_tailed_interval(samples, level),
                      init.reshape(-1).detach(), level, ess, mcmc)
 
