@@ -7,9 +7,13 @@ and says what is wrong: a missing file, a file that is not what it claims (bad J
 safetensors, changed bytes), or weights that do not fit the config.
 
 Example:
+    >>> from conceptebm.evaluate import load_judges
     >>> judge = load_judges()                       # the shipped judges
-    >>> save_judge(judge, "/tmp/my_judges")         # writes my_judges.{safetensors,json}
-    >>> load_judge("/tmp/my_judges").config == judge.config
+    >>> import tempfile, pathlib
+    >>> stem = pathlib.Path(tempfile.mkdtemp()) / "my_judges"
+    >>> save_judge(judge, stem) == stem             # writes my_judges.{safetensors,json}
+    True
+    >>> load_judge(stem).config == judge.config
     True
 """
 

@@ -5,8 +5,9 @@ Used by the training command (the metrics stored in the shipped JSON) and by
 
 Example:
     >>> from conceptebm.datasets import make_dataset
+    >>> from conceptebm.evaluate import load_judges
     >>> data = make_dataset("general", size=256, seed=123_456)
-    >>> heldout_metrics(load_judges(), data)["color_acc"]            # doctest: +SKIP
+    >>> heldout_metrics(load_judges(), data)["color_acc"]
     Metric(value=1, stderr=0)
 """
 

@@ -111,6 +111,7 @@ class Judge:
     """A trained :class:`JudgeNet` with its concepts: images in, concept values out.
 
     Example:
+        >>> import torch
         >>> from conceptebm.evaluate import load_judges
         >>> judge = load_judges()
         >>> out = judge.predict(torch.rand(4, 3, 32, 32))

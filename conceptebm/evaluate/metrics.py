@@ -210,11 +210,16 @@ def score_predictions(predictions: Mapping[str, Tensor], targets: Mapping,
 def score_generations(judge, images: Tensor, targets: Mapping, **kwargs) -> dict:
     """Judge ``images`` and score them against the concept values they were generated for.
 
+    For generated images, ``targets`` are the values the sampler was conditioned on, e.g.
+    ``{"position": (0.3, -0.2), "color": "red"}`` for ``pos.given((0.3, -0.2)) &
+    col.given("red")``. On renders, the labels are the targets:
+
     Example:
-        >>> judge = load_judges()                                           # doctest: +SKIP
-        >>> x = langevin(pos_ebm.given((0.3, -0.2)) & color_ebm.given("red"), ...)  # +SKIP
-        >>> score_generations(judge, x, {"position": (0.3, -0.2), "color": "red"})  # +SKIP
-        {'position_acc': Metric(value=0.97, stderr=0.017), ..., 'color_acc': ...}
+        >>> from conceptebm.datasets import make_dataset
+        >>> from conceptebm.evaluate import load_judges
+        >>> images, labels = make_dataset("general", size=16, seed=7).batch(range(16))
+        >>> score_generations(load_judges(), images, {"color": labels["color"]})
+        {'color_acc': Metric(value=1, stderr=0)}
     """
     predictions = judge.predict(images)
     return score_predictions(predictions, targets, judge.concepts, **kwargs)
