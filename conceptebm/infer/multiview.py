@@ -11,7 +11,8 @@ on the concept's box and one energy factor per view inside a ``views`` plate. It
 concept's own space, no Jacobian); :func:`multiview_posterior` runs Pyro's NUTS on it,
 started at that MAP, and reports equal-tailed credible intervals; :func:`grid_posterior` is
 the exact posterior of a low-dimensional concept on a grid, to check NUTS against and to
-measure calibration cheaply.
+measure calibration cheaply; :func:`fit_temperature` finds the temperature that makes its
+intervals cover held-out truths at their nominal rate.
 
 A ``temperature`` T divides every energy (``poutine.scale(1/T)`` around the factors only):
 an EBM trained by contrastive divergence has no reason to have a likelihood's scale, so its
@@ -50,7 +51,7 @@ from conceptebm.infer.pyro_inference import nuts_posterior
 from conceptebm.infer.scene_inference import _concept_of, check_images, infer_concept
 
 __all__ = ["Posterior", "GridPosterior", "multiview_model", "multiview_posterior",
-           "grid_posterior", "equal_tailed_interval"]
+           "grid_posterior", "equal_tailed_interval", "interval_coverage", "fit_temperature"]
 
 
 class Posterior(NamedTuple):
@@ -84,6 +85,8 @@ class GridPosterior(NamedTuple):
         grid: ``(G, dim)`` the grid (:func:`~conceptebm.infer.concept_grid` layout).
         mean: ``(B, dim)``; interval: ``(B, 2, dim)`` equal-tailed marginal intervals.
         level: the interval's probability.
+        energies: ``(B, G)`` summed energies at the grid points (before the temperature).
+        temperature: the temperature ``probs`` were made with.
     """
 
     probs: Tensor
@@ -91,6 +94,8 @@ class GridPosterior(NamedTuple):
     mean: Tensor
     interval: Tensor
     level: float
+    energies: Tensor | None = None
+    temperature: float = 1.0
 
 
 def _check_views(model, views: Tensor, check_range: bool, event_dim: int) -> Tensor:
@@ -213,6 +218,24 @@ def _marginal_quantile(p: Tensor, axis: Tensor, q: float) -> Tensor:
     return (lo_edge[i] + frac * (hi_edge[i] - lo_edge[i]))[:, 0]  # (B,)
 
 
+def _summarise(e: Tensor, grid: Tensor, n: int, level: float, t: float, dtype) -> GridPosterior:
+    """Posterior mass, mean and marginal intervals from grid energies ``e (B, G)``."""
+    d = grid.shape[1]
+    probs = torch.softmax(-e.double() / t, dim=-1)  # (B, G), flat prior on the box
+    axis = grid[:n, -1].double()  # (n,) the last coordinate varies fastest
+    cube = probs.reshape(-1, *([n] * d))  # (B, n, ..., n), coordinate j on axis j + 1
+    lows, highs = [], []
+    for j in range(d):
+        others = [k + 1 for k in range(d) if k != j]
+        marg = cube.sum(dim=others) if others else cube  # (B, n)
+        lows.append(_marginal_quantile(marg, axis, (1 - level) / 2))
+        highs.append(_marginal_quantile(marg, axis, (1 + level) / 2))
+    interval = torch.stack([torch.stack(lows, -1), torch.stack(highs, -1)], dim=1)  # (B, 2, d)
+    mean = probs @ grid.double()  # (B, d)
+    return GridPosterior(probs.to(dtype), grid, mean.to(dtype), interval.to(dtype), level,
+                         e, t)
+
+
 def grid_posterior(model, views: Tensor, points: int = 64, *, level: float = 0.9,
                    temperature: float = 1.0, chunk_size: int = 4096, check_range: bool = True,
                    event_dim: int = 3, progress: bool = False) -> GridPosterior:
@@ -234,21 +257,52 @@ def grid_posterior(model, views: Tensor, points: int = 64, *, level: float = 0.9
     check_images(views, model, views=True, check_range=check_range, event_dim=event_dim)
     if int(points) != points or points < 2:
         raise ValueError(f"points must be an integer >= 2, got {points!r}")
-    n, d = int(points), concept.dim
-    grid = concept_grid(concept, n, dtype=views.dtype, device=views.device)  # (G, d)
+    grid = concept_grid(concept, int(points), dtype=views.dtype, device=views.device)  # (G, d)
     e = energy_map(model, views, grid, chunk_size=chunk_size, views=True,
                    event_dim=event_dim, progress=progress)  # (B, G)
-    probs = torch.softmax(-e.double() / t, dim=-1)  # (B, G), flat prior on the box
-    axis = concept_grid(concept, n, dim=None, dtype=torch.float64,
-                        device=views.device)[:n, -1]  # (n,) values of the last coordinate
-    cube = probs.reshape(-1, *([n] * d))  # (B, n, ..., n), coordinate j on axis j + 1
-    lows, highs = [], []
-    for j in range(d):
-        others = [k + 1 for k in range(d) if k != j]
-        marg = cube.sum(dim=others) if others else cube  # (B, n)
-        lows.append(_marginal_quantile(marg, axis, (1 - level) / 2))
-        highs.append(_marginal_quantile(marg, axis, (1 + level) / 2))
-    interval = torch.stack([torch.stack(lows, -1), torch.stack(highs, -1)], dim=1)  # (B, 2, d)
-    mean = probs @ grid.double()  # (B, d)
-    dtype = views.dtype
-    return GridPosterior(probs.to(dtype), grid, mean.to(dtype), interval.to(dtype), level)
+    return _summarise(e, grid, int(points), level, t, views.dtype)
+
+
+def interval_coverage(interval: Tensor, truth: Tensor) -> Tensor:
+    """``(B, d)`` booleans: does ``interval (B, 2, d)`` contain ``truth (B, d)``?"""
+    if interval.dim() != 3 or interval.shape[1] != 2 or truth.shape != (interval.shape[0],
+                                                                          interval.shape[2]):
+        raise ValueError(f"interval must be (B, 2, d) and truth (B, d), got "
+                         f"{tuple(interval.shape)} and {tuple(truth.shape)}")
+    truth = truth.to(interval)
+    return (interval[:, 0] <= truth) & (truth <= interval[:, 1])
+
+
+def fit_temperature(posterior: GridPosterior, truth: Tensor, *, low: float = 1e-2,
+                    high: float = 1e2, iters: int = 40) -> float:
+    """The temperature at which ``posterior``'s intervals cover ``truth`` at their level.
+
+    Contrastive-divergence energies have no likelihood scale, so intervals at T = 1 can be
+    far too narrow or too wide. Fit T on held-out sets with known truth (a
+    :func:`grid_posterior` of them, any temperature; its energies are reused, so this costs
+    no network calls), then pass ``temperature=T`` to :func:`grid_posterior`,
+    :func:`multiview_model` or :func:`multiview_posterior` for new sets. Per-coordinate
+    coverage grows with T; bisection in ``log T`` finds the smallest T in ``[low, high]``
+    whose coverage reaches the level (a boundary value means the target lies outside).
+    """
+    if posterior.energies is None:
+        raise ValueError("posterior carries no energies; make it with grid_posterior")
+    if not 0 < low < high:
+        raise ValueError(f"need 0 < low < high, got low={low}, high={high}")
+    n = round(posterior.grid.shape[0] ** (1 / posterior.grid.shape[1]))
+
+    def cover(t: float) -> float:
+        p = _summarise(posterior.energies, posterior.grid, n, posterior.level, t,
+                       posterior.mean.dtype)
+        return interval_coverage(p.interval, truth).double().mean().item()
+
+    lo, hi = torch.tensor(low).log().item(), torch.tensor(high).log().item()
+    if cover(low) >= posterior.level:
+        return float(low)
+    if cover(high) < posterior.level:
+        return float(high)
+    for _ in range(int(iters)):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if cover(float(torch.tensor(mid).exp())) >= posterior.level else \
+            (mid, hi)
+    return float(torch.tensor(hi).exp())

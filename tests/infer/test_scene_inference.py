@@ -12,7 +12,9 @@ from conceptebm.energies import ConditionalEnergy
 from conceptebm.infer import concept_energy
 from conceptebm.infer.multiview import (
     equal_tailed_interval,
+    fit_temperature,
     grid_posterior,
+    interval_coverage,
     multiview_model,
     multiview_posterior,
 )
@@ -107,6 +109,23 @@ def test_grid_posterior_matches_the_gaussian_closed_form():
     hot = grid_posterior(Reading(), x, points=201, temperature=4.0, check_range=False, event_dim=1)
     torch.testing.assert_close(hot.interval[:, 1] - hot.interval[:, 0],
                                2 * (expect[:, 1] - expect[:, 0]), atol=4e-3, rtol=0)
+
+
+def test_fit_temperature_recovers_an_overconfident_scale():
+    # readings have sd 0.1 but the model says 0.05: its posterior variance is 4x too small,
+    # so T = 4 calibrates it. 400 sets x 2 coordinates: coverage se ~0.011, log T se ~0.06.
+    gen = torch.Generator().manual_seed(5)
+    truth = (torch.rand(400, 2, generator=gen, dtype=F64) - 0.5) * 1.4  # away from the box
+    x = truth[:, None] + 0.1 * torch.randn(400, 4, 2, generator=gen, dtype=F64)  # (B, V, 2)
+    post = grid_posterior(Reading(s=0.05), x, points=64, check_range=False, event_dim=1,
+                          chunk_size=1 << 18)
+    before = interval_coverage(post.interval, truth).double().mean().item()
+    assert before < 0.7  # too narrow: 90% intervals at T = 1 cover about 59%
+    t = fit_temperature(post, truth)
+    assert abs(math.log(t / 4.0)) < 0.3, t
+    hot = grid_posterior(Reading(s=0.05), x, points=64, temperature=t, check_range=False,
+                         event_dim=1, chunk_size=1 << 18)
+    assert interval_coverage(hot.interval, truth).double().mean().item() >= 0.9
 
 
 def test_nuts_posterior_matches_the_gaussian_closed_form():
