@@ -11,7 +11,9 @@ from conceptebm.infer.init import initial_samples, smooth_noise
 from conceptebm.infer.multiview import (
     GridPosterior,
     Posterior,
+    fit_temperature,
     grid_posterior,
+    interval_coverage,
     multiview_model,
     multiview_posterior,
 )
@@ -93,4 +95,6 @@ __all__ = [
     "Posterior",
     "grid_posterior",
     "GridPosterior",
+    "fit_temperature",
+    "interval_coverage",
 ]
