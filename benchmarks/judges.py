@@ -9,10 +9,13 @@ Noisy rows add N(0, sigma^2) pixel noise (sigma = 0.1 by default, clipped to [0,
 of artefact Langevin samples carry. Every number comes with its standard error (binomial for
 accuracies, sd / sqrt(n) for errors). ``--png`` draws a grid of renders with the judge's reading.
 
+``--dataset cluttered`` scores the same judges on scenes with grey clutter, which they were
+not trained on.
+
 JSON keys: ``color_acc``, ``shape_acc``, ``position_acc`` (Euclidean distance < 0.4),
 ``position_acc_0.15``, ``position_mae``, ``size_mae`` for clean renders, each with a
 ``<key>_stderr``; the same with a ``noisy_`` prefix; ``n``, ``seed``, ``noise_sigma``,
-``images_per_s`` (judge throughput, one thread) and ``checkpoint``.
+``images_per_s`` (judge throughput, one thread), ``dataset`` and ``checkpoint``.
 """
 
 from __future__ import annotations
@@ -87,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=424_242, help="their dataset seed")
     p.add_argument("--noise", type=float, default=0.1, help="pixel noise sigma, noisy rows")
     p.add_argument("--checkpoint", default=str(SHIPPED), help="judge checkpoint stem")
+    p.add_argument("--dataset", help="make_dataset name (default: the one the judge was "
+                   "trained on, 'general'); e.g. 'cluttered' to see what clutter costs")
     p.add_argument("--quick", action="store_true", help="128 renders (for tests)")
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--png", type=Path, help="write a grid of judged renders here")
@@ -97,17 +102,18 @@ def main(argv: list[str] | None = None) -> int:
     n = 128 if args.quick else args.n
 
     judge = load_judge(args.checkpoint)
-    dataset = make_dataset(judge.config.extra.get("dataset", "general"), size=n,
-                           seed=args.seed, image_size=judge.config.image_size)
+    name = args.dataset or judge.config.extra.get("dataset", "general")
+    dataset = make_dataset(name, size=n, seed=args.seed, image_size=judge.config.image_size)
     t0 = time.perf_counter()
     clean = heldout_metrics(judge, dataset)
     noisy = heldout_metrics(judge, dataset, noise_sigma=args.noise, seed=args.seed)
-    result = {"n": n, "seed": args.seed, "noise_sigma": args.noise,
+    result = {"dataset": name, "n": n, "seed": args.seed, "noise_sigma": args.noise,
               "checkpoint": str(args.checkpoint), **_flat(clean), **_flat(noisy, "noisy_"),
               "images_per_s": _throughput(judge, dataset),
               "seconds": time.perf_counter() - t0}
 
-    print(f"judges on {n} held-out renders (seed {args.seed}); value ± standard error")
+    print(f"judges on {n} held-out {name!r} renders (seed {args.seed}); value ± standard "
+          "error")
     print(f"{'metric':<20} {'clean':>17} {f'noise {args.noise:g}':>17}")
     for k in clean:
         print(f"{k:<20} {clean[k].format(4):>17} {noisy[k].format(4):>17}")

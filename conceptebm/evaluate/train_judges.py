@@ -53,6 +53,7 @@ class JudgeTrainConfig:
     noise_max: float = 0.15  # ... with sigma ~ U(0, noise_max): 0.1, the benchmark's, inside
     blur_frac: float = 0.25  # fraction of each batch blurred ...
     blur_max: float = 0.8  # ... with a 3x3 Gaussian of sigma ~ U(0, blur_max) pixels
+    clutter_frac: float = 0.0  # fraction of training renders taken from "cluttered" instead
     width: int = 32  # trunk widths are (w, 2w, 2w, 4w)
     hidden: int = 128  # shared fully connected layer
     seed: int = 0  # training renders use this seed; weights and augmentation seed + 1
@@ -66,6 +67,8 @@ class JudgeTrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.clutter_frac <= 1.0:
+            raise ValueError(f"clutter_frac must lie in [0, 1], got {self.clutter_frac}")
         if self.warmup < 0 or self.eval_size < 0:
             raise ValueError(f"warmup and eval_size must be >= 0, got {self.warmup}, "
                              f"{self.eval_size}")
@@ -97,6 +100,38 @@ def _loss(net: JudgeNet, images, labels, reg_weight: float) -> tuple[torch.Tenso
     return total, {k: v.item() for k, v in parts.items()}
 
 
+class MixedScenes:
+    """Two datasets of equal length as one: item ``i`` comes from ``other`` for a fixed
+    fraction ``frac`` of indices (a golden-ratio sequence, so a pure function of ``i``)."""
+
+    def __init__(self, base, other, frac: float):
+        if len(base) != len(other):
+            raise ValueError(f"datasets of different lengths {len(base)} and {len(other)}")
+        self.base, self.other, self.frac = base, other, float(frac)
+        self.concepts = base.concepts
+        self.palette = getattr(base, "palette", None)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def batch(self, indices):
+        idx = torch.as_tensor(indices).long().reshape(-1)  # (B,)
+        pick = (idx.double() * 0.6180339887498949) % 1.0 < self.frac  # (B,) from `other`
+        images, labels = None, {}
+        for ds, mask in ((self.base, ~pick), (self.other, pick)):
+            if not mask.any():
+                continue
+            x, lab = ds.batch(idx[mask])
+            if images is None:
+                images = x.new_empty((len(idx), *x.shape[1:]))
+            elif labels.keys() != lab.keys():
+                raise ValueError(f"label sets differ: {sorted(labels)} vs {sorted(lab)}")
+            images[mask] = x
+            for k, v in lab.items():
+                labels.setdefault(k, v.new_empty((len(idx), *v.shape[1:])))[mask] = v
+        return images, labels
+
+
 def _make(name: str, size: int, seed: int, image_size: int):
     from conceptebm.datasets import make_dataset  # late: the renderer is optional for I/O
 
@@ -116,6 +151,12 @@ def train_judges(cfg: JudgeTrainConfig, *, dataset=None, eval_dataset=None, devi
     n_train = cfg.iterations * cfg.batch_size
     if dataset is None:
         dataset = _make(cfg.dataset, n_train, cfg.seed, cfg.image_size)
+        if cfg.clutter_frac > 0:  # grey clutter teaches the judge which object to read
+            cluttered = _make("cluttered", n_train, cfg.seed, cfg.image_size)
+            dataset = MixedScenes(dataset, cluttered, cfg.clutter_frac)
+    elif cfg.clutter_frac > 0:
+        raise ValueError("clutter_frac mixes in rendered 'cluttered' scenes; it needs "
+                         "dataset=None (mix your own data into the dataset you pass instead)")
     if len(dataset) < cfg.batch_size:
         raise ValueError(f"the training set has {len(dataset)} items, fewer than one batch "
                          f"({cfg.batch_size})")
@@ -177,6 +218,9 @@ def train_judges(cfg: JudgeTrainConfig, *, dataset=None, eval_dataset=None, devi
             "clean": metrics_to_json(heldout_metrics(judge, eval_dataset)),
             "noise_0.1": metrics_to_json(heldout_metrics(judge, eval_dataset, noise_sigma=0.1)),
         }
+        if cfg.clutter_frac > 0:
+            cluttered = _make("cluttered", cfg.eval_size, cfg.eval_seed, cfg.image_size)
+            report["heldout"]["cluttered"] = metrics_to_json(heldout_metrics(judge, cluttered))
     judge.metadata.update(report)
     return judge, report
 

@@ -62,3 +62,21 @@ def test_command_line_smoke(tmp_path):
     assert doc["training"]["command"].startswith("python -m conceptebm.evaluate.train_judges")
     assert "--smoke" in doc["training"]["command"]
     assert set(judge.concepts) >= {"position", "color", "shape", "size"}
+
+
+def test_mixed_scenes_takes_a_fixed_fraction_from_each(blobs):
+    from conceptebm.evaluate.train_judges import MixedScenes
+
+    a, b = blobs(1000, seed=1), blobs(1000, seed=2)
+    mixed = MixedScenes(a, b, 0.25)
+    idx = torch.arange(0, 1000, 7)
+    images, labels = mixed.batch(idx)
+    xa, la = a.batch(idx)
+    xb, lb = b.batch(idx)
+    from_b = (images == xb).flatten(1).all(1) & ~(images == xa).flatten(1).all(1)
+    # deterministic (no RNG): these 143 indices put 36 items (0.2517) in `b`
+    assert from_b.sum().item() == 36
+    assert torch.equal(labels["color"][from_b], lb["color"][from_b])
+    assert torch.equal(labels["position"][~from_b], la["position"][~from_b])
+    with pytest.raises(ValueError, match="needs dataset=None"):
+        train_judges(JudgeTrainConfig(clutter_frac=0.5), dataset=a, progress=False)
