@@ -1,1 +1,74 @@
-"""Shipped small checkpoints (safetensors + JSON)."""
+"""Shipped concept EBMs for the default 32x32 scenes: ``load("position")`` and friends.
+
+Each model is ``<name>.safetensors`` (weights plus the net config in its metadata) with a
+``<name>.json`` twin that records the exact training command, the training time, the
+judge-scored metrics and the recommended sampler settings. They were trained on a 2-core CPU
+with ``conceptebm train`` (see the JSON files and ``benchmarks/train_quality.py``).
+
+``load(name)`` returns a ready :class:`~conceptebm.energies.ConditionalEnergy` in eval mode;
+its ``sampler`` attribute holds the recommended settings as keyword arguments of
+:func:`conceptebm.infer.langevin`.
+
+Example:
+    >>> import torch
+    >>> from conceptebm import pretrained
+    >>> from conceptebm.infer import langevin
+    >>> pos = pretrained.load("position")
+    >>> x = langevin(pos.given((0.5, -0.5)), (4, 3, 32, 32), **pos.sampler)
+    >>> x.shape
+    torch.Size([4, 3, 32, 32])
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conceptebm.energies import ConditionalEnergy
+
+__all__ = ["NAMES", "DIR", "available", "load", "info"]
+
+DIR = Path(__file__).resolve().parent
+NAMES = ("position", "color", "shape", "size")
+_BOUNDS = (0.0, 1.0)  # images live in [0, 1]
+
+
+def available() -> list[str]:
+    """Names of the shipped models present in this installation."""
+    return [n for n in NAMES if (DIR / f"{n}.safetensors").exists()]
+
+
+def _path(name: str) -> Path:
+    if name not in NAMES:
+        raise ValueError(f"no shipped model {name!r}; shipped models: {', '.join(NAMES)}")
+    path = DIR / f"{name}.safetensors"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"the shipped {name!r} model is missing from {DIR}; retrain it with the command "
+            f"recorded in benchmarks/train_quality.py (conceptebm train --concept {name} ...)"
+        )
+    return path
+
+
+def info(name: str) -> dict:
+    """The model's JSON record: command, training time, metrics, sampler settings."""
+    from conceptebm.train.checkpoint import load_checkpoint
+
+    return load_checkpoint(_path(name)).meta
+
+
+def load(name: str, *, device=None) -> ConditionalEnergy:
+    """The shipped EBM for concept ``name`` ("position", "color", "shape" or "size").
+
+    The returned energy has ``.sampler``: a dict of :func:`conceptebm.infer.langevin`
+    keyword arguments (``num_steps``, ``step_size``, ``noise_scale``, ``init``, ``bounds``)
+    that generated the recorded metrics, and ``.info``: the JSON record.
+    """
+    from conceptebm.train.checkpoint import load_checkpoint, load_energy
+
+    path = _path(name)
+    energy = load_energy(path, device=device)
+    meta = load_checkpoint(path).meta
+    energy.sampler = {**meta["sampler"], "bounds": _BOUNDS}
+    energy.info = meta
+    return energy
+

@@ -1,7 +1,7 @@
 """``conceptebm train``: train a concept EBM from the command line.
 
 Every :class:`~conceptebm.train.TrainConfig` setting is an option (``--sampler-steps 20``,
-``--no-ema``...), so the command line and the Python API cannot drift apart. ``--smoke``
+``--ema none``...), so the command line and the Python API cannot drift apart. ``--smoke``
 starts from the tiny preset the tests run; ``--resume`` continues a killed run in its
 ``--out-dir``. Under ``torchrun --nproc_per_node N -m conceptebm train ...`` the same command
 trains with DistributedDataParallel.
@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
+import re
 import shlex
 import sys
 import typing
@@ -34,15 +36,32 @@ def _optional_float(text: str) -> float | str:
     return _NONE if text.lower() in ("none", "off") else float(text)
 
 
+def _field_comments(cls) -> dict[str, str]:
+    """The comment after each field of a dataclass (and its continuation lines): the option
+    help then says exactly what the config's source says."""
+    out, last = {}, None
+    for line in inspect.getsource(cls).splitlines():
+        m = re.match(r"\s{4}(\w+): [^#]*#\s*(.*)$", line)
+        if m:
+            last = m.group(1)
+            out[last] = m.group(2).strip()
+        elif last and re.match(r"\s+#\s", line):
+            out[last] += " " + line.strip().lstrip("#").strip()
+        else:
+            last = None
+    return out
+
+
 def _add_config_options(p: argparse.ArgumentParser) -> None:
     from conceptebm.train.config import TrainConfig
 
     hints = typing.get_type_hints(TrainConfig)
+    comments = _field_comments(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         hint = hints[f.name]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        help_text = f"(default {default!r})"
+        help_text = f"{comments.get(f.name, '')} (default {default!r})".replace("%", "%%")
         if hint is bool:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                            help=help_text)
@@ -101,6 +120,7 @@ def command_line(args: argparse.Namespace) -> str:
 def _main(args: argparse.Namespace) -> int:
     import torch
 
+    from conceptebm.train.checkpoint import CheckpointError
     from conceptebm.train.loop import TrainingDiverged, train
 
     torch.set_num_threads(args.threads)
@@ -114,6 +134,9 @@ def _main(args: argparse.Namespace) -> int:
     except TrainingDiverged as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
+    except (FileExistsError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"trained {config.concept} EBM to iteration {result.iteration} ({result.stopped}); "
           f"best score {result.best_score:.4f} at iteration {result.best_iteration}")
     print(f"checkpoints, metrics.csv, eval.csv and loss.png in {out}")

@@ -65,6 +65,10 @@ class TrainConfig:
     eval_every: int = 200  # iterations between judge scorings (0 = never)
     eval_samples: int = 100  # generations scored per evaluation
     eval_steps: int = 40  # Langevin steps for those generations (test time: 2x K)
+    eval_inference: bool = False  # also score MAP inference of the concept on real images;
+    #                               the best checkpoint then maximises the mean of both scores
+    snapshot_every: int = 0  # iterations between weights-only snapshots (0 = none), for
+    #                          re-scoring candidates with more samples after training
     checkpoint_every: int = 100  # iterations between resumable checkpoints
     log_every: int = 10  # iterations between metrics rows
     max_abs_energy: float = 1e3  # divergence guard: mean |E| above this stops the run
@@ -90,7 +94,7 @@ class TrainConfig:
             need(int(getattr(self, name)) == getattr(self, name) and getattr(self, name) >= 1,
                  name, "must be an integer >= 1")
         for name in ("buffer_size", "eval_every", "checkpoint_every", "blocks",
-                     "contrastive_negatives"):
+                     "contrastive_negatives", "snapshot_every"):
             need(int(getattr(self, name)) == getattr(self, name) and getattr(self, name) >= 0,
                  name, "must be an integer >= 0")
         need(self.log_every >= 1, "log_every", "must be >= 1")
@@ -146,8 +150,8 @@ class TrainConfig:
 
 
 def smoke_config(**overrides) -> TrainConfig:
-    """A run that finishes in seconds (16x16 images, tiny net, a few iterations)."""
-    base = dict(image_size=16, width=4, blocks=1, embed_dim=8, dataset_size=256, iterations=6,
+    """A run that finishes in seconds (tiny net, a few iterations, small batches)."""
+    base = dict(image_size=32, width=4, blocks=1, embed_dim=8, dataset_size=256, iterations=6,
                 batch_size=8, sampler_steps=3, buffer_size=64, eval_every=3, eval_samples=8,
                 eval_steps=3, checkpoint_every=3, log_every=1)
     base.update(overrides)

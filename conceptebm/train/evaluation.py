@@ -30,7 +30,8 @@ from conceptebm.train.sampling import sample_images
 __all__ = ["DEFAULT_SAMPLER", "generation_quality", "inference_quality", "selection_score"]
 
 #: Test-time sampler: twice the training K, from fresh low-frequency noise (prototype).
-DEFAULT_SAMPLER = {"steps": 40, "step_size": 100.0, "noise_scale": 0.005, "init": "smooth"}
+#: The keys are those of :func:`conceptebm.infer.langevin` (with ``bounds=(0, 1)``).
+DEFAULT_SAMPLER = {"num_steps": 40, "step_size": 100.0, "noise_scale": 0.005, "init": "smooth"}
 
 
 def generation_quality(net: ConditionalEnergy, judge, targets, *, sampler: Mapping | None = None,

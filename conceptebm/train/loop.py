@@ -41,7 +41,12 @@ from conceptebm.train.checkpoint import (
 )
 from conceptebm.train.config import TrainConfig
 from conceptebm.train.continual import load_frozen
-from conceptebm.train.evaluation import DEFAULT_SAMPLER, generation_quality, selection_score
+from conceptebm.train.evaluation import (
+    DEFAULT_SAMPLER,
+    generation_quality,
+    inference_quality,
+    selection_score,
+)
 from conceptebm.train.logs import CsvLog, plot_training
 from conceptebm.train.loss import CDObjective, wrong_concept_values
 from conceptebm.train.sampling import fresh_noise, sample_images
@@ -205,11 +210,13 @@ def train(config: TrainConfig, *, dataset=None, eval_dataset=None, judge=None,
                                         seed=config.seed + EVAL_SEED_OFFSET,
                                         image_size=config.image_size)
         n_eval = min(config.eval_samples, len(eval_dataset))
-        _, eval_labels = _batch(eval_dataset, torch.arange(n_eval))
+        eval_images, eval_labels = _batch(eval_dataset, torch.arange(n_eval))
+        eval_images = eval_images.to(device)
         eval_targets = torch.as_tensor(eval_labels[concept.name])
         eval_frozen_c = _encode(eval_labels, frozen, device) if frozen else None
-    eval_sampler = {**DEFAULT_SAMPLER, "steps": config.eval_steps, "step_size": config.step_size,
-                    "noise_scale": config.noise_scale, "init": config.init}
+    eval_sampler = {**DEFAULT_SAMPLER, "num_steps": config.eval_steps,
+                    "step_size": config.step_size, "noise_scale": config.noise_scale,
+                    "init": config.init}
 
     metrics_log = CsvLog(out / "metrics.csv", resume_after=resumed_from) if ctx.is_main else None
     eval_log = CsvLog(out / "eval.csv", resume_after=resumed_from) if ctx.is_main else None
@@ -255,7 +262,7 @@ def train(config: TrainConfig, *, dataset=None, eval_dataset=None, judge=None,
         fresh = fresh_noise(x_pos.shape, config.init, generator=gen, device=device)
         x0, c_run = buffer.sample(fresh, c, generator=gen) if buffer is not None else (fresh, c)
         try:  # K Langevin steps on E_new(x|c) + sum_j E_j(x|c_j)
-            x_neg = sample_images(net, c_run, steps=config.sampler_steps,
+            x_neg = sample_images(net, c_run, num_steps=config.sampler_steps,
                                   step_size=config.step_size, noise_scale=config.noise_scale,
                                   x0=x0, frozen=frozen, generator=gen)
             sampler_ok = True
@@ -300,6 +307,11 @@ def train(config: TrainConfig, *, dataset=None, eval_dataset=None, judge=None,
                                          generator=eval_gen, frozen=frozen,
                                          frozen_c=eval_frozen_c)
             score = selection_score(metrics, concept)
+            if config.eval_inference:  # a coarse grid keeps this cheap; benchmarks use 17
+                inferred = inference_quality(eval_net, eval_images, eval_targets, grid=9,
+                                             steps=30)
+                metrics.update({f"inference_{k}": m for k, m in inferred.items()})
+                score = 0.5 * (score + selection_score(inferred, concept))
             erow = {"iteration": it, "time_s": now, "score": score,
                     **{k: m.value for k, m in metrics.items()}}
             eval_log.write(erow)
@@ -310,6 +322,10 @@ def train(config: TrainConfig, *, dataset=None, eval_dataset=None, judge=None,
                                 {**meta_base, "iteration": it, "elapsed_s": now, "score": score,
                                  "metrics": {k: list(m) for k, m in metrics.items()},
                                  "sampler": eval_sampler})
+        if ctx.is_main and config.snapshot_every and it % config.snapshot_every == 0:
+            snap = (ema if ema is not None else net).state_dict()
+            save_checkpoint(out / "snapshots" / f"it{it:06d}.safetensors", {"model": snap},
+                            {**meta_base, "iteration": it, "elapsed_s": now}, json_twin=False)
         stop = config.time_limit_min is not None and now > 60 * config.time_limit_min
         stop = D.broadcast_flag(stop, ctx, device)
         if ctx.is_main and config.checkpoint_every and (

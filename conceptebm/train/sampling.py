@@ -11,7 +11,7 @@ Example:
     >>> from conceptebm.energies.nets import ConvEnergyNet
     >>> net = ConvEnergyNet(Concept.continuous("position", dim=2), image_size=16, width=4)
     >>> c = torch.zeros(3, 2)
-    >>> x = sample_images(net, c, steps=2, image_shape=(3, 16, 16))
+    >>> x = sample_images(net, c, num_steps=2, image_shape=(3, 16, 16))
     >>> x.shape, bool(((x >= 0) & (x <= 1)).all())
     (torch.Size([3, 3, 16, 16]), True)
 """
@@ -55,11 +55,12 @@ def conditioned_energy(net: ConditionalEnergy, c: Tensor,
     return bound[0] if len(bound) == 1 else And(*bound)
 
 
-def sample_images(net: ConditionalEnergy, c: Tensor, *, steps: int, step_size: float = 100.0,
+def sample_images(net: ConditionalEnergy, c: Tensor, *, num_steps: int,
+                  step_size: float = 100.0,
                   noise_scale: float = 0.005, init: str = "smooth", x0: Tensor | None = None,
                   image_shape: tuple[int, int, int] | None = None,
                   frozen: Sequence[ConditionalEnergy] = (), generator=None) -> Tensor:
-    """Run ``steps`` Langevin steps on E(x|c) from ``x0`` (or fresh noise); returns ``(B, C, H,
+    """Run ``num_steps`` Langevin steps on E(x|c) from ``x0`` (or fresh noise); returns ``(B, C, H,
     W)`` in [0, 1]. ``c`` is ``(B, L)`` (concatenated with the frozen energies' labels)."""
     if x0 is None:
         if image_shape is None:
@@ -70,5 +71,5 @@ def sample_images(net: ConditionalEnergy, c: Tensor, *, steps: int, step_size: f
             image_shape = (channels, size, size)
         x0 = fresh_noise((c.shape[0], *image_shape), init, generator=generator, device=c.device)
     energy = conditioned_energy(net, c.to(x0), frozen)
-    return langevin(energy, x0, num_steps=steps, step_size=step_size, noise_scale=noise_scale,
+    return langevin(energy, x0, num_steps=num_steps, step_size=step_size, noise_scale=noise_scale,
                     bounds=IMAGE_BOUNDS, generator=generator)

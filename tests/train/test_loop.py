@@ -29,15 +29,20 @@ def rows(path):
 
 def test_smoke_run_writes_everything(tmp_path):
     r = run(tmp_path, iterations=4, eval_every=2, checkpoint_every=2, contrastive_weight=1.0,
-            label_policy="stored", lr_schedule="cosine", grad_clip=1.0)
+            label_policy="stored", lr_schedule="cosine", grad_clip=1.0, eval_inference=True,
+            snapshot_every=2, kl_weight=0.5)
     out = tmp_path / "run"
     for f in ("last.safetensors", "last.json", "best.safetensors", "best.json", "metrics.csv",
               "eval.csv", "loss.png", "config.json"):
         assert (out / f).exists(), f
     m = rows(out / "metrics.csv")
     assert [int(row["iteration"]) for row in m] == [1, 2, 3, 4]
-    assert {"loss", "cd", "e_pos", "e_neg", "contrastive", "contrastive_acc"} <= set(m[0])
-    assert [int(row["iteration"]) for row in rows(out / "eval.csv")] == [2, 4]
+    assert {"loss", "cd", "e_pos", "e_neg", "contrastive", "contrastive_acc", "kl"} <= set(m[0])
+    ev = rows(out / "eval.csv")
+    assert [int(row["iteration"]) for row in ev] == [2, 4]
+    assert {"position_acc", "position_mae", "inference_position_mae"} <= set(ev[0])
+    assert sorted(p.name for p in (out / "snapshots").iterdir()) == [
+        "it000002.safetensors", "it000004.safetensors"]
     last = load_checkpoint(out / "last.safetensors")
     assert last.meta["iteration"] == 4
     assert {"model", "ema", "optim", "buffer", "rng"} <= set(last.groups)
