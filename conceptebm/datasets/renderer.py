@@ -57,7 +57,8 @@ def _object_normals(p: Tensor, slot: Tensor, sl: Slots, bi: Tensor) -> Tensor:
     return n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-def _render_chunk(scene: Scene, n: int, dense: bool | None) -> Tensor:
+def _render_chunk(scene: Scene, n: int, dense: bool | None, out: Tensor) -> None:
+    """Render ``scene`` into ``out`` ``(B, 3, n, n)`` (contiguous)."""
     scene = scene.drop_empty_slots()
     b, k = scene.size.shape
     dtype, device = scene.position.dtype, scene.position.device
@@ -83,15 +84,24 @@ def _render_chunk(scene: Scene, n: int, dense: bool | None) -> Tensor:
     lit = ~occluded(p, to_light, sl, view, n, dense) if k else torch.ones_like(sky)  # (B, P)
 
     strength = light[:, 2, None] * light[:, 4:7]  # (B, 3)
-    ambient = light[:, 3, None]
-    ground = torch.tensor(GROUND_RGB, dtype=dtype, device=device).expand(b, 1, 3)
+    ambient = light[:, 3, None]  # (B, 1)
+    sun = strength * to_light[:, 2, None]  # (B, 3): the ground faces up
+    rgb = out.view(b, 3, n * n)  # written in place, channels first
+    ground = torch.tensor(GROUND_RGB, dtype=dtype, device=device)
     if bool((scene.ground_tint != 0).any()):
         gx, gy = torch.tanh(p[0] / 2), torch.tanh(p[1] / 2)  # (B, P)
         tint = scene.ground_tint.to(dtype)[:, None, None]
-        ground = (ground + torch.stack((gx, gy, -gx), dim=-1) * tint).clamp(0, 1)  # (B, P, 3)
-    sun = (strength * to_light[:, 2, None])[:, None, :]  # (B, 1, 3): the ground faces up
-    rgb = ground * (ambient[:, None, :] + sun * lit[..., None])  # (B, P, 3)
-    rgb = torch.where(sky[..., None], torch.tensor(SKY_RGB, dtype=dtype, device=device), rgb)
+        ground = (ground[None, :, None] + torch.stack((gx, gy, -gx), dim=1) * tint).clamp(0, 1)
+        light_in = ambient[..., None] + sun[..., None] * lit[:, None, :]  # (B, 3, P)
+        torch.mul(ground, light_in, out=rgb)
+        rgb.clamp_(0, 1)
+    else:  # one colour per image in light, one in shadow
+        lit_rgb = (ground * (ambient + sun)).clamp(0, 1)[..., None]  # (B, 3, 1)
+        shade_rgb = (ground * ambient).clamp(0, 1)[..., None]
+        torch.where(lit[:, None, :], lit_rgb, shade_rgb, out=rgb)
+    if bool(sky.any()):
+        sky_rgb = torch.tensor(SKY_RGB, dtype=dtype, device=device)[None, :, None]
+        torch.where(sky[:, None, :], sky_rgb, rgb, out=rgb)
 
     bi, pi = on_obj.nonzero(as_tuple=True)  # object pixels only (a few percent)
     if bi.numel():
@@ -105,9 +115,8 @@ def _render_chunk(scene: Scene, n: int, dense: bool | None) -> Tensor:
         half = half / half.norm(dim=-1, keepdim=True)
         spec = SPECULAR * (normal * half).sum(-1).clamp_min(0) ** SHININESS * (cos > 0)
         albedo = scene.rgb.to(dtype)[bi, ks]
-        rgb[bi, pi] = (albedo * (ambient[bi] + strength[bi] * cos[:, None])
-                       + strength[bi] * spec[:, None])
-    return rgb.clamp(0, 1).transpose(1, 2).reshape(b, 3, n, n)
+        rgb[bi, :, pi] = (albedo * (ambient[bi] + strength[bi] * cos[:, None])
+                          + strength[bi] * spec[:, None]).clamp(0, 1)
 
 
 def render(scene: Scene, image_size: int = 32, *, antialias: int = 1,
@@ -136,7 +145,7 @@ def render(scene: Scene, image_size: int = 32, *, antialias: int = 1,
     chunk = max(1, max_elements // (n * n * (k + 1)))
     for start in range(0, b, chunk):
         part = scene.select(slice(start, start + chunk))
-        out[start:start + chunk] = _render_chunk(part, n, dense)
+        _render_chunk(part, n, dense, out[start:start + chunk])
     if antialias > 1:
         out = F.avg_pool2d(out, antialias)
     return out.float()

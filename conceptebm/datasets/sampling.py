@@ -52,15 +52,17 @@ def name_salt(name: str) -> int:
 
 
 def item_uniforms(seed: int, indices: Sequence[int], n: int, *, salt: int = 0) -> Tensor:
-    """Uniforms ``(len(indices), n)`` in float64; row ``j`` depends only on (salt, seed, index)."""
-    rows = []
-    for i in indices:
-        key = _splitmix64(_splitmix64(_splitmix64(salt) ^ int(seed)) ^ int(i)) >> 1
-        g = torch.Generator().manual_seed(key)
-        rows.append(torch.rand(n, generator=g, dtype=torch.float64))
-    if not rows:
-        return torch.empty(0, n, dtype=torch.float64)
-    return torch.stack(rows)
+    """Uniforms ``(len(indices), n)`` in float64; row ``j`` depends only on (salt, seed, index).
+
+    One local generator is re-seeded per item (cheaper than a new one; same numbers).
+    """
+    g = torch.Generator()
+    out = torch.empty(len(indices), n, dtype=torch.float64)
+    base = _splitmix64(_splitmix64(salt) ^ int(seed))
+    for j, i in enumerate(indices):
+        g.manual_seed(_splitmix64(base ^ int(i)) >> 1)
+        torch.rand(n, generator=g, dtype=torch.float64, out=out[j])
+    return out
 
 
 class _Draws:
