@@ -58,6 +58,9 @@ def _env() -> dict[str, str]:
     # One BLAS/OpenMP thread per process: on 2 cores, two 1-thread processes beat one 2-thread.
     env.setdefault("OMP_NUM_THREADS", "1")
     env.setdefault("MKL_NUM_THREADS", "1")
+    # Spinning OpenMP threads collapse multi-thread speed on a loaded machine
+    # (benchmarks/render_speed.py measured 9,500 -> 640 images/s with ACTIVE).
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     env.setdefault("MPLBACKEND", "Agg")
     return env
 
