@@ -38,7 +38,8 @@ FORMAT_VERSION = 1
 # The shipped judges; `python -m conceptebm.evaluate.train_judges --out <this>` rebuilds them.
 SHIPPED = Path(__file__).resolve().parent.parent / "pretrained" / "judges"
 
-RETRAIN_HINT = "python -m conceptebm.evaluate.train_judges --out " + str(SHIPPED)
+RETRAIN_HINT = ("python -m conceptebm.evaluate.train_judges --clutter-frac 0.25 --out "
+                + str(SHIPPED))
 
 
 def _stem(path) -> Path:
@@ -153,7 +154,8 @@ def load_judge(path, *, device=None) -> Judge:
 
 
 def load_judges(*, device=None) -> Judge:
-    """The shipped judges (position, size, colour, shape) for 32x32 "general" scenes.
+    """The shipped judges (position, size, colour, shape) for 32x32 single-object scenes,
+    with or without grey clutter ("general", "cluttered" and the single-concept sets).
 
     Example:
         >>> judge = load_judges()

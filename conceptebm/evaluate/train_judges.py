@@ -8,9 +8,11 @@ warm-up and a cosine decay to 0. After training, the judge is scored on held-out
 different seed), clean and with sigma = 0.1 pixel noise, and saved with those metrics, the
 exact command and the training time.
 
-Rebuild the shipped judges (a few minutes on one CPU core)::
+Rebuild the shipped judges (a few minutes on one CPU core; a quarter of their training
+renders carry grey clutter, so they read the coloured object and ignore the rest)::
 
-    python -m conceptebm.evaluate.train_judges --out conceptebm/pretrained/judges
+    python -m conceptebm.evaluate.train_judges --clutter-frac 0.25 \\
+        --out conceptebm/pretrained/judges
 
 The same is ``conceptebm train-judges``; ``--smoke`` runs a few steps only.
 """

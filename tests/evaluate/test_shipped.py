@@ -29,6 +29,7 @@ def test_shipped_files_are_small_and_documented(judge):
     # the targets the judges were trained to (held-out renders, stored at training time)
     assert clean["color_acc"]["value"] >= 0.99 and clean["shape_acc"]["value"] >= 0.99
     assert clean["position_mae"]["value"] <= 0.03
+    assert doc["heldout"]["cluttered"]["position_mae"]["value"] <= 0.03
     assert set(judge.concepts) == {"position", "size", "color", "shape"}
     assert list(judge.config.extra["palette"]) == list(judge.concepts["color"].values)
 
@@ -59,3 +60,13 @@ def test_benchmark_quick(tmp_path):
                 "size_mae", "noisy_color_acc", "noisy_position_mae"):
         assert key in result and key + "_stderr" in result
     assert result["n"] == 128 and result["color_acc"] >= 0.9
+
+
+def test_shipped_judges_ignore_grey_clutter(judge):
+    # trained with clutter_frac 0.25: position MAE 0.019 on held-out cluttered scenes; a judge
+    # trained without clutter scored 0.113 there. At n = 64 the threshold 0.06 lies ~5 standard
+    # errors below the clutter-blind judge and > 20 above this one.
+    images, labels = make_dataset("cluttered", size=64, seed=31_337).batch(torch.arange(64))
+    scores = score_generations(judge, images, {k: labels[k] for k in judge.concepts})
+    assert scores["position_mae"].value < 0.06
+    assert scores["color_acc"].value >= 0.95
