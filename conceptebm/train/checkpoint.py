@@ -40,7 +40,7 @@ from conceptebm.energies.base import ConditionalEnergy
 from conceptebm.energies.nets import build_energy_net
 
 __all__ = ["FORMAT", "Checkpoint", "save_checkpoint", "load_checkpoint", "load_energy",
-           "atomic_write_text", "CheckpointError"]
+           "export_weights", "atomic_write_text", "CheckpointError"]
 
 FORMAT = "conceptebm-checkpoint-1"
 _META_KEY = "conceptebm"
@@ -178,3 +178,17 @@ def load_energy(path: str | os.PathLike, *, weights: str = "auto",
         raise CheckpointError(f"{path}: incompatible net config: {err}") from None
     load_state(net, ckpt.group(weights), f"{path} ({weights} weights)")
     return net.to(device).eval() if device is not None else net.eval()
+
+
+def export_weights(src: str | os.PathLike, dest: str | os.PathLike, *, weights: str = "auto",
+                   **meta) -> Path:
+    """Write a small weights-only checkpoint (the shipped-model format) from any checkpoint.
+
+    Keeps the net config and the training config of ``src``, adds ``meta`` (the command,
+    training time, metrics, sampler settings...), and drops optimizer, buffer and RNG state.
+    """
+    ckpt = load_checkpoint(src)
+    net = load_energy(src, weights=weights)  # validates that the weights fit the config
+    keep = {k: ckpt.meta[k] for k in ("net", "train", "iteration", "frozen") if k in ckpt.meta}
+    save_checkpoint(dest, {"model": net.state_dict()}, {**keep, **meta})
+    return Path(dest)

@@ -51,6 +51,7 @@ class TrainConfig:
     kl_weight: float = 0.0  # improved-CD KL term through one differentiable sampler step
     contrastive_weight: float = 0.0  # concept-contrastive cross-entropy on real images
     contrastive_negatives: int = 7  # wrong concept values per real image (continuous)
+    contrastive_temperature: float = 0.01  # softmax temperature on energies (loss: T * CE)
     # ---- training sampler (Langevin negatives, conceptebm.infer.langevin_step) ---------
     sampler_steps: int = 20  # K Langevin steps per update
     step_size: float = 100.0  # on the raw gradient
@@ -98,7 +99,7 @@ class TrainConfig:
             need(int(getattr(self, name)) == getattr(self, name) and getattr(self, name) >= 0,
                  name, "must be an integer >= 0")
         need(self.log_every >= 1, "log_every", "must be >= 1")
-        for name in ("lr", "step_size", "max_abs_energy"):
+        for name in ("lr", "step_size", "max_abs_energy", "contrastive_temperature"):
             v = getattr(self, name)
             need(isinstance(v, (int, float)) and math.isfinite(v) and v > 0, name,
                  "must be a finite number > 0")

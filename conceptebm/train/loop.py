@@ -165,6 +165,7 @@ def train(config: TrainConfig, *, dataset=None, eval_dataset=None, judge=None,
         net = ConvEnergyNet(concept, **config.net_config()).to(device)
     objective = CDObjective(net, l2=config.l2, kl_weight=config.kl_weight,
                             contrastive_weight=config.contrastive_weight,
+                            contrastive_temperature=config.contrastive_temperature,
                             step_size=config.step_size)
     model = objective
     if ctx.enabled:  # DDP broadcasts rank 0's initial weights to every replica

@@ -8,6 +8,7 @@ from conceptebm.concepts import Concept
 from conceptebm.energies.nets import ConvEnergyNet
 from conceptebm.train.checkpoint import (
     CheckpointError,
+    export_weights,
     load_checkpoint,
     load_energy,
     save_checkpoint,
@@ -75,3 +76,18 @@ def test_missing_corrupt_foreign_and_incompatible(tmp_path):
         load_energy(wide)
     with pytest.raises(ValueError, match="must end in .safetensors"):
         save_checkpoint(tmp_path / "a.pt", {}, {})
+
+
+def test_export_keeps_weights_and_config_drops_training_state(tmp_path):
+    n = net()
+    src = tmp_path / "last.safetensors"
+    save_checkpoint(src, {"model": n.state_dict(), "optim": {"0.step": torch.zeros(())},
+                          "buffer": {"x": torch.zeros(4, 3, 16, 16, dtype=torch.uint8)}},
+                    {"net": n.config, "train": {"lr": 1.0}, "iteration": 9})
+    dest = export_weights(src, tmp_path / "ship.safetensors", command="conceptebm train ...")
+    c = load_checkpoint(dest)
+    assert set(c.groups) == {"model"}
+    assert c.meta["command"] == "conceptebm train ..." and c.meta["iteration"] == 9
+    assert dest.stat().st_size < src.stat().st_size
+    x = torch.rand(2, 3, 16, 16)
+    assert torch.equal(load_energy(dest)(x, torch.zeros(2, 2)), n(x, torch.zeros(2, 2)))

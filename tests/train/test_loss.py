@@ -58,7 +58,7 @@ def test_one_sgd_step_lowers_data_energy_relative_to_negatives(gen):
 
 def test_contrastive_categorical_is_exact_classification(gen):
     net = tiny(COLOR)
-    obj = CDObjective(net, l2=0.0, contrastive_weight=1.0)
+    obj = CDObjective(net, l2=0.0, contrastive_weight=1.0, contrastive_temperature=0.5)
     x = torch.rand(5, 3, 16, 16, generator=gen)
     idx = torch.tensor([0, 1, 2, 1, 0])
     c = COLOR.encode(idx)
@@ -68,8 +68,9 @@ def test_contrastive_categorical_is_exact_classification(gen):
     loss, stats = obj(x, c, x, c, wrong)
     # the same cross-entropy, written as a softmax over all three classes
     logits = -torch.stack([net(x, COLOR.encode(torch.full((5,), k))) for k in range(3)], 1)
-    torch.testing.assert_close(stats["contrastive"], F.cross_entropy(logits, idx),
-                               rtol=1e-5, atol=1e-6)
+    ce = F.cross_entropy(logits / 0.5, idx)
+    torch.testing.assert_close(stats["contrastive"], ce, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(loss, stats["cd"] + 0.5 * ce, rtol=1e-5, atol=1e-6)
 
 
 def test_contrastive_continuous_values_in_range_and_loss_shape(gen):
