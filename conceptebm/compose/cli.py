@@ -12,7 +12,6 @@ calibrated by each model's energy gap unless ``--raw``.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -20,29 +19,7 @@ import torch
 
 from conceptebm.compose import defaults
 from conceptebm.compose.expr import ExpressionError, _atom_names, build, parse
-
-
-def save_grid(images: torch.Tensor, path: Path, title: str = "") -> None:
-    """Save ``(N, 3, H, W)`` images as a PNG grid."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = images.shape[0]
-    cols = min(8, n)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.3 * rows + 0.4), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < n:
-            ax.imshow(images[i].permute(1, 2, 0).clamp(0, 1).cpu().numpy())
-    if title:
-        fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+from conceptebm.plotting import save_grid
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -80,7 +57,7 @@ def _main(args: argparse.Namespace) -> int:
     x = generate(energy, args.n, settings, cm.image_shape, generator=gen, device=device,
                  progress=True)
     out = Path(args.output)
-    save_grid(x, out, repr(energy))
+    save_grid(x, out, title=repr(energy))
     print(f"{energy!r}: wrote {args.n} samples to {out}")
     return 0
 

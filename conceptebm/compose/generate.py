@@ -48,7 +48,10 @@ class ConceptModels:
 
 
 def _settings_of(model) -> SamplerSettings:
+    """Sampler settings from a shipped model's ``.sampler`` (``infer.langevin`` keywords)."""
     raw = dict(getattr(model, "sampler", None) or {})
+    if "num_steps" in raw:
+        raw["steps"] = raw.pop("num_steps")
     keys = SamplerSettings.__dataclass_fields__
     return SamplerSettings(**{k: raw[k] for k in keys if k in raw})
 

@@ -1,0 +1,61 @@
+"""Sweep the composition knobs that limit Table 1: negation weight, disjunction temperature,
+Langevin steps, calibrated vs raw composition.
+
+    python benchmarks/compose_sweep.py --n 200 --json out/compose_sweep.json
+    python benchmarks/compose_sweep.py --quick
+
+Each setting reruns the relevant rows of ``benchmarks/compose_table.py`` (same targets, same
+seed) and prints one line per row; the JSON maps ``"<knob>=<value>"`` to the row results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import compose_table  # noqa: E402
+
+SWEEPS = {
+    "alpha": ("--alpha", [0.01, 0.03, 0.1, 0.3, 1.0], ["pos_and_not_color", "not_pos_and_color"]),
+    "temperature": ("--temperature", [0.01, 0.1, 0.3, 1.0], ["pos1_or_pos2", "or_of_ands"]),
+    "steps": ("--steps", [20, 40, 60, 100], ["pos_and_color"]),
+    "raw": ("--raw", [None], ["pos_and_color", "pos_and_not_color", "pos1_or_pos2"]),
+}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--n", type=int, default=200)
+    p.add_argument("--sweeps", nargs="*", default=list(SWEEPS), choices=list(SWEEPS))
+    p.add_argument("--json", default=None)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--out", default="out/compose_sweep")
+    args = p.parse_args(argv)
+    results = {}
+    for name in args.sweeps:
+        flag, values, rows = SWEEPS[name]
+        if args.quick:
+            values = values[:1]
+        for v in values:
+            label = name if v is None else f"{name}={v}"
+            print(f"--- {label}", flush=True)
+            cli = ["--n", str(args.n), "--rows", *rows, "--out", f"{args.out}/{label}"]
+            cli += [flag] if v is None else [flag, str(v)]
+            if args.quick:
+                cli.append("--quick")
+            ns = compose_table.parse(cli)
+            results[label] = compose_table.run(ns)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
