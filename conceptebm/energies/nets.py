@@ -1,7 +1,7 @@
 """Conditional convolutional energy networks E(x|c) for scene images.
 
-:class:`ConvEnergyNet` is a small residual conv net sized for a CPU (about 180k parameters at
-the default width 16, 32x32 images; 64x64 adds one stage) and configurable up. The concept
+:class:`ConvEnergyNet` is a small residual conv net sized for a CPU (about 100k parameters at
+the default width 16, 32x32 images; 64x64 adds one level) and configurable up. The concept
 value ``c`` enters three ways, as the CPU prototype found effective
 (``shared/reference/cpu-prototype.md``):
 
@@ -185,9 +185,10 @@ def _identity(m: nn.Module) -> nn.Module:
 class ConvEnergyNet(ConditionalEnergy):
     """Residual conv energy E(x|c) for ``(batch, channels, H, W)`` images in [0, 1].
 
-    Layout for 32x32 (width w): stem 4x4/2 conv to w at 16x16, then per stage a 4x4/2 conv
-    (2w at 8x8, 4w at 4x4) followed by ``blocks`` residual blocks; flatten; linear to a scalar.
-    64x64 adds a stage (4w at 4x4 after 8x8). Every conv is followed by FiLM and swish.
+    Layout for 32x32 (width w): stem 4x4/2 conv to w at 16x16 and ``blocks`` residual blocks
+    there; a 4x4/2 conv to 2w at 8x8 and ``blocks`` residual blocks; a 4x4/2 conv to 4w at
+    4x4; flatten; linear to a scalar. 64x64 adds a level (4w at 8x8). Every conv is
+    followed by FiLM; swish between layers.
 
     Args:
         concept: a :class:`Concept` or :class:`JointConcept` (several concepts at once).
@@ -248,14 +249,18 @@ class ConvEnergyNet(ConditionalEnergy):
                                    nn.Linear(embed_dim, embed_dim), act)
         c_in = channels + 2 * self.coord_conv + concept.dim * self.label_maps
         self.stem = _Down(c_in, width, embed_dim, wrap)  # (B, w, H/2, W/2)
-        stages, c, res = [], width, image_size // 2
-        level = 0
+        # Residual blocks work at every resolution above 4x4, including the stem's: objects
+        # of 3-6 px need features at 16x16 rather than only after a second downsampling
+        # (the prototype's plain net also had a conv at 16x16). 4x4 gets only the down conv.
+        stages = [_ResBlock(width, embed_dim, wrap) for _ in range(blocks)]
+        c, res, level = width, image_size // 2, 0
         while res > 4:
             level += 1
             c_out = width * min(2 ** level, 4)
             stages.append(_Down(c, c_out, embed_dim, wrap))
-            stages.extend(_ResBlock(c_out, embed_dim, wrap) for _ in range(blocks))
             c, res = c_out, res // 2
+            if res > 4:
+                stages.extend(_ResBlock(c_out, embed_dim, wrap) for _ in range(blocks))
         self.stages = nn.ModuleList(stages)
         self.head = nn.Linear(c * res * res, 1)  # flatten keeps where things are
 
