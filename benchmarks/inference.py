@@ -54,6 +54,7 @@ from conceptebm.infer.scene_inference import map_correlation, match_objects
 
 TEST_SEED = 700_001  # held-out renders: no training run uses this seed
 VIEWS = (1, 2, 4, 8)
+SECTIONS = ("single", "multiview", "two_objects", "nuts")
 UNSEEN_LIGHT = ((100.0, 170.0), (20.0, 35.0), (0.5, 0.65), (0.2, 0.3))  # training: az -70..10,
 #                                                     elevation 45..70, intensity .75-.95
 
@@ -68,6 +69,28 @@ def load_model(spec: str):
         return load(spec, None)
     except CommandError as err:
         raise SystemExit(f"benchmarks/inference.py: cannot load model {spec!r}: {err}") from None
+
+
+def load_multiview_model(spec: str, out: Path, quick: bool):
+    """``spec`` as given, except the default name: the shipped "position_multiview" if there
+    is one, else ``runs/position_multiview.safetensors`` (``benchmarks/multiview_model.py``),
+    trained here first when missing (a few minutes; ``--quick``: a tiny stand-in)."""
+    if spec != "position_multiview":
+        return load_model(spec)
+    from conceptebm import pretrained
+
+    if spec in pretrained.available():
+        return load_model(spec)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from multiview_model import DEFAULT_OUT, train_multiview_model
+
+    path = out / "position_multiview_quick.safetensors" if quick else Path(DEFAULT_OUT)
+    if not path.exists():
+        print(f"no shipped position_multiview model and no {path}: training it "
+              "(benchmarks/multiview_model.py)", flush=True)
+        train_multiview_model(path, **({"iterations": 30, "width": 4} if quick else {}),
+                              progress=not quick)
+    return load_model(str(path))
 
 
 class _PositionOnly:
@@ -102,9 +125,9 @@ def regressor_baseline(model, n_images: int | None, batch: int, quick: bool):
         return sum(p.numel() for p in JudgeNet(cfg).parameters())
 
     width = min(range(2, 65), key=lambda w: abs(params(w) - ebm_params))
-    # Default: the EBM recipe's images seen (TrainConfig: 2000 iterations x batch 32), unless
-    # the checkpoint says otherwise.
-    trained = getattr(model, "train_config", None) or {}
+    # Default: as many images as the EBM saw (its checkpoint's training config; else the
+    # TrainConfig defaults, 2000 iterations x batch 32).
+    trained = (getattr(model, "info", None) or {}).get("train", {})
     n = n_images or int(trained.get("iterations", 2000)) * int(trained.get("batch_size", 32))
     cfg = JudgeTrainConfig(dataset="position", image_size=size, iterations=max(1, n // batch),
                            batch_size=batch, warmup=min(50, max(1, n // batch // 10)),
@@ -321,7 +344,8 @@ def main(argv=None) -> int:
     p.add_argument("--model", default="position", help="single-object position model: shipped "
                    "name or checkpoint path")
     p.add_argument("--multiview-model", default="position_multiview",
-                   help="position model trained on the multiview set (name or path)")
+                   help="position model trained on the multiview set (name or path; default: "
+                        "shipped, else runs/position_multiview.safetensors, trained if missing)")
     p.add_argument("--n-single", type=int, default=500)
     p.add_argument("--n-multiview", type=int, default=200)
     p.add_argument("--n-two", type=int, default=200)
@@ -335,6 +359,8 @@ def main(argv=None) -> int:
     p.add_argument("--posterior-points", type=int, default=64)
     p.add_argument("--nuts-samples", type=int, default=300)
     p.add_argument("--nuts-warmup", type=int, default=200)
+    p.add_argument("--sections", default=",".join(SECTIONS),
+                   help=f"comma-separated subset of {', '.join(SECTIONS)} (default: all)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--progress", action="store_true", help="tqdm bars for the long steps")
     args = p.parse_args(argv)
@@ -347,18 +373,26 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
-    model = load_model(args.model)
-    mv_model = load_model(args.multiview_model)
+    sections = [s.strip() for s in args.sections.split(",")]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        p.error(f"unknown section(s) {unknown}; choose from {', '.join(SECTIONS)}")
+    model = load_model(args.model) if {"single", "two_objects"} & set(sections) else None
+    mv_model = (load_multiview_model(args.multiview_model, out, args.quick)
+                if {"multiview", "nuts"} & set(sections) else None)
     details = {"settings": {k: v for k, v in vars(args).items() if k != "json"},
                "test_seed": TEST_SEED}
-    single_section(model, args, details)
-    result = {
-        "single_mae_ebm": details["single"]["clean"]["ebm"]["mae"],
-        "single_mae_regressor": details["single"]["clean"]["regressor"]["mae"],
-        "multiview_mae": multiview_section(mv_model, args, details, out),
-        "two_object_frac": two_object_section(model, args, details, out),
-        "nuts_coverage90": nuts_section(mv_model, args, details),
-    }
+    result = {}
+    if "single" in sections:
+        single_section(model, args, details)
+        result["single_mae_ebm"] = details["single"]["clean"]["ebm"]["mae"]
+        result["single_mae_regressor"] = details["single"]["clean"]["regressor"]["mae"]
+    if "multiview" in sections:
+        result["multiview_mae"] = multiview_section(mv_model, args, details, out)
+    if "two_objects" in sections:
+        result["two_object_frac"] = two_object_section(model, args, details, out)
+    if "nuts" in sections:
+        result["nuts_coverage90"] = nuts_section(mv_model, args, details)
     details["seconds"] = round(time.time() - t_start)
     result["details"] = details
     print(f"PNGs in {out}; total {details['seconds']} s (shared 2-core CPU: pessimistic)")

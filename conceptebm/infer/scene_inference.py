@@ -167,7 +167,8 @@ def infer_concept(model, images: Tensor, *, views: bool = False, grid: int | Non
             ``generator``.
         steps, optimizer, lr, restarts: the refinement (see
             :func:`~conceptebm.infer.map_estimate`); ``steps=0`` is a pure grid search.
-        chunk_size: at most this many (image, concept) pairs per network call.
+        chunk_size: about this many (image, concept) pairs per network call on the grid (a
+            multi-view set counts ``V`` images).
         check_range: refuse images outside [0, 1] (turn off for non-image data).
         event_dim: dims of one observation (3 for images; 1 for vectors).
 
@@ -188,9 +189,11 @@ def infer_concept(model, images: Tensor, *, views: bool = False, grid: int | Non
         raise ValueError(f"grid must be an integer >= 0 (points per coordinate; 0 = random "
                          f"starts), got {grid!r}")
     energy_of_c = concept_energy(model, images, views=views)
+    per_pair = images.shape[1] if views else 1  # a (set, grid point) pair costs V images
     r = map_estimate(energy_of_c, bounds=concept, grid=int(grid) or None, restarts=restarts,
-                     optimizer=optimizer, steps=steps, lr=lr, chunk_size=chunk_size,
-                     generator=generator, progress=progress)
+                     optimizer=optimizer, steps=steps, lr=lr,
+                     chunk_size=max(1, chunk_size // per_pair), generator=generator,
+                     progress=progress)
     return ConceptEstimate(concept, r.c.detach(), r.energy.detach())
 
 
