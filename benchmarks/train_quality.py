@@ -3,7 +3,7 @@
     python benchmarks/train_quality.py                         # the shipped models, n = 500
     python benchmarks/train_quality.py --quick --json out/train_quality.json
     python benchmarks/train_quality.py --checkpoint position=runs/position/best.safetensors
-    python benchmarks/train_quality.py --rescore runs/position --n 300   # pick a snapshot
+    python benchmarks/train_quality.py --select runs/position --concepts position --export
 
 For each concept EBM, ``n`` target values are the labels of held-out scenes
 (``make_dataset(concept, seed=2000003)``, a seed no training or selection run uses); one image
@@ -22,6 +22,7 @@ each with ``<key>_stderr``; ``targets`` and ``pass`` (the targets of the task), 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
@@ -33,10 +34,11 @@ import torch
 from conceptebm import pretrained
 from conceptebm.datasets import make_dataset
 from conceptebm.evaluate import load_judges
-from conceptebm.train import load_checkpoint, load_energy
+from conceptebm.train import export_weights, load_checkpoint, load_energy
 from conceptebm.train.evaluation import DEFAULT_SAMPLER, generation_quality, inference_quality
 
 TEST_SEED = 2_000_003
+SELECT_SEED = 2_000_020  # snapshot and sampler selection: other scenes than the test
 # (JSON key, metric name from the judges' scoring, target, "min" or "max")
 KEYS = {
     "position": [("position.acc04", "position_acc", 0.95, "min"),
@@ -102,21 +104,60 @@ def passes(results: dict) -> dict:
     return ok
 
 
-def rescore(run_dir: Path, concept: str, judge, n: int, top: int = 3) -> list[tuple]:
-    """Score every snapshot of a run (and its best.safetensors); returns rows, best first."""
-    paths = sorted((run_dir / "snapshots").glob("*.safetensors"))
-    if (run_dir / "best.safetensors").exists():
-        paths.append(run_dir / "best.safetensors")
+def _candidates(run_dir: Path, top: int) -> list[Path]:
+    """The ``top`` snapshots with the best in-loop judge scores, plus the last snapshot."""
+    snaps = {int(p.stem[2:]): p for p in (run_dir / "snapshots").glob("it*.safetensors")}
+    if not snaps:
+        raise SystemExit(f"{run_dir} has no snapshots (train with --snapshot-every)")
+    scores = {}
+    if (run_dir / "eval.csv").exists():
+        with open(run_dir / "eval.csv", newline="") as f:
+            scores = {int(float(r["iteration"])): float(r["score"]) for r in csv.DictReader(f)}
+    ranked = sorted((it for it in snaps if it in scores), key=lambda it: -scores[it])[:top]
+    return [snaps[it] for it in sorted({*ranked, max(snaps)})]
+
+
+def select(run_dir: Path, concept: str, judge, n: int, steps_grid=(40, 100, 200),
+           top: int = 3) -> tuple[Path, dict, list]:
+    """Pick the (snapshot, sampler steps) with the best selection score on held-out scenes
+    drawn with SELECT_SEED (not the test seed, so test numbers are not selection-biased)."""
     rows = []
-    for p in paths:
-        net = _model(concept, {concept: p})
-        res = evaluate(concept, net, judge, n, quick=False, seed=TEST_SEED + 17)
-        main = KEYS[concept][0][0]
-        rows.append((p, res[main], res))
-        print(f"{p.name:<24} " + "  ".join(f"{k} {v:.4f}" for k, v in res.items()
-                                           if not k.endswith(("_stderr", "seconds"))), flush=True)
-    lower_better = KEYS[concept][0][3] == "max"
-    return sorted(rows, key=lambda r: r[1] if lower_better else -r[1])
+    for path in _candidates(run_dir, top):
+        for steps in steps_grid:
+            net = _model(concept, {concept: path})
+            net.sampler = {**DEFAULT_SAMPLER, "num_steps": steps}
+            res = evaluate(concept, net, judge, n, quick=False, seed=SELECT_SEED)
+            score = _score(concept, res)
+            rows.append((score, path, steps, res))
+            print(f"{path.name:<22} steps {steps:>4}  score {score:.4f}  " + "  ".join(
+                f"{k} {v:.3f}" for k, v in res.items() if not k.endswith(("_stderr", "seconds"))),
+                flush=True)
+    best = max(rows, key=lambda r: r[0])
+    return best[1], {**DEFAULT_SAMPLER, "num_steps": best[2]}, rows
+
+
+def _score(concept: str, res: dict) -> float:
+    """Higher is better; for position the mean of generation and inference (both targets)."""
+    if concept in ("color", "shape"):
+        return res[f"{concept}.acc"]
+    if concept == "size":
+        return 1.0 - res["size.mae_frac"]
+    return 1.0 - 0.5 * (res["position.mae"] + res["inference_position_mae"]) / 2.0
+
+
+def export(run_dir: Path, concept: str, snapshot: Path, sampler: dict, judge, n: int) -> Path:
+    """Ship ``snapshot`` as ``conceptebm/pretrained/<concept>``, with its test metrics."""
+    lines = (run_dir / "command.txt").read_text().strip().splitlines()
+    meta = load_checkpoint(snapshot).meta
+    dest = pretrained.DIR / f"{concept}.safetensors"
+    info = {"command": lines[-1].replace(" --resume", ""), "commands": lines,
+            "training_time_s": meta["elapsed_s"], "sampler": sampler,
+            "source": f"{run_dir.name}/snapshots/{snapshot.name}"}
+    export_weights(snapshot, dest, **info)
+    res = evaluate(concept, pretrained.load(concept), judge, n, quick=False)
+    export_weights(snapshot, dest, **info, metrics=res, metrics_n=n,
+                   metrics_command=f"python benchmarks/train_quality.py --concepts {concept}")
+    return dest
 
 
 def main(argv=None) -> int:
@@ -127,14 +168,20 @@ def main(argv=None) -> int:
     p.add_argument("--concepts", nargs="*", default=list(KEYS))
     p.add_argument("--checkpoint", action="append", default=[],
                    help="NAME=PATH: score this checkpoint instead of the shipped model")
-    p.add_argument("--rescore", help="a run folder: score its snapshots (--concepts: one)")
+    p.add_argument("--select", help="a run folder: pick its best snapshot and sampler steps "
+                   "(with --concepts NAME) on held-out scenes of another seed")
+    p.add_argument("--export", action="store_true",
+                   help="with --select: ship the pick to conceptebm/pretrained with its metrics")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     n = 8 if args.quick else args.n
     judge = load_judges()
-    if args.rescore:
-        rows = rescore(Path(args.rescore), args.concepts[0], judge, n)
-        print(f"best: {rows[0][0]} ({rows[0][1]:.4f})")
+    if args.select:
+        concept = args.concepts[0]
+        path, sampler, _ = select(Path(args.select), concept, judge, min(n, 200))
+        print(f"selected {path} with {sampler['num_steps']} sampler steps")
+        if args.export:
+            print(f"shipped {export(Path(args.select), concept, path, sampler, judge, n)}")
         return 0
     overrides = dict(kv.split("=", 1) for kv in args.checkpoint)
     results = {}

@@ -16,6 +16,7 @@ from conceptebm.train.buffer import ReplayBuffer
 from conceptebm.train.checkpoint import (
     Checkpoint,
     CheckpointError,
+    export_weights,
     load_checkpoint,
     load_energy,
     save_checkpoint,
@@ -53,6 +54,7 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "save_checkpoint",
+    "export_weights",
     "load_checkpoint",
     "load_energy",
     "freeze",

@@ -33,8 +33,8 @@ class TrainConfig:
     image_size: int = 32  # H = W of the scenes and of the net
     seed: int = 0  # seeds the data order, sampler noise and buffer; data uses seed too
     # ---- model (see conceptebm.energies.nets.ConvEnergyNet) -----------------------------
-    width: int = 16  # first-layer channels (~180k parameters at 16)
-    blocks: int = 1  # residual blocks per stage
+    width: int = 16  # first-layer channels (~80k parameters at 16)
+    blocks: int = 0  # optional residual blocks per level (0: the prototype's plain net)
     embed_dim: int = 64  # label embedding width for FiLM
     spectral_norm: bool = False  # official code: on; prototype: not needed at this size
     # ---- optimisation ------------------------------------------------------------------
