@@ -21,9 +21,11 @@ from pathlib import Path
 
 import torch
 
+from conceptebm.pretrained import NAMES
+
 __all__ = ["register", "load_model", "read_image", "CommandError", "KNOWN_CONCEPTS"]
 
-KNOWN_CONCEPTS = ("position", "size", "color", "shape")  # the scene datasets' object labels
+KNOWN_CONCEPTS = NAMES  # concepts with a shipped model
 
 
 class CommandError(ValueError):
