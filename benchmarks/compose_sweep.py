@@ -23,6 +23,8 @@ SWEEPS = {
     "alpha": ("--alpha", [0.01, 0.03, 0.1, 0.3, 1.0], ["pos_and_not_color", "not_pos_and_color"]),
     "temperature": ("--temperature", [0.01, 0.1, 0.3, 1.0], ["pos1_or_pos2", "or_of_ands"]),
     "steps": ("--steps", [20, 40, 60, 100], ["pos_and_color"]),
+    "calibration_power": ("--calibration-power", [0.0, 0.25, 0.5, 0.75, 1.0], ["pos_and_color"]),
+    "energy_or": ("--energy-or", [None], ["pos1_or_pos2", "or_of_ands"]),
     "raw": ("--raw", [None], ["pos_and_color", "pos_and_not_color", "pos1_or_pos2"]),
 }
 
@@ -34,6 +36,7 @@ def main(argv=None) -> int:
     p.add_argument("--sweeps", nargs="*", default=list(SWEEPS), choices=list(SWEEPS))
     p.add_argument("--json", default=None)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--checkpoint", nargs="*", metavar="NAME=PATH", default=[])
     p.add_argument("--out", default="out/compose_sweep")
     args = p.parse_args(argv)
     results = {}
@@ -48,6 +51,8 @@ def main(argv=None) -> int:
             cli += [flag] if v is None else [flag, str(v)]
             if args.quick:
                 cli.append("--quick")
+            if args.checkpoint:
+                cli += ["--checkpoint", *args.checkpoint]
             ns = compose_table.parse(cli)
             results[label] = compose_table.run(ns)
     if args.json:

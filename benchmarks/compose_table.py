@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from conceptebm.compose.calibrate import composition_scales
+from conceptebm.compose.defaults import STEPS
 from conceptebm.compose.generate import generate, load_concepts
 from conceptebm.compose.table import ROWS, draw_targets, extra_rows, row_energy
 from conceptebm.datasets import PALETTE
@@ -44,17 +46,20 @@ def run(args) -> dict:
     if args.extras:
         rows += [r for r in extra_rows(num_colors) if not args.rows or r.key in args.rows]
     needed = sorted({c for r in rows for c in r.concepts})
-    cm = load_concepts(needed, device=device)
-    settings = cm.settings.replace(steps=args.steps, step_size=args.step_size,
+    cm = load_concepts(needed, device=device,
+                       checkpoints=dict(c.split("=", 1) for c in args.checkpoint or []))
+    settings = cm.settings.replace(steps=args.steps or STEPS, step_size=args.step_size,
                                    noise_scale=args.noise_scale)
     judge = load_judges().to(device)
-    scales = None if args.raw else cm.scales
+    scales = None if args.raw else composition_scales(cm.scales, args.calibration_power)
     gen = torch.Generator(device=device).manual_seed(args.seed)
     targets = draw_targets(args.n, num_colors, torch.Generator().manual_seed(args.seed))
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {"_settings": {**settings.__dict__, "n": args.n, "alpha": args.alpha,
                              "temperature": args.temperature, "calibrated": not args.raw,
+                             "mixture_or": not args.energy_or,
+                             "calibration_power": args.calibration_power,
                              "scales": cm.scales}}
     for row in rows:
         t0 = time.time()
@@ -64,7 +69,7 @@ def run(args) -> dict:
             energy = row_energy(row, tb, cm.models, alpha=args.alpha,
                                 temperature=args.temperature, scales=scales)
             x = generate(energy, tb["pos"].shape[0], settings, cm.image_shape, generator=gen,
-                         device=device)
+                         device=device, mixture_or=not args.energy_or)
             preds.append(judge.predict(x))
             images.append(x.cpu())
         preds = {k: torch.cat([p[k] for p in preds]) for k in preds[0]}
@@ -86,15 +91,23 @@ def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--n", type=int, default=500, help="generations per row")
     p.add_argument("--batch", type=int, default=100, help="chains per sampler call")
-    p.add_argument("--steps", type=int, default=None, help="Langevin steps (default: models')")
+    p.add_argument("--steps", type=int, default=None,
+                   help="Langevin steps (default: conceptebm.compose.defaults.STEPS)")
     p.add_argument("--step-size", type=float, default=None)
     p.add_argument("--noise-scale", type=float, default=None)
     p.add_argument("--alpha", type=float, default=None, help="negation weight")
     p.add_argument("--temperature", type=float, default=None, help="disjunction temperature")
     p.add_argument("--raw", action="store_true", help="compose raw energies (no calibration)")
+    p.add_argument("--calibration-power", type=float, default=None,
+                   help="weight each concept by gap^-p (default: conceptebm.compose.defaults)")
+    p.add_argument("--energy-or", action="store_true",
+                   help="sample disjunctions by Langevin on the soft-min energy (eq. 8) instead "
+                        "of as the mixture they define")
     p.add_argument("--rows", nargs="*", help="only these row keys")
     p.add_argument("--extras", action="store_true",
                    help="also implication, four-concept conjunction and two objects")
+    p.add_argument("--checkpoint", nargs="*", metavar="NAME=PATH",
+                   help="use these checkpoints instead of the shipped models")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
@@ -102,8 +115,10 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--json", default=None, help="write results here")
     p.add_argument("--quick", action="store_true", help="tiny run for tests")
     args = p.parse_args(argv)
-    from conceptebm.compose.defaults import ALPHA, TEMPERATURE
+    from conceptebm.compose.defaults import ALPHA, CALIBRATION_POWER, TEMPERATURE
 
+    if args.calibration_power is None:
+        args.calibration_power = CALIBRATION_POWER
     args.alpha = ALPHA if args.alpha is None else args.alpha
     args.temperature = TEMPERATURE if args.temperature is None else args.temperature
     if args.quick:

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from conceptebm.energies import ConditionalEnergy
 
-__all__ = ["energy_gap", "random_other_values", "reference_scale"]
+__all__ = ["energy_gap", "random_other_values", "reference_scale", "composition_scales"]
 
 
 def random_other_values(concept, c: Tensor, generator=None) -> Tensor:
@@ -80,3 +80,17 @@ def reference_scale(scales: Mapping[str, float], names) -> float:
     if not vals or any(not (math.isfinite(v) and v > 0) for v in vals):
         raise ValueError(f"energy scales must be positive numbers, got {dict(scales)}")
     return math.exp(sum(math.log(v) for v in vals) / len(vals))
+
+
+def composition_scales(gaps: Mapping[str, float], power: float | None = None) -> dict[str, float]:
+    """The ``scales`` that :func:`conceptebm.compose.build` uses: ``gap ** power``.
+
+    ``power = 1`` equalises the gaps, ``0`` composes the raw energies; the default is
+    :data:`conceptebm.compose.defaults.CALIBRATION_POWER`, chosen by measurement.
+    """
+    from conceptebm.compose.defaults import CALIBRATION_POWER
+
+    power = CALIBRATION_POWER if power is None else float(power)
+    if not (math.isfinite(power) and power >= 0):
+        raise ValueError(f"calibration power must be a finite number >= 0, got {power}")
+    return {k: float(v) ** power for k, v in gaps.items()}

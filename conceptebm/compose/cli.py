@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from conceptebm.compose import defaults
+from conceptebm.compose.calibrate import composition_scales
 from conceptebm.compose.expr import ExpressionError, _atom_names, build, parse
 from conceptebm.plotting import save_grid
 
@@ -47,11 +48,12 @@ def _main(args: argparse.Namespace) -> int:
     cm = load_concepts(sorted(names), device=device)
     try:
         energy = build(tree, cm.models, alpha=args.alpha, temperature=args.temperature,
-                       scales=None if args.raw else cm.scales, text=args.expression)
+                       scales=None if args.raw else composition_scales(cm.scales),
+                       text=args.expression)
     except (ExpressionError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    settings = cm.settings.replace(steps=args.steps, step_size=args.step_size,
+    settings = cm.settings.replace(steps=args.steps or defaults.STEPS, step_size=args.step_size,
                                    noise_scale=args.noise_scale)
     gen = torch.Generator(device=device).manual_seed(args.seed)
     x = generate(energy, args.n, settings, cm.image_shape, generator=gen, device=device,

@@ -1,15 +1,23 @@
-"""Default composition constants for calibrated composition (units of the energy gap).
+"""Default constants of calibrated composition, chosen by measurement.
 
-With every concept energy scaled to the composition's reference gap (see
-:mod:`conceptebm.compose.calibrate`), one set of constants serves all models:
-
-* ``TEMPERATURE``: disjunction temperature in units of the reference gap. Much below 1, so
-  ``-T logsumexp(-E_i / T)`` acts as a soft minimum over the branches: the prototype needed
-  T ~ 0.1 x the energy spread, far below the paper's T = 1 (cpu-prototype.md, failure 4).
-* ``ALPHA``: negation weight (eq. 9).
-
-The values are chosen by the sweep in ``benchmarks/compose_sweep.py`` (see README).
+* ``CALIBRATION_POWER``: each concept energy is weighted by ``(ref / gap) ** p``
+  (:mod:`conceptebm.compose.calibrate`). p = 1 equalises the measured energy gaps, p = 0 is the
+  paper's raw sum. On the shipped position / color models (gaps 0.0115 / 0.0030, n = 100,
+  ``benchmarks/compose_table.py --rows pos_and_color --calibration-power P``): p = 0 gave
+  position / color accuracy 1.00 / 0.70, p = 0.25 1.00 / 0.78, p = 0.5 0.99 / 0.80,
+  p = 0.75 0.93 / 0.87, p = 1 0.75 / 0.91. p = 0.5 balances the two.
+* ``STEPS``: Langevin steps for compositions. A conjunction has to satisfy several models from
+  the same noise; 100 steps gave 0.96 / 0.90 against 0.99 / 0.80 at 60 (p = 0.5); 200 steps let
+  color win over position (0.60 / 0.98 at p = 1).
+* ``TEMPERATURE``: disjunction temperature in units of the reference gap, for Langevin on the
+  soft-min energy (eq. 8). Far below 1 so ``-T logsumexp(-E_i/T)`` is a soft minimum: trained
+  energies differ by ~0.01 between right and wrong concepts, so T = 1 makes a disjunction act
+  like a conjunction (cpu-prototype.md, failure 4). Top-level disjunctions are sampled as the
+  mixture they define by default (:func:`conceptebm.compose.generate.choose_branches`).
+* ``ALPHA``: negation weight (eq. 9), on calibrated energies.
 """
 
+CALIBRATION_POWER = 0.5
+STEPS = 100
 TEMPERATURE = 0.1
 ALPHA = 0.1

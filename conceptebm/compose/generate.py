@@ -8,17 +8,18 @@ energy from fresh low-frequency noise.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from conceptebm.compose.calibrate import energy_gap
-from conceptebm.energies import ConditionalEnergy, Energy
-from conceptebm.infer import langevin
+from conceptebm.energies import ConditionalEnergy, Energy, Or
+from conceptebm.infer import initial_samples, langevin
 
-__all__ = ["SamplerSettings", "ConceptModels", "load_concepts", "generate"]
+__all__ = ["SamplerSettings", "ConceptModels", "load_concepts", "generate", "choose_branches",
+           "BranchChoice"]
 
 IMAGE_BOUNDS = (0.0, 1.0)
 
@@ -57,14 +58,19 @@ def _settings_of(model) -> SamplerSettings:
 
 
 def load_concepts(names: Sequence[str] = ("position", "color", "shape", "size"), *,
-                  device=None, calibration_images: int = 256, seed: int = 0) -> ConceptModels:
-    """Load shipped models, measure their energy gaps on ``calibration_images`` real general
-    scenes (seeded, so the result is reproducible) and merge their sampler settings (the most
-    steps any of them recommends)."""
+                  device=None, calibration_images: int = 256, seed: int = 0,
+                  checkpoints: Mapping[str, str] | None = None) -> ConceptModels:
+    """Load shipped models (or ``checkpoints``: name -> checkpoint path, e.g. a training
+    snapshot), measure their energy gaps on ``calibration_images`` real general scenes (seeded,
+    so the result is reproducible) and merge their sampler settings (the most steps any of
+    them recommends)."""
     from conceptebm import pretrained
     from conceptebm.datasets import make_dataset
+    from conceptebm.train.checkpoint import load_energy
 
-    models = {n: pretrained.load(n).to(device).eval() for n in names}
+    checkpoints = dict(checkpoints or {})
+    models = {n: (load_energy(checkpoints[n], device=device) if n in checkpoints
+                  else pretrained.load(n, device=device)).eval() for n in names}
     for m in models.values():
         m.requires_grad_(False)
     ds = make_dataset("general", size=calibration_images, seed=10_000 + seed)
@@ -79,11 +85,65 @@ def load_concepts(names: Sequence[str] = ("position", "color", "shape", "size"),
     return ConceptModels(models, scales, settings, (3, size, size))
 
 
+class BranchChoice(Energy):
+    """Chain ``b`` follows branch ``index[b]`` of a disjunction: ``E(x)_b = E_{index[b]}(x)_b``.
+
+    Used to sample a top-level disjunction as the mixture that eq. (6) defines.
+    """
+
+    def __init__(self, terms, index: Tensor):
+        super().__init__()
+        self.terms = torch.nn.ModuleList(terms)
+        self.register_buffer("index", index.long(), persistent=False)
+
+    @property
+    def is_grounded(self) -> bool:  # type: ignore[override]
+        return all(t.is_grounded for t in self.terms)
+
+    def energy(self, x: Tensor) -> Tensor:
+        e = torch.stack([t(x) for t in self.terms])  # (K, chains)
+        return e.gather(0, self.index.to(x.device)[None]).squeeze(0)  # (chains,)
+
+    def __repr__(self) -> str:
+        return "BranchChoice(" + " | ".join(repr(t) for t in self.terms) + ")"
+
+
+def choose_branches(energy: Energy, n: int, generator=None) -> Energy:
+    """Sample a top-level disjunction as a mixture: each chain picks one branch.
+
+    Eq. (6) defines p(x | c1 or c2) as the mixture ``sum_i p(x|c_i) / Z_i`` (equal weights
+    under eq. 7's equal-Z assumption; weights ``exp(-log Z_i)`` with ``log_partitions``). A
+    mixture is sampled exactly by choosing component i with its weight and then sampling
+    p(x|c_i). Langevin on the soft-min energy instead lets each short-run chain fall into the
+    branch whose energy drops fastest, which splits the mass unevenly (measured in
+    ``benchmarks/compose_table.py``: 0.74 / 0.26 at any temperature). Anything that is not a
+    top-level disjunction is returned unchanged.
+    """
+    if not isinstance(energy, Or):
+        return energy
+    k = len(energy.terms)
+    lp = energy.log_partitions
+    if lp is not None and lp.dim() == 1:
+        w = torch.softmax(-lp.double(), 0).float()
+    else:
+        w = torch.full((k,), 1.0 / k)
+    gen_device = generator.device if generator is not None else "cpu"
+    index = torch.multinomial(w.to(gen_device), n, replacement=True, generator=generator)
+    return BranchChoice(list(energy.terms), index)
+
+
 def generate(energy: Energy, n: int, settings: SamplerSettings,
-             image_shape: tuple[int, int, int] = (3, 32, 32), *, generator=None,
-             device=None, progress: bool = False) -> Tensor:
-    """``n`` images ``(n, C, H, W)`` in [0, 1] from ``energy`` (one chain per image)."""
-    return langevin(energy, (n, *image_shape), num_steps=settings.steps,
-                    step_size=settings.step_size, noise_scale=settings.noise_scale,
-                    init=settings.init, bounds=IMAGE_BOUNDS, generator=generator,
-                    device=device, progress=progress)
+             image_shape: tuple[int, int, int] = (3, 32, 32), *, mixture_or: bool = True,
+             generator=None, device=None, progress: bool = False) -> Tensor:
+    """``n`` images ``(n, C, H, W)`` in [0, 1] from ``energy`` (one chain per image).
+
+    With ``mixture_or`` (default) a top-level disjunction is sampled as the mixture it
+    defines (:func:`choose_branches`); ``False`` runs Langevin on the soft-min energy (eq. 8).
+    """
+    x0 = initial_samples((n, *image_shape), init=settings.init, bounds=IMAGE_BOUNDS,
+                         generator=generator, device=device)
+    if mixture_or:
+        energy = choose_branches(energy, n, generator)
+    return langevin(energy, x0, num_steps=settings.steps, step_size=settings.step_size,
+                    noise_scale=settings.noise_scale, bounds=IMAGE_BOUNDS,
+                    generator=generator, progress=progress)

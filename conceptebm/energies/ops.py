@@ -83,9 +83,10 @@ class Or(Energy):
         *terms: the alternatives.
         temperature: T > 0. With T = 1 and no ``log_partitions`` this is eq. 7. Small T makes
             the disjunction a hard minimum, which is what small-scale trained energies need.
-        log_partitions: optional per-term log Z_i (eq. 6): when the concepts' partition
-            functions differ, these offsets restore equal mass per alternative. ``None``
-            assumes equal Z_i, as the paper does.
+        log_partitions: optional per-term log Z_i (eq. 6), shape ``(K,)`` or ``(K, batch)``
+            (one offset per chain): when the concepts' partition functions differ, these
+            offsets restore equal mass per alternative. ``None`` assumes equal Z_i, as the
+            paper does. See :func:`conceptebm.compose.generate.tie_disjunctions`.
     """
 
     def __init__(self, *terms: Energy, temperature: float = 1.0,
@@ -94,10 +95,13 @@ class Or(Energy):
         self.terms = nn.ModuleList(_check_terms("Or", terms))
         self.temperature = _positive("Or temperature", temperature)
         if log_partitions is not None:
-            lp = torch.as_tensor(log_partitions, dtype=torch.float64).reshape(-1)
-            if lp.numel() != len(self.terms):
+            lp = torch.as_tensor(log_partitions, dtype=torch.float64)
+            lp = lp.reshape(-1) if lp.dim() < 2 else lp
+            if lp.dim() > 2 or lp.shape[0] != len(self.terms):
                 raise ValueError(
-                    f"Or: {lp.numel()} log_partitions for {len(self.terms)} terms"
+                    f"Or: log_partitions must have shape ({len(self.terms)},) or "
+                    f"({len(self.terms)}, batch) for {len(self.terms)} terms, got "
+                    f"{tuple(lp.shape)}"
                 )
             if not torch.isfinite(lp).all():
                 raise ValueError(f"Or: log_partitions must be finite, got {lp.tolist()}")
@@ -112,7 +116,8 @@ class Or(Energy):
     def energy(self, x: Tensor) -> Tensor:
         neg = torch.stack([-t(x) for t in self.terms], dim=0) / self.temperature  # (K, batch)
         if self.log_partitions is not None:
-            neg = neg - self.log_partitions.to(neg)[:, None]
+            lp = self.log_partitions.to(neg)  # (K,) shared or (K, batch) per chain
+            neg = neg - (lp[:, None] if lp.dim() == 1 else lp)
         return -self.temperature * torch.logsumexp(neg, dim=0)
 
     def __or__(self, other: Energy) -> Energy:
@@ -128,8 +133,9 @@ class Or(Energy):
             return body
         opts = [] if self.temperature == 1.0 else [f"temperature={self.temperature:g}"]
         if self.log_partitions is not None:
-            opts.append("log_partitions=[" + ", ".join(
-                f"{v:.3g}" for v in self.log_partitions.tolist()) + "]")
+            lp = self.log_partitions
+            opts.append("log_partitions=[" + ", ".join(f"{v:.3g}" for v in lp.tolist()) + "]"
+                        if lp.dim() == 1 else f"log_partitions=<per chain {tuple(lp.shape)}>")
         return f"Or({body}, {', '.join(opts)})"
 
 

@@ -1,0 +1,60 @@
+import math
+
+import pytest
+import torch
+
+from conceptebm.compose.calibrate import composition_scales
+from conceptebm.compose.generate import BranchChoice, choose_branches
+from conceptebm.energies import Gaussian, Or
+
+
+def _two(dtype=torch.float64):
+    return (Gaussian(torch.tensor([-2.0, 0.0], dtype=dtype), 0.3),
+            Gaussian(torch.tensor([2.0, 0.0], dtype=dtype), 0.3))
+
+
+def test_branch_choice_follows_its_index():
+    a, b = _two()
+    idx = torch.tensor([0, 1, 1, 0])
+    x = torch.randn(4, 2, dtype=torch.float64)
+    e = BranchChoice([a, b], idx)(x)
+    torch.testing.assert_close(e, torch.where(idx == 0, a(x), b(x)))
+
+
+def test_top_level_or_becomes_an_even_mixture(gen):
+    a, b = _two()
+    chosen = choose_branches(a | b, 20000, gen)
+    frac = chosen.index.double().mean().item()
+    assert abs(frac - 0.5) < 5 * math.sqrt(0.25 / 20000)
+
+
+def test_log_partitions_weight_the_mixture(gen):
+    # mixture weights exp(-log Z_i) normalised: log Z = (0, log 3) -> weights (3/4, 1/4)
+    a, b = _two()
+    chosen = choose_branches(Or(a, b, log_partitions=[0.0, math.log(3.0)]), 20000, gen)
+    frac_b = chosen.index.double().mean().item()
+    assert abs(frac_b - 0.25) < 5 * math.sqrt(0.25 * 0.75 / 20000)
+
+
+def test_non_disjunctions_are_left_alone(gen):
+    a, b = _two()
+    e = a & b
+    assert choose_branches(e, 10, gen) is e
+
+
+def test_per_chain_log_partitions_shift_each_chain():
+    a, b = _two()
+    lp = torch.tensor([[0.0, 1.0, -1.0], [0.5, 0.0, 2.0]], dtype=torch.float64)
+    x = torch.randn(3, 2, dtype=torch.float64)
+    e = Or(a, b, temperature=0.5, log_partitions=lp)(x)
+    hand = -0.5 * torch.logsumexp(torch.stack([-a(x) / 0.5 - lp[0], -b(x) / 0.5 - lp[1]]), 0)
+    torch.testing.assert_close(e, hand)
+    with pytest.raises(ValueError, match=r"shape \(2,\) or \(2, batch\)"):
+        Or(a, b, log_partitions=torch.zeros(3, 2))
+
+
+def test_composition_scales_power():
+    assert composition_scales({"a": 4.0, "b": 9.0}, 0.5) == {"a": 2.0, "b": 3.0}
+    assert composition_scales({"a": 4.0}, 0.0) == {"a": 1.0}
+    with pytest.raises(ValueError, match=">= 0"):
+        composition_scales({"a": 4.0}, -1.0)
