@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import inspect
 import json
+import os
 import re
 import shlex
 import sys
@@ -137,6 +138,8 @@ def _main(args: argparse.Namespace) -> int:
     except (FileExistsError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
+        return 0
     print(f"trained {config.concept} EBM to iteration {result.iteration} ({result.stopped}); "
           f"best score {result.best_score:.4f} at iteration {result.best_iteration}")
     print(f"checkpoints, metrics.csv, eval.csv and loss.png in {out}")

@@ -169,7 +169,7 @@ def train(config: TrainConfig, *, dataset=None, eval_dataset=None, judge=None,
                             step_size=config.step_size)
     model = objective
     if ctx.enabled:  # DDP broadcasts rank 0's initial weights to every replica
-        model = torch.nn.parallel.DistributedDataParallel(objective, broadcast_buffers=False)
+        model = torch.nn.parallel.DistributedDataParallel(objective, forward_sync_buffers=False)
     ema = copy.deepcopy(net).requires_grad_(False) if config.ema else None
     opt = torch.optim.Adam(net.parameters(), lr=config.lr, betas=config.betas)
     buffer = (ReplayBuffer(config.buffer_size, reinit_prob=config.reinit_prob,
