@@ -158,8 +158,8 @@ def multiview_figure(model, views, truth, res: dict, path: Path) -> None:
     from conceptebm.infer.scene_plots import plot_energy_map, show_image
 
     plt = _plt()
-    fig = plt.figure(figsize=(16, 6.5))
-    gs = fig.add_gridspec(2, 10)
+    fig = plt.figure(figsize=(17, 5.4))
+    gs = fig.add_gridspec(2, 10, height_ratios=[1, 1.7])
     for i in range(views.shape[0]):
         show_image(fig.add_subplot(gs[0, i]), views[i], f"view {i + 1}")
     for j, v in enumerate(VIEWS):
