@@ -196,7 +196,7 @@ class Scale(Energy):
         return self.t * self.term(x)
 
     def __repr__(self) -> str:
-        return f"{self.t:g}*{_wrap(self.term, _PREC['Scale'] + 1)}"
+        return f"{self.t:.3g}*{_wrap(self.term, _PREC['Scale'] + 1)}"
 
 
 def require_grounded(energy: Energy) -> None:
