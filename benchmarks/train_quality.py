@@ -170,6 +170,7 @@ def main(argv=None) -> int:
                    help="NAME=PATH: score this checkpoint instead of the shipped model")
     p.add_argument("--select", help="a run folder: pick its best snapshot and sampler steps "
                    "(with --concepts NAME) on held-out scenes of another seed")
+    p.add_argument("--select-n", type=int, default=200, help="targets per selection candidate")
     p.add_argument("--export", action="store_true",
                    help="with --select: ship the pick to conceptebm/pretrained with its metrics")
     args = p.parse_args(argv)
@@ -178,7 +179,7 @@ def main(argv=None) -> int:
     judge = load_judges()
     if args.select:
         concept = args.concepts[0]
-        path, sampler, _ = select(Path(args.select), concept, judge, min(n, 200))
+        path, sampler, _ = select(Path(args.select), concept, judge, args.select_n)
         print(f"selected {path} with {sampler['num_steps']} sampler steps")
         if args.export:
             print(f"shipped {export(Path(args.select), concept, path, sampler, judge, n)}")

@@ -37,6 +37,7 @@ def test_round_trip_groups_meta_and_json_twin(tmp_path):
     x, pos = torch.rand(3, 3, 16, 16), torch.zeros(3, 2)
     assert torch.equal(load_energy(path)(x, pos), n(x, pos))
     assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+    assert path.stat().st_mode & 0o044  # readable by others, like any file we write
 
 
 def test_failed_write_keeps_the_old_checkpoint(tmp_path, monkeypatch):
