@@ -219,7 +219,7 @@ def test_or_temperature_must_be_positive(t):
 
 
 def test_or_log_partitions_validated():
-    with pytest.raises(ValueError, match="3 log_partitions for 2 terms"):
+    with pytest.raises(ValueError, match=r"shape \(2,\) or \(2, batch\) for 2 terms, got \(3,\)"):
         Or(A, B, log_partitions=[0.0, 1.0, 2.0])
     with pytest.raises(ValueError, match="finite"):
         Or(A, B, log_partitions=[0.0, float("nan")])
