@@ -48,16 +48,22 @@ RECIPE = {"dataset": "multiview", "n_views": 8, "dataset_size": 200_000, "seed":
 
 
 def train_multiview_model(out: str | Path = DEFAULT_OUT, *, iterations: int | None = None,
-                          width: int | None = None, seed: int = 0,
+                          width: int | None = None, seed: int = 0, dataset: str = "multiview",
                           progress: bool = True) -> Path:
-    """Train (see the module docstring) and save; returns the checkpoint path."""
+    """Train (see the module docstring) and save; returns the checkpoint path.
+
+    ``dataset="position"`` trains the same recipe on default-camera scenes (no curriculum):
+    a contrastive single-object position model to compare with the shipped CD-trained one.
+    """
     cfg = {**RECIPE, "seed": seed}
+    if dataset != "multiview":
+        cfg.update(dataset=dataset, n_views=None, curriculum=0)
     if iterations is not None:
         cfg["iterations"] = int(iterations)
     if width is not None:
         cfg["width"] = int(width)
     ds = make_dataset(cfg["dataset"], size=cfg["dataset_size"], seed=seed,
-                      n_views=cfg["n_views"])
+                      **({"n_views": cfg["n_views"]} if cfg["n_views"] else {}))
     easy = make_dataset("position", size=cfg["dataset_size"], seed=seed)  # default camera
     concept = ds.concepts["position"]
     torch.manual_seed(seed)  # weight init only; data and negatives use the generator
@@ -65,7 +71,7 @@ def train_multiview_model(out: str | Path = DEFAULT_OUT, *, iterations: int | No
     opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
     gen = torch.Generator().manual_seed(seed)
     b, t0, acc_avg = cfg["batch_size"], time.time(), 0.0
-    bar = tqdm(range(cfg["iterations"]), desc="multiview position", disable=not progress)
+    bar = tqdm(range(cfg["iterations"]), desc=f"{cfg['dataset']} position", disable=not progress)
     for it in bar:
         source = easy if it < cfg["curriculum"] else ds  # easy first: see the docstring
         x, labels = source.batch(torch.randint(len(ds), (b,), generator=gen))  # (B, 3, H, W)
@@ -101,12 +107,14 @@ def main(argv=None) -> int:
     p.add_argument("--iterations", type=int, default=None,
                    help=f"default {RECIPE['iterations']}")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dataset", default="multiview", choices=("multiview", "position"),
+                   help="position: the same recipe on default-camera scenes (a comparison)")
     p.add_argument("--quick", action="store_true", help="30 iterations of a width-4 net")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     kw = {"iterations": 30, "width": 4} if args.quick else {"iterations": args.iterations}
-    path = train_multiview_model(args.out, seed=args.seed, **kw)
+    path = train_multiview_model(args.out, seed=args.seed, dataset=args.dataset, **kw)
     print(f"wrote {path}")
     return 0
 
