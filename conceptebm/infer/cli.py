@@ -127,6 +127,8 @@ def _infer(args: argparse.Namespace) -> int:
     from conceptebm.infer.scene_inference import infer_concept
 
     torch.set_num_threads(args.threads)
+    if not args.temperature > 0:
+        raise CommandError(f"--temperature must be > 0, got {args.temperature}")
     model = load_model(args.model, args.concept)
     images = _load_images(args.images, model, args.resize)  # (N, 3, H, W)
     concept = model.concept
@@ -141,8 +143,8 @@ def _infer(args: argparse.Namespace) -> int:
         line = f"{name}: {est.describe(i)}   (energy {float(est.energy[i]):.4g})"
         if concept.is_categorical:
             row["value"] = est.names[i]
-            if args.posterior:  # exact: p(k | x) ∝ exp(-E(x | k)) over the K categories
-                probs = torch.softmax(-est.energies[i].double(), dim=0)
+            if args.posterior:  # exact: p(k | x) ∝ exp(-E(x | k) / T) over the K categories
+                probs = torch.softmax(-est.energies[i].double() / args.temperature, dim=0)
                 row["probabilities"] = dict(zip(concept.values, probs.tolist(), strict=True))
                 top = probs.argsort(descending=True)[:3].tolist()
                 line += "\n  posterior: " + ", ".join(
@@ -152,7 +154,8 @@ def _infer(args: argparse.Namespace) -> int:
             if args.posterior:
                 post = multiview_posterior(model, sets[i], num_samples=args.samples,
                                            warmup_steps=args.warmup, level=args.level,
-                                           init=est.value[i], seed=args.seed)
+                                           init=est.value[i], seed=args.seed,
+                                           temperature=args.temperature)
                 row["posterior"] = {"mean": post.mean.tolist(), "level": post.level,
                                     "interval": post.interval.tolist(),
                                     "ess": post.ess.tolist(), "samples": post.samples.shape[0]}
@@ -260,6 +263,10 @@ def register(sub) -> None:
     p.add_argument("--samples", type=int, default=300, help="NUTS samples (300)")
     p.add_argument("--warmup", type=int, default=200, help="NUTS warm-up steps (200)")
     p.add_argument("--seed", type=int, default=0, help="NUTS seed (0)")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="posterior ∝ exp(-E / T) (1: the energies as trained; contrastive-"
+                        "divergence energies are often tiny, so their posteriors are flat "
+                        "unless T is small; see infer.fit_temperature)")
     p.add_argument("--grid", type=int, default=None,
                    help="MAP start grid, points per coordinate (17 for a position)")
     p.add_argument("--steps", type=int, default=60, help="Adam refinement steps (60)")

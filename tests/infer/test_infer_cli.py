@@ -138,6 +138,12 @@ def test_model_checkpoint_path(tmp_path, capsys, rendered):
     assert main(["infer", p, "--model", str(path), "--posterior"]) == 0
     out = capsys.readouterr().out
     assert "color = " in out and "posterior:" in out
+    assert main(["infer", p, "--model", str(path), "--posterior", "--temperature", "1e-6",
+                 "--json"]) == 0
+    probs = json.loads(capsys.readouterr().out)[0]["probabilities"]
+    assert max(probs.values()) > 0.99  # a tiny temperature: the posterior is the argmin
+    assert main(["infer", p, "--model", str(path), "--temperature", "0"]) == 2
+    assert "--temperature must be > 0" in capsys.readouterr().err
     assert main(["infer", p, "--model", str(path), "--concept", "position"]) == 2
     assert "is a 'color' model, not 'position'" in capsys.readouterr().err
     assert main(["infer", p, "--model", str(tmp_path / "nope.safetensors")]) == 2
