@@ -77,12 +77,13 @@ def load_model(spec: str | None, concept: str | None, device=None):
     name = spec or concept or "position"
     looks_like_path = spec is not None and (Path(spec).suffix or "/" in spec or Path(spec).exists())
     if looks_like_path:
-        from conceptebm.train.checkpoint import CheckpointError, load_energy
+        from conceptebm.train.checkpoint import CheckpointError, load_checkpoint, load_energy
 
         if not Path(spec).exists():
             raise CommandError(f"model checkpoint not found: {spec}")
         try:
             model = load_energy(spec, device=device)
+            model.info = load_checkpoint(spec).meta  # as pretrained.load: training record
         except CheckpointError as err:
             raise CommandError(f"cannot load model {spec}: {err}") from None
     else:
