@@ -9,7 +9,6 @@ nbformat = pytest.importorskip("nbformat")
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-MULTIVIEW_CHECKPOINT = ROOT / "runs" / "position_multiview.safetensors"
 # Shipped models each notebook loads (conceptebm.pretrained.load names); "judges" are the
 # shipped judges (conceptebm.evaluate.load_judges).
 NEEDS = {
@@ -28,8 +27,6 @@ def _missing(names: list[str]) -> list[str]:
         return list(names)
     missing = []
     for name in names:
-        if name == "position_multiview" and MULTIVIEW_CHECKPOINT.exists():
-            continue  # not shipped yet; made by benchmarks/multiview_model.py
         try:
             if name == "judges":
                 from conceptebm.evaluate import load_judges

@@ -33,7 +33,7 @@ def _main(args: argparse.Namespace) -> int:
         return 2
     from conceptebm import pretrained
 
-    known = set(pretrained.available())
+    known = set(pretrained.available()) & set(pretrained.CONCEPTS)
     names = _atom_names(tree)
     unknown = sorted(names - known)
     if unknown:

@@ -9,7 +9,10 @@ Several images given to ``infer`` are views of one object (paper eq. 11: their e
 unless ``--separate``. ``--posterior`` adds a 90% credible interval from Pyro's NUTS started at
 the MAP (continuous concepts) or the posterior of every category (categorical ones).
 ``--model`` takes a shipped model name (``conceptebm.pretrained``) or a checkpoint path; by
-default the shipped model of ``--concept``.
+default the shipped model of ``--concept``, which knows the default camera only. For views
+taken from other sides use ``--model position_multiview`` (trained on views from any camera):
+
+    conceptebm infer view*.png --model position_multiview --posterior
 """
 
 from __future__ import annotations
@@ -21,11 +24,11 @@ from pathlib import Path
 
 import torch
 
-from conceptebm.pretrained import NAMES
+from conceptebm.pretrained import CONCEPTS
 
 __all__ = ["register", "load_model", "read_image", "CommandError", "KNOWN_CONCEPTS"]
 
-KNOWN_CONCEPTS = NAMES  # concepts with a shipped model
+KNOWN_CONCEPTS = CONCEPTS  # concepts with a shipped model
 
 
 class CommandError(ValueError):

@@ -25,16 +25,28 @@ from pathlib import Path
 
 from conceptebm.energies import ConditionalEnergy
 
-__all__ = ["NAMES", "DIR", "available", "load", "info"]
+__all__ = ["CONCEPTS", "NAMES", "DIR", "available", "concept_of", "load", "info"]
 
 DIR = Path(__file__).resolve().parent
-NAMES = ("position", "color", "shape", "size")
+#: Generative concept EBMs, each named after its concept: what composition and generation use.
+CONCEPTS = ("position", "color", "shape", "size")
+#: Inference-only models, named ``<concept>_<purpose>``: ``position_multiview`` reads the
+#: position of an object from views taken with any camera (paper eq. 11, Figure 11). It was
+#: trained with the concept-contrastive loss alone, so its Langevin samples are not images.
+INFERENCE = ("position_multiview",)
+NAMES = CONCEPTS + INFERENCE
 _BOUNDS = (0.0, 1.0)  # images live in [0, 1]
 
 
 def available() -> list[str]:
     """Names of the shipped models present in this installation."""
     return [n for n in NAMES if (DIR / f"{n}.safetensors").exists()]
+
+
+def concept_of(name: str) -> str:
+    """The concept a shipped model reads: ``concept_of("position_multiview") == "position"``."""
+    _path(name)  # validates the name
+    return name if name in CONCEPTS else name.split("_", 1)[0]
 
 
 def _path(name: str) -> Path:
@@ -57,7 +69,8 @@ def info(name: str) -> dict:
 
 
 def load(name: str, *, device=None) -> ConditionalEnergy:
-    """The shipped EBM for concept ``name`` ("position", "color", "shape" or "size").
+    """The shipped EBM ``name``: a concept ("position", "color", "shape", "size") or an
+    inference-only model ("position_multiview"; see :data:`INFERENCE`).
 
     The returned energy has ``.sampler``: a dict of :func:`conceptebm.infer.langevin`
     keyword arguments (``num_steps``, ``step_size``, ``noise_scale``, ``init``, ``bounds``)
