@@ -15,7 +15,9 @@ held-out real scenes themselves. Every number has its standard error.
 JSON keys: ``position.acc04`` (Euclidean error < 0.4), ``position.acc015``, ``position.mae``
 (mean absolute error over both coordinates), ``color.acc``, ``shape.acc``, ``size.mae``,
 ``size.mae_frac`` (size MAE as a fraction of the size range), ``inference_position_mae``,
-each with ``<key>_stderr``; ``targets`` and ``pass`` (the targets of the task), ``n``,
+each with ``<key>_stderr``; ``<concept>.object_rate`` (the share of generations that show an
+object at all: a blank generation counts as wrong, whatever the judges read off it);
+``targets`` and ``pass`` (the targets of the task), ``n``,
 ``seconds`` per model, ``load_average``.
 """
 
@@ -78,6 +80,8 @@ def evaluate(name: str, net, judge, n: int, *, quick: bool, seed: int = TEST_SEE
     out = {}
     for key, metric, _, _ in KEYS[name]:
         out[key], out[key + "_stderr"] = metrics[metric]
+    # share of generations that show an object at all (blank ones count as wrong above)
+    out[f"{name}.object_rate"] = metrics["object_rate"].value
     if name == "size":
         rng = net.concept.high - net.concept.low
         out["size.mae_frac"], out["size.mae_frac_stderr"] = (out["size.mae"] / rng,

@@ -11,8 +11,8 @@ Example:
     >>> judge = load_judges()
     >>> images = torch.rand(8, 3, 32, 32)   # stand-in for generated samples
     >>> scores = score_generations(judge, images, {"color": "red"})
-    >>> sorted(scores)
-    ['color_acc']
+    >>> sorted(scores)      # object_rate: the share of images that show an object at all
+    ['color_acc', 'object_rate']
 """
 
 from conceptebm.evaluate.augment import add_pixel_noise, augment, gaussian_blur
@@ -27,6 +27,7 @@ from conceptebm.evaluate.metrics import (
     class_accuracy,
     mean_absolute_error,
     mean_metric,
+    object_present,
     position_accuracy,
     position_distance,
     score_generations,
@@ -52,6 +53,7 @@ __all__ = [
     "class_accuracy",
     "score_predictions",
     "score_generations",
+    "object_present",
     "heldout_metrics",
     "metrics_to_json",
     "augment",

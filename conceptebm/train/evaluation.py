@@ -24,7 +24,12 @@ from torch import Tensor
 
 from conceptebm.concepts import Concept
 from conceptebm.energies import ConditionalEnergy
-from conceptebm.evaluate.metrics import Metric, mean_absolute_error, score_predictions
+from conceptebm.evaluate.metrics import (
+    Metric,
+    mean_absolute_error,
+    object_present,
+    score_predictions,
+)
 from conceptebm.train.sampling import sample_images
 
 __all__ = ["DEFAULT_SAMPLER", "generation_quality", "inference_quality", "selection_score"]
@@ -47,7 +52,9 @@ def generation_quality(net: ConditionalEnergy, judge, targets, *, sampler: Mappi
             (default :data:`DEFAULT_SAMPLER`).
         frozen, frozen_c: extra (frozen) energies and their ``(n, L')`` encodings, ANDed in.
     Returns:
-        ``{metric name: Metric}`` (and the images if ``return_images``).
+        ``{metric name: Metric}`` (and the images if ``return_images``), with
+        ``object_rate``: the share of generations that show an object at all
+        (:func:`~conceptebm.evaluate.object_present`); accuracies count blank ones as wrong.
     """
     concept = net.concept
     if concept.name not in judge.concepts:
@@ -66,7 +73,9 @@ def generation_quality(net: ConditionalEnergy, judge, targets, *, sampler: Mappi
     images = torch.cat(images)  # (n, C, H, W)
     with torch.no_grad():
         pred = judge.predict(images)
-    metrics = score_predictions(pred, {concept.name: targets}, judge.concepts)
+    # a blank generation is a failure, whatever the judges read off it
+    metrics = score_predictions(pred, {concept.name: targets}, judge.concepts,
+                                present=object_present(images))
     return (metrics, images) if return_images else metrics
 
 

@@ -105,3 +105,30 @@ def test_score_predictions_rejects_bad_targets(targets, match):
     predictions = {"position": PRED_POS, "color": torch.zeros(5, dtype=torch.long)}
     with pytest.raises(ValueError, match=match):
         score_predictions(predictions, targets, CONCEPTS)
+
+
+def test_object_present_separates_renders_from_blank_and_grey_images():
+    from conceptebm.datasets import make_dataset
+    from conceptebm.evaluate import object_present
+
+    images, _ = make_dataset("general", size=200, seed=11).batch(range(200))
+    assert object_present(images).all()  # every render shows its object
+    grey = torch.full((3, 3, 32, 32), 0.55)
+    grey[1] += 0.02 * torch.randn(3, 32, 32, generator=torch.Generator().manual_seed(0))
+    grey[2, 0, :2, :2] = 1.0  # four saturated pixels: a speck, not an object
+    assert not object_present(grey.clamp(0, 1)).any()
+    with pytest.raises(ValueError, match=r"\(n, 3, H, W\)"):
+        object_present(images[0])
+
+
+def test_blank_generations_count_as_wrong():
+    concepts = {"shape": Concept.categorical("shape", ("sphere", "cube", "cylinder")),
+                "position": Concept.continuous("position", dim=2)}
+    pred = {"shape": torch.tensor([0, 0, 1, 1]), "position": torch.zeros(4, 2)}
+    targets = {"shape": torch.tensor([0, 0, 1, 1]), "position": torch.zeros(4, 2)}
+    present = torch.tensor([True, False, True, False])
+    m = score_predictions(pred, targets, concepts, present=present)
+    assert m["shape_acc"].value == 0.5 and m["position_acc"].value == 0.5
+    assert m["object_rate"].value == 0.5
+    assert m["position_mae"].value == 0.0  # errors stay as judged
+    assert score_predictions(pred, targets, concepts)["shape_acc"].value == 1.0
