@@ -46,7 +46,7 @@ def _field_comments(cls) -> dict[str, str]:
         if m:
             last = m.group(1)
             out[last] = m.group(2).strip()
-        elif last and re.match(r"\s+#\s", line):
+        elif last and re.match(r"\s+#\s", line) and not re.match(r"\s+# ----", line):
             out[last] += " " + line.strip().lstrip("#").strip()
         else:
             last = None

@@ -37,6 +37,7 @@ class TrainConfig:
     blocks: int = 0  # optional residual blocks per level (0: the prototype's plain net)
     embed_dim: int = 64  # label embedding width for FiLM
     spectral_norm: bool = False  # official code: on; prototype: not needed at this size
+    center_input: bool = False  # pixels as 2x-1: needed to learn shape (see ConvEnergyNet)
     # ---- optimisation ------------------------------------------------------------------
     iterations: int = 2000  # parameter updates in total (a resumed run continues to this)
     batch_size: int = 32  # real images per update (per process under DDP)
@@ -131,7 +132,8 @@ class TrainConfig:
     def net_config(self) -> dict:
         """Keyword options of :class:`~conceptebm.energies.nets.ConvEnergyNet`."""
         return {"image_size": self.image_size, "width": self.width, "blocks": self.blocks,
-                "embed_dim": self.embed_dim, "spectral_norm": self.spectral_norm}
+                "embed_dim": self.embed_dim, "spectral_norm": self.spectral_norm,
+                **({"center_input": True} if self.center_input else {})}
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

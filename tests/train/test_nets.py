@@ -68,3 +68,18 @@ def test_bad_input_raises_clearly():
         build_energy_net({"type": "Nope", "concept": POS.to_dict()})
     with pytest.raises(ValueError, match="position values must lie"):
         JointConcept.of([POS, COLOR]).encode({"position": (2.0, 0.0), "color": "red"})
+
+
+def test_center_input_feeds_2x_minus_1_and_round_trips():
+    concept = Concept.categorical("shape", ("sphere", "cube", "cylinder"))
+    torch.manual_seed(0)
+    centred = ConvEnergyNet(concept, width=4, center_input=True)
+    plain = ConvEnergyNet(concept, width=4)
+    plain.load_state_dict(centred.state_dict())  # same weights, only the input map differs
+    x = torch.rand(3, 3, 32, 32)
+    c = concept.encode(["cube", "sphere", "cylinder"])
+    assert torch.allclose(centred(x, c), plain(2 * x - 1, c), atol=1e-6)
+    assert not torch.allclose(centred(x, c), plain(x, c), atol=1e-4)
+    rebuilt = build_energy_net(centred.config)
+    assert rebuilt.center_input and "center_input" not in plain.config  # old configs unchanged
+    assert not build_energy_net(plain.config).center_input
