@@ -72,25 +72,8 @@ def load_model(spec: str):
 
 
 def load_multiview_model(spec: str, out: Path, quick: bool):
-    """``spec`` as given, except the default name: the shipped "position_multiview" if there
-    is one, else ``runs/position_multiview.safetensors`` (``benchmarks/multiview_model.py``),
-    trained here first when missing (a few minutes; ``--quick``: a tiny stand-in)."""
-    if spec != "position_multiview":
-        return load_model(spec)
-    from conceptebm import pretrained
-
-    if spec in pretrained.available():
-        return load_model(spec)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from multiview_model import DEFAULT_OUT, train_multiview_model
-
-    path = out / "position_multiview_quick.safetensors" if quick else Path(DEFAULT_OUT)
-    if not path.exists():
-        print(f"no shipped position_multiview model and no {path}: training it "
-              "(benchmarks/multiview_model.py)", flush=True)
-        train_multiview_model(path, **({"iterations": 30, "width": 4} if quick else {}),
-                              progress=not quick)
-    return load_model(str(path))
+    """The multi-view position model: the shipped "position_multiview" by default."""
+    return load_model(spec)
 
 
 class _PositionOnly:

@@ -49,13 +49,16 @@ RECIPE = {"dataset": "multiview", "n_views": 8, "dataset_size": 200_000, "seed":
 
 def train_multiview_model(out: str | Path = DEFAULT_OUT, *, iterations: int | None = None,
                           width: int | None = None, seed: int = 0, dataset: str = "multiview",
-                          progress: bool = True) -> Path:
+                          center_input: bool = False, progress: bool = True) -> Path:
     """Train (see the module docstring) and save; returns the checkpoint path.
 
     ``dataset="position"`` trains the same recipe on default-camera scenes (no curriculum):
-    a contrastive single-object position model to compare with the shipped CD-trained one.
+    the shipped ``position_contrastive``. ``dataset="shape"`` (or "color", "size") trains the
+    dataset's own concept the same way: a discriminative start for ``conceptebm train
+    --init-weights`` (categorical concepts get every wrong category as negatives).
+    ``center_input`` feeds pixels as 2x - 1 (needed for shape: see ConvEnergyNet).
     """
-    cfg = {**RECIPE, "seed": seed}
+    cfg = {**RECIPE, "seed": seed, "center_input": bool(center_input)}
     if dataset != "multiview":
         cfg.update(dataset=dataset, n_views=None, curriculum=0)
     if iterations is not None:
@@ -65,21 +68,22 @@ def train_multiview_model(out: str | Path = DEFAULT_OUT, *, iterations: int | No
     ds = make_dataset(cfg["dataset"], size=cfg["dataset_size"], seed=seed,
                       **({"n_views": cfg["n_views"]} if cfg["n_views"] else {}))
     easy = make_dataset("position", size=cfg["dataset_size"], seed=seed)  # default camera
-    concept = ds.concepts["position"]
+    name = "position" if dataset == "multiview" else dataset
+    concept = ds.concepts[name]
     torch.manual_seed(seed)  # weight init only; data and negatives use the generator
-    net = ConvEnergyNet(concept, width=cfg["width"])
+    net = ConvEnergyNet(concept, width=cfg["width"], center_input=cfg["center_input"])
     opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
     gen = torch.Generator().manual_seed(seed)
     b, t0, acc_avg = cfg["batch_size"], time.time(), 0.0
-    bar = tqdm(range(cfg["iterations"]), desc=f"{cfg['dataset']} position", disable=not progress)
+    bar = tqdm(range(cfg["iterations"]), desc=f"{cfg['dataset']} {name}", disable=not progress)
     for it in bar:
         source = easy if it < cfg["curriculum"] else ds  # easy first: see the docstring
         x, labels = source.batch(torch.randint(len(ds), (b,), generator=gen))  # (B, 3, H, W)
-        c = labels["position"]  # (B, 2)
-        wrong = wrong_concept_values(concept, c, cfg["negatives"], generator=gen)  # (B, M, 2)
+        c = concept.encode(labels[name]) if concept.is_categorical else labels[name]  # (B, L)
+        wrong = wrong_concept_values(concept, c, cfg["negatives"], generator=gen)  # (B, M, L)
         m = wrong.shape[1]
         e = net(torch.cat([x, x.repeat_interleave(m, 0)]),
-                torch.cat([c, wrong.reshape(-1, 2)]))  # (B + B*M,)
+                torch.cat([c, wrong.reshape(-1, concept.dim)]))  # (B + B*M,)
         ce, acc = concept_contrastive_loss(e[:b], e[b:].reshape(b, m))
         loss = ce + cfg["l2"] * e.pow(2).mean()
         if not torch.isfinite(loss):
@@ -107,14 +111,18 @@ def main(argv=None) -> int:
     p.add_argument("--iterations", type=int, default=None,
                    help=f"default {RECIPE['iterations']}")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dataset", default="multiview", choices=("multiview", "position"),
-                   help="position: the same recipe on default-camera scenes (a comparison)")
+    p.add_argument("--dataset", default="multiview",
+                   choices=("multiview", "position", "shape", "color", "size"),
+                   help="position: the same recipe on default-camera scenes; shape, color, "
+                        "size: that concept (a start for conceptebm train --init-weights)")
+    p.add_argument("--center-input", action="store_true", help="pixels as 2x - 1 (shape)")
     p.add_argument("--quick", action="store_true", help="30 iterations of a width-4 net")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     kw = {"iterations": 30, "width": 4} if args.quick else {"iterations": args.iterations}
-    path = train_multiview_model(args.out, seed=args.seed, dataset=args.dataset, **kw)
+    path = train_multiview_model(args.out, seed=args.seed, dataset=args.dataset,
+                                 center_input=args.center_input, **kw)
     print(f"wrote {path}")
     return 0
 

@@ -9,8 +9,9 @@ Several images given to ``infer`` are views of one object (paper eq. 11: their e
 unless ``--separate``. ``--posterior`` adds a 90% credible interval from Pyro's NUTS started at
 the MAP (continuous concepts) or the posterior of every category (categorical ones).
 ``--model`` takes a shipped model name (``conceptebm.pretrained``) or a checkpoint path; by
-default the shipped model of ``--concept``, which knows the default camera only. For views
-taken from other sides use ``--model position_multiview`` (trained on views from any camera):
+default the shipped inference model of ``--concept`` (``position_contrastive`` for position,
+else the concept's EBM), which knows the default camera only. For views taken from other
+sides use ``--model position_multiview`` (trained on views from any camera):
 
     conceptebm infer view*.png --model position_multiview --posterior
 """
@@ -77,7 +78,13 @@ def load_model(spec: str | None, concept: str | None, device=None):
     if concept is not None and concept not in KNOWN_CONCEPTS and spec is None:
         raise CommandError(f"unknown concept {concept!r}; known concepts: "
                            f"{', '.join(KNOWN_CONCEPTS)} (or pass --model PATH of a checkpoint)")
-    name = spec or concept or "position"
+    if spec is None:  # the shipped model for inferring this concept (pretrained.INFER_DEFAULT)
+        from conceptebm.pretrained import INFER_DEFAULT
+
+        concept_name = concept or "position"
+        name = INFER_DEFAULT.get(concept_name, concept_name)
+    else:
+        name = spec
     looks_like_path = spec is not None and (Path(spec).suffix or "/" in spec or Path(spec).exists())
     if looks_like_path:
         from conceptebm.train.checkpoint import CheckpointError, load_checkpoint, load_energy
@@ -246,8 +253,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help=f"concept to infer: {', '.join(KNOWN_CONCEPTS)} (default: the model's, "
                         "or position)")
     p.add_argument("--model", default=None,
-                   help="shipped model name or checkpoint path (default: the shipped model of "
-                        "--concept)")
+                   help="shipped model name or checkpoint path (default: the shipped "
+                        "inference model of --concept: position_contrastive for position)")
     p.add_argument("--resize", action="store_true",
                    help="rescale images to the model's input size instead of refusing them")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")

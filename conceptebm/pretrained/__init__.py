@@ -25,15 +25,20 @@ from pathlib import Path
 
 from conceptebm.energies import ConditionalEnergy
 
-__all__ = ["CONCEPTS", "NAMES", "DIR", "available", "concept_of", "load", "info"]
+__all__ = ["CONCEPTS", "INFERENCE", "INFER_DEFAULT", "NAMES", "DIR", "available", "concept_of", "load", "info"]
 
 DIR = Path(__file__).resolve().parent
 #: Generative concept EBMs, each named after its concept: what composition and generation use.
 CONCEPTS = ("position", "color", "shape", "size")
-#: Inference-only models, named ``<concept>_<purpose>``: ``position_multiview`` reads the
-#: position of an object from views taken with any camera (paper eq. 11, Figure 11). It was
-#: trained with the concept-contrastive loss alone, so its Langevin samples are not images.
-INFERENCE = ("position_multiview",)
+#: Inference-only models, named ``<concept>_<how>``, trained with the concept-contrastive loss
+#: alone (``benchmarks/multiview_model.py``), so their Langevin samples are not images:
+#: ``position_contrastive`` reads positions in default-camera scenes (a sharper MAP than the
+#: CD-trained "position", and one energy basin per object in two-object scenes: Figure 12);
+#: ``position_multiview`` reads the position of an object from views taken with any camera
+#: (eq. 11, Figure 11).
+INFERENCE = ("position_contrastive", "position_multiview")
+#: The model ``conceptebm infer`` / ``energy-map`` use for a concept when no --model is given.
+INFER_DEFAULT = {"position": "position_contrastive"}
 NAMES = CONCEPTS + INFERENCE
 _BOUNDS = (0.0, 1.0)  # images live in [0, 1]
 
@@ -70,7 +75,7 @@ def info(name: str) -> dict:
 
 def load(name: str, *, device=None) -> ConditionalEnergy:
     """The shipped EBM ``name``: a concept ("position", "color", "shape", "size") or an
-    inference-only model ("position_multiview"; see :data:`INFERENCE`).
+    inference-only model ("position_contrastive", "position_multiview"; see :data:`INFERENCE`).
 
     The returned energy has ``.sampler``: a dict of :func:`conceptebm.infer.langevin`
     keyword arguments (``num_steps``, ``step_size``, ``noise_scale``, ``init``, ``bounds``)

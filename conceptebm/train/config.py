@@ -38,6 +38,8 @@ class TrainConfig:
     embed_dim: int = 64  # label embedding width for FiLM
     spectral_norm: bool = False  # official code: on; prototype: not needed at this size
     center_input: bool = False  # pixels as 2x-1: needed to learn shape (see ConvEnergyNet)
+    init_weights: str = ""  # checkpoint whose weights start the net (same net config), e.g.
+    #                         a discriminative start from benchmarks/multiview_model.py
     # ---- optimisation ------------------------------------------------------------------
     iterations: int = 2000  # parameter updates in total (a resumed run continues to this)
     batch_size: int = 32  # real images per update (per process under DDP)

@@ -36,6 +36,7 @@ from conceptebm.train.buffer import ReplayBuffer
 from conceptebm.train.checkpoint import (
     atomic_write_text,
     load_checkpoint,
+    load_energy,
     load_state,
     save_checkpoint,
 )
@@ -122,6 +123,20 @@ def _ema_update(ema: torch.nn.Module, net: torch.nn.Module, decay: float, step: 
             be.copy_(b)
 
 
+def _start_from(net, path: str, device) -> None:
+    """Copy the weights of checkpoint ``path`` into ``net`` (``init_weights``): its EMA
+    weights when it has them (the ones it was evaluated with), else its model weights."""
+    start = load_energy(path, device=device)
+    if start.config != net.config:
+        diff = {k: (start.config.get(k), net.config.get(k))
+                for k in sorted(set(start.config) | set(net.config))
+                if start.config.get(k) != net.config.get(k)}
+        raise ValueError(f"init_weights {path}: its net differs from this run's "
+                         f"(setting: (checkpoint, run)): {diff}; train with matching "
+                         "--width/--blocks/--center-input... or another checkpoint")
+    net.load_state_dict(start.state_dict())
+
+
 def train(config: TrainConfig, *, dataset=None, eval_dataset=None, judge=None,
           resume: bool | str = False, progress: bool = True,
           callback: Callable[[int, dict], None] | None = None) -> TrainResult:
@@ -163,6 +178,8 @@ def train(config: TrainConfig, *, dataset=None, eval_dataset=None, judge=None,
     with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
         torch.manual_seed(config.seed)
         net = ConvEnergyNet(concept, **config.net_config()).to(device)
+    if config.init_weights and not (resume and last_path.exists()):
+        _start_from(net, config.init_weights, device)
     objective = CDObjective(net, l2=config.l2, kl_weight=config.kl_weight,
                             contrastive_weight=config.contrastive_weight,
                             contrastive_temperature=config.contrastive_temperature,

@@ -134,3 +134,17 @@ def test_unknown_concept_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="concept 'shape' is not a label"):
         train(smoke_config(concept="shape", out_dir=str(tmp_path / "x"), eval_every=0),
               dataset=SquaresDataset(16), progress=False)
+
+
+def test_init_weights_starts_from_a_checkpoint_and_checks_the_net(tmp_path):
+    run(tmp_path, name="a", iterations=3, eval_every=0)
+    start = tmp_path / "a" / "last.safetensors"
+    # a tiny lr keeps the weights where they started: the start must be a's weights
+    run(tmp_path, name="b", iterations=1, eval_every=0, lr=1e-12, init_weights=str(start))
+    run(tmp_path, name="c", iterations=1, eval_every=0, lr=1e-12)  # fresh init
+    a, b, c = (load_checkpoint(tmp_path / n / "last.safetensors").groups for n in "abc")
+    a, b, c = a["ema"], b["model"], c["model"]  # the start is the weights a evaluates with
+    assert all(torch.allclose(a[k], b[k], atol=1e-8) for k in a)
+    assert not all(torch.allclose(a[k], c[k], atol=1e-4) for k in a)
+    with pytest.raises(ValueError, match="init_weights .* differs"):
+        run(tmp_path, name="d", iterations=1, eval_every=0, width=8, init_weights=str(start))
