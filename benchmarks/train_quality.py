@@ -54,12 +54,19 @@ INFERENCE_TARGET = 0.05  # position MAE of MAP inference on real scenes
 SIZE_FRAC_TARGET = 0.05  # size MAE as a fraction of its range
 
 
+def _trained_sampler(meta: dict) -> dict:
+    """DEFAULT_SAMPLER with the step size, noise and init the checkpoint was trained with
+    (a net trained with --step-size 1 must be sampled with step 1), then its own "sampler"."""
+    train = meta.get("train", {})
+    own = {k: train[k] for k in ("step_size", "noise_scale", "init") if k in train}
+    return {**DEFAULT_SAMPLER, **own, **meta.get("sampler", {})}
+
+
 def _model(name: str, overrides: dict):
     if name in overrides:
         path = overrides[name]
         net = load_energy(path)
-        meta = load_checkpoint(path).meta
-        net.sampler = {**DEFAULT_SAMPLER, **meta.get("sampler", {})}
+        net.sampler = _trained_sampler(load_checkpoint(path).meta)
         return net
     return pretrained.load(name)
 
@@ -129,7 +136,7 @@ def select(run_dir: Path, concept: str, judge, n: int, steps_grid=(40, 100, 200)
     for path in _candidates(run_dir, top):
         for steps in steps_grid:
             net = _model(concept, {concept: path})
-            net.sampler = {**DEFAULT_SAMPLER, "num_steps": steps}
+            net.sampler = {**net.sampler, "num_steps": steps}
             res = evaluate(concept, net, judge, n, quick=False, seed=SELECT_SEED)
             score = _score(concept, res)
             rows.append((score, path, steps, res))
@@ -137,7 +144,7 @@ def select(run_dir: Path, concept: str, judge, n: int, steps_grid=(40, 100, 200)
                 f"{k} {v:.3f}" for k, v in res.items() if not k.endswith(("_stderr", "seconds"))),
                 flush=True)
     best = max(rows, key=lambda r: r[0])
-    return best[1], {**DEFAULT_SAMPLER, "num_steps": best[2]}, rows
+    return best[1], {**_model(concept, {concept: best[1]}).sampler, "num_steps": best[2]}, rows
 
 
 def _score(concept: str, res: dict) -> float:
