@@ -57,6 +57,43 @@ def _settings_of(model) -> SamplerSettings:
     return SamplerSettings(**{k: raw[k] for k in keys if k in raw})
 
 
+class StepMatched(ConditionalEnergy):
+    """``factor * E(x|c)`` of a model trained with another Langevin step size.
+
+    One chain samples a composition with one step size. A model trained with step ``s`` (the
+    shipped shape model: 1) would be moved ``100 / s`` times too far by the others' step 100;
+    scaling its energy by ``s / 100`` makes the shared step move it as its own sampler would.
+    """
+
+    def __init__(self, base: ConditionalEnergy, factor: float):
+        super().__init__(base.concept)
+        self.base, self.factor = base, float(factor)
+        self.sampler = {**getattr(base, "sampler", {}), "step_size": None}
+        self.info = getattr(base, "info", None)
+        self.image_size = getattr(base, "image_size", None)
+
+    def energy(self, x: Tensor, c: Tensor) -> Tensor:
+        return self.factor * self.base(x, c)
+
+
+def _match_step_sizes(models: dict) -> dict:
+    """Rescale models whose recommended step differs from the most common one (see
+    :class:`StepMatched`); the composition then samples with that common step."""
+    steps = [getattr(m, "sampler", {}).get("step_size") for m in models.values()]
+    known = [s for s in steps if s]
+    if len(set(known)) <= 1:
+        return models
+    ref = max(set(known), key=known.count)  # ties: the larger step (the CD default, 100)
+    ref = max(s for s in set(known) if known.count(s) == known.count(ref))
+    out = {}
+    for (name, m), s in zip(models.items(), steps, strict=True):
+        if s and s != ref:
+            m = StepMatched(m, s / ref).eval()
+            m.sampler["step_size"] = ref
+        out[name] = m
+    return out
+
+
 def load_concepts(names: Sequence[str] = ("position", "color", "shape", "size"), *,
                   device=None, calibration_images: int = 256, seed: int = 0,
                   checkpoints: Mapping[str, str] | None = None) -> ConceptModels:
@@ -73,6 +110,7 @@ def load_concepts(names: Sequence[str] = ("position", "color", "shape", "size"),
                   else pretrained.load(n, device=device)).eval() for n in names}
     for m in models.values():
         m.requires_grad_(False)
+    models = _match_step_sizes(models)
     ds = make_dataset("general", size=calibration_images, seed=10_000 + seed)
     images, labels = ds.batch(torch.arange(calibration_images))
     images = images.to(device)

@@ -58,3 +58,26 @@ def test_composition_scales_power():
     assert composition_scales({"a": 4.0}, 0.0) == {"a": 1.0}
     with pytest.raises(ValueError, match=">= 0"):
         composition_scales({"a": 4.0}, -1.0)
+
+
+def test_models_trained_with_another_step_size_are_rescaled_for_the_shared_step():
+    from conceptebm.compose.generate import StepMatched, _match_step_sizes
+    from conceptebm.concepts import Concept
+    from conceptebm.energies import ConditionalEnergy
+
+    class Square(ConditionalEnergy):
+        def energy(self, x, c):
+            return ((x - c) ** 2).sum(-1)
+
+    a, b, d = (Square(Concept.continuous(n, dim=2)) for n in ("a", "b", "d"))
+    a.sampler, b.sampler, d.sampler = ({"step_size": 100.0}, {"step_size": 100.0},
+                                       {"step_size": 1.0, "num_steps": 50})
+    out = _match_step_sizes({"a": a, "b": b, "d": d})
+    assert out["a"] is a and out["b"] is b and isinstance(out["d"], StepMatched)
+    x, c = torch.randn(4, 2), torch.randn(4, 2)
+    # the shared step 100 on 0.01 E moves x as step 1 on E: the model's own sampler
+    assert torch.allclose(out["d"](x, c), 0.01 * d(x, c))
+    assert out["d"].sampler == {"step_size": 100.0, "num_steps": 50}
+    assert out["d"].concept == d.concept
+    same = {"a": a, "b": b}
+    assert _match_step_sizes(same) == same
