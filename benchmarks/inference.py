@@ -71,11 +71,6 @@ def load_model(spec: str):
         raise SystemExit(f"benchmarks/inference.py: cannot load model {spec!r}: {err}") from None
 
 
-def load_multiview_model(spec: str, out: Path, quick: bool):
-    """The multi-view position model: the shipped "position_multiview" by default."""
-    return load_model(spec)
-
-
 class _PositionOnly:
     """A scene dataset seen through its position label only (a one-head regressor)."""
 
@@ -361,7 +356,7 @@ def main(argv=None) -> int:
     if unknown:
         p.error(f"unknown section(s) {unknown}; choose from {', '.join(SECTIONS)}")
     model = load_model(args.model) if {"single", "two_objects"} & set(sections) else None
-    mv_model = (load_multiview_model(args.multiview_model, out, args.quick)
+    mv_model = (load_model(args.multiview_model)
                 if {"multiview", "nuts"} & set(sections) else None)
     details = {"settings": {k: v for k, v in vars(args).items() if k != "json"},
                "test_seed": TEST_SEED}

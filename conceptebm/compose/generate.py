@@ -65,10 +65,10 @@ class StepMatched(ConditionalEnergy):
     scaling its energy by ``s / 100`` makes the shared step move it as its own sampler would.
     """
 
-    def __init__(self, base: ConditionalEnergy, factor: float):
+    def __init__(self, base: ConditionalEnergy, step_size: float, shared_step: float):
         super().__init__(base.concept)
-        self.base, self.factor = base, float(factor)
-        self.sampler = {**getattr(base, "sampler", {}), "step_size": None}
+        self.base, self.factor = base, float(step_size) / float(shared_step)
+        self.sampler = {**getattr(base, "sampler", {}), "step_size": shared_step}
         self.info = getattr(base, "info", None)
         self.image_size = getattr(base, "image_size", None)
 
@@ -87,10 +87,7 @@ def _match_step_sizes(models: dict) -> dict:
     ref = max(s for s in set(known) if known.count(s) == known.count(ref))
     out = {}
     for (name, m), s in zip(models.items(), steps, strict=True):
-        if s and s != ref:
-            m = StepMatched(m, s / ref).eval()
-            m.sampler["step_size"] = ref
-        out[name] = m
+        out[name] = StepMatched(m, s, ref).eval() if s and s != ref else m
     return out
 
 
