@@ -49,16 +49,18 @@ RECIPE = {"dataset": "multiview", "n_views": 8, "dataset_size": 200_000, "seed":
 
 def train_multiview_model(out: str | Path = DEFAULT_OUT, *, iterations: int | None = None,
                           width: int | None = None, seed: int = 0, dataset: str = "multiview",
-                          center_input: bool = False, progress: bool = True) -> Path:
+                          center_input: bool = False, downsample: str = "stride",
+                          progress: bool = True) -> Path:
     """Train (see the module docstring) and save; returns the checkpoint path.
 
     ``dataset="position"`` trains the same recipe on default-camera scenes (no curriculum):
     the shipped ``position_contrastive``. ``dataset="shape"`` (or "color", "size") trains the
     dataset's own concept the same way: a discriminative start for ``conceptebm train
     --init-weights`` (categorical concepts get every wrong category as negatives).
-    ``center_input`` feeds pixels as 2x - 1 (needed for shape: see ConvEnergyNet).
+    ``center_input`` feeds pixels as 2x - 1 (needed for shape: see ConvEnergyNet);
+    ``downsample="pool"`` builds the pooled layout (see ConvEnergyNet).
     """
-    cfg = {**RECIPE, "seed": seed, "center_input": bool(center_input)}
+    cfg = {**RECIPE, "seed": seed, "center_input": bool(center_input), "downsample": downsample}
     if dataset != "multiview":
         cfg.update(dataset=dataset, n_views=None, curriculum=0)
     if iterations is not None:
@@ -71,7 +73,8 @@ def train_multiview_model(out: str | Path = DEFAULT_OUT, *, iterations: int | No
     name = "position" if dataset == "multiview" else dataset
     concept = ds.concepts[name]
     torch.manual_seed(seed)  # weight init only; data and negatives use the generator
-    net = ConvEnergyNet(concept, width=cfg["width"], center_input=cfg["center_input"])
+    net = ConvEnergyNet(concept, width=cfg["width"], center_input=cfg["center_input"],
+                        downsample=cfg["downsample"])
     opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
     gen = torch.Generator().manual_seed(seed)
     b, t0, acc_avg = cfg["batch_size"], time.time(), 0.0
@@ -116,13 +119,15 @@ def main(argv=None) -> int:
                    help="position: the same recipe on default-camera scenes; shape, color, "
                         "size: that concept (a start for conceptebm train --init-weights)")
     p.add_argument("--center-input", action="store_true", help="pixels as 2x - 1 (shape)")
+    p.add_argument("--downsample", choices=("stride", "pool"), default="stride",
+                   help="4x4/2 convs or 3x3 conv + 2x2 average pooling")
     p.add_argument("--quick", action="store_true", help="30 iterations of a width-4 net")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     kw = {"iterations": 30, "width": 4} if args.quick else {"iterations": args.iterations}
     path = train_multiview_model(args.out, seed=args.seed, dataset=args.dataset,
-                                 center_input=args.center_input, **kw)
+                                 center_input=args.center_input, downsample=args.downsample, **kw)
     print(f"wrote {path}")
     return 0
 

@@ -34,7 +34,8 @@ def test_position_generations_move_with_the_label():
 
 
 def test_unknown_name_lists_the_shipped_ones():
-    with pytest.raises(ValueError, match="position, color, shape, size, position_contrastive, position_multiview"):
+    shipped = "position, color, shape, size, position_contrastive, position_multiview"
+    with pytest.raises(ValueError, match=shipped):
         pretrained.load("texture")
     assert set(pretrained.available()) <= set(pretrained.NAMES)
 

@@ -166,19 +166,23 @@ class _ResBlock(nn.Module):
 
 
 class _ConvFiLM(nn.Module):
-    """Conv, FiLM, swish. ``down=True``: a 4x4 stride-2 conv that halves the resolution;
-    else a 3x3 conv at the same resolution."""
+    """Conv, FiLM, swish. ``down=True`` halves the resolution: a 4x4 stride-2 conv, or with
+    ``pool=True`` a 3x3 conv followed by 2x2 average pooling; else a 3x3 conv at the same
+    resolution."""
 
-    def __init__(self, c_in: int, c_out: int, embed_dim: int, wrap, down: bool = True):
+    def __init__(self, c_in: int, c_out: int, embed_dim: int, wrap, down: bool = True,
+                 pool: bool = False):
         super().__init__()
-        conv = (nn.Conv2d(c_in, c_out, 4, stride=2, padding=1) if down
+        strided = down and not pool
+        conv = (nn.Conv2d(c_in, c_out, 4, stride=2, padding=1) if strided
                 else nn.Conv2d(c_in, c_out, 3, padding=1))
         self.conv = wrap(conv)
+        self.pool = nn.AvgPool2d(2) if down and pool else nn.Identity()
         self.film = _FiLM(embed_dim, c_out)
         self.act = nn.SiLU()
 
     def forward(self, h: Tensor, emb: Tensor) -> Tensor:
-        return self.act(self.film(self.conv(h), emb))
+        return self.act(self.film(self.pool(self.conv(h)), emb))
 
 
 def _identity(m: nn.Module) -> nn.Module:
@@ -211,6 +215,11 @@ class ConvEnergyNet(ConditionalEnergy):
             at chance (cross-entropy log 3) for 1,500 iterations on [0, 1] inputs and reaches
             0.97 accuracy with centred ones. Off by default so that the shipped position and
             colour recipes (and their checkpoints) keep their meaning.
+        downsample: ``"stride"`` (4x4 stride-2 convs, the prototype's layout) or ``"pool"``
+            (3x3 convs followed by 2x2 average pooling). Strided 4x4 kernels give the input
+            gradient a checkerboard pattern that Langevin chains paint into the samples
+            (``cpu-prototype.md``, failure mode 7); pooling spreads the gradient evenly, at
+            about twice the cost of the strided layers.
 
     ``config`` holds everything needed to rebuild the net with :func:`build_energy_net`.
     """
@@ -218,7 +227,10 @@ class ConvEnergyNet(ConditionalEnergy):
     def __init__(self, concept: Concept | Sequence[Concept], *, image_size: int = 32,
                  channels: int = 3, width: int = 16, blocks: int = 0, embed_dim: int = 64,
                  spectral_norm: bool = False, label_maps: bool = True, coord_conv: bool = True,
-                 center_input: bool = False):
+                 center_input: bool = False, downsample: str = "stride"):
+        if downsample not in ("stride", "pool"):
+            raise ValueError(f"ConvEnergyNet: downsample must be 'stride' or 'pool', "
+                             f"got {downsample!r}")
         if not isinstance(concept, Concept):
             concept = JointConcept.of(concept)
         super().__init__(concept)
@@ -238,6 +250,8 @@ class ConvEnergyNet(ConditionalEnergy):
         }
         if center_input:  # only recorded when on: older checkpoints stay byte-identical
             self.config["center_input"] = True
+        if downsample != "stride":
+            self.config["downsample"] = downsample
         self.image_size, self.channels = int(image_size), int(channels)
         self.label_maps, self.coord_conv = bool(label_maps), bool(coord_conv)
         self.center_input = bool(center_input)
@@ -267,14 +281,15 @@ class ConvEnergyNet(ConditionalEnergy):
         # (``blocks``) are optional extras at every level above 4x4: our nets with one block
         # per level and no 3x3 conv learned position far more slowly on the same loop and data
         # (judged accuracy about 0.4 after 750 iterations, against 0.98 for the plain net).
-        self.stem = _ConvFiLM(c_in, width, embed_dim, wrap)  # (B, w, H/2, W/2)
+        pool = downsample == "pool"
+        self.stem = _ConvFiLM(c_in, width, embed_dim, wrap, pool=pool)  # (B, w, H/2, W/2)
         c = 2 * width
         stages = [_ConvFiLM(width, c, embed_dim, wrap, down=False)]  # (B, 2w, H/2, W/2)
         stages += [_ResBlock(c, embed_dim, wrap) for _ in range(blocks)]
         res, level = image_size // 2, 1
         while res > 4:
             c_out = width * min(2 ** level, 4)
-            stages.append(_ConvFiLM(c, c_out, embed_dim, wrap))  # halves the resolution
+            stages.append(_ConvFiLM(c, c_out, embed_dim, wrap, pool=pool))  # halves H, W
             c, res, level = c_out, res // 2, level + 1
             if res > 4:
                 stages.extend(_ResBlock(c, embed_dim, wrap) for _ in range(blocks))

@@ -28,7 +28,7 @@ from conceptebm.infer.samplers import (
     ula_step,
 )
 
-__all__ = ["ChainResult", "run_chain", "langevin", "mala"]
+__all__ = ["ChainResult", "run_chain", "langevin", "mala", "initial_log_step"]
 
 StepFn = Callable[[LangevinState, int], tuple[LangevinState, StepInfo]]
 
@@ -158,9 +158,12 @@ def langevin(energy, x0_or_shape, num_steps: int = 100, step_size=0.01,
     return _finish(state.x, result, return_info)
 
 
-def _initial_log_step(state, energy, log_eps, bounds, boundary, grad_clip, generator,
-                      max_tries: int = 30) -> Tensor:
+def initial_log_step(state, energy, log_eps, bounds, boundary, grad_clip, generator,
+                     max_tries: int = 30) -> Tensor:
     """Per chain, double or halve the step until one proposal's acceptance crosses 1/2.
+
+    Takes and returns log step sizes ``(chains,)``; used by :func:`mala` and by the Pyro MALA
+    kernel (:mod:`conceptebm.infer.pyro_kernels`) to start their step adaptation.
 
     The heuristic of Hoffman & Gelman (2014, Alg. 4) that starts step adaptation: the
     Robbins-Monro gain decays, so on its own it cannot climb from a step that is wrong by
@@ -227,7 +230,7 @@ def mala(energy, x0_or_shape, num_steps: int = 100, step_size=0.01, *, init="uni
     log_eps = None
     if adapt_steps:
         base = torch.as_tensor(step_size, dtype=x0.dtype, device=x0.device)
-        log_eps = _initial_log_step(state, energy, torch.log(base.expand(chains).clone()),
+        log_eps = initial_log_step(state, energy, torch.log(base.expand(chains).clone()),
                                     bounds, boundary, grad_clip, generator)
 
     def step(state, k):

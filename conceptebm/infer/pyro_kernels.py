@@ -26,7 +26,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from conceptebm.energies.ops import require_grounded
-from conceptebm.infer.chain import _initial_log_step
+from conceptebm.infer.chain import initial_log_step
 from conceptebm.infer.pyro_potential import SPACES, ModelPotential
 from conceptebm.infer.samplers import (
     BOUNDARIES,
@@ -286,8 +286,8 @@ class MALAKernel(_EngineKernel):
         # Start adaptation from the doubling/halving search that infer.mala uses: the decaying
         # Robbins-Monro gain alone cannot recover from a step that is orders of magnitude off.
         state = init_state(self.target, state.x)
-        self._log_eps = _initial_log_step(state, self.target, self._log_eps, self.bounds,
-                                          self.boundary, self.grad_clip, self.generator)
+        self._log_eps = initial_log_step(state, self.target, self._log_eps, self.bounds,
+                                         self.boundary, self.grad_clip, self.generator)
         self._eps = self._log_eps.exp()
         return state
 

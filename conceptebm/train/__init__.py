@@ -34,6 +34,7 @@ from conceptebm.train.loss import (
     CDObjective,
     cd_loss,
     concept_contrastive_loss,
+    image_contrastive_loss,
     wrong_concept_values,
 )
 from conceptebm.train.sampling import conditioned_energy, fresh_noise, sample_images
@@ -50,6 +51,7 @@ __all__ = [
     "CDObjective",
     "cd_loss",
     "concept_contrastive_loss",
+    "image_contrastive_loss",
     "wrong_concept_values",
     "Checkpoint",
     "CheckpointError",

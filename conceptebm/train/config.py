@@ -22,6 +22,7 @@ __all__ = ["TrainConfig", "smoke_config", "LABEL_POLICIES", "LR_SCHEDULES"]
 LABEL_POLICIES = ("current", "stored")
 LR_SCHEDULES = ("constant", "cosine")
 SAMPLER_INITS = ("smooth", "uniform")
+DOWNSAMPLES = ("stride", "pool")
 
 
 @dataclass
@@ -38,6 +39,7 @@ class TrainConfig:
     embed_dim: int = 64  # label embedding width for FiLM
     spectral_norm: bool = False  # official code: on; prototype: not needed at this size
     center_input: bool = False  # pixels as 2x-1: needed to learn shape (see ConvEnergyNet)
+    downsample: str = "stride"  # "stride" (4x4/2 convs) or "pool" (3x3 conv + 2x2 avg pool)
     init_weights: str = ""  # checkpoint whose weights start the net (same net config), e.g.
     #                         a discriminative start from benchmarks/multiview_model.py
     # ---- optimisation ------------------------------------------------------------------
@@ -55,6 +57,10 @@ class TrainConfig:
     contrastive_weight: float = 0.0  # concept-contrastive cross-entropy on real images
     contrastive_negatives: int = 7  # wrong concept values per real image (continuous)
     contrastive_temperature: float = 0.01  # softmax temperature on energies (loss: T * CE)
+    image_contrastive_weight: float = 0.0  # for a label, its real image against other real
+    #                                        images of the batch (ranks images, as generation
+    #                                        needs; the term above ranks labels)
+    image_negatives: int = 7  # other batch images per label in that term
     # ---- training sampler (Langevin negatives, conceptebm.infer.langevin_step) ---------
     sampler_steps: int = 20  # K Langevin steps per update
     step_size: float = 100.0  # on the raw gradient
@@ -98,7 +104,7 @@ class TrainConfig:
             need(int(getattr(self, name)) == getattr(self, name) and getattr(self, name) >= 1,
                  name, "must be an integer >= 1")
         for name in ("buffer_size", "eval_every", "checkpoint_every", "blocks",
-                     "contrastive_negatives", "snapshot_every"):
+                     "contrastive_negatives", "snapshot_every", "image_negatives"):
             need(int(getattr(self, name)) == getattr(self, name) and getattr(self, name) >= 0,
                  name, "must be an integer >= 0")
         need(self.log_every >= 1, "log_every", "must be >= 1")
@@ -106,7 +112,8 @@ class TrainConfig:
             v = getattr(self, name)
             need(isinstance(v, (int, float)) and math.isfinite(v) and v > 0, name,
                  "must be a finite number > 0")
-        for name in ("l2", "kl_weight", "contrastive_weight", "noise_scale"):
+        for name in ("l2", "kl_weight", "contrastive_weight", "image_contrastive_weight",
+                     "noise_scale"):
             v = getattr(self, name)
             need(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0, name,
                  "must be a finite number >= 0")
@@ -117,6 +124,7 @@ class TrainConfig:
              f"must be one of {LABEL_POLICIES}")
         need(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"must be one of {LR_SCHEDULES}")
         need(0 < self.lr_min_ratio <= 1, "lr_min_ratio", "must lie in (0, 1]")
+        need(self.downsample in DOWNSAMPLES, "downsample", f"must be one of {DOWNSAMPLES}")
         need(self.init in SAMPLER_INITS, "init", f"must be one of {SAMPLER_INITS}")
         need(self.ema is None or 0 < self.ema < 1, "ema", "must be None or lie in (0, 1)")
         need(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "must be None or > 0")
@@ -124,6 +132,8 @@ class TrainConfig:
              "must be None or > 0")
         need(self.eval_every == 0 or (self.eval_samples >= 1 and self.eval_steps >= 1),
              "eval_samples", "and eval_steps must be >= 1 when eval_every > 0")
+        need(self.image_contrastive_weight == 0 or self.image_negatives >= 1, "image_negatives",
+             "must be >= 1 when image_contrastive_weight > 0")
         need(self.contrastive_weight == 0 or self.contrastive_negatives >= 1,
              "contrastive_negatives", "must be >= 1 when contrastive_weight > 0")
 
@@ -135,7 +145,8 @@ class TrainConfig:
         """Keyword options of :class:`~conceptebm.energies.nets.ConvEnergyNet`."""
         return {"image_size": self.image_size, "width": self.width, "blocks": self.blocks,
                 "embed_dim": self.embed_dim, "spectral_norm": self.spectral_norm,
-                **({"center_input": True} if self.center_input else {})}
+                **({"center_input": True} if self.center_input else {}),
+                **({"downsample": self.downsample} if self.downsample != "stride" else {})}
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

@@ -72,7 +72,7 @@ def plot_training(out_dir: str | Path, title: str = "") -> Path | None:
         return None
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     it = m["iteration"]
-    for key in ("loss", "cd", "contrastive", "kl"):
+    for key in ("loss", "cd", "contrastive", "image_contrastive", "kl"):
         if key in m:
             axes[0].plot(it, m[key], label=key, lw=0.8)
     axes[0].set_title("loss terms")

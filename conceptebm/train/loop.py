@@ -183,6 +183,8 @@ def train(config: TrainConfig, *, dataset=None, eval_dataset=None, judge=None,
     objective = CDObjective(net, l2=config.l2, kl_weight=config.kl_weight,
                             contrastive_weight=config.contrastive_weight,
                             contrastive_temperature=config.contrastive_temperature,
+                            image_contrastive_weight=config.image_contrastive_weight,
+                            image_negatives=config.image_negatives,
                             step_size=config.step_size)
     model = objective
     if ctx.enabled:  # DDP broadcasts rank 0's initial weights to every replica

@@ -14,6 +14,13 @@
   stayed at log 8 for 1300 iterations); T = 0.01 puts label gaps of ~0.01 at logit gaps of
   ~1, as the official code's disjunction temperature does. The term enters the loss as
   ``T * CE``, whose gradient is on the energy scale of the CD term, so weight 1 balances them.
+* Image-contrastive term: the other direction. For a concept value ``c_i``, its real image
+  ``x_i`` against real images of *other* values from the same batch, cross-entropy over
+  ``-E(x_j|c_i) / T`` (images of the same value, or within :data:`SAME_VALUE_MARGIN` of the
+  range for continuous concepts, are masked out). Generation follows the ranking of images
+  under a fixed label, which the label-ranking term above does not train: a net can tell a
+  cylinder's label from a cube's on a real cylinder and still give a real cube a lower
+  energy under "cylinder" than a real cylinder.
 
 :class:`CDObjective` computes everything in one forward pass over a concatenated batch, so
 one ``DistributedDataParallel`` wrapper syncs all gradients.
@@ -30,7 +37,11 @@ from conceptebm.concepts import Concept
 from conceptebm.energies.base import ConditionalEnergy
 from conceptebm.energies.nets import JointConcept
 
-__all__ = ["cd_loss", "concept_contrastive_loss", "wrong_concept_values", "CDObjective"]
+__all__ = ["cd_loss", "concept_contrastive_loss", "image_contrastive_loss", "same_value",
+           "wrong_concept_values", "CDObjective"]
+
+#: continuous values closer than this fraction of the range count as the same value
+SAME_VALUE_MARGIN = 0.1
 
 
 def cd_loss(e_pos: Tensor, e_neg: Tensor, l2: float) -> tuple[Tensor, Tensor]:
@@ -58,6 +69,44 @@ def concept_contrastive_loss(e_true: Tensor, e_wrong: Tensor,
     target = torch.zeros(e_true.shape[0], dtype=torch.long, device=e_true.device)
     acc = (logits.argmax(1) == 0).float().mean()
     return F.cross_entropy(logits, target), acc
+
+
+def image_contrastive_loss(e_true: Tensor, e_other: Tensor, valid: Tensor,
+                           temperature: float = 1.0) -> tuple[Tensor, Tensor]:
+    """Cross-entropy of each label's own image against other images, logits ``-E / T``.
+
+    Args:
+        e_true: ``(B,)`` energies E(x_i|c_i).
+        e_other: ``(B, M)`` energies E(x_j|c_i) of other images under c_i.
+        valid: ``(B, M)`` bool, False where x_j shows c_i's value too (not a negative).
+        temperature: T > 0 of the softmax.
+    Returns:
+        ``(loss, accuracy)``: a row without any valid negative contributes zero loss and counts
+        as correct; accuracy is the fraction where the own image has the lowest energy.
+    """
+    logits = -torch.cat([e_true[:, None], e_other], dim=1) / temperature  # (B, 1 + M)
+    keep = torch.cat([torch.ones_like(valid[:, :1]), valid], dim=1)
+    logits = logits.masked_fill(~keep, float("-inf"))
+    target = torch.zeros(e_true.shape[0], dtype=torch.long, device=e_true.device)
+    acc = (logits.argmax(1) == 0).float().mean()
+    return F.cross_entropy(logits, target), acc
+
+
+def same_value(concept: Concept, a: Tensor, b: Tensor) -> Tensor:
+    """Whether encodings ``a`` and ``b (..., L)`` show the same value of ``concept``: every
+    categorical part equal and every continuous part within :data:`SAME_VALUE_MARGIN` of its
+    range. Returns a bool tensor of shape ``(...)``."""
+    parts = concept.parts if isinstance(concept, JointConcept) else (concept,)
+    a, b = torch.broadcast_tensors(a, b)
+    same = torch.ones(a.shape[:-1], dtype=torch.bool, device=a.device)
+    for part, pa, pb in zip(parts, torch.split(a, [p.dim for p in parts], -1),
+                            torch.split(b, [p.dim for p in parts], -1), strict=True):
+        if part.is_categorical:
+            same &= pa.argmax(-1) == pb.argmax(-1)
+        else:
+            gap = (pa - pb).abs().amax(-1) / (part.high - part.low)
+            same &= gap < SAME_VALUE_MARGIN
+    return same
 
 
 def _random_values(concept: Concept, shape: tuple[int, ...], generator, device) -> Tensor:
@@ -96,18 +145,24 @@ class CDObjective(nn.Module):
         l2: L2 energy regularisation weight.
         kl_weight: weight of the improved-CD KL term (0 = off).
         contrastive_weight: weight of the concept-contrastive term (0 = off).
-        contrastive_temperature: its softmax temperature T (the term is ``T * CE``).
+        contrastive_temperature: its softmax temperature T (the term is ``T * CE``), shared
+            with the image-contrastive term.
+        image_contrastive_weight: weight of the image-contrastive term (0 = off).
+        image_negatives: other images of the batch per label in that term (at most B - 1).
         step_size, bounds: the sampler step used by the KL term.
     """
 
     def __init__(self, net: ConditionalEnergy, *, l2: float = 0.1, kl_weight: float = 0.0,
                  contrastive_weight: float = 0.0, contrastive_temperature: float = 0.01,
+                 image_contrastive_weight: float = 0.0, image_negatives: int = 7,
                  step_size: float = 100.0,
                  bounds: tuple[float, float] = (0.0, 1.0)):
         super().__init__()
         self.net = net
         self.l2, self.kl_weight, self.contrastive_weight = l2, kl_weight, contrastive_weight
         self.contrastive_temperature = contrastive_temperature
+        self.image_contrastive_weight = image_contrastive_weight
+        self.image_negatives = image_negatives
         self.step_size, self.bounds = step_size, bounds
 
     def forward(self, x_pos: Tensor, c_pos: Tensor, x_neg: Tensor, c_neg: Tensor,
@@ -123,15 +178,27 @@ class CDObjective(nn.Module):
             m = c_wrong.shape[1]
             xs.append(x_pos.repeat_interleave(m, dim=0))  # (B*M, C, H, W)
             cs.append(c_wrong.reshape(b * m, -1))
-        e = self.net(torch.cat(xs), torch.cat(cs))  # one pass: (2B + B*M,)
+        k = min(self.image_negatives, b - 1) if self.image_contrastive_weight > 0 else 0
+        for shift in range(1, k + 1):  # x_{i-shift} under c_i: other images, same labels
+            xs.append(x_pos.roll(shift, dims=0))
+            cs.append(c_pos)
+        e = self.net(torch.cat(xs), torch.cat(cs))  # one pass: (2B + B*M + B*k,)
         e_pos, e_neg = e[:b], e[b:2 * b]
         loss, cd = cd_loss(e_pos, e_neg, self.l2)
         stats = {"cd": cd, "e_pos": e_pos.mean(), "e_neg": e_neg.mean()}
         if m:
             t = self.contrastive_temperature
-            ce, acc = concept_contrastive_loss(e_pos, e[2 * b:].reshape(b, m), t)
+            ce, acc = concept_contrastive_loss(e_pos, e[2 * b:(2 + m) * b].reshape(b, m), t)
             loss = loss + self.contrastive_weight * t * ce
             stats.update(contrastive=ce, contrastive_acc=acc)
+        if k:
+            t = self.contrastive_temperature
+            e_other = e[(2 + m) * b:].reshape(k, b).T  # (B, k): E(x_{i-shift} | c_i)
+            c_other = torch.stack([c_pos.roll(s, dims=0) for s in range(1, k + 1)], dim=1)
+            valid = ~same_value(self.net.concept, c_pos[:, None], c_other)  # (B, k)
+            ce, acc = image_contrastive_loss(e_pos, e_other, valid, t)
+            loss = loss + self.image_contrastive_weight * t * ce
+            stats.update(image_contrastive=ce, image_contrastive_acc=acc)
         if self.kl_weight > 0:
             kl = self._kl_term(x_neg.detach(), c_neg)
             loss = loss + self.kl_weight * kl

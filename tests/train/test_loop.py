@@ -30,14 +30,15 @@ def rows(path):
 def test_smoke_run_writes_everything(tmp_path):
     r = run(tmp_path, iterations=4, eval_every=2, checkpoint_every=2, contrastive_weight=1.0,
             label_policy="stored", lr_schedule="cosine", grad_clip=1.0, eval_inference=True,
-            snapshot_every=2, kl_weight=0.5)
+            snapshot_every=2, kl_weight=0.5, image_contrastive_weight=0.5)
     out = tmp_path / "run"
     for f in ("last.safetensors", "last.json", "best.safetensors", "best.json", "metrics.csv",
               "eval.csv", "loss.png", "config.json"):
         assert (out / f).exists(), f
     m = rows(out / "metrics.csv")
     assert [int(row["iteration"]) for row in m] == [1, 2, 3, 4]
-    assert {"loss", "cd", "e_pos", "e_neg", "contrastive", "contrastive_acc", "kl"} <= set(m[0])
+    assert {"loss", "cd", "e_pos", "e_neg", "contrastive", "contrastive_acc", "kl",
+            "image_contrastive", "image_contrastive_acc"} <= set(m[0])
     ev = rows(out / "eval.csv")
     assert [int(row["iteration"]) for row in ev] == [2, 4]
     assert {"position_acc", "position_mae", "inference_position_mae"} <= set(ev[0])
@@ -126,6 +127,10 @@ def test_config_validation_names_the_setting():
         smoke_config(label_policy="newest")
     with pytest.raises(ValueError, match="reinit_prob"):
         smoke_config(reinit_prob=2.0)
+    with pytest.raises(ValueError, match="downsample must be one of"):
+        smoke_config(downsample="maxpool")
+    assert smoke_config(downsample="pool").net_config()["downsample"] == "pool"
+    assert "downsample" not in smoke_config().net_config()  # older configs unchanged
     with pytest.raises(ValueError, match="unknown TrainConfig settings"):
         type(smoke_config()).from_dict({"lr": 1.0, "learning_rate": 1.0})
 

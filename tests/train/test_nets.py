@@ -83,3 +83,36 @@ def test_center_input_feeds_2x_minus_1_and_round_trips():
     rebuilt = build_energy_net(centred.config)
     assert rebuilt.center_input and "center_input" not in plain.config  # old configs unchanged
     assert not build_energy_net(plain.config).center_input
+
+
+@pytest.mark.parametrize("size", [16, 32, 64])
+def test_pooled_layout_halves_like_the_strided_one_and_round_trips(size, gen):
+    pooled = ConvEnergyNet(COLOR, image_size=size, width=4, downsample="pool")
+    strided = ConvEnergyNet(COLOR, image_size=size, width=4)
+    # same levels: the flattened head sees the same feature map size, with 3x3 instead of 4x4
+    # kernels in the downsampling convs
+    assert pooled.head.in_features == strided.head.in_features
+    assert pooled.num_parameters() < strided.num_parameters()
+    x = torch.rand(2, 3, size, size, generator=gen, requires_grad=True)
+    e = pooled(x, COLOR.encode(torch.tensor([0, 1])))
+    (g,) = torch.autograd.grad(e.sum(), x)
+    assert e.shape == (2,) and torch.isfinite(g).all()
+    twin = build_energy_net(pooled.config)
+    twin.load_state_dict(pooled.state_dict())
+    assert torch.equal(twin(x, COLOR.encode(torch.tensor([0, 1]))), e)
+    assert pooled.config["downsample"] == "pool" and "downsample" not in strided.config
+
+
+def test_pooled_stem_averages_the_full_resolution_conv(gen):
+    net = ConvEnergyNet(COLOR, image_size=16, width=4, downsample="pool", coord_conv=False,
+                        label_maps=False)
+    x = torch.rand(2, 3, 16, 16, generator=gen)
+    emb = net.embed(net.normalise(COLOR.encode(torch.tensor([0, 2]))))
+    full = net.stem.conv(x)  # (2, 4, 16, 16): a 3x3 conv at full resolution
+    expected = net.stem.act(net.stem.film(torch.nn.functional.avg_pool2d(full, 2), emb))
+    assert torch.allclose(net.stem(x, emb), expected, atol=1e-6)
+
+
+def test_unknown_downsample_is_refused():
+    with pytest.raises(ValueError, match="downsample must be 'stride' or 'pool'"):
+        ConvEnergyNet(POS, downsample="maxpool")
