@@ -27,3 +27,18 @@ def test_engine_overhead_quick(tmp_path):
     # Same chains, up to float32 rounding amplified over the steps.
     assert max(res["max_abs_diff"].values()) < 1e-4, res["max_abs_diff"]
     assert 15_000 < res["params"] < 25_000
+
+
+def test_sampler_sweep_quick(tmp_path):
+    out = tmp_path / "sweep.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sampler_sweep.py"),
+                           "--concept", "color", "--n", "8", "--quick", "--json", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["variant"] for r in rows][0] == "recommended"
+    assert {r["best_of"] for r in rows} == {1, 2}
+    assert any(len(r["phases"]) == 2 for r in rows)  # an annealing row
+    for r in rows:
+        assert 0 <= r["color_acc"] <= 1 and 0 <= r["object_rate"] <= 1
+    assert "best of 2 by energy" in proc.stdout
