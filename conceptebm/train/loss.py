@@ -20,7 +20,9 @@
   range for continuous concepts, are masked out). Generation follows the ranking of images
   under a fixed label, which the label-ranking term above does not train: a net can tell a
   cylinder's label from a cube's on a real cylinder and still give a real cube a lower
-  energy under "cylinder" than a real cylinder.
+  energy under "cylinder" than a real cylinder. Measured (README, shape and size tables): at
+  weight 1 it lifts MAP inference (shape accuracy 0.98, size error 4.9 % of the range) but
+  not generation (shape 0.66 falling to 0.45), so it is off by default.
 
 :class:`CDObjective` computes everything in one forward pass over a concatenated batch, so
 one ``DistributedDataParallel`` wrapper syncs all gradients.
