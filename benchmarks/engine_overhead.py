@@ -46,7 +46,7 @@ from torch import nn
 from conceptebm.concepts import Concept
 from conceptebm.energies import ConditionalEnergy
 from conceptebm.infer import langevin
-from conceptebm.infer.pyro_glue import LangevinKernel, ModelPotential, energy_factor, run_kernel
+from conceptebm.infer.pyro import LangevinKernel, ModelPotential, energy_factor, run_kernel
 
 STEP, NOISE = 100.0, 0.005  # the EBM-training sampler constants (official code, step 100)
 

@@ -49,8 +49,8 @@ from conceptebm.infer import (
     multiview_posterior,
     scene_energy_maps,
 )
-from conceptebm.infer.multiview import fit_temperature, interval_coverage
-from conceptebm.infer.scene_inference import map_correlation, match_objects
+from conceptebm.scenes.inference import map_correlation, match_objects
+from conceptebm.scenes.multiview import fit_temperature, interval_coverage
 
 TEST_SEED = 700_001  # held-out renders: no training run uses this seed
 VIEWS = (1, 2, 4, 8)
@@ -62,8 +62,8 @@ UNSEEN_LIGHT = ((100.0, 170.0), (20.0, 35.0), (0.5, 0.65), (0.2, 0.3))  # traini
 
 # ------------------------------------------------------------------------------ helpers
 def load_model(spec: str):
-    from conceptebm.infer.cli import CommandError
-    from conceptebm.infer.cli import load_model as load
+    from conceptebm.cli.infer import CommandError
+    from conceptebm.cli.infer import load_model as load
 
     try:
         return load(spec, None)
@@ -133,7 +133,7 @@ def _plt():
 
 def multiview_figure(model, views, truth, res: dict, path: Path) -> None:
     """Views of one scene, their summed energy maps for 1/2/4/8 views, and MAE vs views."""
-    from conceptebm.infer.scene_plots import plot_energy_map, show_image
+    from conceptebm.scenes.plots import plot_energy_map, show_image
 
     plt = _plt()
     fig = plt.figure(figsize=(17, 5.4))
@@ -161,7 +161,7 @@ def multiview_figure(model, views, truth, res: dict, path: Path) -> None:
 
 def two_object_figure(model, x, alone, truth, found, points: int, path: Path) -> None:
     """Figure 12: each object alone, both together, their maps and the sum of single maps."""
-    from conceptebm.infer.scene_plots import plot_energy_map, show_image
+    from conceptebm.scenes.plots import plot_energy_map, show_image
 
     plt = _plt()
     n = x.shape[0]

@@ -50,7 +50,7 @@ def test_every_shipped_model_is_present_and_small():
 
 def test_multiview_model_reads_positions_from_any_camera():
     from conceptebm.datasets import make_dataset
-    from conceptebm.infer.scene_inference import infer_concept
+    from conceptebm.scenes.inference import infer_concept
 
     e = pretrained.load("position_multiview")
     ds = make_dataset("multiview", size=24, seed=123, n_views=4)

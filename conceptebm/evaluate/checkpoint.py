@@ -35,10 +35,10 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "SHIPPED", "save_judge", "load_judge", "l
 
 FORMAT = "conceptebm.judge"
 FORMAT_VERSION = 1
-# The shipped judges; `python -m conceptebm.evaluate.train_judges --out <this>` rebuilds them.
+# The shipped judges; `conceptebm train-judges --out <this>` rebuilds them.
 SHIPPED = Path(__file__).resolve().parent.parent / "pretrained" / "judges"
 
-RETRAIN_HINT = ("python -m conceptebm.evaluate.train_judges --clutter-frac 0.25 --out "
+RETRAIN_HINT = ("conceptebm train-judges --clutter-frac 0.25 --out "
                 + str(SHIPPED))
 
 

@@ -3,20 +3,17 @@
 Generation moves an image batch to low energy; concept inference moves a concept parameter.
 Both are Langevin / MALA chains (``langevin``, ``mala``, ``run_chain`` over the pure steps in
 ``samplers``) or optimizers over the same energies.
+
+The engine knows energies and tensors only: it imports nothing from datasets, scenes, training,
+evaluation, composition, the shipped models or the command line (``tests/test_layers.py``
+keeps it so). The scene applications built on it live in :mod:`conceptebm.scenes`;
+``infer.infer_concept`` and the other scene names below stay reachable here as aliases of
+those (resolved on first use, so importing the engine never imports the applications).
 """
 
 from conceptebm.infer.chain import ChainResult, langevin, mala, run_chain
 from conceptebm.infer.energy_map import box_bounds, concept_grid, energy_map
 from conceptebm.infer.init import initial_samples, smooth_noise
-from conceptebm.infer.multiview import (
-    GridPosterior,
-    Posterior,
-    fit_temperature,
-    grid_posterior,
-    interval_coverage,
-    multiview_model,
-    multiview_posterior,
-)
 from conceptebm.infer.optimize import (
     CategoricalMAP,
     ConceptEnergy,
@@ -25,7 +22,7 @@ from conceptebm.infer.optimize import (
     map_categorical,
     map_estimate,
 )
-from conceptebm.infer.pyro_glue import (
+from conceptebm.infer.pyro import (
     LangevinKernel,
     MALAKernel,
     ModelPotential,
@@ -43,14 +40,6 @@ from conceptebm.infer.samplers import (
     langevin_step,
     mala_step,
     ula_step,
-)
-from conceptebm.infer.scene_inference import (
-    Basins,
-    ConceptEstimate,
-    energy_basins,
-    infer_concept,
-    locate_objects,
-    scene_energy_maps,
 )
 
 __all__ = [
@@ -84,6 +73,10 @@ __all__ = [
     "pyro_map",
     "PyroMAP",
     "nuts_posterior",
+]
+
+#: Scene applications kept reachable as ``conceptebm.infer.<name>`` (contract aliases).
+_SCENE_ALIASES = (
     "infer_concept",
     "ConceptEstimate",
     "scene_energy_maps",
@@ -97,4 +90,14 @@ __all__ = [
     "GridPosterior",
     "fit_temperature",
     "interval_coverage",
-]
+)
+__all__ += list(_SCENE_ALIASES)
+
+
+def __getattr__(name: str):
+    # PEP 562: resolve the aliases lazily, so the engine stays importable on its own.
+    if name in _SCENE_ALIASES:
+        import conceptebm.scenes
+
+        return getattr(conceptebm.scenes, name)
+    raise AttributeError(f"module 'conceptebm.infer' has no attribute {name!r}")

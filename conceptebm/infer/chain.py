@@ -163,7 +163,7 @@ def initial_log_step(state, energy, log_eps, bounds, boundary, grad_clip, genera
     """Per chain, double or halve the step until one proposal's acceptance crosses 1/2.
 
     Takes and returns log step sizes ``(chains,)``; used by :func:`mala` and by the Pyro MALA
-    kernel (:mod:`conceptebm.infer.pyro_kernels`) to start their step adaptation.
+    kernel (:mod:`conceptebm.infer.pyro.kernels`) to start their step adaptation.
 
     The heuristic of Hoffman & Gelman (2014, Alg. 4) that starts step adaptation: the
     Robbins-Monro gain decays, so on its own it cannot climb from a step that is wrong by

@@ -4,7 +4,7 @@
 public for reuse and tests: the loss (:class:`CDObjective`), the replay buffer, checkpoints
 (safetensors + JSON, atomic, resumable), evaluation with the judges, continual learning with
 frozen EBMs, and the DDP helpers. ``conceptebm train`` is the command line
-(:mod:`~conceptebm.train.cli`).
+(:mod:`~conceptebm.cli.train`).
 
 Example:
     >>> from conceptebm.train import TrainConfig

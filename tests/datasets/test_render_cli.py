@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from conceptebm.cli import main
-from conceptebm.datasets.cli import parse_option
+from conceptebm.cli.render import parse_option
 
 
 def test_render_writes_png_grid(tmp_path):

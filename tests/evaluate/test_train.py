@@ -5,8 +5,9 @@ import json
 import pytest
 import torch
 
+from conceptebm.cli.train_judges import main
 from conceptebm.evaluate import augment, gaussian_blur, load_judge
-from conceptebm.evaluate.train_judges import JudgeTrainConfig, main, train_judges
+from conceptebm.evaluate.train_judges import JudgeTrainConfig, train_judges
 
 
 def test_training_learns_the_stand_in(blobs):
@@ -59,7 +60,7 @@ def test_command_line_smoke(tmp_path):
     assert main(["--smoke", "--out", str(out), "--no-progress"]) == 0
     judge = load_judge(out)
     doc = json.loads(out.with_suffix(".json").read_text())
-    assert doc["training"]["command"].startswith("python -m conceptebm.evaluate.train_judges")
+    assert doc["training"]["command"].startswith("python -m conceptebm.cli.train_judges")
     assert "--smoke" in doc["training"]["command"]
     assert set(judge.concepts) >= {"position", "color", "shape", "size"}
 

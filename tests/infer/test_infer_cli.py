@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from standins import SaliencyPosition
 
-import conceptebm.infer.cli as infer_cli
+import conceptebm.cli.infer as infer_cli
 from conceptebm.cli import main
 from conceptebm.datasets import make_dataset
 

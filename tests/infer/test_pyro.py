@@ -23,8 +23,8 @@ from torch import nn
 
 from conceptebm.concepts import Concept
 from conceptebm.energies import ConditionalEnergy, Energy, Gaussian
-from conceptebm.infer import langevin, mala, pyro_glue, pyro_inference, pyro_kernels, pyro_potential
-from conceptebm.infer.pyro_glue import (
+from conceptebm.infer import langevin, mala
+from conceptebm.infer.pyro import (
     LangevinKernel,
     MALAKernel,
     ModelPotential,
@@ -33,6 +33,10 @@ from conceptebm.infer.pyro_glue import (
     pyro_map,
     run_kernel,
 )
+from conceptebm.infer.pyro import factor as pyro_glue
+from conceptebm.infer.pyro import inference as pyro_inference
+from conceptebm.infer.pyro import kernels as pyro_kernels
+from conceptebm.infer.pyro import potential as pyro_potential
 
 F64 = torch.float64
 Z = 5.0

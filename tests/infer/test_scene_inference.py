@@ -10,15 +10,7 @@ from conceptebm.concepts import Concept
 from conceptebm.datasets import make_dataset
 from conceptebm.energies import ConditionalEnergy
 from conceptebm.infer import concept_energy
-from conceptebm.infer.multiview import (
-    equal_tailed_interval,
-    fit_temperature,
-    grid_posterior,
-    interval_coverage,
-    multiview_model,
-    multiview_posterior,
-)
-from conceptebm.infer.scene_inference import (
+from conceptebm.scenes.inference import (
     check_images,
     energy_basins,
     infer_concept,
@@ -26,6 +18,14 @@ from conceptebm.infer.scene_inference import (
     map_correlation,
     match_objects,
     scene_energy_maps,
+)
+from conceptebm.scenes.multiview import (
+    equal_tailed_interval,
+    fit_temperature,
+    grid_posterior,
+    interval_coverage,
+    multiview_model,
+    multiview_posterior,
 )
 
 F64 = torch.float64

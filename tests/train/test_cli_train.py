@@ -3,7 +3,7 @@ import json
 import pytest
 
 from conceptebm.cli import build_parser, main
-from conceptebm.train.cli import command_line, config_from_args
+from conceptebm.cli.train import command_line, config_from_args
 
 
 def parse(*argv):

@@ -12,12 +12,12 @@ import importlib
 import sys
 
 COMMAND_MODULES = [
-    "conceptebm.demo",  # demo
-    "conceptebm.datasets.cli",  # render
-    "conceptebm.train.cli",  # train
-    "conceptebm.compose.cli",  # sample
-    "conceptebm.infer.cli",  # infer, energy-map
-    "conceptebm.evaluate.train_judges",  # train-judges
+    "conceptebm.cli.demo",  # demo
+    "conceptebm.cli.render",  # render
+    "conceptebm.cli.train",  # train
+    "conceptebm.cli.sample",  # sample
+    "conceptebm.cli.infer",  # infer, energy-map
+    "conceptebm.cli.train_judges",  # train-judges
 ]
 
 

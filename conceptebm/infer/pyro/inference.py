@@ -23,7 +23,7 @@ from pyro.infer.autoguide.initialization import init_to_uniform, init_to_value
 from torch import Tensor
 
 from conceptebm.infer.optimize import MAPResult, map_estimate
-from conceptebm.infer.pyro_potential import ModelPotential, support_limits
+from conceptebm.infer.pyro.potential import ModelPotential, support_limits
 
 __all__ = ["PyroMAP", "pyro_map", "nuts_posterior"]
 
@@ -99,7 +99,7 @@ def pyro_map(model, *model_args, latent: Sequence[str] | None = None,
     Example:
         >>> import pyro, pyro.distributions as dist
         >>> from conceptebm.energies import Gaussian
-        >>> from conceptebm.infer.pyro_glue import energy_factor
+        >>> from conceptebm.infer.pyro import energy_factor
         >>> def model():
         ...     c = pyro.sample("c", dist.Uniform(-1., 1.).expand([2]).to_event(1))
         ...     energy_factor("ebm", Gaussian(torch.tensor([0.9, -0.2]), 0.05), c, event_dim=1)
@@ -150,7 +150,7 @@ def nuts_posterior(model, *model_args, num_samples: int = 500, warmup_steps: int
     Example:
         >>> import pyro, pyro.distributions as dist
         >>> from conceptebm.energies import Gaussian
-        >>> from conceptebm.infer.pyro_glue import energy_factor
+        >>> from conceptebm.infer.pyro import energy_factor
         >>> def model():
         ...     c = pyro.sample("c", dist.Uniform(-1., 1.).expand([2]).to_event(1))
         ...     energy_factor("ebm", Gaussian(torch.tensor([0.3, -0.2]), 0.1), c, event_dim=1)

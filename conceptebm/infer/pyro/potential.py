@@ -115,7 +115,7 @@ class ModelPotential(Energy):
     Example:
         >>> import pyro, pyro.distributions as dist
         >>> from conceptebm.energies import Gaussian
-        >>> from conceptebm.infer.pyro_glue import energy_factor
+        >>> from conceptebm.infer.pyro import energy_factor
         >>> def model():
         ...     with pyro.plate("chains", 8):
         ...         x = pyro.sample("x", dist.ImproperUniform(dist.constraints.real, (), (2,)))

@@ -6,7 +6,7 @@
 :func:`~conceptebm.infer.samplers.langevin_step` or :func:`~conceptebm.infer.samplers.mala_step`
 ("one engine"). Unlike Pyro's HMC/NUTS, which make one accept decision for the whole state,
 MALA here accepts per chain: the potential is a
-:class:`~conceptebm.infer.pyro_potential.ModelPotential` with one energy per element of the
+:class:`~conceptebm.infer.pyro.potential.ModelPotential` with one energy per element of the
 model's chain plate.
 
 ``pyro.infer.MCMC`` stores every sample. For image generation step the kernel in a loop
@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from conceptebm.energies.ops import require_grounded
 from conceptebm.infer.chain import initial_log_step
-from conceptebm.infer.pyro_potential import SPACES, ModelPotential
+from conceptebm.infer.pyro.potential import SPACES, ModelPotential
 from conceptebm.infer.samplers import (
     BOUNDARIES,
     LangevinState,
@@ -200,14 +200,14 @@ class LangevinKernel(_EngineKernel):
         potential_fn: an energy ``(chains, *event) -> (chains,)`` with
             ``initial_params={"name": x0}``.
         step_size: float or ``(chains,)`` tensor. space, latent, chain_plate, init_strategy:
-            see :class:`~conceptebm.infer.pyro_potential.ModelPotential`.
+            see :class:`~conceptebm.infer.pyro.potential.ModelPotential`.
         grad_clip: per-chain gradient norm limit. generator: a ``torch.Generator`` (default: the
             global RNG, so ``pyro.set_rng_seed`` applies).
 
     Example:
         >>> import pyro, pyro.distributions as dist
         >>> from conceptebm.energies import Gaussian
-        >>> from conceptebm.infer.pyro_glue import energy_factor
+        >>> from conceptebm.infer.pyro import energy_factor
         >>> def model():
         ...     with pyro.plate("chains", 16):
         ...         x = pyro.sample("x", dist.Uniform(-3., 3.).expand([2]).to_event(1))
@@ -251,7 +251,7 @@ class MALAKernel(_EngineKernel):
     Example:
         >>> import pyro, pyro.distributions as dist
         >>> from conceptebm.energies import Gaussian
-        >>> from conceptebm.infer.pyro_glue import energy_factor
+        >>> from conceptebm.infer.pyro import energy_factor
         >>> def model():
         ...     with pyro.plate("chains", 16):
         ...         x = pyro.sample("x", dist.Uniform(-5., 5.).expand([2]).to_event(1))
@@ -315,7 +315,7 @@ def run_kernel(kernel: _EngineKernel, num_steps: int, *model_args, warmup_steps:
     Example:
         >>> import pyro, pyro.distributions as dist
         >>> from conceptebm.energies import Gaussian
-        >>> from conceptebm.infer.pyro_glue import energy_factor
+        >>> from conceptebm.infer.pyro import energy_factor
         >>> def model(n):
         ...     with pyro.plate("images", n):
         ...         x = pyro.sample("x", dist.Uniform(0., 1.).expand([3, 8, 8]).to_event(3))

@@ -1,22 +1,10 @@
-"""The Pyro glue: EBM terms in Pyro models, and the engine's samplers and optimizers on them.
+"""EBM terms in Pyro models: ``energy_factor``, a checked ``pyro.factor(name, -E)``.
 
 An EBM enters any Pyro model as ``pyro.factor(name, -E)`` (speak energy: lower is more
 probable). :func:`energy_factor` does the bookkeeping Pyro leaves to the user: it flattens the
 broadcast plate dims for the network, reshapes back, and refuses a factor whose shape does not
 equal the enclosing plates' batch shape (a ``(B, 1)`` factor inside ``plate(B)`` would silently
 broadcast to ``(B, B)`` and count every energy B times).
-
-The rest of the glue lives in sibling modules and is re-exported here:
-
-* :class:`~conceptebm.infer.pyro_potential.ModelPotential`: a model's ``-log joint`` as a
-  per-chain :class:`~conceptebm.energies.Energy` over its latent sites, which ``langevin``,
-  ``mala``, ``run_chain`` consume directly;
-* :class:`~conceptebm.infer.pyro_kernels.LangevinKernel`, :class:`~.pyro_kernels.MALAKernel`:
-  ``pyro.infer.MCMC`` kernels that step with ``samplers.py`` (per-chain accept), and
-  :func:`~conceptebm.infer.pyro_kernels.run_kernel`, the loop form for generation;
-* :func:`~conceptebm.infer.pyro_inference.pyro_map` (MAP in the concept's own space, no
-  Jacobian) and :func:`~conceptebm.infer.pyro_inference.nuts_posterior` (Pyro's NUTS on a
-  low-dimensional concept posterior, started at the MAP).
 
 Example (one joint model serves generation and inference):
     >>> import pyro, pyro.distributions as dist
@@ -26,6 +14,7 @@ Example (one joint model serves generation and inference):
     ...     with pyro.plate("chains", n):
     ...         x = pyro.sample("x", dist.Uniform(-4., 4.).expand([2]).to_event(1))
     ...         energy_factor("ebm", Gaussian(torch.zeros(2), 1.0), x, event_dim=1)
+    >>> from conceptebm.infer.pyro import ModelPotential
     >>> pot = ModelPotential(model, (32,))              # (chains, 2) -> (chains,)
     >>> from conceptebm.infer import mala
     >>> mala(pot, pot.initial, num_steps=20, step_size=0.5, bounds=pot.bounds).shape
@@ -42,23 +31,8 @@ from pyro.poutine.runtime import get_plates
 from torch import Tensor
 
 from conceptebm.energies.base import ConditionalEnergy, Energy
-from conceptebm.infer.pyro_inference import PyroMAP, nuts_posterior, pyro_map
-from conceptebm.infer.pyro_kernels import LangevinKernel, MALAKernel, run_kernel
-from conceptebm.infer.pyro_potential import SPACES, ModelPotential, support_limits
 
-__all__ = [
-    "energy_factor",
-    "plate_shape",
-    "ModelPotential",
-    "support_limits",
-    "SPACES",
-    "LangevinKernel",
-    "MALAKernel",
-    "run_kernel",
-    "pyro_map",
-    "PyroMAP",
-    "nuts_posterior",
-]
+__all__ = ["energy_factor", "plate_shape"]
 
 
 def plate_shape() -> tuple[int, ...]:

@@ -134,8 +134,8 @@ def _posterior_text(post, concept) -> str:
 
 
 def _infer(args: argparse.Namespace) -> int:
-    from conceptebm.infer.multiview import multiview_posterior
-    from conceptebm.infer.scene_inference import infer_concept
+    from conceptebm.scenes.inference import infer_concept
+    from conceptebm.scenes.multiview import multiview_posterior
 
     torch.set_num_threads(args.threads)
     if not args.temperature > 0:
@@ -186,13 +186,13 @@ def _energy_map(args: argparse.Namespace) -> int:
     import matplotlib.pyplot as plt
 
     from conceptebm.infer.energy_map import concept_grid, energy_map
-    from conceptebm.infer.scene_inference import (
+    from conceptebm.scenes.inference import (
         energy_basins,
         infer_concept,
         refine_basins,
         scene_energy_maps,
     )
-    from conceptebm.infer.scene_plots import plot_energy_curve, plot_energy_map, show_image
+    from conceptebm.scenes.plots import plot_energy_curve, plot_energy_map, show_image
 
     torch.set_num_threads(args.threads)
     model = load_model(args.model, args.concept)

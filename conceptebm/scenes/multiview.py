@@ -7,7 +7,7 @@ shapes and lighting, share one concept value ``c``:
 
 :func:`multiview_model` writes that as a Pyro model: one latent ``c`` with a ``Uniform`` prior
 on the concept's box and one energy factor per view inside a ``views`` plate. Its MAP is
-:func:`~conceptebm.infer.scene_inference.infer_concept` with ``views=True`` (the energy in the
+:func:`~conceptebm.scenes.inference.infer_concept` with ``views=True`` (the energy in the
 concept's own space, no Jacobian); :func:`multiview_posterior` runs Pyro's NUTS on it,
 started at that MAP, and reports equal-tailed credible intervals; :func:`grid_posterior` is
 the exact posterior of a low-dimensional concept on a grid, to check NUTS against and to
@@ -46,9 +46,9 @@ from pyro.ops.stats import effective_sample_size
 from torch import Tensor
 
 from conceptebm.infer.energy_map import concept_grid, energy_map
-from conceptebm.infer.pyro_glue import energy_factor
-from conceptebm.infer.pyro_inference import nuts_posterior
-from conceptebm.infer.scene_inference import _concept_of, check_images, infer_concept
+from conceptebm.infer.pyro import energy_factor
+from conceptebm.infer.pyro.inference import nuts_posterior
+from conceptebm.scenes.inference import _concept_of, check_images, infer_concept
 
 __all__ = ["Posterior", "GridPosterior", "multiview_model", "multiview_posterior",
            "grid_posterior", "equal_tailed_interval", "interval_coverage", "fit_temperature"]
@@ -172,7 +172,7 @@ def multiview_posterior(model, views: Tensor, *, num_samples: int = 300,
         views: ``(V, C, H, W)``: one set (run one call per set: NUTS makes one accept
             decision for its whole state, so independent sets are better kept apart).
         init: the starting value ``(dim,)``; default the MAP from
-            :func:`~conceptebm.infer.scene_inference.infer_concept` (``map_kwargs`` go there).
+            :func:`~conceptebm.scenes.inference.infer_concept` (``map_kwargs`` go there).
         seed: seeds NUTS (Pyro draws from torch's global generator; its state is restored
             afterwards, so a seeded call leaves the caller's random stream untouched).
         nuts_kwargs: passed to ``pyro.infer.NUTS`` (``target_accept_prob``,

@@ -1,0 +1,61 @@
+"""Applications of the engine to images: concept inference, multi-view estimation, plots.
+
+Everything here reads images with a conditional energy ``E(x|c)`` through the engine
+(:mod:`conceptebm.infer`): MAP over concepts (:func:`infer_concept`), energy maps and their
+basins (object finding, Figure 12), multi-view posteriors (eq. 11, Figure 11) and the figures
+that show them. The engine itself knows nothing of images or scenes.
+"""
+
+from conceptebm.scenes.inference import (
+    Basins,
+    ConceptEstimate,
+    check_images,
+    energy_basins,
+    infer_concept,
+    locate_objects,
+    map_correlation,
+    match_objects,
+    refine_basins,
+    scene_energy_maps,
+)
+from conceptebm.scenes.multiview import (
+    GridPosterior,
+    Posterior,
+    equal_tailed_interval,
+    fit_temperature,
+    grid_posterior,
+    interval_coverage,
+    multiview_model,
+    multiview_posterior,
+)
+from conceptebm.scenes.plots import (
+    image_and_map_figure,
+    plot_energy_curve,
+    plot_energy_map,
+    show_image,
+)
+
+__all__ = [
+    "infer_concept",
+    "ConceptEstimate",
+    "check_images",
+    "scene_energy_maps",
+    "energy_basins",
+    "refine_basins",
+    "locate_objects",
+    "match_objects",
+    "map_correlation",
+    "Basins",
+    "multiview_model",
+    "multiview_posterior",
+    "Posterior",
+    "grid_posterior",
+    "GridPosterior",
+    "equal_tailed_interval",
+    "fit_temperature",
+    "interval_coverage",
+    "show_image",
+    "plot_energy_map",
+    "plot_energy_curve",
+    "image_and_map_figure",
+]
