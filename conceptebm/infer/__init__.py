@@ -41,6 +41,8 @@ from conceptebm.infer.samplers import (
     mala_step,
     ula_step,
 )
+from conceptebm.infer.settings import DEFAULT as DEFAULT_SETTINGS
+from conceptebm.infer.settings import IMAGE_BOUNDS, SamplerSettings
 
 __all__ = [
     "langevin",
@@ -73,6 +75,9 @@ __all__ = [
     "pyro_map",
     "PyroMAP",
     "nuts_posterior",
+    "SamplerSettings",
+    "DEFAULT_SETTINGS",
+    "IMAGE_BOUNDS",
 ]
 
 #: Scene applications kept reachable as ``conceptebm.infer.<name>`` (contract aliases).

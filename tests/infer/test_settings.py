@@ -1,0 +1,64 @@
+"""SamplerSettings: validation, mapping of langevin keywords, JSON round trip."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from conceptebm.infer import langevin
+from conceptebm.infer.settings import DEFAULT, IMAGE_BOUNDS, SamplerSettings
+
+
+def test_default_is_the_cd_recipe():
+    assert (DEFAULT.num_steps, DEFAULT.step_size, DEFAULT.noise_scale, DEFAULT.init,
+            DEFAULT.bounds) == (40, 100.0, 0.005, "smooth", (0.0, 1.0))
+    assert DEFAULT.bounds == IMAGE_BOUNDS
+
+
+@pytest.mark.parametrize("kw, name", [
+    ({"num_steps": -1}, "num_steps"), ({"num_steps": 2.5}, "num_steps"),
+    ({"num_steps": True}, "num_steps"), ({"step_size": 0.0}, "step_size"),
+    ({"step_size": math.nan}, "step_size"), ({"noise_scale": -0.1}, "noise_scale"),
+    ({"noise_scale": None}, "noise_scale"), ({"init": "gaussian"}, "init"),
+    ({"bounds": (1.0, 0.0)}, "bounds"), ({"bounds": 3}, "bounds")])
+def test_bad_values_raise_naming_the_field(kw, name):
+    with pytest.raises(ValueError, match=name):
+        SamplerSettings(**kw)
+
+
+def test_frozen_and_hashable():
+    with pytest.raises(AttributeError):
+        DEFAULT.num_steps = 3  # type: ignore[misc]
+    assert hash(DEFAULT) == hash(SamplerSettings()) and DEFAULT == SamplerSettings()
+
+
+def test_replace_keeps_fields_for_none_and_rejects_unknown_names():
+    s = DEFAULT.replace(num_steps=7, step_size=None)
+    assert s.num_steps == 7 and s.step_size == DEFAULT.step_size and DEFAULT.num_steps == 40
+    with pytest.raises(TypeError, match="steps"):
+        DEFAULT.replace(steps=3)
+
+
+def test_json_round_trip_and_old_records_without_bounds():
+    s = SamplerSettings(num_steps=100, step_size=1.0, noise_scale=0.0, init="uniform",
+                        bounds=(-1, 1))
+    assert SamplerSettings.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+    old = {"init": "smooth", "noise_scale": 0.005, "num_steps": 100, "step_size": 1.0}
+    assert SamplerSettings.from_dict(old) == DEFAULT.replace(num_steps=100, step_size=1.0)
+    with pytest.raises(ValueError, match="steps"):
+        SamplerSettings.from_dict({"steps": 3})
+
+
+def test_mapping_of_langevin_keywords_gives_the_same_chain_as_explicit_keywords():
+    s = DEFAULT.replace(num_steps=4, step_size=0.1, noise_scale=0.05)
+
+    def energy(x):
+        return ((x - 0.3) ** 2).flatten(1).sum(1)  # (chains,)
+
+    assert dict(s) == s.kwargs() and set(s) == {"num_steps", "step_size", "noise_scale",
+                                                "init", "bounds"}
+    a = langevin(energy, (3, 3, 4, 4), generator=torch.Generator().manual_seed(0), **s)
+    b = langevin(energy, (3, 3, 4, 4), num_steps=4, step_size=0.1, noise_scale=0.05,
+                 init="smooth", bounds=(0.0, 1.0), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a, b)
