@@ -11,7 +11,13 @@ keeps it so). The scene applications built on it live in :mod:`conceptebm.scenes
 those (resolved on first use, so importing the engine never imports the applications).
 """
 
-from conceptebm.infer.chain import ChainResult, langevin, mala, run_chain
+from conceptebm.infer.adapt import (
+    StepSizeState,
+    init_step_size,
+    initial_log_step,
+    update_step_size,
+)
+from conceptebm.infer.chain import AdaptiveState, ChainResult, langevin, mala, run_chain
 from conceptebm.infer.energy_map import box_bounds, concept_grid, energy_map
 from conceptebm.infer.init import initial_samples, smooth_noise
 from conceptebm.infer.optimize import (
@@ -49,6 +55,11 @@ __all__ = [
     "mala",
     "run_chain",
     "ChainResult",
+    "AdaptiveState",
+    "StepSizeState",
+    "init_step_size",
+    "update_step_size",
+    "initial_log_step",
     "LangevinState",
     "StepInfo",
     "energy_and_grad",

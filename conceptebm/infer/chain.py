@@ -17,6 +17,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from conceptebm.energies.ops import require_grounded
+from conceptebm.infer.adapt import StepSizeState, init_step_size, update_step_size
 from conceptebm.infer.init import initial_samples
 from conceptebm.infer.samplers import (
     LangevinState,
@@ -28,7 +29,7 @@ from conceptebm.infer.samplers import (
     ula_step,
 )
 
-__all__ = ["ChainResult", "run_chain", "langevin", "mala", "initial_log_step"]
+__all__ = ["ChainResult", "AdaptiveState", "run_chain", "langevin", "mala"]
 
 StepFn = Callable[[LangevinState, int], tuple[LangevinState, StepInfo]]
 
@@ -53,10 +54,36 @@ class ChainResult(NamedTuple):
     step_size: float | Tensor
 
 
-def run_chain(step_fn: StepFn, state: LangevinState, num_steps: int, *,
+class AdaptiveState(NamedTuple):
+    """A chain state together with its step-size adaptation state (adaptive :func:`mala`).
+
+    ``x`` is the chains' position, so :func:`run_chain` treats it as any other state.
+    """
+
+    chain: LangevinState
+    adapt: StepSizeState
+
+    @property
+    def x(self) -> Tensor:
+        return self.chain.x  # (chains, *event)
+
+
+def run_chain(step_fn: StepFn, state, num_steps: int, *,
               keep_every: int = 0, progress: bool = False,
               desc: str = "sampling") -> tuple[LangevinState, ChainResult]:
-    """Run ``num_steps`` of ``step_fn(state, k) -> (state, info)`` and collect diagnostics."""
+    """Run ``num_steps`` of ``step_fn(state, k) -> (state, info)`` and collect diagnostics.
+
+    ``state`` is a :class:`LangevinState` or any state whose ``.x`` is ``(chains, *event)``
+    (e.g. :class:`AdaptiveState`); ``info`` is a :class:`StepInfo`.
+
+    Example:
+        >>> from conceptebm.energies import Gaussian
+        >>> g = Gaussian(torch.zeros(2), 1.0)
+        >>> step = lambda s, k: ula_step(s, g, step_size=0.1)
+        >>> state, result = run_chain(step, init_state(g, torch.zeros(8, 2)), 5, keep_every=1)
+        >>> tuple(result.trajectory.shape), tuple(result.energy_trace.shape)
+        ((5, 8, 2), (5, 8))
+    """
     if int(num_steps) != num_steps or num_steps < 0:
         raise ValueError(f"num_steps must be an integer >= 0, got {num_steps}")
     if keep_every < 0:
@@ -158,36 +185,6 @@ def langevin(energy, x0_or_shape, num_steps: int = 100, step_size=0.01,
     return _finish(state.x, result, return_info)
 
 
-def initial_log_step(state, energy, log_eps, bounds, boundary, grad_clip, generator,
-                     max_tries: int = 30) -> Tensor:
-    """Per chain, double or halve the step until one proposal's acceptance crosses 1/2.
-
-    Takes and returns log step sizes ``(chains,)``; used by :func:`mala` and by the Pyro MALA
-    kernel (:mod:`conceptebm.infer.pyro.kernels`) to start their step adaptation.
-
-    The heuristic of Hoffman & Gelman (2014, Alg. 4) that starts step adaptation: the
-    Robbins-Monro gain decays, so on its own it cannot climb from a step that is wrong by
-    orders of magnitude (from 1e-3 it reached only ~0.09 of a needed ~1 in 300 steps).
-    The chains do not move here.
-    """
-    prob = mala_step(state, energy, step_size=log_eps.exp(), bounds=bounds, boundary=boundary,
-                     grad_clip=grad_clip, generator=generator)[1].accept_prob
-    direction = torch.where(prob > 0.5, 1.0, -1.0).to(log_eps)  # (chains,) grow or shrink
-    active = torch.ones_like(prob, dtype=torch.bool)
-    for _ in range(max_tries):
-        trial = log_eps + direction * math.log(2.0) * active
-        prob = mala_step(state, energy, step_size=trial.exp(), bounds=bounds,
-                         boundary=boundary, grad_clip=grad_clip,
-                         generator=generator)[1].accept_prob
-        # keep growing while still accepting well / keep shrinking until it accepts
-        keep = active & ((direction > 0) == (prob > 0.5))
-        log_eps = torch.where(active & ((direction < 0) | keep), trial, log_eps)
-        active = keep
-        if not active.any():
-            break
-    return log_eps
-
-
 def mala(energy, x0_or_shape, num_steps: int = 100, step_size=0.01, *, init="uniform",
          bounds=None, boundary: str = "reject", grad_clip: float | None = None,
          adapt_steps: int = 0, target_accept: float = 0.574,
@@ -199,7 +196,8 @@ def mala(energy, x0_or_shape, num_steps: int = 100, step_size=0.01, *, init="uni
     The proposal is the paper's eq. (3) step. During the first ``adapt_steps`` steps each
     chain's step size follows a Robbins-Monro recursion toward ``target_accept`` (0.574 is
     optimal for MALA in high dimension), started from a doubling/halving search around the
-    given ``step_size``; it is frozen afterwards, so later steps are exact MCMC.
+    given ``step_size`` (:mod:`conceptebm.infer.adapt`); it is frozen afterwards, so later
+    steps are exact MCMC.
     Discard the adaptation steps (e.g. via ``keep_every`` trajectories) for unbiased estimates.
 
     Example:
@@ -225,29 +223,28 @@ def mala(energy, x0_or_shape, num_steps: int = 100, step_size=0.01, *, init="uni
             f"({bounds.low}, {bounds.high}); with boundary='reject' chains must start inside "
             "the box (init='uniform' or 'smooth' draws inside it)"
         )
-    chains = x0.shape[0]
+    common = dict(bounds=bounds, boundary=boundary, grad_clip=grad_clip, generator=generator)
     state = init_state(energy, x0)
-    log_eps = None
     if adapt_steps:
-        base = torch.as_tensor(step_size, dtype=x0.dtype, device=x0.device)
-        log_eps = initial_log_step(state, energy, torch.log(base.expand(chains).clone()),
-                                    bounds, boundary, grad_clip, generator)
+        # The adaptation state travels with the chain state, so the step stays pure.
+        def step(s, k):
+            chain, info = mala_step(s.chain, energy, step_size=s.adapt.step_size, **common)
+            adapt = (update_step_size(s.adapt, info.accept_prob, target_accept=target_accept)
+                     if k < adapt_steps else s.adapt)  # frozen afterwards: exact MCMC
+            return AdaptiveState(chain, adapt), info
 
-    def step(state, k):
-        nonlocal log_eps
-        eps = log_eps.exp() if log_eps is not None else _step_at(step_size, k)
-        state, info = mala_step(state, energy, step_size=eps, bounds=bounds, boundary=boundary,
-                                grad_clip=grad_clip, generator=generator)
-        if log_eps is not None and k < adapt_steps:
-            # Robbins-Monro on log step size, per chain; gain decays so the size settles.
-            log_eps = log_eps + (k + 1) ** -0.6 * (info.accept_prob - target_accept)
-        return state, info
+        start = AdaptiveState(state, init_step_size(state, energy, step_size, **common))
+        end, result = run_chain(step, start, num_steps, keep_every=keep_every,
+                                progress=progress, desc="mala")
+        state, final_eps = end.chain, end.adapt.step_size
+    else:
+        def step(s, k):
+            return mala_step(s, energy, step_size=_step_at(step_size, k), **common)
 
-    state, result = run_chain(step, state, num_steps, keep_every=keep_every, progress=progress,
-                              desc="mala")
-    final_eps = log_eps.exp() if log_eps is not None else _step_at(step_size,
-                                                                  max(num_steps - 1, 0))
-    result = result._replace(step_size=final_eps)
+        state, result = run_chain(step, state, num_steps, keep_every=keep_every,
+                                  progress=progress, desc="mala")
+        final_eps = _step_at(step_size, max(num_steps - 1, 0))
+    result = result._replace(state=state, step_size=final_eps)
     if math.isnan(float(result.accept_rate.float().mean())):  # pragma: no cover - defensive
         raise FloatingPointError("MALA produced NaN acceptance rates")
     return _finish(state.x, result, return_info)

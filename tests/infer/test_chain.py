@@ -8,11 +8,16 @@ from conceptebm.infer import (
     ChainResult,
     LangevinState,
     StepInfo,
+    StepSizeState,
+    init_state,
+    init_step_size,
     initial_samples,
     langevin,
     mala,
+    mala_step,
     run_chain,
     ula_step,
+    update_step_size,
 )
 
 F64 = torch.float64
@@ -116,6 +121,36 @@ def test_mala_adaptation_reaches_the_target_acceptance(target, start_step):
     _, after = mala(g, x, num_steps=200, step_size=info.step_size, generator=_gen(2),
                     return_info=True)
     assert abs(after.accept_rate.mean().item() - target) < 0.1
+
+
+def test_adaptive_mala_is_the_pure_adaptation_written_by_hand():
+    # infer.adapt is the one adaptation: mala(adapt_steps=...) must equal the loop of its
+    # pure pieces, bit for bit (same generator draws in the same order).
+    g = Gaussian(torch.zeros(3, dtype=F64), torch.tensor([0.3, 1.0, 3.0], dtype=F64))
+    x0 = torch.randn(20, 3, generator=_gen(), dtype=F64)
+    x, info = mala(g, x0, num_steps=15, step_size=1e-3, adapt_steps=10, generator=_gen(4),
+                   return_info=True)
+    gen = _gen(4)
+    state = init_state(g, x0)
+    adapt = init_step_size(state, g, 1e-3, generator=gen)
+    assert adapt.count == 0 and adapt.step_size.min() > 0.01  # the search climbed from 1e-3
+    for k in range(15):
+        state, step_info = mala_step(state, g, step_size=adapt.step_size, generator=gen)
+        if k < 10:
+            adapt = update_step_size(adapt, step_info.accept_prob, target_accept=0.574)
+    assert adapt.count == 10
+    assert torch.equal(x, state.x) and torch.equal(info.step_size, adapt.step_size)
+    assert torch.equal(info.state.x, x)  # the result carries the chain state, not the wrapper
+
+
+def test_step_size_update_moves_toward_the_target():
+    a = StepSizeState(torch.zeros(3, dtype=F64))
+    accept = torch.tensor([0.0, 0.574, 1.0], dtype=F64)
+    b = update_step_size(a, accept, target_accept=0.574)
+    # too few accepts shrink the step, too many grow it, on target it stays; gain 1 at count 0
+    torch.testing.assert_close(b.log_step, accept - 0.574)
+    c = update_step_size(b, accept, target_accept=0.574)
+    torch.testing.assert_close(c.log_step - b.log_step, (accept - 0.574) * 2 ** -0.6)
 
 
 def test_initial_samples():

@@ -26,7 +26,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from conceptebm.energies.ops import require_grounded
-from conceptebm.infer.chain import initial_log_step
+from conceptebm.infer.adapt import init_step_size, update_step_size
 from conceptebm.infer.pyro.potential import SPACES, ModelPotential
 from conceptebm.infer.samplers import (
     BOUNDARIES,
@@ -273,22 +273,19 @@ class MALAKernel(_EngineKernel):
         self.adapt_step_size, self.target_accept = adapt_step_size, target_accept
 
     def _setup_step_size(self, chains: int) -> None:
-        self._eps, self._log_eps = self.step_size, None
-        if self.adapt_step_size and self._warmup_steps > 0:
-            x = self.target.initial
-            base = torch.as_tensor(self.step_size, dtype=x.dtype, device=x.device)
-            self._log_eps = base.expand(chains).log()  # (chains,) per-chain log step sizes
-            self._eps = self._log_eps.exp()
+        self._eps, self._adapt_state = self.step_size, None
 
     def _first(self, state: LangevinState) -> LangevinState:
-        if self._log_eps is None:
+        if not (self.adapt_step_size and self._warmup_steps > 0):
             return state
-        # Start adaptation from the doubling/halving search that infer.mala uses: the decaying
-        # Robbins-Monro gain alone cannot recover from a step that is orders of magnitude off.
+        # The adaptation of infer.mala (conceptebm.infer.adapt): a doubling/halving search
+        # first, since the decaying Robbins-Monro gain alone cannot recover from a step that
+        # is orders of magnitude off.
         state = init_state(self.target, state.x)
-        self._log_eps = initial_log_step(state, self.target, self._log_eps, self.bounds,
-                                         self.boundary, self.grad_clip, self.generator)
-        self._eps = self._log_eps.exp()
+        self._adapt_state = init_step_size(state, self.target, self.step_size,
+                                           bounds=self.bounds, boundary=self.boundary,
+                                           grad_clip=self.grad_clip, generator=self.generator)
+        self._eps = self._adapt_state.step_size  # (chains,)
         return state
 
     def _step(self, state):
@@ -297,11 +294,11 @@ class MALAKernel(_EngineKernel):
                          generator=self.generator)
 
     def _adapt(self, info, warm: bool) -> None:
-        if warm and self._log_eps is not None:
-            # Robbins-Monro on the log step size, per chain, as in infer.mala.
-            self._log_eps = self._log_eps + (self._t + 1) ** -0.6 * (info.accept_prob -
-                                                                     self.target_accept)
-            self._eps = self._log_eps.exp()
+        if warm and self._adapt_state is not None:
+            # Robbins-Monro per chain during warmup, as in infer.mala; frozen afterwards.
+            self._adapt_state = update_step_size(self._adapt_state, info.accept_prob,
+                                                 target_accept=self.target_accept)
+            self._eps = self._adapt_state.step_size
 
 
 def run_kernel(kernel: _EngineKernel, num_steps: int, *model_args, warmup_steps: int = 0,
