@@ -100,7 +100,7 @@ def load_concepts(names: Sequence[str] = ("position", "color", "shape", "size"),
     them recommends)."""
     from conceptebm import pretrained
     from conceptebm.datasets import make_dataset
-    from conceptebm.train.checkpoint import load_energy
+    from conceptebm.checkpoints import load_energy
 
     checkpoints = dict(checkpoints or {})
     models = {n: (load_energy(checkpoints[n], device=device) if n in checkpoints

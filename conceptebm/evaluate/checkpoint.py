@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from conceptebm.checkpoints import atomic_write_bytes
 from conceptebm.evaluate.judge import Judge, JudgeConfig, JudgeNet
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "SHIPPED", "save_judge", "load_judge", "load_judges"]
@@ -45,12 +45,6 @@ RETRAIN_HINT = ("conceptebm train-judges --clutter-frac 0.25 --out "
 def _stem(path) -> Path:
     path = Path(path)
     return path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)  # readers never see half a file
 
 
 def save_judge(judge: Judge, path, metadata: Mapping | None = None) -> Path:
@@ -74,8 +68,9 @@ def save_judge(judge: Judge, path, metadata: Mapping | None = None) -> Path:
                                                       "weights")},
     }
     text = json.dumps(doc, indent=2)  # fails here, before any file is written, if not JSON
-    _write_atomic(stem.with_suffix(".safetensors"), blob)
-    _write_atomic(stem.with_suffix(".json"), (text + "\n").encode())
+    # the package's one atomic writer (temp file, fsync, os.replace): never half a file
+    atomic_write_bytes(stem.with_suffix(".safetensors"), blob)
+    atomic_write_bytes(stem.with_suffix(".json"), (text + "\n").encode())
     return stem
 
 

@@ -69,7 +69,7 @@ def _path(name: str) -> Path:
 
 def info(name: str) -> dict:
     """The model's JSON record: command, training time, metrics, sampler settings."""
-    from conceptebm.train.checkpoint import load_checkpoint
+    from conceptebm.checkpoints import load_checkpoint
 
     return load_checkpoint(_path(name)).meta
 
@@ -82,7 +82,7 @@ def load(name: str, *, device=None) -> ConditionalEnergy:
     keyword arguments (``num_steps``, ``step_size``, ``noise_scale``, ``init``, ``bounds``)
     that generated the recorded metrics, and ``.info``: the JSON record.
     """
-    from conceptebm.train.checkpoint import load_checkpoint, load_energy
+    from conceptebm.checkpoints import load_checkpoint, load_energy
 
     path = _path(name)
     energy = load_energy(path, device=device)

@@ -13,7 +13,7 @@ Example:
 """
 
 from conceptebm.train.buffer import ReplayBuffer
-from conceptebm.train.checkpoint import (
+from conceptebm.checkpoints import (
     Checkpoint,
     CheckpointError,
     export_weights,

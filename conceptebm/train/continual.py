@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from conceptebm.energies import ConditionalEnergy
-from conceptebm.train.checkpoint import load_energy
+from conceptebm.checkpoints import load_energy
 
 __all__ = ["load_frozen", "freeze"]
 

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from conceptebm.energies.nets import ConvEnergyNet
 from conceptebm.train import distributed as D
 from conceptebm.train.buffer import ReplayBuffer
-from conceptebm.train.checkpoint import (
+from conceptebm.checkpoints import (
     atomic_write_text,
     load_checkpoint,
     load_energy,

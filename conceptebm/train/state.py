@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from conceptebm.train.checkpoint import Checkpoint, CheckpointError, load_state
+from conceptebm.checkpoints import Checkpoint, CheckpointError, load_state
 from conceptebm.train.config import TrainConfig
 
 __all__ = ["optimizer_tensors", "load_optimizer", "check_resumable", "RESUME_MUST_MATCH"]

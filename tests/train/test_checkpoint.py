@@ -3,16 +3,17 @@ import json
 import pytest
 import torch
 
-import conceptebm.train.checkpoint as ck
-from conceptebm.concepts import Concept
-from conceptebm.energies.nets import ConvEnergyNet
-from conceptebm.train.checkpoint import (
+import conceptebm.checkpoints as ck
+import conceptebm.train.checkpoint as train_ck
+from conceptebm.checkpoints import (
     CheckpointError,
     export_weights,
     load_checkpoint,
     load_energy,
     save_checkpoint,
 )
+from conceptebm.concepts import Concept
+from conceptebm.energies.nets import ConvEnergyNet
 
 POS = Concept.continuous("position", dim=2)
 
@@ -92,3 +93,22 @@ def test_export_keeps_weights_and_config_drops_training_state(tmp_path):
     assert dest.stat().st_size < src.stat().st_size
     x = torch.rand(2, 3, 16, 16)
     assert torch.equal(load_energy(dest)(x, torch.zeros(2, 2)), n(x, torch.zeros(2, 2)))
+
+
+def test_train_checkpoint_re_exports_the_one_writer():
+    for name in train_ck.__all__:
+        assert getattr(train_ck, name) is getattr(ck, name), name
+
+
+def test_judge_checkpoints_are_written_by_the_atomic_writer(tmp_path, monkeypatch):
+    from conceptebm.evaluate import checkpoint as judge_ck
+    from conceptebm.evaluate import load_judges
+
+    written = []
+    real = ck.atomic_write_bytes
+    monkeypatch.setattr(judge_ck, "atomic_write_bytes",
+                        lambda path, data: (written.append(path.suffix), real(path, data)))
+    stem = judge_ck.save_judge(load_judges(), tmp_path / "j")
+    assert written == [".safetensors", ".json"]
+    assert judge_ck.load_judge(stem).config == load_judges().config
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
