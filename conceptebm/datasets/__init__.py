@@ -28,10 +28,19 @@ from conceptebm.datasets.scene import (
     Scene,
     project,
 )
-from conceptebm.datasets.user import LabelledImages, load_images, save_npz
+from conceptebm.datasets.user import (
+    LabelledImages,
+    infer_concept,
+    load_images,
+    parse_columns,
+    read_concepts,
+    save_npz,
+    split_holdout,
+)
 
 __all__ = [
     "make_dataset", "DATASETS", "SceneDataset", "MultiViewDataset", "SceneSpec", "Scene",
     "render", "project", "scene_concepts", "LABEL_DOCS", "PALETTE", "SHAPES", "SIZE_RANGE",
     "DEFAULT_VIEW", "DEFAULT_LIGHT", "LabelledImages", "load_images", "save_npz",
+    "split_holdout", "parse_columns", "read_concepts", "infer_concept",
 ]

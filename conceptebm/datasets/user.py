@@ -4,23 +4,31 @@ Three layouts load with :func:`load_images`:
 
 * a folder of PNG/JPEG files plus ``labels.csv``: a ``file`` column, then one column per
   scalar label (``size``, ``color``) and ``name_x, name_y`` (or ``name_0, name_1``) columns
-  for vector labels (``position_x, position_y``). Categorical values are names (``red``) or
-  indices;
+  for vector labels (``position_x, position_y``). Bare ``x, y`` columns become ``position``.
+  Categorical values are names (``red``) or indices;
 * the same folder with ``labels.json``: a list of ``{"file": ..., "position": [x, y],
   "color": "red", ...}`` records, or a ``{file: {label: value}}`` mapping;
 * an ``.npz`` with ``images`` ``(N, H, W, 3)`` uint8 (or float in [0, 1], or ``(N, 3, H, W)``)
   and one array per label (``position`` ``(N, 2)``, ``color`` ``(N,)`` of indices or names),
-  optionally ``palette_names`` / ``palette_rgb``. :func:`save_npz` writes this layout,
-  palette table included.
+  optionally ``palette_names`` / ``palette_rgb`` and ``concepts`` (a JSON string, as in a
+  concepts file). :func:`save_npz` writes this layout, palette table included.
 
-Each label needs a :class:`~conceptebm.concepts.Concept` (its range or category names): the
-scene concepts ``position``, ``size``, ``color``, ``shape`` are known; pass ``concepts=`` for
-others. Missing files, unreadable images, mixed image sizes, and labels that are missing, of
-the wrong width or out of range raise ``ValueError`` naming the file and the problem.
+``columns={"position": ("x", "y")}`` (command line: ``--columns position=x,y``) says which
+columns (or .npz arrays) make up a label. Each label needs a
+:class:`~conceptebm.concepts.Concept` (its range or category names). In order: ``concepts=``
+(or a ``concepts.json`` beside the labels, or :func:`read_concepts` of a file); then the scene
+concepts ``position``, ``size``, ``color``, ``shape`` when every value fits them; then, with
+``infer=True``, one inferred from the data (numbers: continuous over their min..max; anything
+else: categorical over the sorted names). ``dataset.inferred`` says which were inferred.
+
+Missing files, unreadable images, mixed image sizes, and labels that are missing, of the wrong
+width or out of range raise ``ValueError`` naming the file, the line and the fix.
 
 Example:
-    >>> ds = load_images("my_scenes/")               # doctest: +SKIP
-    >>> images, labels = ds.batch([0, 1, 2])         # doctest: +SKIP
+    >>> ds = load_images("my_scenes/", columns={"position": ("x", "y")},
+    ...                  infer=True)                               # doctest: +SKIP
+    >>> train, held = split_holdout(ds, 300, seed=0)               # doctest: +SKIP
+    >>> images, labels = held.batch([0, 1, 2])                     # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import csv
 import json
 import math
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -40,18 +49,28 @@ from conceptebm.concepts import Concept
 from conceptebm.datasets.dataset import _as_indices, scene_concepts
 from conceptebm.datasets.scene import PALETTE, SHAPES
 
-__all__ = ["LabelledImages", "load_images", "save_npz", "IMAGE_SUFFIXES"]
+__all__ = ["LabelledImages", "load_images", "save_npz", "split_holdout", "parse_columns",
+           "read_concepts", "infer_concept", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _FILE_COLUMNS = ("file", "filename", "image", "path")
 _AXES = {"x": 0, "y": 1, "z": 2}
+_NPZ_META = ("images", "palette_names", "palette_rgb", "shape_names", "info", "concepts")
+_DECLARE = ("declare it in a concepts file (--concepts-file: {{\"NAME\": {{\"kind\": "
+            "\"continuous\", \"dim\": 1, \"low\": 0, \"high\": 1}}}}) or let it be inferred "
+            "from the data (infer=True, the command line's default)")
 
 
 class LabelledImages(Dataset):
-    """Images ``(N, 3, H, W)`` in [0, 1] with labels, indexed like :class:`SceneDataset`."""
+    """Images ``(N, 3, H, W)`` in [0, 1] with labels, indexed like :class:`SceneDataset`.
+
+    ``inferred`` maps each label whose concept was inferred from the data to how
+    (``"range 0.18..0.3 from the data"``); ``describe()`` is one line per concept.
+    """
 
     def __init__(self, images: Tensor, labels: dict[str, Tensor], concepts: dict[str, Concept],
-                 *, palette: dict[str, tuple] | None = None, source: str = "memory"):
+                 *, palette: dict[str, tuple] | None = None, source: str = "memory",
+                 inferred: dict[str, str] | None = None):
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (N, 3, H, W), got {tuple(images.shape)}")
         for k, v in labels.items():
@@ -60,6 +79,7 @@ class LabelledImages(Dataset):
                                  "images")
         self.images, self.labels, self.concepts = images, labels, concepts
         self.palette, self.source = palette, source
+        self.inferred = dict(inferred or {})
         self.image_size = images.shape[-1]
         self.shapes = SHAPES
 
@@ -78,47 +98,183 @@ class LabelledImages(Dataset):
         images, labels = self.batch([i])
         return images[0], {k: v[0] for k, v in labels.items()}
 
+    def subset(self, indices, *, source: str | None = None) -> LabelledImages:
+        """The items at ``indices`` (same concepts, palette and notes)."""
+        images, labels = self.batch(indices)
+        return LabelledImages(images, labels, self.concepts, palette=self.palette,
+                              source=source or self.source, inferred=self.inferred)
+
+    def describe(self) -> list[str]:
+        """One line per concept: kind, range or names, and where it came from."""
+        lines = []
+        for name, c in self.concepts.items():
+            what = (f"categorical over {len(c.values)}: {', '.join(c.values)}"
+                    if c.is_categorical else f"continuous, {c.dim}-D, range {c.low:g}..{c.high:g}")
+            lines.append(f"{name}: {what} ({self.inferred.get(name, 'declared')})")
+        return lines
+
     def info(self) -> dict:
         return {"source": self.source, "size": len(self), "image_size": self.image_size,
                 "palette": {k: list(v) for k, v in (self.palette or {}).items()},
-                "concepts": {k: c.to_dict() for k, c in self.concepts.items()}}
+                "concepts": {k: c.to_dict() for k, c in self.concepts.items()},
+                "inferred": dict(self.inferred)}
+
+
+# ----------------------------------------------------------------------------- declarations
+def parse_columns(specs: Sequence[str] | Mapping | None) -> dict[str, tuple[str, ...]]:
+    """``["position=x,y", "size=radius"]`` -> ``{"position": ("x", "y"), "size": ("radius",)}``.
+
+    >>> parse_columns(["position=x,y"])
+    {'position': ('x', 'y')}
+    """
+    if specs is None:
+        return {}
+    if isinstance(specs, Mapping):
+        return {str(k): (v,) if isinstance(v, str) else tuple(v) for k, v in specs.items()}
+    out = {}
+    for spec in specs:
+        name, sep, cols = str(spec).partition("=")
+        parts = tuple(c.strip() for c in cols.split(",") if c.strip())
+        if not sep or not name.strip() or not parts:
+            raise ValueError(f"--columns {spec!r}: write NAME=COLUMN[,COLUMN...], e.g. "
+                             "position=x,y")
+        out[name.strip()] = parts
+    return out
+
+
+def read_concepts(path) -> dict[str, Concept]:
+    """Concepts declared in a JSON file: ``{"position": {"kind": "continuous", "dim": 2,
+    "low": -1, "high": 1}, "digit": {"kind": "categorical", "values": ["0", "1"]}}``
+    (``kind`` may be left out: ``values`` means categorical)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"concepts file {str(path)!r} does not exist; write a JSON object "
+                         "{name: {kind, dim, low, high} or {values: [...]}}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err}); fix line {err.lineno}") from None
+    return _concepts_from(data, str(path))
+
+
+def _concepts_from(data, where: str) -> dict[str, Concept]:
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a JSON object {{name: declaration}}, got "
+                         f"{type(data).__name__}")
+    out = {}
+    for name, d in data.items():
+        if isinstance(d, list):
+            d = {"values": d}
+        if not isinstance(d, dict):
+            raise ValueError(f"{where}: concept {name!r} must be an object like "
+                             "{\"kind\": \"continuous\", \"dim\": 1, \"low\": 0, \"high\": 1}")
+        kind = d.get("kind", "categorical" if "values" in d else "continuous")
+        try:
+            if kind == "categorical":
+                if not d.get("values"):
+                    raise ValueError("a categorical concept needs \"values\": [names]")
+                out[name] = Concept.categorical(name, [str(v) for v in d["values"]])
+            else:
+                unknown = set(d) - {"kind", "dim", "low", "high", "name"} - (
+                    set() if d.get("values") else {"values"})
+                if unknown:
+                    raise ValueError(f"unknown keys {sorted(unknown)}; use dim, low, high")
+                out[name] = Concept(name=name, kind=kind, dim=int(d.get("dim", 1)),
+                                    low=float(d.get("low", -1.0)), high=float(d.get("high", 1.0)))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{where}: concept {name!r}: {err}") from None
+    return out
+
+
+def _is_number(v) -> bool:
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return True
+    try:
+        float(str(v))
+        return True
+    except ValueError:
+        return False
+
+
+def _cells(raw) -> list:
+    return list(np.asarray(raw, dtype=object).reshape(-1)) if isinstance(
+        raw, (list, tuple, np.ndarray)) else [raw]
+
+
+def _natural(s: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+
+
+def infer_concept(name: str, raws: Sequence, where: str = "labels") -> Concept:
+    """A concept from the raw values of one label: all numbers -> continuous over their
+    min..max (as wide as the widest row); anything else -> categorical over the sorted names.
+
+    >>> infer_concept("size", ["0.2", "0.3", "0.25"])
+    Concept(name='size', kind='continuous', dim=1, low=0.2, high=0.3, values=())
+    >>> infer_concept("kind", ["cat", "dog", "cat"]).values
+    ('cat', 'dog')
+    """
+    rows = [_cells(r) for r in raws]
+    if rows and all(_is_number(v) for row in rows for v in row):
+        widths = {len(r) for r in rows}
+        if len(widths) != 1:
+            raise ValueError(f"{where}: label {name!r} has rows of {sorted(widths)} numbers; "
+                             "give every row the same number")
+        vals = np.array([[float(v) for v in r] for r in rows])
+        if not np.isfinite(vals).all():
+            raise ValueError(f"{where}: label {name!r} has a non-finite value; fix or drop "
+                             "that row")
+        lo, hi = float(vals.min()), float(vals.max())
+        if lo == hi:
+            raise ValueError(f"{where}: label {name!r} is {lo:g} in every row, so it has no "
+                             "range to learn; drop the column or declare its range")
+        return Concept.continuous(name, dim=widths.pop(), low=lo, high=hi)
+    if any(len(r) != 1 for r in rows):
+        raise ValueError(f"{where}: label {name!r} mixes names and lists; a categorical label "
+                         "takes one name per row")
+    names = sorted({str(r[0]).strip() for r in rows}, key=_natural)
+    if len(names) < 2:
+        raise ValueError(f"{where}: label {name!r} has only the value {names}; drop the column "
+                         "or declare its values")
+    return Concept.categorical(name, names)
 
 
 # ----------------------------------------------------------------------------- labels
-def _concept_for(name: str, concepts: dict[str, Concept], where: str) -> Concept:
-    if name not in concepts:
-        raise ValueError(
-            f"{where}: label {name!r} has no Concept; known: {', '.join(concepts)}. Pass "
-            f"concepts={{{name!r}: Concept.continuous({name!r}, dim=..., low=..., high=...)}} "
-            f"or Concept.categorical({name!r}, [...names])")
-    return concepts[name]
-
-
 def _parse_value(concept: Concept, raw, where: str) -> list[float] | int:
     """One label value (list for continuous, index for categorical), validated."""
     if concept.is_categorical:
+        if isinstance(raw, (list, tuple, np.ndarray)) and np.asarray(raw).size == 1:
+            raw = np.asarray(raw).reshape(-1)[0].item()
+        if isinstance(raw, str) and raw.strip() in concept.values:
+            return concept.values.index(raw.strip())
         if isinstance(raw, str) and re.fullmatch(r"-?\d+", raw.strip()):
+            raw = int(raw)
+        if isinstance(raw, float) and raw.is_integer():
             raw = int(raw)
         if isinstance(raw, (int, np.integer)) and not isinstance(raw, bool):
             if not 0 <= int(raw) < concept.dim:
                 raise ValueError(f"{where}: {concept.name} index {raw} out of range "
-                                 f"[0, {concept.dim - 1}]")
+                                 f"[0, {concept.dim - 1}]; use an index in range or a name")
             return int(raw)
-        if isinstance(raw, str) and raw.strip() in concept.values:
-            return concept.values.index(raw.strip())
         raise ValueError(f"{where}: {concept.name} {raw!r} is not one of "
-                         f"{', '.join(concept.values)} (or an index)")
-    vals = raw if isinstance(raw, (list, tuple, np.ndarray)) else [raw]
+                         f"{', '.join(concept.values)} (or an index); correct the cell or "
+                         f"add {raw!r} to the concept's values")
     try:
-        out = [float(v) for v in np.asarray(vals, dtype=object).reshape(-1)]
+        out = [float(v) for v in _cells(raw)]
     except (TypeError, ValueError):
-        raise ValueError(f"{where}: {concept.name} value {raw!r} is not a number") from None
+        raise ValueError(f"{where}: {concept.name} value {raw!r} is not a number; correct "
+                         "the cell") from None
     if len(out) != concept.dim:
-        raise ValueError(f"{where}: {concept.name} needs {concept.dim} number(s), got {len(out)}")
+        raise ValueError(f"{where}: {concept.name} needs {concept.dim} number(s), got "
+                         f"{len(out)}; say which columns make it up (--columns "
+                         f"{concept.name}=a,b)")
     for v in out:
         if not math.isfinite(v) or not concept.low <= v <= concept.high:
             raise ValueError(f"{where}: {concept.name} value {v} outside "
-                             f"[{concept.low}, {concept.high}]")
+                             f"[{concept.low}, {concept.high}]; correct the cell, widen the "
+                             "declared range, or let the range be inferred from the data")
     return out
 
 
@@ -128,58 +284,103 @@ def _stack(concept: Concept, values: list) -> Tensor:
     return torch.tensor(values, dtype=torch.float32).reshape(len(values), concept.dim)
 
 
-def _csv_records(path: Path) -> list[tuple[str, dict, str]]:
-    """``(file, {label: raw value}, where)`` per row; vector columns grouped by prefix."""
+def _label_groups(keys: Sequence[str], columns: dict[str, tuple[str, ...]],
+                  where: str) -> dict[str, list[str]]:
+    """``{label: [column, ...]}``: the explicit map first, then ``name_x``/``name_0`` columns
+    grouped by prefix, then bare ``x, y`` (``z``) as ``position`` when it is free."""
+    groups: dict[str, list[str]] = {}
+    used: set[str] = set()
+    for name, cols in columns.items():
+        missing = [c for c in cols if c not in keys]
+        if missing:
+            raise ValueError(f"{where}: --columns {name}={','.join(cols)} names "
+                             f"{missing}, which are not among the columns {list(keys)}; "
+                             "correct the map or the header")
+        groups[name] = list(cols)
+        used.update(cols)
+    rest = [k for k in keys if k not in used]
+    bare = [k for k in rest if k.strip().lower() in _AXES]
+    if len(bare) >= 2 and "position" not in groups and "position" not in rest:
+        groups["position"] = sorted(bare, key=lambda k: _AXES[k.strip().lower()])
+        rest = [k for k in rest if k not in bare]
+    parts: dict[str, list[tuple[int, str]]] = {}
+    for col in rest:
+        m = re.fullmatch(r"(.+)_([xyz]|\d+)", col.strip())
+        name = m.group(1) if m else col.strip()
+        pos = (_AXES.get(m.group(2)) if m.group(2) in _AXES else int(m.group(2))) if m else 0
+        parts.setdefault(name, []).append((pos, col))
+    for name, cols in parts.items():
+        if name in groups:
+            raise ValueError(f"{where}: label {name!r} is made both by --columns and by the "
+                             f"columns {[c for _, c in cols]}; rename one")
+        groups[name] = [c for _, c in sorted(cols)]
+    return groups
+
+
+def _csv_records(path: Path, columns) -> list[tuple[str, dict, str]]:
+    """``(file, {label: raw value}, where)`` per row; vector columns grouped (see above)."""
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
         header = reader.fieldnames or []
         file_col = next((c for c in header if c.strip().lower() in _FILE_COLUMNS), None)
         if file_col is None:
-            raise ValueError(f"{path}: no file column; name one of {', '.join(_FILE_COLUMNS)}")
-        groups: dict[str, list[tuple[int, str]]] = {}
-        for col in header:
-            if col == file_col:
-                continue
-            m = re.fullmatch(r"(.+)_([xyz]|\d+)", col.strip())
-            name, pos = (m.group(1), _AXES.get(m.group(2), None)) if m else (col.strip(), 0)
-            if m and pos is None:
-                pos = int(m.group(2))
-            groups.setdefault(name, []).append((pos, col))
+            raise ValueError(f"{path} line 1: no file column in {header}; name the column of "
+                             f"image file names one of {', '.join(_FILE_COLUMNS)}")
+        groups = _label_groups([c for c in header if c != file_col], columns,
+                               f"{path} line 1")
         rows = []
         for r, row in enumerate(reader, start=2):  # line 1 is the header
             file = (row.get(file_col) or "").strip()
             where = f"{path.name} line {r} ({file or 'no file'})"
             if not file:
-                raise ValueError(f"{where}: empty {file_col!r} cell")
+                raise ValueError(f"{where}: empty {file_col!r} cell; fill in the image file "
+                                 "or delete the row")
             rec = {}
             for name, cols in groups.items():
-                cells = [row.get(c) for _, c in sorted(cols)]
-                if any(c is None or not c.strip() for c in cells):
-                    missing = [c for (_, c), v in zip(sorted(cols), cells, strict=True)
-                               if v is None or not v.strip()]
-                    raise ValueError(f"{where}: missing value in column(s) {missing}")
+                cells = [row.get(c) for c in cols]
+                missing = [c for c, v in zip(cols, cells, strict=True)
+                           if v is None or not v.strip()]
+                if missing:
+                    raise ValueError(f"{where}: missing value in column(s) {missing}; fill "
+                                     "it in or delete the row")
                 rec[name] = cells if len(cells) > 1 else cells[0]
             rows.append((file, rec, where))
     return rows
 
 
-def _json_records(path: Path) -> list[tuple[str, dict, str]]:
+def _json_records(path: Path, columns) -> list[tuple[str, dict, str]]:
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
+        raise ValueError(f"{path} line {err.lineno}: not valid JSON ({err.msg}); fix that "
+                         "line") from None
     if isinstance(data, dict):
         data = [{"file": k, **v} for k, v in data.items()]
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-        raise ValueError(f"{path}: expected a list of records or a {{file: labels}} mapping")
-    rows = []
+        raise ValueError(f"{path}: expected a list of records [{{\"file\": ..., label: "
+                         "value}}] or a {file: {label: value}} mapping")
+    rows, groups = [], None
     for i, rec in enumerate(data):
         file = next((rec[c] for c in _FILE_COLUMNS if c in rec), None)
         where = f"{path.name} record {i} ({file or 'no file'})"
         if not file:
-            raise ValueError(f"{where}: no 'file' entry")
-        rows.append((str(file), {k: v for k, v in rec.items() if k not in _FILE_COLUMNS},
-                     where))
+            raise ValueError(f"{where}: no 'file' entry; add \"file\": \"name.png\"")
+        keys = [k for k in rec if k not in _FILE_COLUMNS]
+        if groups is None:
+            groups = _label_groups(keys, columns, where)
+        flat = {}
+        for name, cols in groups.items():
+            missing = [c for c in cols if c not in rec]
+            if missing:
+                raise ValueError(f"{where}: no {missing} entry (record 0 has it); give every "
+                                 "record the same labels")
+            vals = [rec[c] for c in cols]
+            flat[name] = vals if len(vals) > 1 else vals[0]
+        extra = set(keys) - {c for cols in groups.values() for c in cols}
+        if extra:
+            raise ValueError(f"{where}: labels {sorted(extra)} are not in record 0; give "
+                             "every record the same labels")
+        rows.append((str(file), flat, where))
     return rows
 
 
@@ -187,40 +388,72 @@ def _read_image(path: Path, where: str) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     if not path.is_file():
-        raise ValueError(f"{where}: image file {str(path)!r} does not exist")
+        raise ValueError(f"{where}: image file {str(path)!r} does not exist; correct the "
+                         "name (relative to the labels' folder) or delete the row")
     try:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"{where}: cannot read image {str(path)!r} ({err})") from None
+        raise ValueError(f"{where}: cannot read image {str(path)!r} ({err}); re-save it as "
+                         "PNG or delete the row") from None
 
 
-def _load_folder(folder: Path, labels_file: Path | None, concepts: dict[str, Concept]):
+def _resolve(names: Sequence[str], raws: dict[str, list], wheres: list[str],
+             concepts: dict[str, Concept], declared: set[str], infer: bool, src: str):
+    """The concept of each label (declared, built-in when every value fits, else inferred)
+    and its values: ``(used concepts, {name: tensor}, {name: how inferred})``."""
+    used, labels, inferred = {}, {}, {}
+    for n in names:
+        c = concepts.get(n)
+        parsed = None
+        if c is not None:
+            try:
+                parsed = [_parse_value(c, r, w) for r, w in zip(raws[n], wheres, strict=True)]
+            except ValueError:
+                if n in declared or not infer:
+                    raise
+        elif not infer:
+            raise ValueError(f"{wheres[0]}: label {n!r} has no Concept; known: "
+                             f"{', '.join(concepts)}. Pass concepts={{{n!r}: "
+                             f"Concept.continuous({n!r}, dim=..., low=..., high=...)}} or "
+                             f"Concept.categorical({n!r}, [...names])), "
+                             + _DECLARE.replace("NAME", n).format())
+        if parsed is None:
+            c = infer_concept(n, raws[n], src)
+            how = (f"categorical over {len(c.values)} names" if c.is_categorical
+                   else f"range {c.low:g}..{c.high:g}") + " inferred from the data"
+            inferred[n] = how
+            parsed = [_parse_value(c, r, w) for r, w in zip(raws[n], wheres, strict=True)]
+        used[n], labels[n] = c, _stack(c, parsed)
+    return used, labels, inferred
+
+
+def _load_folder(folder: Path, labels_file: Path | None, concepts, declared, columns, infer):
     if labels_file is None:
         found = [folder / n for n in ("labels.csv", "labels.json") if (folder / n).is_file()]
         if not found:
-            raise ValueError(f"{folder}: no labels file; add labels.csv or labels.json, or pass "
-                             "labels=PATH")
+            raise ValueError(f"{folder}: no labels file; add labels.csv (file,label,...) or "
+                             "labels.json, or pass labels=PATH")
         labels_file = found[0]
     labels_file = Path(labels_file)
     if not labels_file.is_file():
-        raise ValueError(f"labels file {str(labels_file)!r} does not exist")
+        raise ValueError(f"labels file {str(labels_file)!r} does not exist; pass the path of "
+                         "a labels.csv or labels.json")
     suffix = labels_file.suffix.lower()
     if suffix not in (".csv", ".json"):
         raise ValueError(f"labels file {labels_file.name!r}: use a .csv or .json file")
-    rows = _csv_records(labels_file) if suffix == ".csv" else _json_records(labels_file)
+    rows = (_csv_records(labels_file, columns) if suffix == ".csv"
+            else _json_records(labels_file, columns))
     if not rows:
-        raise ValueError(f"{labels_file}: no labelled images")
-    names = set(rows[0][1])
-    values: dict[str, list] = {n: [] for n in names}
-    images, first = [], None
+        raise ValueError(f"{labels_file}: no labelled images; add one row per image")
+    names = list(rows[0][1])
+    raws: dict[str, list] = {n: [] for n in names}
+    images, wheres, first = [], [], None
     for file, rec, where in rows:
-        if set(rec) != names:
-            raise ValueError(f"{where}: labels {sorted(rec)} differ from the first row's "
-                             f"{sorted(names)}")
         path = Path(file) if Path(file).is_absolute() else folder / file
         if path.suffix.lower() not in IMAGE_SUFFIXES:
-            raise ValueError(f"{where}: {file!r} is not a PNG or JPEG file")
+            raise ValueError(f"{where}: {file!r} is not a PNG or JPEG file; convert it or "
+                             "delete the row")
         img = _read_image(path, where)
         if first is None:
             first = (file, img.shape)
@@ -229,24 +462,28 @@ def _load_folder(folder: Path, labels_file: Path | None, concepts: dict[str, Con
                              f"{first[0]!r} is {first[1][1]}x{first[1][0]}; all images must "
                              "have one size (resize them first)")
         images.append(img)
+        wheres.append(where)
         for n in names:
-            values[n].append(_parse_value(_concept_for(n, concepts, where), rec[n], where))
+            raws[n].append(rec[n])
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0
-    used = {n: concepts[n] for n in sorted(names)}
-    return x, {n: _stack(used[n], values[n]) for n in sorted(names)}, used, str(labels_file)
+    used, labels, inferred = _resolve(sorted(names), raws, wheres, concepts, declared, infer,
+                                      str(labels_file))
+    return x, labels, used, inferred, str(labels_file)
 
 
-def _load_npz(path: Path, concepts: dict[str, Concept]):
+def _load_npz(path: Path, concepts, declared, columns, infer):
     try:
         data = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as err:
-        raise ValueError(f"cannot read {str(path)!r} as .npz ({err})") from None
+        raise ValueError(f"cannot read {str(path)!r} as .npz ({err}); write it with "
+                         "numpy.savez (no pickled objects)") from None
     if "images" not in data:
-        raise ValueError(f"{path.name}: no 'images' array (found {', '.join(data.files)})")
+        raise ValueError(f"{path.name}: no 'images' array (found {', '.join(data.files)}); "
+                         "store the images as images=(N, H, W, 3) uint8")
     ims = data["images"]
     if ims.ndim != 4 or 3 not in (ims.shape[1], ims.shape[-1]):
         raise ValueError(f"{path.name}: 'images' must be (N, H, W, 3) or (N, 3, H, W), got "
-                         f"{ims.shape}")
+                         f"{ims.shape}; stack RGB images along a first axis")
     x = torch.from_numpy(np.ascontiguousarray(ims))
     x = x.permute(0, 3, 1, 2) if ims.shape[-1] == 3 and ims.shape[1] != 3 else x
     if ims.dtype == np.uint8:
@@ -264,41 +501,98 @@ def _load_npz(path: Path, concepts: dict[str, Concept]):
         palette = {n: tuple(float(c) for c in rgb) for n, rgb in zip(
             names, data["palette_rgb"], strict=True)}
         concepts = {**concepts, "color": Concept.categorical("color", names)}
-    skip = {"images", "palette_names", "palette_rgb", "shape_names", "info"}
-    labels, used = {}, {}
-    for key in data.files:
-        if key in skip:
-            continue
-        arr = data[key]
-        c = _concept_for(key, concepts, path.name)
-        if arr.shape[0] != x.shape[0]:
-            raise ValueError(f"{path.name}: label {key!r} has {arr.shape[0]} rows for "
-                             f"{x.shape[0]} images")
-        vals = [_parse_value(c, arr[i].item() if arr[i].ndim == 0 else arr[i].tolist(),
-                             f"{path.name} {key}[{i}]") for i in range(arr.shape[0])]
-        labels[key], used[key] = _stack(c, vals), c
-    return x, labels, used, palette, str(path)
+        declared = declared | {"color"}
+    if "concepts" in data:
+        stored = _concepts_from(json.loads(str(data["concepts"])), f"{path.name} 'concepts'")
+        concepts = {**concepts, **{k: v for k, v in stored.items() if k not in declared}}
+        declared = declared | set(stored)
+    keys = [k for k in data.files if k not in _NPZ_META]
+    groups = _label_groups(keys, columns, path.name)
+    raws, names = {}, []
+    for name, cols in groups.items():
+        arrs = []
+        for key in cols:
+            arr = data[key]
+            if arr.shape[0] != x.shape[0]:
+                raise ValueError(f"{path.name}: label {key!r} has {arr.shape[0]} rows for "
+                                 f"{x.shape[0]} images; store one row per image")
+            arrs.append(arr.reshape(arr.shape[0], -1))
+        arr = np.concatenate(arrs, axis=1) if len(arrs) > 1 else arrs[0]
+        raws[name] = [row.tolist() if row.size > 1 else row[0].item() for row in arr]
+        names.append(name)
+    wheres = [f"{path.name} {{}}[{i}]" for i in range(x.shape[0])]
+    used, labels, inferred = {}, {}, {}
+    for n in sorted(names):  # each label's 'where' names its array and row
+        u, lab, inf = _resolve([n], {n: raws[n]}, [w.format(n) for w in wheres], concepts,
+                               declared, infer, path.name)
+        used.update(u)
+        labels.update(lab)
+        inferred.update(inf)
+    return x, labels, used, inferred, palette, str(path)
 
 
-def load_images(path, labels=None, *, concepts: dict[str, Concept] | None = None
+def load_images(path, labels=None, *, concepts: dict[str, Concept] | None = None,
+                columns: Mapping | Sequence[str] | None = None, infer: bool = False
                 ) -> LabelledImages:
-    """Load a folder (+ labels.csv / labels.json, or ``labels=PATH``) or an ``.npz`` file."""
+    """Load a folder (+ labels.csv / labels.json, or ``labels=PATH``) or an ``.npz`` file.
+
+    Args:
+        concepts: declared concepts by label name (they win over everything else).
+        columns: which columns make up a label (``{"position": ("x", "y")}`` or
+            ``["position=x,y"]``).
+        infer: infer a concept from the data for labels that are undeclared or do not fit
+            the built-in scene concept (default off: such labels raise).
+    """
     path = Path(path)
-    known = {**scene_concepts(), **(concepts or {})}
+    declared = dict(concepts or {})
+    cols = parse_columns(columns)
+    if path.is_dir() and (path / "concepts.json").is_file():
+        declared = {**read_concepts(path / "concepts.json"), **declared}
+    known = {**scene_concepts(), **declared}
     if path.is_file() and path.suffix.lower() == ".npz":
-        x, lab, used, palette, src = _load_npz(path, known)
+        x, lab, used, inferred, palette, src = _load_npz(path, known, set(declared), cols, infer)
     elif path.is_dir():
-        x, lab, used, src = _load_folder(path, labels, known)
+        x, lab, used, inferred, src = _load_folder(path, labels, known, set(declared), cols,
+                                                   infer)
         palette = dict(PALETTE) if "color" in used and used["color"].values == tuple(
             PALETTE) else None
     else:
-        raise ValueError(f"{str(path)!r} is neither a folder of images nor an .npz file")
-    return LabelledImages(x, lab, used, palette=palette, source=src)
+        raise ValueError(f"{str(path)!r} is neither a folder of images nor an .npz file; pass "
+                         "a folder holding labels.csv / labels.json, or an .npz")
+    return LabelledImages(x, lab, used, palette=palette, source=src, inferred=inferred)
 
 
-def save_npz(dataset, path, indices=None) -> Path:
+def split_holdout(dataset: LabelledImages, holdout: float | int | None = None, *,
+                  seed: int = 0) -> tuple[LabelledImages, LabelledImages]:
+    """A seeded ``(train, held_out)`` split. ``holdout``: a count (>= 1) or a fraction (< 1);
+    ``None`` holds out 20% of the images, at most 300.
+
+    >>> ds = LabelledImages(torch.zeros(10, 3, 8, 8), {}, {})
+    >>> [len(p) for p in split_holdout(ds, 0.3, seed=0)]
+    [7, 3]
+    """
+    n = len(dataset)
+    if holdout is None:
+        k = min(300, round(0.2 * n))
+    elif 0 < holdout < 1:
+        k = round(holdout * n)
+    elif holdout >= 1 and float(holdout).is_integer():
+        k = int(holdout)
+    else:
+        raise ValueError(f"holdout must be a count >= 1 or a fraction in (0, 1), got {holdout!r}")
+    if not 1 <= k < n:
+        raise ValueError(f"holdout {holdout!r} leaves {n - k} of {n} images to train on; hold "
+                         "out fewer (e.g. --holdout 0.2)")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    return (dataset.subset(sorted(perm[k:]), source=f"{dataset.source} (train)"),
+            dataset.subset(sorted(perm[:k]), source=f"{dataset.source} (held out)"))
+
+
+def save_npz(dataset, path, indices=None, *, concepts: dict[str, Concept] | None = None
+             ) -> Path:
     """Write ``dataset`` items (default all) to ``path`` (.npz): uint8 images, labels, the
-    palette's names and RGB table, and a JSON description; :func:`load_images` reads it."""
+    palette's names and RGB table, a JSON description, and ``concepts`` (declared concepts,
+    default the dataset's own for labels beyond the scene ones); :func:`load_images` reads it."""
     if getattr(dataset, "n_objects", 1) != 1:
         raise ValueError("save_npz stores one labelled object per image; this dataset has "
                          f"{dataset.n_objects} per scene")
@@ -306,14 +600,21 @@ def save_npz(dataset, path, indices=None) -> Path:
     images, labels = dataset.batch(idx)
     arrays = {"images": (images.clamp(0, 1) * 255).round().to(torch.uint8)
               .permute(0, 2, 3, 1).numpy()}
-    for k in ("position", "size", "color", "shape"):
-        if k in labels:
-            arrays[k] = labels[k].numpy()
+    own = getattr(dataset, "concepts", {}) or {}
+    keep = [k for k in labels if k in ("position", "size", "color", "shape")
+            or k in own or k in (concepts or {})]
+    for k in keep:
+        arrays[k] = torch.as_tensor(labels[k]).numpy()
     palette = getattr(dataset, "palette", None) or {}
     if palette:
         arrays["palette_names"] = np.array(list(palette))
         arrays["palette_rgb"] = np.array(list(palette.values()), dtype=np.float32)
     arrays["shape_names"] = np.array(list(SHAPES))
+    builtin = scene_concepts()
+    declare = {k: c for k, c in {**own, **(concepts or {})}.items()
+               if k in keep and (k not in builtin or c != builtin[k]) and k != "color"}
+    if declare:
+        arrays["concepts"] = np.array(json.dumps({k: c.to_dict() for k, c in declare.items()}))
     if hasattr(dataset, "info"):
         arrays["info"] = np.array(json.dumps(dataset.info()))
     path = Path(path)

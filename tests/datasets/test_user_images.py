@@ -146,3 +146,98 @@ def test_bad_npz_and_paths(tmp_path):
         load_images(tmp_path)
     with pytest.raises(ValueError, match="neither a folder"):
         load_images(tmp_path / "missing.npz")
+
+
+# ---------------------------------------------------------------- column maps, inference
+def _write_foreign_csv(path, files, labels, header=("file", "x", "y", "tint", "size")):
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        for i, f in enumerate(files):
+            w.writerow([f, *labels["position"][i].tolist(), ["teal", "rust"][i % 2],
+                        0.18 + 0.02 * i])
+
+
+def test_bare_xy_columns_become_position_and_ranges_are_inferred(tmp_path, source):
+    _, images, labels = source
+    files = _write_pngs(tmp_path, images)
+    _write_foreign_csv(tmp_path / "labels.csv", files, labels)
+    with pytest.raises(ValueError, match=r"line 2 .*size value 0.18 outside .*inferred"):
+        load_images(tmp_path)  # strict by default: the built-in size range is 0.25..0.45
+    ds = load_images(tmp_path, infer=True)
+    assert sorted(ds.concepts) == ["position", "size", "tint"]
+    assert ds.concepts["position"].low == -1 and "position" not in ds.inferred
+    assert ds.concepts["size"].low == pytest.approx(0.18)
+    assert ds.concepts["size"].high == pytest.approx(0.28)
+    assert ds.concepts["tint"].values == ("rust", "teal")
+    assert "inferred" in ds.inferred["size"] and any("size" in s for s in ds.describe())
+    got = ds.batch(range(6))[1]
+    assert torch.allclose(got["position"], labels["position"], atol=1e-6)
+    assert got["tint"].tolist() == [1, 0, 1, 0, 1, 0]
+
+
+def test_column_map_and_declared_concepts_file(tmp_path, source):
+    _, images, labels = source
+    files = _write_pngs(tmp_path, images)
+    _write_foreign_csv(tmp_path / "labels.csv", files, labels,
+                       header=("file", "u", "v", "tint", "radius"))
+    (tmp_path / "concepts.json").write_text(json.dumps(
+        {"where": {"kind": "continuous", "dim": 2, "low": -1, "high": 1},
+         "radius": {"low": 0.1, "high": 0.5}}))
+    ds = load_images(tmp_path, columns=["where=u,v"], infer=True)
+    assert ds.concepts["where"].dim == 2 and "where" not in ds.inferred
+    assert ds.concepts["radius"].high == 0.5 and "radius" not in ds.inferred
+    assert torch.allclose(ds.batch([3])[1]["where"], labels["position"][3:4], atol=1e-6)
+    with pytest.raises(ValueError, match=r"line 1: --columns where=u,w names \['w'\]"):
+        load_images(tmp_path, columns={"where": ("u", "w")}, infer=True)
+    (tmp_path / "concepts.json").write_text(json.dumps({"radius": {"low": 0.2, "high": 0.5}}))
+    with pytest.raises(ValueError, match=r"line 2 \(img_000.png\): radius value 0.18 outside "
+                                         r"\[0.2, 0.5\]; correct the cell, widen"):
+        load_images(tmp_path, columns=["where=u,v"], infer=True)
+
+
+def test_npz_columns_stored_concepts_and_holdout(tmp_path):
+    from conceptebm.datasets import split_holdout
+
+    images = np.zeros((10, 8, 8, 3), np.uint8)
+    np.savez(tmp_path / "d.npz", images=images, x=np.linspace(-1, 1, 10),
+             y=np.zeros(10), digit=np.arange(10) % 3,
+             concepts=np.array(json.dumps({"digit": {"values": ["0", "1", "2"]}})))
+    ds = load_images(tmp_path / "d.npz", columns=["position=x,y"], infer=True)
+    assert ds.concepts["digit"].values == ("0", "1", "2") and "digit" not in ds.inferred
+    assert ds.labels["position"].shape == (10, 2)
+    train, held = split_holdout(ds, 3, seed=0)
+    assert len(train) == 7 and len(held) == 3
+    assert set(train.labels["position"][:, 0].tolist()).isdisjoint(
+        held.labels["position"][:, 0].tolist())
+    again = split_holdout(ds, 3, seed=0)[1]
+    assert torch.equal(again.labels["position"], held.labels["position"])
+    with pytest.raises(ValueError, match="leaves 0 of 10"):
+        split_holdout(ds, 10)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"a": {"kind": "continuous", "low": 1, "high": 0}}', r"c.json: concept 'a': .*low < high"),
+    ('{"a": {"kind": "categorical"}}', r"c.json: concept 'a': .*needs \"values\""),
+    ('{"a": 3', r"c.json: not valid JSON .*fix line 1"),
+])
+def test_concepts_file_errors_name_the_file_and_fix(tmp_path, text, message):
+    from conceptebm.datasets import read_concepts
+
+    (tmp_path / "c.json").write_text(text)
+    with pytest.raises(ValueError, match=message):
+        read_concepts(tmp_path / "c.json")
+
+
+def test_declared_concepts_round_trip_through_npz_and_checkpoint(tmp_path):
+    from conceptebm.datasets import LabelledImages
+    from conceptebm.energies.nets import ConvEnergyNet
+    from conceptebm.train.checkpoint import load_energy, save_checkpoint
+
+    digit = Concept.categorical("digit", [str(i) for i in range(4)])
+    ds = LabelledImages(torch.rand(4, 3, 8, 8), {"digit": torch.arange(4)}, {"digit": digit})
+    back = load_images(save_npz(ds, tmp_path / "d.npz"))
+    assert back.concepts["digit"] == digit and torch.equal(back.labels["digit"], torch.arange(4))
+    net = ConvEnergyNet(back.concepts["digit"], image_size=8, width=2)
+    save_checkpoint(tmp_path / "m.safetensors", {"model": net.state_dict()}, {"net": net.config})
+    assert load_energy(tmp_path / "m.safetensors").concept == digit
