@@ -80,6 +80,7 @@ class LabelledImages(Dataset):
         self.images, self.labels, self.concepts = images, labels, concepts
         self.palette, self.source = palette, source
         self.inferred = dict(inferred or {})
+        self.declared: set[str] = set()  # labels whose concept the user declared
         self.image_size = images.shape[-1]
         self.shapes = SHAPES
 
@@ -101,8 +102,10 @@ class LabelledImages(Dataset):
     def subset(self, indices, *, source: str | None = None) -> LabelledImages:
         """The items at ``indices`` (same concepts, palette and notes)."""
         images, labels = self.batch(indices)
-        return LabelledImages(images, labels, self.concepts, palette=self.palette,
-                              source=source or self.source, inferred=self.inferred)
+        out = LabelledImages(images, labels, self.concepts, palette=self.palette,
+                             source=source or self.source, inferred=self.inferred)
+        out.declared = set(self.declared)
+        return out
 
     def describe(self) -> list[str]:
         """One line per concept: kind, range or names, and where it came from."""
@@ -110,7 +113,9 @@ class LabelledImages(Dataset):
         for name, c in self.concepts.items():
             what = (f"categorical over {len(c.values)}: {', '.join(c.values)}"
                     if c.is_categorical else f"continuous, {c.dim}-D, range {c.low:g}..{c.high:g}")
-            lines.append(f"{name}: {what} ({self.inferred.get(name, 'declared')})")
+            how = self.inferred.get(name) or ("declared" if name in self.declared
+                                              else "built-in scene concept")
+            lines.append(f"{name}: {what} ({how})")
         return lines
 
     def info(self) -> dict:
@@ -559,7 +564,11 @@ def load_images(path, labels=None, *, concepts: dict[str, Concept] | None = None
     else:
         raise ValueError(f"{str(path)!r} is neither a folder of images nor an .npz file; pass "
                          "a folder holding labels.csv / labels.json, or an .npz")
-    return LabelledImages(x, lab, used, palette=palette, source=src, inferred=inferred)
+    out = LabelledImages(x, lab, used, palette=palette, source=src, inferred=inferred)
+    builtin = scene_concepts()
+    out.declared = {n for n, c in used.items() if n not in inferred
+                    and (n in declared or builtin.get(n) != c)}
+    return out
 
 
 def split_holdout(dataset: LabelledImages, holdout: float | int | None = None, *,
