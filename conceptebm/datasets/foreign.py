@@ -22,7 +22,7 @@ Command line (the benchmark fixture)::
 Example:
     >>> import tempfile
     >>> from conceptebm.datasets import load_images
-    >>> folder = write_foreign(tempfile.mkdtemp(), n=4, seed=0)
+    >>> folder = write_foreign(tempfile.mkdtemp(), n=12, seed=0)
     >>> ds = load_images(folder, infer=True)
     >>> sorted(ds.concepts), ds.concepts["shape"].values
     (['color', 'position', 'shape', 'size'], ('ball', 'box', 'can'))

@@ -216,8 +216,9 @@ def infer_concept(name: str, raws: Sequence, where: str = "labels") -> Concept:
     """A concept from the raw values of one label: all numbers -> continuous over their
     min..max (as wide as the widest row); anything else -> categorical over the sorted names.
 
-    >>> infer_concept("size", ["0.2", "0.3", "0.25"])
-    Concept(name='size', kind='continuous', dim=1, low=0.2, high=0.3, values=())
+    >>> c = infer_concept("size", ["0.2", "0.3", "0.25"])
+    >>> c.kind, c.dim, c.low, c.high
+    ('continuous', 1, 0.2, 0.3)
     >>> infer_concept("kind", ["cat", "dog", "cat"]).values
     ('cat', 'dog')
     """
