@@ -8,6 +8,10 @@ Grammar (precedence from loosest to tightest: ``|``, ``&``, ``*``/``~``):
     atom    := NAME '=' value
     value   := NAME | NUMBER | '(' NUMBER (',' NUMBER)* ')'
 
+Limits: at most :data:`MAX_LENGTH` characters, :data:`MAX_DEPTH` nested ``(``, ``~`` or
+``w*``, and weights in ``(0, MAX_WEIGHT]``; beyond them the expression is refused with the
+limit (deeper nesting would exhaust Python's recursion, larger weights swamp the sampler).
+
 Examples::
 
     position=(0.3,-0.2) & color=red & ~shape=cube
@@ -31,7 +35,11 @@ from conceptebm.compose.calibrate import reference_scale
 from conceptebm.energies import And, ConditionalEnergy, Energy, Not, Or, Scale
 
 __all__ = ["ExpressionError", "Atom", "Conj", "Disj", "Neg", "Weighted", "parse", "build",
-           "compile_expression"]
+           "compile_expression", "MAX_LENGTH", "MAX_DEPTH", "MAX_WEIGHT"]
+
+MAX_LENGTH = 10_000  # characters: far beyond any composition a sampler can satisfy
+MAX_DEPTH = 64  # nested '(', '~' and 'w*' (each costs a few Python frames when parsed/built)
+MAX_WEIGHT = 100.0  # a weight scales a calibrated energy; 1e30*... samples saturated noise
 
 
 class ExpressionError(ValueError):
@@ -39,8 +47,10 @@ class ExpressionError(ValueError):
 
     def __init__(self, message: str, text: str, pos: int):
         self.message, self.text, self.pos = message, text, pos
-        caret = " " * pos + "^"
-        super().__init__(f"{message} (at character {pos + 1})\n  {text}\n  {caret}")
+        lo = max(0, min(pos - 30, len(text) - 60))  # a window of long texts around pos
+        shown = ("..." if lo else "") + text[lo:lo + 60] + ("..." if len(text) > lo + 60 else "")
+        caret = " " * (pos - lo + (3 if lo else 0)) + "^"
+        super().__init__(f"{message} (at character {pos + 1})\n  {shown}\n  {caret}")
 
 
 # ----------------------------------------------------------------------------- syntax tree
@@ -101,6 +111,7 @@ class _Parser:
         self.text = text
         self.tokens = _tokenize(text)
         self.i = 0
+        self.depth = 0
 
     def peek(self) -> tuple[str, str, int]:
         return self.tokens[self.i]
@@ -146,6 +157,18 @@ class _Parser:
 
     def unary(self):
         kind, val, pos = self.peek()
+        if kind == "op" and val in "~(" or kind == "num":
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise ExpressionError(f"expression nested more than {MAX_DEPTH} deep "
+                                      "('(', '~', 'w*'); write it flatter", self.text, pos)
+            try:
+                return self._unary(kind, val, pos)
+            finally:
+                self.depth -= 1
+        return self._unary(kind, val, pos)
+
+    def _unary(self, kind: str, val: str, pos: int):
         if (kind, val) == ("op", "~"):
             self.take()
             return Neg(self.unary())
@@ -157,9 +180,9 @@ class _Parser:
         if kind == "num":
             self.take()
             weight = float(val)
-            if not (math.isfinite(weight) and weight > 0):
-                raise ExpressionError(f"weight must be a number > 0, got {val} (for a "
-                                      "negative weight use ~)", self.text, pos)
+            if not (math.isfinite(weight) and 0 < weight <= MAX_WEIGHT):
+                raise ExpressionError(f"weight must be a number in (0, {MAX_WEIGHT:g}], got "
+                                      f"{val} (for a negative weight use ~)", self.text, pos)
             self.expect("*")
             return Weighted(weight, self.unary())
         if kind == "name":
@@ -202,6 +225,9 @@ def parse(text: str):
     :class:`Neg` and :class:`Weighted`. Raises :class:`ExpressionError`."""
     if not isinstance(text, str):
         raise TypeError(f"expression must be a string, got {type(text).__name__}")
+    if len(text) > MAX_LENGTH:
+        raise ExpressionError(f"expression is {len(text)} characters long; the limit is "
+                              f"{MAX_LENGTH}", text, MAX_LENGTH)
     return _Parser(text).parse()
 
 

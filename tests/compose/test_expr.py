@@ -154,3 +154,57 @@ def test_calibrated_build_weights_each_concept_by_its_gap():
 def test_calibrated_build_needs_every_scale():
     with pytest.raises(ExpressionError, match="no energy scale for concept 'color'"):
         compile_expression("position=(0,0) & color=red", MODELS, scales={"position": 1.0})
+
+
+# ----------------------------------------------------------------------------- limits
+@pytest.mark.parametrize("text", [
+    "(" * 400 + "color=red" + ")" * 400,  # a RecursionError before the limit existed
+    "~" * 400 + "color=red",
+    "2*" * 400 + "color=red",
+    "position=(0,0) & " + "(" * 70 + "color=red" + ")" * 70,
+])
+def test_deep_nesting_is_a_clear_error(text):
+    with pytest.raises(ExpressionError, match="nested more than 64 deep") as err:
+        parse(text)
+    assert len(str(err.value).splitlines()[1]) < 80  # the text is shown around the error
+
+
+def test_nesting_up_to_the_limit_compiles():
+    e = compile_expression("(" * 60 + "position=(0,0) & color=red" + ")" * 60, MODELS)
+    assert isinstance(e, And)
+
+
+def test_huge_expressions_are_refused_with_the_limit():
+    with pytest.raises(ExpressionError, match="characters long; the limit is 10000"):
+        parse("color=red & " * 2000 + "color=red")
+    e = compile_expression(" & ".join(["position=(0,0)"] * 500), MODELS)  # 8,500 characters
+    assert isinstance(e, And) and len(e.terms) == 500
+
+
+@pytest.mark.parametrize("weight", ["1e30", "101", "1e400"])
+def test_weights_beyond_the_range_are_refused(weight):
+    with pytest.raises(ExpressionError, match=r"weight must be a number in \(0, 100\]"):
+        parse(f"{weight}*color=red")
+
+
+NESTED = st.recursive(
+    st.sampled_from(["color=red", "position=(0.1,0.2)", "shape=cube", "size=0.3"]),
+    lambda inner: st.one_of(
+        inner.map(lambda t: f"({t})"), inner.map(lambda t: f"~{t}"),
+        inner.map(lambda t: f"2*{t}"),
+        st.tuples(inner, st.sampled_from([" & ", " | "]), inner).map("".join)),
+    max_leaves=200)
+
+
+@settings(max_examples=150, deadline=None)
+@given(NESTED, st.integers(0, 120))
+def test_fuzz_nesting_depth_and_length(text, extra):
+    # wrapped in up to 120 more parentheses: compiles, or an ExpressionError, never a crash
+    text = "(" * extra + text + ")" * extra
+    try:
+        e = compile_expression(text, MODELS)
+    except ExpressionError as err:
+        assert 0 <= err.pos <= len(text)
+    else:
+        assert e.is_grounded
+        e(torch.randn(2, 3))  # and the built energy evaluates (no recursion limit there)
