@@ -23,6 +23,7 @@ from conceptebm.infer.init import initial_samples, smooth_noise
 from conceptebm.infer.optimize import (
     CategoricalMAP,
     ConceptEnergy,
+    ConceptProblem,
     MAPResult,
     concept_energy,
     map_categorical,
@@ -72,6 +73,7 @@ __all__ = [
     "map_estimate",
     "MAPResult",
     "concept_energy",
+    "ConceptProblem",
     "ConceptEnergy",
     "map_categorical",
     "CategoricalMAP",

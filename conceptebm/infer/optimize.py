@@ -12,6 +12,8 @@ Categorical concepts are inferred exactly by enumeration (:func:`map_categorical
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -20,8 +22,8 @@ from tqdm.auto import tqdm
 
 from conceptebm.infer.energy_map import box_bounds, concept_grid, energy_map
 
-__all__ = ["MAPResult", "CategoricalMAP", "ConceptEnergy", "concept_energy", "map_estimate",
-           "map_categorical"]
+__all__ = ["MAPResult", "CategoricalMAP", "ConceptProblem", "ConceptEnergy", "concept_energy",
+           "map_estimate", "map_categorical"]
 
 OPTIMIZERS = ("adam", "lbfgs")
 
@@ -53,30 +55,88 @@ class CategoricalMAP(NamedTuple):
     energies: Tensor
 
 
-class ConceptEnergy:
-    """``c (B, R, dim) -> (B, R)``: a conditional energy with its observations fixed.
+@dataclass(frozen=True, repr=False)
+class ConceptProblem:
+    """``B`` independent concept-inference problems: what :func:`map_estimate` solves.
 
-    Made by :func:`concept_energy`; carries ``batch_size`` (B), ``dim``, ``concept`` (or
-    ``None``), ``dtype`` and ``device``, which :func:`map_estimate` reads.
+    The energy of ``R`` candidate concept values for each of ``B`` observations, and what
+    the optimizer needs to know about it. :func:`concept_energy` makes one from a conditional
+    energy and observed images; :func:`~conceptebm.infer.pyro.pyro_map` from a Pyro model.
+    A plain callable given to :func:`map_estimate` becomes one from its ``batch_size``.
+
+    Attributes:
+        energy: ``c (B, R, dim) -> (B, R)``. Candidates must not interact: the energy of a
+            candidate depends on that candidate only (its gradient is taken through the sum).
+        batch_size: ``B``, the number of observations.
+        dim: coordinates of ``c``; ``None`` reads it from the bounds, ``init`` or ``grid``.
+        bounds: the default search box, a continuous :class:`~conceptebm.concepts.Concept` or
+            ``(low, high)`` (numbers or per coordinate); ``None``: ``map_estimate`` needs
+            ``bounds=``.
+        dtype, device: of the concept values (grid, starts and iterates).
+
+    Example:
+        >>> target = torch.tensor([[0.3, -0.5], [0.9, 1.0]])  # (B, dim)
+        >>> problem = ConceptProblem(lambda c: ((c - target[:, None]) ** 2).sum(-1),
+        ...                          batch_size=2, dim=2, bounds=([-1, -1], [1, 1]))
+        >>> problem(torch.zeros(2, 5, 2)).shape  # (B, R)
+        torch.Size([2, 5])
+        >>> torch.allclose(map_estimate(problem, grid=9).c, target, atol=1e-3)
+        True
     """
 
-    def __init__(self, cond_energy, x: Tensor, views: bool, event_dim: int | None):
-        concept = getattr(cond_energy, "concept", None)
+    energy: Callable[[Tensor], Tensor]
+    batch_size: int
+    dim: int | None = None
+    bounds: object = None
+    dtype: torch.dtype = torch.float32
+    device: torch.device | str = "cpu"
+
+    def __post_init__(self):
+        if not callable(self.energy):
+            raise TypeError(f"energy must be callable c (B, R, dim) -> (B, R), got "
+                            f"{type(self.energy).__name__}")
+        if isinstance(self.batch_size, bool) or int(self.batch_size) != self.batch_size or \
+                self.batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1 (the number of "
+                             f"observations), got {self.batch_size!r}")
+        if self.dim is not None and (int(self.dim) != self.dim or self.dim < 1):
+            raise ValueError(f"dim must be None or an integer >= 1, got {self.dim!r}")
+
+    def __call__(self, c: Tensor) -> Tensor:
+        return self.energy(c)  # (B, R)
+
+    def __repr__(self) -> str:
+        return f"{self.energy!r} ({self.batch_size} observations, dim {self.dim})"
+
+
+class ConceptEnergy:
+    """``c (B, R, dim) -> (B, R)``: a conditional energy ``E(x|c)`` with observations fixed.
+
+    The one place where concept inference evaluates the conditional energy: each of the
+    ``B`` observations is paired with its ``R`` candidates and the pairs go through the net
+    as one batch of ``B * R`` (``* V`` with views). :func:`concept_energy` wraps it in the
+    :class:`ConceptProblem` that :func:`map_estimate` takes.
+
+    Attributes:
+        cond_energy: the :class:`~conceptebm.energies.ConditionalEnergy` (or callable
+            ``(x (N, *event), c (N, dim)) -> (N,)``).
+        x: ``(B, *event)`` observations, or ``(B, V, *event)`` with ``views``.
+        views: whether ``x`` holds ``V`` views per observation, whose energies add (eq. 11).
+    """
+
+    def __init__(self, cond_energy, x: Tensor, views: bool = False,
+                 event_dim: int | None = None):
         lead = 1 + int(views)
+        want = "(B, V, *event)" if views else "(B, *event)"
         if event_dim is not None and x.dim() != event_dim + lead:
-            want = "(B, V, *event)" if views else "(B, *event)"
             raise ValueError(f"x must have shape {want} with {event_dim} event dims, "
                              f"got {tuple(x.shape)}")
         if x.dim() < lead + 1:
-            raise ValueError(f"x must have shape {'(B, V, *event)' if views else '(B, *event)'}"
-                             f", got {tuple(x.shape)}")
-        self.cond_energy, self.x, self.views, self.concept = cond_energy, x, views, concept
-        self.batch_size = x.shape[0]
-        self.dim = concept.dim if concept is not None else None
-        self.dtype, self.device = x.dtype, x.device
+            raise ValueError(f"x must have shape {want}, got {tuple(x.shape)}")
+        self.cond_energy, self.x, self.views = cond_energy, x, bool(views)
 
     def __call__(self, c: Tensor) -> Tensor:
-        b = self.batch_size
+        b = self.x.shape[0]
         if c.dim() != 3 or c.shape[0] != b:
             raise ValueError(f"c must have shape ({b}, R, dim) for {b} observations, "
                              f"got {tuple(c.shape)}")
@@ -91,12 +151,12 @@ class ConceptEnergy:
 
     def __repr__(self) -> str:
         v = f", {self.x.shape[1]} views" if self.views else ""
-        return f"concept_energy({self.cond_energy!r}, {self.batch_size} observations{v})"
+        return f"concept_energy({self.cond_energy!r}, {self.x.shape[0]} observations{v})"
 
 
 def concept_energy(cond_energy, x: Tensor, views: bool = False, *,
-                   event_dim: int | None = None) -> ConceptEnergy:
-    """Turn ``E(x|c)`` and observed ``x`` into the ``energy_of_c`` that :func:`map_estimate` takes.
+                   event_dim: int | None = None) -> ConceptProblem:
+    """Turn ``E(x|c)`` and observed ``x`` into the :class:`ConceptProblem` of inferring ``c``.
 
     Args:
         cond_energy: a :class:`~conceptebm.energies.ConditionalEnergy` or a callable
@@ -105,8 +165,10 @@ def concept_energy(cond_energy, x: Tensor, views: bool = False, *,
             an observation is then the sum over its ``V`` views (paper eq. 11).
         event_dim: if given, checks that ``x`` has this many event dimensions.
 
-    The result evaluates ``c (B, R, dim) -> (B, R)`` by broadcasting each observation against
-    its ``R`` candidates and flattening to one batch of ``B * R (* V)`` pairs.
+    The problem's energy is a :class:`ConceptEnergy`: ``c (B, R, dim) -> (B, R)``, evaluated
+    by pairing each observation with its ``R`` candidates in one batch of ``B * R (* V)``.
+    Its ``bounds`` and ``dim`` are those of ``cond_energy.concept`` when it has one; its
+    dtype and device those of ``x``.
 
     Example:
         >>> from conceptebm.concepts import Concept
@@ -116,12 +178,39 @@ def concept_energy(cond_energy, x: Tensor, views: bool = False, *,
         ...         return ((x - c) ** 2).sum(-1)
         >>> views = torch.tensor([[[0.2, 0.0], [0.4, 0.2]]])  # (B=1, V=2, 2)
         >>> f = concept_energy(Dist(Concept.continuous("p", dim=2)), views, views=True)
-        >>> f(torch.zeros(1, 3, 2)).shape  # (B, R)
-        torch.Size([1, 3])
+        >>> f.batch_size, f.dim, f(torch.zeros(1, 3, 2)).shape  # (B, R)
+        (1, 2, torch.Size([1, 3]))
         >>> map_estimate(f, grid=5, optimizer="lbfgs").c  # the views' mean
         tensor([[0.3000, 0.1000]])
     """
-    return ConceptEnergy(cond_energy, x, views, event_dim)
+    energy = ConceptEnergy(cond_energy, x, views, event_dim)
+    concept = getattr(cond_energy, "concept", None)
+    return ConceptProblem(energy, batch_size=x.shape[0],
+                          dim=concept.dim if concept is not None else None,
+                          bounds=concept, dtype=x.dtype, device=x.device)
+
+
+def _as_problem(energy_of_c, batch_size, init: Tensor | None,
+                grid: Tensor | None) -> ConceptProblem:
+    """The :class:`ConceptProblem` given, or a plain callable made into one."""
+    if isinstance(energy_of_c, ConceptProblem):
+        if batch_size is not None and batch_size != energy_of_c.batch_size:
+            raise ValueError(f"batch_size={batch_size} disagrees with the problem's "
+                             f"{energy_of_c.batch_size} observations; leave batch_size out")
+        return energy_of_c
+    if not callable(energy_of_c):
+        raise TypeError(f"energy_of_c must be a ConceptProblem or a callable c (B, R, dim) -> "
+                        f"(B, R), got {type(energy_of_c).__name__}")
+    b = batch_size
+    if b is None and init is not None and init.dim() >= 2:
+        b = init.shape[0]
+    if b is None:
+        raise ValueError("cannot tell the number of observations: pass batch_size=B, an init "
+                         "of shape (B, dim), or a ConceptProblem (e.g. from concept_energy())")
+    # The working dtype/device: from the init or the grid.
+    like = next((t for t in (init, grid) if t is not None and t.is_floating_point()),
+                torch.empty(0))
+    return ConceptProblem(energy_of_c, batch_size=b, dtype=like.dtype, device=like.device)
 
 
 def _check_energies(e: Tensor, shape: tuple, where: str, energy_of_c) -> Tensor:
@@ -250,11 +339,14 @@ def map_estimate(energy_of_c, *, bounds=None, init=None, grid=None, restarts: in
     """Per-observation MAP ``argmin_c E(c)`` inside a box, batched over observations.
 
     Args:
-        energy_of_c: ``c (B, R, dim) -> (B, R)``: B observations with R candidates each, e.g.
-            :func:`concept_energy` of a conditional energy and images. Candidates must not
-            interact (energies of one candidate depend on that candidate only).
+        energy_of_c: a :class:`ConceptProblem` (e.g. :func:`concept_energy` of a conditional
+            energy and images), or a plain callable ``c (B, R, dim) -> (B, R)`` (B
+            observations with R candidates each; then pass ``batch_size`` or a ``(B, dim)``
+            init, and ``bounds``). Candidates must not interact (energies of one candidate
+            depend on that candidate only).
         bounds: the box, a continuous Concept or ``(low, high)`` (numbers or per-coordinate);
-            defaults to ``energy_of_c.concept``'s range when it has one.
+            defaults to the problem's ``bounds`` (for :func:`concept_energy`, the concept's
+            range).
         init: starts ``(dim,)`` (shared), ``(B, dim)`` or ``(B, R0, dim)``, inside the box.
         grid: grid initialisation: points per coordinate (int, a :func:`concept_grid`) or a
             ``(G, dim)`` tensor. The ``restarts`` best grid points of each observation become
@@ -268,8 +360,8 @@ def map_estimate(energy_of_c, *, bounds=None, init=None, grid=None, restarts: in
         lr: Adam learning rate (default 0.05, suited to concepts of range ~1; Adam moves about
             ``lr`` per step, so far starts need more steps: use a grid) or LBFGS initial step
             (default 1).
-        batch_size: number of observations B; read from ``init`` or ``energy_of_c.batch_size``
-            when not given.
+        batch_size: number of observations B, for a plain callable; read from ``init`` when
+            not given (a :class:`ConceptProblem` carries its own).
         chunk_size: at most ``max(B, chunk_size)`` (observation, grid point) pairs per energy call
             while evaluating the grid.
 
@@ -295,34 +387,20 @@ def map_estimate(energy_of_c, *, bounds=None, init=None, grid=None, restarts: in
     lr = (0.05 if optimizer == "adam" else 1.0) if lr is None else float(lr)
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr}")
-    if not callable(energy_of_c):
-        raise TypeError(f"energy_of_c must be callable c (B, R, dim) -> (B, R), got "
-                        f"{type(energy_of_c).__name__}")
     init_t = init if init is None or isinstance(init, Tensor) else torch.as_tensor(init)
     grid_t = grid if isinstance(grid, Tensor) else None
-
-    # The working dtype/device: from the observations, the init or the grid.
-    like = next((t for t in (getattr(energy_of_c, "x", None), init_t, grid_t)
-                 if isinstance(t, Tensor) and t.is_floating_point()), None)
-    like = like if like is not None else torch.empty(0)
-    like = torch.empty(0, dtype=like.dtype, device=like.device)
-
+    problem = _as_problem(energy_of_c, batch_size, init_t, grid_t)
+    like = torch.empty(0, dtype=problem.dtype, device=problem.device)
     if bounds is None:
-        bounds = getattr(energy_of_c, "concept", None)
+        bounds = problem.bounds
         if bounds is None:
             raise ValueError("bounds are required: (low, high) or a continuous Concept")
-    dim = getattr(energy_of_c, "dim", None)
+    dim = problem.dim
     for t in (init_t, grid_t):
         if dim is None and isinstance(t, Tensor) and t.dim() >= 1:
             dim = t.shape[-1]
     low, high = box_bounds(bounds, dim, dtype=like.dtype, device=like.device)
-
-    b = batch_size or getattr(energy_of_c, "batch_size", None)
-    if b is None and init_t is not None and init_t.dim() >= 2:
-        b = init_t.shape[0]
-    if b is None:
-        raise ValueError("cannot tell the number of observations: pass batch_size=B, an init "
-                         "of shape (B, dim), or an energy_of_c from concept_energy()")
+    b = problem.batch_size
 
     grid_e = None
     if grid is not None:
@@ -333,11 +411,11 @@ def map_estimate(energy_of_c, *, bounds=None, init=None, grid=None, restarts: in
             raise ValueError(f"grid must have shape (G, {low.numel()}), got {tuple(grid.shape)}")
         if ((grid < low) | (grid > high)).any():
             raise ValueError("grid points must lie inside the bounds")
-        grid_e = _grid_energies(energy_of_c, grid, b, int(chunk_size), progress)
+        grid_e = _grid_energies(problem, grid, b, int(chunk_size), progress)
 
     starts = _starts(init_t, grid_e, grid, int(restarts), b, low, high, like, generator)
     refine = _adam if optimizer == "adam" else _lbfgs
-    cand, cand_e = refine(energy_of_c, starts, low, high, int(steps), lr, progress)
+    cand, cand_e = refine(problem, starts, low, high, int(steps), lr, progress)
     best = cand_e.argmin(dim=1)  # (B,)
     rows = torch.arange(b, device=best.device)
     return MAPResult(cand[rows, best], cand_e[rows, best], cand, cand_e, starts)

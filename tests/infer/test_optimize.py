@@ -7,7 +7,14 @@ import torch
 
 from conceptebm.concepts import Concept
 from conceptebm.energies import ConditionalEnergy
-from conceptebm.infer import concept_energy, concept_grid, map_categorical, map_estimate
+from conceptebm.infer import (
+    ConceptEnergy,
+    ConceptProblem,
+    concept_energy,
+    concept_grid,
+    map_categorical,
+    map_estimate,
+)
 
 F64 = torch.float64
 BOX = ([-1.0, -1.0], [1.0, 1.0])
@@ -148,6 +155,33 @@ def test_map_categorical_enumerates():
     assert map_categorical(e, x[0], event_dim=1).index.tolist() == [2]  # one observation
     with pytest.raises(ValueError, match="categorical concept"):
         map_categorical(SquaredDistance(POS), x[:, :2], event_dim=1)
+
+
+def test_concept_problem_carries_what_map_estimate_needs():
+    x = torch.tensor([[0.5, -0.25], [-0.5, 0.75]], dtype=F64)
+    p = concept_energy(SquaredDistance(POS), x)
+    assert isinstance(p, ConceptProblem) and isinstance(p.energy, ConceptEnergy)
+    assert (p.batch_size, p.dim, p.bounds, p.dtype) == (2, 2, POS, F64)
+    # the same problem as a plain callable with batch_size and bounds given by hand
+    by_hand = map_estimate(p.energy, bounds=POS, batch_size=2, init=torch.zeros(2, dtype=F64),
+                           grid=5)
+    mine = map_estimate(p, grid=5, init=torch.zeros(2, dtype=F64))
+    assert torch.equal(by_hand.c, mine.c) and torch.equal(by_hand.candidates, mine.candidates)
+    torch.testing.assert_close(mine.c, x, atol=1e-4, rtol=0)
+    # an explicit problem over a plain function, with its own box and dtype
+    q = ConceptProblem(lambda c: ((c - 0.3) ** 2).sum(-1), batch_size=3, dim=1,
+                       bounds=(0.0, 1.0), dtype=F64)
+    r = map_estimate(q, grid=11)
+    assert r.c.dtype == F64 and r.c.shape == (3, 1)
+    torch.testing.assert_close(r.c, torch.full((3, 1), 0.3, dtype=F64))
+    with pytest.raises(ValueError, match="batch_size=4 disagrees with the problem's 3"):
+        map_estimate(q, batch_size=4)
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1.*got 0"):
+        ConceptProblem(lambda c: c.sum(-1), batch_size=0)
+    with pytest.raises(TypeError, match="energy must be callable"):
+        ConceptProblem(3.0, batch_size=1)
+    with pytest.raises(TypeError, match="energy_of_c must be a ConceptProblem or a callable"):
+        map_estimate("not a function", bounds=BOX, batch_size=1)
 
 
 def test_bad_input_is_rejected_clearly():

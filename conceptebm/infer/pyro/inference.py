@@ -22,7 +22,7 @@ from pyro.infer import MCMC, NUTS
 from pyro.infer.autoguide.initialization import init_to_uniform, init_to_value
 from torch import Tensor
 
-from conceptebm.infer.optimize import MAPResult, map_estimate
+from conceptebm.infer.optimize import ConceptProblem, MAPResult, map_estimate
 from conceptebm.infer.pyro.potential import ModelPotential, support_limits
 
 __all__ = ["PyroMAP", "pyro_map", "nuts_posterior"]
@@ -41,31 +41,6 @@ class PyroMAP(NamedTuple):
     values: dict
     energy: Tensor
     result: MAPResult
-
-
-class _PackedEnergy:
-    """``c (B, R, D) -> (B, R)`` over a ModelPotential's packed latent (B = its chains).
-
-    The R candidates are evaluated in one model run inside an extra outermost plate. Carries
-    ``batch_size``, ``dim``, ``dtype``, ``device`` and ``x`` (a tensor of the working dtype and
-    device, which ``map_estimate`` reads).
-    """
-
-    def __init__(self, target: ModelPotential):
-        self.target = target
-        self.x = target.initial
-        self.batch_size, self.dim = target.chains, target.initial[0].numel()
-        self.dtype, self.device = self.x.dtype, self.x.device
-        self._rest = tuple(target.initial.shape[1:])
-
-    def __call__(self, c: Tensor) -> Tensor:
-        b, r = c.shape[:2]
-        z = c.transpose(0, 1).reshape(r, b, *self._rest)  # (R, chains, *rest)
-        e = self.target.energy_of(self.target.unpack(z, lead=1), restarts=r)  # (R, chains)
-        return e.transpose(0, 1)  # (B, R)
-
-    def __repr__(self) -> str:
-        return f"packed energy of latent {list(self.target.sites)} ({self.batch_size} chains)"
 
 
 def _box(target: ModelPotential) -> tuple[Tensor, Tensor]:
@@ -109,13 +84,14 @@ def pyro_map(model, *model_args, latent: Sequence[str] | None = None,
     """
     target = ModelPotential(model, model_args, model_kwargs, latent=latent,
                             space="constrained", chain_plate=chain_plate, init=init)
-    energy = _PackedEnergy(target)
-    if bounds is None:
-        bounds = _box(target)
+    x = target.initial  # (chains, *rest): the packed latent
+    problem = ConceptProblem(target.candidate_energy, batch_size=target.chains,
+                             dim=x[0].numel(), bounds=_box(target) if bounds is None else bounds,
+                             dtype=x.dtype, device=x.device)
     if init is not None:
-        map_kwargs["init"] = target.pack({n: init[n].to(target.initial) for n in target.sites}
+        map_kwargs["init"] = target.pack({n: init[n].to(x) for n in target.sites}
                                          ).reshape(target.chains, 1, -1)  # (B, 1, D)
-    result = map_estimate(energy, bounds=bounds, batch_size=target.chains, **map_kwargs)
+    result = map_estimate(problem, **map_kwargs)
     values = target.unpack(result.c.reshape(target.initial.shape))
     return PyroMAP({k: v.detach() for k, v in values.items()}, result.energy, result)
 

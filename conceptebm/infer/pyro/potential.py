@@ -297,6 +297,22 @@ class ModelPotential(Energy):
             raise ValueError("the model has no log-density terms")
         return -total.expand(*((restarts,) if keep else ()), self.chains)
 
+    def candidate_energy(self, c: Tensor) -> Tensor:
+        """Energies ``(chains, R)`` of ``R`` candidate values per chain, in one model run.
+
+        ``c`` is ``(chains, R, D)``, each candidate a packed latent flattened to ``D``
+        coordinates (kernel space); the candidates run in an extra outermost plate. This is the
+        ``energy`` of the :class:`~conceptebm.infer.optimize.ConceptProblem` that
+        :func:`~conceptebm.infer.pyro.pyro_map` solves.
+        """
+        if c.dim() != 3 or c.shape[0] != self.chains:
+            raise ValueError(f"c must have shape ({self.chains}, R, D) for {self.chains} chains, "
+                             f"got {tuple(c.shape)}")
+        b, r = c.shape[:2]
+        z = c.transpose(0, 1).reshape(r, b, *self.initial.shape[1:])  # (R, chains, *rest)
+        e = self.energy_of(self.unpack(z, lead=1), restarts=r)  # (R, chains)
+        return e.transpose(0, 1)  # (chains, R)
+
     def _per_chain(self, name: str, lp, keep: int) -> Tensor:
         """Sum a plate-shaped log-prob to ``(*restarts, chains)``; global terms split evenly."""
         n = self.max_plate_nesting + keep
