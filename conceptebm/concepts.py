@@ -7,6 +7,12 @@ and inference (bounds and grids), so the meaning of a label can never be lost.
   ``[low, high]`` per coordinate;
 * categorical concepts (color, shape, ...) are one-hot vectors over ``values`` (names).
 
+A concept is declared once (the scene concepts in :func:`conceptebm.datasets.scene_concepts`,
+a user's in their data) and everything downstream follows from the declaration, never from
+its name: evaluation scores a categorical concept by accuracy, a continuous one by mean
+absolute error and, when it has :attr:`Concept.accuracy_tolerances`, by the share of values
+within each tolerance (Euclidean distance over its coordinates).
+
 Example:
     >>> color = Concept.categorical("color", ["red", "green", "blue"])
     >>> color.encode("green")
@@ -14,6 +20,10 @@ Example:
     >>> pos = Concept.continuous("position", dim=2, low=-1.0, high=1.0)
     >>> pos.encode((0.3, -0.2))
     tensor([ 0.3000, -0.2000])
+    >>> pos.accuracy_tolerances   # 2-d default: 20% and 7.5% of the range
+    (0.4, 0.15)
+    >>> Concept.continuous("size", low=0.2, high=0.4).accuracy_tolerances   # 1-d: MAE only
+    ()
 """
 
 from __future__ import annotations
@@ -24,7 +34,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-__all__ = ["Concept"]
+__all__ = ["Concept", "DEFAULT_TOLERANCE_FRACTIONS"]
+
+#: Accuracy tolerances of a continuous concept of 2 or more coordinates that declares none,
+#: as fractions of its range: the paper's position tolerance (0.4 on [-1, 1], section 4.2)
+#: and a stricter one (0.15). A 1-d concept declares its tolerances or is scored by MAE only.
+DEFAULT_TOLERANCE_FRACTIONS = (0.2, 0.075)
 
 
 @dataclass(frozen=True)
@@ -37,6 +52,10 @@ class Concept:
         dim: width of the encoded vector (coordinates, or number of categories).
         low, high: per-coordinate range of a continuous concept.
         values: category names of a categorical concept, in one-hot order.
+        tolerances: Euclidean distances within which a value of a continuous concept counts
+            as correct, the main one first (``None``: :attr:`accuracy_tolerances` decides).
+            Evaluation metadata, not part of the value space: two concepts that differ only
+            in tolerances compare equal.
     """
 
     name: str
@@ -45,6 +64,7 @@ class Concept:
     low: float = -1.0
     high: float = 1.0
     values: tuple[str, ...] = field(default_factory=tuple)
+    tolerances: tuple[float, ...] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in ("continuous", "categorical"):
@@ -62,11 +82,25 @@ class Concept:
             raise ValueError(
                 f"Concept {self.name!r}: {len(self.values)} value names for dim={self.dim}"
             )
+        if self.tolerances is not None:
+            self._check_tolerances()
+
+    def _check_tolerances(self) -> None:
+        tols = tuple(float(t) for t in self.tolerances)
+        if self.kind == "categorical" and tols:
+            raise ValueError(f"Concept {self.name!r}: a categorical concept has no tolerances "
+                             f"(it is scored by accuracy), got tolerances={tols}")
+        if any(not 0 < t < float("inf") for t in tols):
+            raise ValueError(f"Concept {self.name!r}: tolerances must be finite and > 0, got "
+                             f"{tols}; pass e.g. tolerances=(0.4,)")
+        object.__setattr__(self, "tolerances", tols)
 
     # ----------------------------------------------------------------------------- builders
     @classmethod
-    def continuous(cls, name: str, dim: int = 1, low: float = -1.0, high: float = 1.0) -> Concept:
-        return cls(name=name, kind="continuous", dim=dim, low=float(low), high=float(high))
+    def continuous(cls, name: str, dim: int = 1, low: float = -1.0, high: float = 1.0, *,
+                   tolerances: Sequence[float] | None = None) -> Concept:
+        return cls(name=name, kind="continuous", dim=dim, low=float(low), high=float(high),
+                   tolerances=None if tolerances is None else tuple(tolerances))
 
     @classmethod
     def categorical(cls, name: str, values: Sequence[str]) -> Concept:
@@ -79,14 +113,35 @@ class Concept:
     def is_categorical(self) -> bool:
         return self.kind == "categorical"
 
+    @property
+    def accuracy_tolerances(self) -> tuple[float, ...]:
+        """The tolerances evaluation reports accuracies at, the main one first: the declared
+        :attr:`tolerances`, else for a continuous concept of 2 or more coordinates
+        :data:`DEFAULT_TOLERANCE_FRACTIONS` of its range, else none."""
+        if self.tolerances is not None:
+            return self.tolerances
+        return self._default_tolerances()
+
+    def _default_tolerances(self) -> tuple[float, ...]:
+        if self.is_categorical or self.dim < 2:
+            return ()
+        return tuple(f * (self.high - self.low) for f in DEFAULT_TOLERANCE_FRACTIONS)
+
     def to_dict(self) -> dict:
-        return {"name": self.name, "kind": self.kind, "dim": self.dim, "low": self.low,
-                "high": self.high, "values": list(self.values)}
+        """JSON-ready fields; ``tolerances`` only when they differ from the default, so the
+        records of concepts on default tolerances (every checkpoint so far) stay the same."""
+        d = {"name": self.name, "kind": self.kind, "dim": self.dim, "low": self.low,
+             "high": self.high, "values": list(self.values)}
+        if self.tolerances is not None and self.tolerances != self._default_tolerances():
+            d["tolerances"] = list(self.tolerances)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> Concept:
+        tols = d.get("tolerances")
         return cls(name=d["name"], kind=d["kind"], dim=int(d["dim"]), low=float(d["low"]),
-                   high=float(d["high"]), values=tuple(d.get("values", ())))
+                   high=float(d["high"]), values=tuple(d.get("values", ())),
+                   tolerances=None if tols is None else tuple(tols))
 
     # ----------------------------------------------------------------------------- encoding
     def index(self, value: str) -> int:

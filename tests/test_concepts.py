@@ -101,3 +101,39 @@ def test_dict_round_trip_and_format():
         assert Concept.from_dict(concept.to_dict()) == concept
     assert COLOR.format(COLOR.encode("green")) == "'green'"
     assert POS.format(POS.encode((0.3, -0.2))) == "0.3,-0.2"
+
+
+def test_accuracy_tolerances_follow_the_declaration_not_the_name():
+    # undeclared: a 2-d concept gets the paper's tolerances scaled to its range, a 1-d none
+    assert POS.accuracy_tolerances == (0.4, 0.15)
+    wide = Concept.continuous("where", dim=2, low=0.0, high=10.0)
+    assert wide.accuracy_tolerances == pytest.approx((2.0, 0.75))
+    assert Concept.continuous("size", low=0.2, high=0.4).accuracy_tolerances == ()
+    assert COLOR.accuracy_tolerances == ()
+    # declared: any name, any dimension
+    angle = Concept.continuous("angle", dim=1, low=0.0, high=360.0, tolerances=(10, 5))
+    assert angle.accuracy_tolerances == (10.0, 5.0)
+    # tolerances are evaluation metadata: equality and old records are unchanged
+    assert Concept.continuous("position", dim=2, tolerances=(0.4, 0.15)) == POS
+    assert "tolerances" not in Concept.continuous("position", dim=2,
+                                                  tolerances=(0.4, 0.15)).to_dict()
+    back = Concept.from_dict(angle.to_dict())
+    assert back == angle and back.accuracy_tolerances == (10.0, 5.0)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(name="c", kind="categorical", dim=1, values=("a",), tolerances=(0.1,)), "categorical"),
+    (dict(name="x", kind="continuous", dim=1, tolerances=(0.0,)), "> 0"),
+    (dict(name="x", kind="continuous", dim=1, tolerances=(float("inf"),)), "finite"),
+])
+def test_bad_tolerances_name_the_concept(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Concept(**kwargs)
+
+
+def test_scene_concepts_declare_the_paper_position_tolerance():
+    from conceptebm.datasets import scene_concepts
+
+    concepts = scene_concepts()
+    assert concepts["position"].tolerances == (0.4, 0.15)
+    assert concepts["size"].accuracy_tolerances == ()

@@ -25,7 +25,13 @@ from torch.utils.data import Dataset
 from conceptebm.concepts import Concept
 from conceptebm.datasets.renderer import render
 from conceptebm.datasets.sampling import SceneSpec, item_uniforms, name_salt, sample_scenes
-from conceptebm.datasets.scene import PALETTE, POSITION_RANGE, SHAPES, Scene
+from conceptebm.datasets.scene import (
+    PALETTE,
+    POSITION_RANGE,
+    POSITION_TOLERANCES,
+    SHAPES,
+    Scene,
+)
 
 __all__ = ["SceneDataset", "MultiViewDataset", "scene_concepts", "LABEL_DOCS"]
 
@@ -41,10 +47,19 @@ LABEL_DOCS = {
 
 
 def scene_concepts(size_range=(0.25, 0.45)) -> dict[str, Concept]:
-    """The :class:`Concept` of each object label of the scene datasets."""
+    """The :class:`Concept` of each object label of the scene datasets: the one place they
+    are declared (evaluation scores each by its declaration: ``position`` by distance within
+    :data:`~conceptebm.datasets.scene.POSITION_TOLERANCES` and MAE, ``size`` by MAE,
+    ``color`` and ``shape`` by accuracy).
+
+    Example:
+        >>> c = scene_concepts()
+        >>> c["position"].accuracy_tolerances, c["size"].accuracy_tolerances, c["shape"].values
+        ((0.4, 0.15), (), ('sphere', 'cube', 'cylinder'))
+    """
     return {
         "position": Concept.continuous("position", dim=2, low=POSITION_RANGE[0],
-                                       high=POSITION_RANGE[1]),
+                                       high=POSITION_RANGE[1], tolerances=POSITION_TOLERANCES),
         "size": Concept.continuous("size", dim=1, low=size_range[0], high=size_range[1]),
         "color": Concept.categorical("color", list(PALETTE)),
         "shape": Concept.categorical("shape", SHAPES),

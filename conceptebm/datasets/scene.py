@@ -35,7 +35,8 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "PALETTE", "SHAPES", "SIZE_RANGE", "POSITION_RANGE", "DEFAULT_VIEW", "DEFAULT_LIGHT",
+    "PALETTE", "SHAPES", "SIZE_RANGE", "POSITION_RANGE", "POSITION_TOLERANCES",
+    "DEFAULT_VIEW", "DEFAULT_LIGHT",
     "GROUND_RGB", "SKY_RGB", "Scene", "camera_frame", "project", "project_with_depth", "direction",
     "palette_tensor",
 ]
@@ -55,6 +56,9 @@ PALETTE: dict[str, tuple[float, float, float]] = {
 SHAPES: tuple[str, ...] = ("sphere", "cube", "cylinder")
 SIZE_RANGE = (0.25, 0.45)  # object size s (radius / half-edge), world units
 POSITION_RANGE = (-1.0, 1.0)  # labelled (x, y), each coordinate
+# A generated position is correct within Euclidean distance 0.4 (the paper's tolerance,
+# section 4.2: ~20% of the scene width); we also report a stricter 0.15.
+POSITION_TOLERANCES = (0.4, 0.15)
 
 # Default camera: straight from the -y side, 60 degrees above the ground. At 32x32 it shows all
 # of [-1.45, 1.45]^2 (positions plus the largest object) and an object 2s wide covers about

@@ -3,7 +3,8 @@
 ``load_judges()`` gives the shipped multi-head judge for 32x32 "general" scenes;
 ``judge.predict(images)`` reads position, size, colour and shape off a batch;
 ``score_generations(judge, images, targets)`` turns that into accuracies and errors with
-standard errors.
+standard errors (the metrics follow each concept's declaration: :func:`metric_names`);
+``generation_quality`` / ``inference_quality`` score a concept EBM (:mod:`.quality`).
 
 Example:
     >>> import torch
@@ -25,13 +26,23 @@ from conceptebm.evaluate.metrics import (
     Metric,
     binomial_metric,
     class_accuracy,
+    euclidean_distance,
     mean_absolute_error,
     mean_metric,
+    metric_names,
     object_present,
     position_accuracy,
     position_distance,
     score_generations,
     score_predictions,
+)
+from conceptebm.evaluate.quality import (
+    DEFAULT_SAMPLER,
+    generate,
+    generation_quality,
+    inference_quality,
+    sampler_settings,
+    selection_score,
 )
 
 __all__ = [
@@ -49,6 +60,8 @@ __all__ = [
     "mean_metric",
     "position_accuracy",
     "position_distance",
+    "euclidean_distance",
+    "metric_names",
     "mean_absolute_error",
     "class_accuracy",
     "score_predictions",
@@ -59,4 +72,10 @@ __all__ = [
     "augment",
     "add_pixel_noise",
     "gaussian_blur",
+    "DEFAULT_SAMPLER",
+    "generate",
+    "generation_quality",
+    "inference_quality",
+    "sampler_settings",
+    "selection_score",
 ]

@@ -8,11 +8,13 @@ Every metric is a mean over ``n`` independent samples and comes back as a :class
 * errors (a mean of per-sample errors) use ``sd / sqrt(n)`` with the sample standard deviation
   (``n - 1`` in the denominator; 0 when ``n == 1``).
 
-Position accuracy follows the paper: a generation is correct when the judged position lies
-within a tolerance of the conditioned one. We measure that distance with the **Euclidean (L2)
-norm** on the ``[-1, 1]^2`` scale; the paper's tolerance is 0.4 and we also report a stricter
-0.15. Position "mean absolute error" is the mean over samples and both coordinates of
-``|predicted - target|``.
+Which metrics a concept gets follows from its declaration (a
+:class:`~conceptebm.concepts.Concept`), never from its name: a categorical concept is scored by
+accuracy; a continuous one by mean absolute error (over samples and coordinates of
+``|predicted - target|``) and, at each of its ``accuracy_tolerances``, by the share of values
+whose **Euclidean (L2)** distance to the conditioned one is below it. Position accuracy thus
+follows the paper: the scene's position concept declares the paper's tolerance 0.4 on the
+``[-1, 1]^2`` scale and a stricter 0.15 (:data:`~conceptebm.datasets.scene.POSITION_TOLERANCES`).
 
 Example:
     >>> import torch
@@ -32,6 +34,7 @@ import torch
 from torch import Tensor
 
 from conceptebm.concepts import Concept
+from conceptebm.datasets.scene import POSITION_TOLERANCES
 
 __all__ = [
     "Metric",
@@ -41,6 +44,8 @@ __all__ = [
     "mean_metric",
     "position_accuracy",
     "position_distance",
+    "euclidean_distance",
+    "metric_names",
     "mean_absolute_error",
     "class_accuracy",
     "score_predictions",
@@ -48,8 +53,9 @@ __all__ = [
     "object_present",
 ]
 
-PAPER_POSITION_TOL = 0.4  # the paper's "correct position" tolerance (section 4.2)
-STRICT_POSITION_TOL = 0.15  # a stricter tolerance we add: 0.4 is ~20% of the scene width
+#: The paper's "correct position" tolerance (section 4.2) and a stricter one we add, as the
+#: scene's position concept declares them (:func:`conceptebm.datasets.scene_concepts`).
+PAPER_POSITION_TOL, STRICT_POSITION_TOL = POSITION_TOLERANCES
 
 
 class Metric(NamedTuple):
@@ -107,6 +113,13 @@ def _pair(pred: Tensor, target: Tensor, name: str, width: int | None = None) -> 
     if width is not None and (pred.dim() != 2 or pred.shape[1] != width):
         raise ValueError(f"{name} expects shape (n, {width}), got {tuple(pred.shape)}")
     return pred.double(), target.to(pred.device).double()
+
+
+def euclidean_distance(pred: Tensor, target: Tensor) -> Tensor:
+    """Per-sample Euclidean distance ``(n,)`` between ``(n, d)`` values (``(n,)``: d = 1)."""
+    pred, target = _pair(pred, target, "euclidean_distance")
+    diff = pred - target
+    return diff.reshape(diff.shape[0], -1).norm(dim=1)  # (n,)
 
 
 def position_distance(pred: Tensor, target: Tensor) -> Tensor:
@@ -191,9 +204,27 @@ def _target_tensor(concept: Concept, value, n: int, device) -> Tensor:
     return t.expand(n, concept.dim) if t.dim() == 1 else t
 
 
+def metric_names(concept: Concept) -> list[str]:
+    """The metrics :func:`score_predictions` reports for ``concept``, main one first.
+
+    Example:
+        >>> from conceptebm.datasets import scene_concepts
+        >>> for concept in scene_concepts().values():
+        ...     print(concept.name, metric_names(concept))
+        position ['position_acc', 'position_acc_0.15', 'position_mae']
+        size ['size_mae']
+        color ['color_acc']
+        shape ['shape_acc']
+    """
+    if concept.is_categorical:
+        return [f"{concept.name}_acc"]
+    tols = concept.accuracy_tolerances
+    return ([f"{concept.name}_acc"] * bool(tols)
+            + [f"{concept.name}_acc_{t:g}" for t in tols[1:]] + [f"{concept.name}_mae"])
+
+
 def score_predictions(predictions: Mapping[str, Tensor], targets: Mapping,
                       concepts: Mapping[str, Concept], *,
-                      position_tols=(PAPER_POSITION_TOL, STRICT_POSITION_TOL),
                       present: Tensor | None = None) -> dict:
     """Score judged ``predictions`` against the ``targets`` the images were conditioned on.
 
@@ -203,15 +234,17 @@ def score_predictions(predictions: Mapping[str, Tensor], targets: Mapping,
         targets: concept name -> conditioned value, for the concepts to score: one value for
             all images (``"red"``, ``(0.3, -0.2)``) or one per image (``(n,)`` indices,
             ``(n, dim)`` floats).
-        concepts: the :class:`Concept` of each name (``judge.concepts``).
+        concepts: the :class:`Concept` of each name (``judge.concepts``): its declaration
+            decides the metrics (:func:`metric_names`).
         present: optional ``(n,)`` bool (:func:`object_present`): images without an object
             count as wrong in every accuracy (errors are averaged over all images as judged),
             and ``object_rate`` is reported.
 
     Returns:
-        ``{metric name: Metric}``: ``position_acc`` (tol 0.4), ``position_acc_0.15``,
-        ``position_mae`` for a concept named ``position``; ``<name>_acc`` for categorical
-        concepts; ``<name>_mae`` for other continuous ones; ``object_rate`` with ``present``.
+        ``{metric name: Metric}``: ``<name>_acc`` for a categorical concept; for a continuous
+        one ``<name>_acc`` (Euclidean distance below its first accuracy tolerance),
+        ``<name>_acc_<tol>`` for each further tolerance, and ``<name>_mae``;
+        ``object_rate`` with ``present``.
     """
     out: dict[str, Metric] = {}
     if present is not None:
@@ -229,15 +262,15 @@ def score_predictions(predictions: Mapping[str, Tensor], targets: Mapping,
                 pred = torch.where(present.to(pred.device), pred, torch.full_like(pred, -1))
             out[f"{name}_acc"] = class_accuracy(pred, target)
             continue
-        if name == "position":
-            for i, tol in enumerate(position_tols):
-                key = "position_acc" if i == 0 and tol == PAPER_POSITION_TOL else (
-                    f"position_acc_{tol:g}")
-                hit = position_distance(pred, target) < tol
+        names = metric_names(concept)
+        if concept.accuracy_tolerances:
+            dist = euclidean_distance(pred, target)  # (n,)
+            for key, tol in zip(names, concept.accuracy_tolerances, strict=False):
+                hit = dist < tol
                 if present is not None:
                     hit = hit & present.to(hit.device)
                 out[key] = binomial_metric(hit)
-        out[f"{name}_mae"] = mean_absolute_error(pred, target)
+        out[names[-1]] = mean_absolute_error(pred, target)
     return out
 
 

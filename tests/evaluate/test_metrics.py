@@ -12,6 +12,7 @@ from conceptebm.evaluate.metrics import (
     class_accuracy,
     mean_absolute_error,
     mean_metric,
+    metric_names,
     position_accuracy,
     score_predictions,
 )
@@ -132,3 +133,26 @@ def test_blank_generations_count_as_wrong():
     assert m["object_rate"].value == 0.5
     assert m["position_mae"].value == 0.0  # errors stay as judged
     assert score_predictions(pred, targets, concepts)["shape_acc"].value == 1.0
+
+
+def test_metrics_follow_kind_dimension_and_tolerances_not_names():
+    # a 1-d concept named like nothing the package knows, with declared tolerances, and a
+    # 2-d one on the default tolerances: the same rules as position and size
+    angle = Concept.continuous("angle", dim=1, low=0.0, high=1.0, tolerances=(0.25,))
+    where = Concept.continuous("where", dim=2, low=0.0, high=10.0)  # tolerances 2, 0.75
+    concepts = {"angle": angle, "where": where}
+    assert metric_names(angle) == ["angle_acc", "angle_mae"]
+    assert metric_names(where) == ["where_acc", "where_acc_0.75", "where_mae"]
+    pred = {"angle": torch.tensor([[0.1], [0.5]]), "where": torch.tensor([[1.0, 1.0],
+                                                                           [5.0, 5.0]])}
+    targets = {"angle": torch.tensor([[0.0], [0.0]]), "where": torch.tensor([[1.0, 2.0],
+                                                                              [5.0, 5.5]])}
+    m = score_predictions(pred, targets, concepts)
+    assert list(m) == ["angle_acc", "angle_mae", "where_acc", "where_acc_0.75", "where_mae"]
+    assert m["angle_acc"].value == 0.5 and m["angle_mae"].value == pytest.approx(0.3)
+    assert m["where_acc"].value == 1.0 and m["where_acc_0.75"].value == 0.5
+    # a renamed position concept is scored exactly like position
+    renamed = {"pos": Concept.continuous("pos", dim=2)}
+    a = score_predictions({"pos": PRED_POS}, {"pos": (0.0, 0.0)}, renamed)
+    b = score_predictions({"position": PRED_POS}, {"position": (0.0, 0.0)}, CONCEPTS)
+    assert [m.value for m in a.values()] == [m.value for m in b.values()]

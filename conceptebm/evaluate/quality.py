@@ -1,0 +1,160 @@
+"""How good is a trained concept EBM? Judge its generations; infer concepts with it.
+
+* :func:`generate`: images from fresh noise with the engine's Langevin sampler
+  (:func:`conceptebm.infer.langevin`) under :class:`~conceptebm.infer.settings.SamplerSettings`.
+* :func:`generation_quality`: generate one image per target concept value and score what the
+  judges read off them (:func:`~conceptebm.evaluate.metrics.score_predictions`: the metrics
+  follow from each concept's kind, dimension and declared tolerances, with standard errors).
+* :func:`inference_quality`: MAP concept inference on real images with the EBM as the
+  energy of c (grid, then Adam refinement; enumeration for categories), scored the same way.
+* :func:`selection_score`: one "higher is better" number per concept, used to keep the best
+  checkpoint (training is not monotonic: ``cpu-prototype.md``, run F).
+
+Example:
+    >>> from conceptebm.concepts import Concept
+    >>> from conceptebm.evaluate.metrics import Metric
+    >>> selection_score({"color_acc": Metric(0.9, 0.03)},
+    ...                 Concept.categorical("color", ["red", "green"]))
+    0.9
+    >>> selection_score({"size_mae": Metric(0.01, 0.001)}, Concept.continuous("size", 1, 0.2, 0.4))
+    0.95
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from conceptebm.concepts import Concept
+from conceptebm.energies import And, ConditionalEnergy, Energy
+from conceptebm.evaluate.metrics import Metric, object_present, score_predictions
+from conceptebm.infer import initial_samples, langevin
+from conceptebm.infer.settings import DEFAULT, SamplerSettings
+
+__all__ = ["DEFAULT_SAMPLER", "generate", "generation_quality", "inference_quality",
+           "selection_score", "sampler_settings"]
+
+#: Test-time sampler as a plain dict (the form older code passes around); the one definition
+#: is :data:`conceptebm.infer.settings.DEFAULT` (40 steps, step 100, noise 0.005, "smooth").
+DEFAULT_SAMPLER = {k: v for k, v in DEFAULT.kwargs().items() if k != "bounds"}
+
+
+def sampler_settings(sampler: Mapping | None) -> SamplerSettings:
+    """``sampler`` as :class:`SamplerSettings`: ``None`` is the default, a dict of langevin
+    keywords fills the missing ones from the default."""
+    if sampler is None:
+        return DEFAULT
+    if isinstance(sampler, SamplerSettings):
+        return sampler
+    return SamplerSettings.from_dict(dict(sampler))
+
+
+def _bind(net: ConditionalEnergy, c: Tensor, frozen: Sequence[ConditionalEnergy]) -> Energy:
+    """``net`` bound to ``c``'s first columns, AND the ``frozen`` energies bound to the rest."""
+    dims = [e.concept.dim for e in (net, *frozen)]
+    if c.shape[-1] != sum(dims):
+        raise ValueError(f"labels of width {c.shape[-1]} do not fit the energies' concept "
+                         f"dims {dims}")
+    parts = torch.split(c, dims, dim=-1)
+    bound = [e.given(ci) for e, ci in zip((net, *frozen), parts, strict=True)]
+    return bound[0] if len(bound) == 1 else And(*bound)
+
+
+def generate(net: ConditionalEnergy, c: Tensor, sampler: Mapping | None = None, *,
+             frozen: Sequence[ConditionalEnergy] = (), generator=None) -> Tensor:
+    """Images ``(B, C, H, W)`` in the settings' bounds sampled from ``E(x | c)`` from fresh
+    noise; ``c`` is ``(B, L)`` (with the ``frozen`` energies' encodings concatenated).
+
+    Example:
+        >>> from conceptebm.energies.nets import ConvEnergyNet
+        >>> net = ConvEnergyNet(Concept.continuous("position", dim=2), image_size=16, width=4)
+        >>> x = generate(net, torch.zeros(3, 2), {"num_steps": 2})
+        >>> x.shape, bool(((x >= 0) & (x <= 1)).all())
+        (torch.Size([3, 3, 16, 16]), True)
+    """
+    s = sampler_settings(sampler)
+    shape = (c.shape[0], getattr(net, "channels", 3), net.image_size, net.image_size)
+    x0 = initial_samples(shape, init=s.init, bounds=s.bounds, generator=generator,
+                         device=c.device)  # (B, C, H, W)
+    energy = _bind(net, c.to(x0), frozen)
+    return langevin(energy, x0, num_steps=s.num_steps, step_size=s.step_size,
+                    noise_scale=s.noise_scale, bounds=s.bounds, generator=generator)
+
+
+def generation_quality(net: ConditionalEnergy, judge, targets, *, sampler: Mapping | None = None,
+                       generator=None, chunk: int = 250, frozen: Sequence = (),
+                       frozen_c: Tensor | None = None, return_images: bool = False):
+    """Generate for each target value and score the judge's reading of the images.
+
+    Args:
+        net: the conditional energy; ``net.concept.name`` must be a concept the judge reads.
+        judge: has ``predict(images) -> {name: prediction}`` and ``concepts`` (the concept
+            declarations the scores follow: kind, dimension, tolerances).
+        targets: raw labels as a dataset gives them, ``(n, dim)`` floats or ``(n,)`` indices.
+        sampler: :class:`SamplerSettings` or a dict of its fields (default
+            :data:`conceptebm.infer.settings.DEFAULT`).
+        frozen, frozen_c: extra (frozen) energies and their ``(n, L')`` encodings, ANDed in.
+    Returns:
+        ``{metric name: Metric}`` (and the images if ``return_images``), with
+        ``object_rate``: the share of generations that show an object at all
+        (:func:`~conceptebm.evaluate.object_present`); accuracies count blank ones as wrong.
+    """
+    concept = net.concept
+    if concept.name not in judge.concepts:
+        raise ValueError(f"the judge reads {sorted(judge.concepts)}, not {concept.name!r}")
+    settings = sampler_settings(sampler)
+    device = next(net.parameters()).device
+    c = concept.encode(targets, device=device)  # (n, L)
+    if c.dim() == 1:
+        c = c[None]
+    if frozen_c is not None:
+        c = torch.cat([c, frozen_c.to(c)], dim=1)
+    images = [generate(net, c[s:s + chunk], settings, frozen=frozen, generator=generator)
+              for s in range(0, c.shape[0], chunk)]
+    images = torch.cat(images)  # (n, C, H, W)
+    with torch.no_grad():
+        pred = judge.predict(images)
+    # a blank generation is a failure, whatever the judges read off it
+    metrics = score_predictions(pred, {concept.name: targets}, judge.concepts,
+                                present=object_present(images))
+    return (metrics, images) if return_images else metrics
+
+
+def inference_quality(net: ConditionalEnergy, images: Tensor, targets, *, grid: int = 17,
+                      steps: int = 60, chunk: int = 4096,
+                      concept: Concept | None = None) -> dict[str, Metric]:
+    """MAP inference of ``net.concept`` on real ``images (n, C, H, W)`` against ``targets``.
+
+    Continuous concepts: :func:`~conceptebm.infer.map_estimate` from the best point of a
+    ``grid``-per-coordinate grid (at most 101 for a 1-d concept), refined with ``steps``
+    projected Adam steps. Categorical: exact enumeration
+    (:func:`~conceptebm.infer.map_categorical`). The estimates are scored by
+    :func:`~conceptebm.evaluate.metrics.score_predictions` against ``concept`` (default
+    ``net.concept``; pass the dataset's declaration to score with its tolerances):
+    ``{"<name>_mae": ...}`` plus accuracies within tolerance, or ``{"<name>_acc": ...}``.
+    """
+    from conceptebm.infer import concept_energy, map_categorical, map_estimate
+
+    concept = net.concept if concept is None else concept
+    if concept.name != net.concept.name:
+        raise ValueError(f"concept {concept.name!r} is not the net's concept "
+                         f"{net.concept.name!r}; pass the declaration of {net.concept.name!r}")
+    if concept.is_categorical:
+        with torch.no_grad():
+            pred = map_categorical(net, images, chunk_size=chunk).index  # (n,)
+    else:
+        grid = min(grid, 101) if concept.dim == 1 else grid
+        res = map_estimate(concept_energy(net, images), grid=grid, steps=steps,
+                           chunk_size=chunk)
+        pred = res.c.detach()  # (n, dim)
+    return score_predictions({concept.name: pred}, {concept.name: targets},
+                             {concept.name: concept})
+
+
+def selection_score(metrics: Mapping[str, Metric], concept: Concept) -> float:
+    """Higher is better: class accuracy, or ``1 - MAE / range`` for continuous concepts."""
+    if concept.is_categorical:
+        return float(metrics[f"{concept.name}_acc"].value)
+    return 1.0 - float(metrics[f"{concept.name}_mae"].value) / (concept.high - concept.low)
