@@ -34,6 +34,7 @@ from conceptebm.datasets.user import (
     load_images,
     parse_columns,
     read_concepts,
+    save_folder,
     save_npz,
     split_holdout,
 )
@@ -42,5 +43,5 @@ __all__ = [
     "make_dataset", "DATASETS", "SceneDataset", "MultiViewDataset", "SceneSpec", "Scene",
     "render", "project", "scene_concepts", "LABEL_DOCS", "PALETTE", "SHAPES", "SIZE_RANGE",
     "DEFAULT_VIEW", "DEFAULT_LIGHT", "LabelledImages", "load_images", "save_npz",
-    "split_holdout", "parse_columns", "read_concepts", "infer_concept",
+    "save_folder", "split_holdout", "parse_columns", "read_concepts", "infer_concept",
 ]

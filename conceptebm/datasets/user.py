@@ -49,7 +49,8 @@ from conceptebm.concepts import Concept
 from conceptebm.datasets.dataset import _as_indices, scene_concepts
 from conceptebm.datasets.scene import PALETTE, SHAPES
 
-__all__ = ["LabelledImages", "load_images", "save_npz", "split_holdout", "parse_columns",
+__all__ = ["LabelledImages", "load_images", "save_npz", "save_folder", "split_holdout",
+           "parse_columns",
            "read_concepts", "infer_concept", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -630,3 +631,55 @@ def save_npz(dataset, path, indices=None, *, concepts: dict[str, Concept] | None
     path = Path(path)
     np.savez_compressed(path, **arrays)
     return path
+
+
+def _columns_of(name: str, concept: Concept) -> list[str]:
+    if concept.is_categorical or concept.dim == 1:
+        return [name]
+    axes = "xyz" if concept.dim <= 3 else None
+    return [f"{name}_{axes[i] if axes else i}" for i in range(concept.dim)]
+
+
+def save_folder(images: Tensor, labels: Mapping[str, Tensor], concepts: Mapping[str, Concept],
+                folder, *, prefix: str = "img", start: int = 0, append: bool = False) -> Path:
+    """Write ``images (n, 3, H, W)`` in [0, 1] as ``folder/{prefix}_{i:05d}.png`` with a
+    ``labels.csv`` in :func:`load_images`' own layout (names for categories, ``name_x,
+    name_y`` for 2-D values) and a ``concepts.json`` for concepts that are not the built-in
+    scene ones, so ``load_images(folder)`` reads back the same labels. Labels without a
+    concept are left out. ``append`` adds rows to an existing ``labels.csv`` (chunked writes).
+
+    >>> import tempfile
+    >>> size = Concept.continuous("size", 1, 0.25, 0.45)
+    >>> folder = save_folder(torch.rand(2, 3, 8, 8), {"size": torch.tensor([[0.3], [0.4]])},
+    ...                      {"size": size}, tempfile.mkdtemp())
+    >>> [round(v, 3) for v in load_images(folder).labels["size"][:, 0].tolist()]
+    [0.3, 0.4]
+    """
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [k for k in labels if k in concepts]
+    header = ["file"] + [c for k in names for c in _columns_of(k, concepts[k])]
+    builtin = scene_concepts()
+    own = {k: concepts[k].to_dict() for k in names if builtin.get(k) != concepts[k]}
+    if own and not append:
+        (folder / "concepts.json").write_text(json.dumps(own, indent=1))
+    arr = (images.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+    arr = arr.permute(0, 2, 3, 1).numpy()  # (n, H, W, 3)
+    csv_path = folder / "labels.csv"
+    new = not (append and csv_path.is_file())
+    with open(csv_path, "w" if new else "a", newline="") as fh:
+        w = csv.writer(fh)
+        if new:
+            w.writerow(header)
+        for j in range(arr.shape[0]):
+            name = f"{prefix}_{start + j:05d}.png"
+            Image.fromarray(np.ascontiguousarray(arr[j])).save(folder / name)
+            row = [name]
+            for k in names:
+                c, v = concepts[k], torch.as_tensor(labels[k][j])
+                row += ([c.values[int(v)]] if c.is_categorical
+                        else [f"{float(t):.6g}" for t in v.reshape(-1)])
+            w.writerow(row)
+    return folder
