@@ -136,7 +136,9 @@ def init_state(energy_fn, x: Tensor, *, evaluate: bool = True) -> LangevinState:
 
 
 def _chain_norm(g: Tensor) -> Tensor:
-    norm = g.flatten(1).norm(dim=1)  # (chains,)
+    # linalg.vector_norm, not Tensor.norm: the latter goes through torch.functional.norm's
+    # Python argument handling (~0.04 ms a call, 3% of a 50-step run in engine_overhead.py).
+    norm = torch.linalg.vector_norm(g.flatten(1), dim=1)  # (chains,)
     over = torch.isinf(norm)
     if over.any():
         # Finite entries whose squares overflow (|g| > ~1e19 in float32) give an inf norm,
