@@ -28,9 +28,9 @@ from torch import Tensor
 
 from conceptebm.concepts import Concept
 from conceptebm.evaluate.augment import add_pixel_noise
-from conceptebm.evaluate.metrics import Metric, mean_absolute_error, score_predictions
+from conceptebm.evaluate.metrics import Metric
 
-__all__ = ["heldout_map_metrics", "map_predict", "map_score", "judge_free"]
+__all__ = ["heldout_map_metrics", "map_score", "judge_free"]
 
 
 def judge_free(dataset) -> bool:
@@ -40,49 +40,33 @@ def judge_free(dataset) -> bool:
     return isinstance(dataset, LabelledImages)
 
 
-def map_predict(net, images: Tensor, *, grid: int = 17, steps: int = 60,
-                chunk: int = 4096) -> Tensor:
-    """MAP concept values of ``images (n, C, H, W)``: indices ``(n,)`` (categorical, exact
-    enumeration) or values ``(n, dim)`` (grid of ``grid`` points per coordinate, at most
-    ~4096 points in all, then ``steps`` projected Adam steps)."""
-    from conceptebm.infer import concept_energy, map_categorical, map_estimate
-
-    concept: Concept = net.concept
-    with torch.no_grad():
-        if concept.is_categorical:
-            return map_categorical(net, images, chunk_size=chunk).index
-    per_axis = max(2, min(int(grid), int(round(4096 ** (1 / concept.dim)))))
-    res = map_estimate(concept_energy(net, images), grid=per_axis, steps=steps,
-                       chunk_size=chunk)
-    return res.c.detach()  # (n, dim)
-
-
 def heldout_map_metrics(net, images: Tensor, targets, *, grid: int = 17, steps: int = 60,
                         noise_sigma: float = 0.0, seed: int = 0, chunk: int = 4096
                         ) -> dict[str, Metric]:
     """Score MAP inference of ``net.concept`` on ``images`` against ``targets`` (raw labels:
-    ``(n, dim)`` floats or ``(n,)`` indices), after ``N(0, noise_sigma^2)`` pixel noise.
+    ``(n, dim)`` floats or ``(n,)`` indices), after ``N(0, noise_sigma^2)`` pixel noise
+    (seeded, clipped to [0, 1]); the inference is
+    :func:`~conceptebm.evaluate.quality.inference_quality` (grid, then projected Adam).
 
-    Returns ``{"<name>_acc"}`` (categorical), ``{"<name>_mae"}`` (continuous) or, for
-    ``position``, its accuracies within 0.4 / 0.15 and MAE.
+    Returns ``{"<name>_acc"}`` (categorical) or ``{"<name>_mae"}`` (continuous; plus the
+    accuracies within tolerance for ``position``).
     """
+    from conceptebm.evaluate.quality import inference_quality
+
     if noise_sigma < 0:
         raise ValueError(f"noise_sigma must be >= 0, got {noise_sigma}")
-    concept: Concept = net.concept
     if noise_sigma > 0:
         gen = torch.Generator().manual_seed(seed)
         sigma = torch.full((images.shape[0],), float(noise_sigma))
         images = add_pixel_noise(images.cpu(), sigma, generator=gen).to(images.device)
-    pred = map_predict(net, images, grid=grid, steps=steps, chunk=chunk)
-    targets = torch.as_tensor(targets).to(pred.device)
-    if concept.is_categorical or (concept.name == "position" and concept.dim == 2):
-        return score_predictions({concept.name: pred}, {concept.name: targets},
-                                 {concept.name: concept})
-    return {f"{concept.name}_mae": mean_absolute_error(pred, targets.reshape(pred.shape))}
+    if not net.concept.is_categorical and net.concept.dim > 2:  # keep the grid ~4096 points
+        grid = max(2, min(grid, round(4096 ** (1 / net.concept.dim))))
+    return inference_quality(net, images, torch.as_tensor(targets), grid=grid, steps=steps,
+                             chunk=chunk)
 
 
 def map_score(metrics: dict[str, Metric], concept: Concept) -> float:
-    """Higher is better: accuracy, or ``1 - MAE / range`` for continuous concepts."""
-    if concept.is_categorical:
-        return float(metrics[f"{concept.name}_acc"].value)
-    return 1.0 - float(metrics[f"{concept.name}_mae"].value) / (concept.high - concept.low)
+    """Higher is better: accuracy, or ``1 - MAE / range`` (the loop's selection score)."""
+    from conceptebm.evaluate.quality import selection_score
+
+    return selection_score(metrics, concept)
