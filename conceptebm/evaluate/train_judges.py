@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from conceptebm.evaluate.augment import augment
 from conceptebm.evaluate.heldout import heldout_metrics, metrics_to_json
 from conceptebm.evaluate.judge import Judge, JudgeConfig, JudgeNet, to_unit
+from conceptebm.schedules import warmup_cosine
 
 __all__ = ["JudgeTrainConfig", "train_judges"]
 
@@ -74,13 +75,6 @@ class JudgeTrainConfig:
     @property
     def widths(self) -> tuple[int, ...]:
         return (self.width, 2 * self.width, 2 * self.width, 4 * self.width)
-
-
-def _lr_factor(step: int, cfg: JudgeTrainConfig) -> float:
-    if step < cfg.warmup:
-        return (step + 1) / cfg.warmup
-    t = (step - cfg.warmup) / max(1, cfg.iterations - cfg.warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
 
 
 def _loss(net: JudgeNet, images, labels, reg_weight: float) -> tuple[torch.Tensor, dict]:
@@ -173,7 +167,9 @@ def train_judges(cfg: JudgeTrainConfig, *, dataset=None, eval_dataset=None, devi
     net = JudgeNet(net_cfg).to(device, memory_format=torch.channels_last)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
+    sched = torch.optim.lr_scheduler.LambdaLR(  # linear warm-up, then cosine to 0
+        opt, lambda s: warmup_cosine(s, peak=1.0, warmup=cfg.warmup,
+                                     decay_steps=cfg.iterations - cfg.warmup))
 
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     t0 = time.perf_counter()

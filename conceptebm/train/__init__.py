@@ -1,7 +1,8 @@
 """Contrastive-divergence training of concept EBMs (paper eq. 2) and its machinery.
 
 ``train(TrainConfig(...))`` runs the loop (:mod:`~conceptebm.train.loop`); the pieces are
-public for reuse and tests: the loss (:class:`CDObjective`), the replay buffer, checkpoints
+public for reuse and tests: the objective (loss terms composed into :class:`CDObjective` or
+:class:`ContrastiveObjective`, ``TrainConfig.objective``), the replay buffer, checkpoints
 (safetensors + JSON, atomic, resumable), evaluation with the judges, continual learning with
 frozen EBMs, and the DDP helpers. ``conceptebm train`` is the command line
 (:mod:`~conceptebm.cli.train`).
@@ -12,7 +13,6 @@ Example:
     20
 """
 
-from conceptebm.train.buffer import ReplayBuffer
 from conceptebm.checkpoints import (
     Checkpoint,
     CheckpointError,
@@ -21,7 +21,14 @@ from conceptebm.checkpoints import (
     load_energy,
     save_checkpoint,
 )
-from conceptebm.train.config import LABEL_POLICIES, TrainConfig, smoke_config
+from conceptebm.train.buffer import ReplayBuffer
+from conceptebm.train.config import (
+    CONTRASTIVE_RECIPE,
+    LABEL_POLICIES,
+    TrainConfig,
+    make_config,
+    smoke_config,
+)
 from conceptebm.train.continual import freeze, load_frozen
 from conceptebm.train.evaluation import (
     DEFAULT_SAMPLER,
@@ -29,13 +36,22 @@ from conceptebm.train.evaluation import (
     inference_quality,
     selection_score,
 )
-from conceptebm.train.loop import TrainingDiverged, TrainResult, lr_at, train
+from conceptebm.train.loop import TrainingDiverged, TrainResult, lr_at, train, training_seed
 from conceptebm.train.loss import (
-    CDObjective,
     cd_loss,
     concept_contrastive_loss,
     image_contrastive_loss,
+    near_values,
     wrong_concept_values,
+)
+from conceptebm.train.objective import (
+    OBJECTIVES,
+    CDObjective,
+    ContrastiveObjective,
+    LossTerm,
+    Objective,
+    Sum,
+    make_objective,
 )
 from conceptebm.train.sampling import conditioned_energy, fresh_noise, sample_images
 
@@ -43,12 +59,22 @@ __all__ = [
     "train",
     "TrainConfig",
     "smoke_config",
+    "make_config",
+    "CONTRASTIVE_RECIPE",
     "TrainResult",
     "TrainingDiverged",
     "lr_at",
+    "training_seed",
     "LABEL_POLICIES",
     "ReplayBuffer",
     "CDObjective",
+    "ContrastiveObjective",
+    "Objective",
+    "LossTerm",
+    "Sum",
+    "OBJECTIVES",
+    "make_objective",
+    "near_values",
     "cd_loss",
     "concept_contrastive_loss",
     "image_contrastive_loss",

@@ -17,9 +17,11 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["TrainConfig", "smoke_config", "LABEL_POLICIES", "LR_SCHEDULES"]
+__all__ = ["TrainConfig", "make_config", "smoke_config", "LABEL_POLICIES", "LR_SCHEDULES",
+           "OBJECTIVES", "CONTRASTIVE_RECIPE"]
 
 LABEL_POLICIES = ("current", "stored")
+OBJECTIVES = ("cd", "contrastive")  # train/objective.py builds each
 LR_SCHEDULES = ("constant", "cosine")
 SAMPLER_INITS = ("smooth", "uniform")
 DOWNSAMPLES = ("stride", "pool")
@@ -51,7 +53,12 @@ class TrainConfig:
     lr_min_ratio: float = 0.1  # final lr fraction of the cosine schedule
     grad_clip: float | None = None  # global L2 norm limit on parameter gradients
     ema: float | None = 0.999  # EMA decay of the weights used for evaluation (None = off)
-    # ---- loss (eq. 2 plus regularisers) ------------------------------------------------
+    # ---- loss (eq. 2 plus regularisers; train/objective.py) ----------------------------
+    objective: str = "cd"  # "cd": contrastive divergence (eq. 2) with the terms below;
+    #                        "contrastive": the concept-contrastive term (weight
+    #                        contrastive_weight) + l2 on every energy it scores, no sampler, no
+    #                        buffer: an inference-only model; the CLI and make_config start it
+    #                        from CONTRASTIVE_RECIPE (lr 1e-3, betas 0.9, l2 0.01, weight 1, T 1)
     l2: float = 0.1  # lambda * (E+^2 + E-^2) keeps energies near 0 (official: 1.0)
     kl_weight: float = 0.0  # improved-CD KL term through one differentiable sampler step
     contrastive_weight: float = 0.0  # concept-contrastive cross-entropy on real images
@@ -61,6 +68,22 @@ class TrainConfig:
     #                                        images of the batch (ranks images, as generation
     #                                        needs; the term above ranks labels)
     image_negatives: int = 7  # other batch images per label in that term
+    contrastive_near_negatives: int = 0  # extra wrong values per real image drawn NEAR the
+    #                                      true one (continuous concepts): hard negatives that
+    #                                      sharpen the ranking where MAP refinement looks
+    contrastive_near_scale: float = 0.1  # how near: at most this fraction of the range away
+    #                                      (at least a fifth of it)
+    # ---- real-image augmentation (off by default; none moves the object) ---------------
+    augment_noise: float = 0.0  # Gaussian pixel noise, sigma ~ U(0, this) per image
+    augment_blur: float = 0.0  # Gaussian blur on half the images, sigma ~ U(0, this) pixels
+    augment_jitter: float = 0.0  # brightness and contrast x U(1 - j, 1 + j) per image (the same
+    #                              for all channels; changes shading, so not for color/shade)
+    # ---- data schedule -----------------------------------------------------------------
+    n_views: int = 0  # views per scene of the "multiview" dataset (0: its default)
+    curriculum: int = 0  # the first iterations draw from curriculum_dataset instead (easy
+    #                      scenes first: contrastive training on multi-view scenes can sit at
+    #                      chance for a seed-dependent time; 300 default-camera its removed that)
+    curriculum_dataset: str = "position"  # dataset of those first iterations
     # ---- training sampler (Langevin negatives, conceptebm.infer.langevin_step) ---------
     sampler_steps: int = 20  # K Langevin steps per update
     step_size: float = 100.0  # on the raw gradient
@@ -104,7 +127,8 @@ class TrainConfig:
             need(int(getattr(self, name)) == getattr(self, name) and getattr(self, name) >= 1,
                  name, "must be an integer >= 1")
         for name in ("buffer_size", "eval_every", "checkpoint_every", "blocks",
-                     "contrastive_negatives", "snapshot_every", "image_negatives"):
+                     "contrastive_negatives", "snapshot_every", "image_negatives",
+                     "contrastive_near_negatives", "n_views", "curriculum"):
             need(int(getattr(self, name)) == getattr(self, name) and getattr(self, name) >= 0,
                  name, "must be an integer >= 0")
         need(self.log_every >= 1, "log_every", "must be >= 1")
@@ -113,7 +137,7 @@ class TrainConfig:
             need(isinstance(v, (int, float)) and math.isfinite(v) and v > 0, name,
                  "must be a finite number > 0")
         for name in ("l2", "kl_weight", "contrastive_weight", "image_contrastive_weight",
-                     "noise_scale"):
+                     "noise_scale", "augment_noise", "augment_blur", "augment_jitter"):
             v = getattr(self, name)
             need(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0, name,
                  "must be a finite number >= 0")
@@ -122,6 +146,7 @@ class TrainConfig:
         need(0 <= self.reinit_prob <= 1, "reinit_prob", "must lie in [0, 1]")
         need(self.label_policy in LABEL_POLICIES, "label_policy",
              f"must be one of {LABEL_POLICIES}")
+        need(self.objective in OBJECTIVES, "objective", f"must be one of {OBJECTIVES}")
         need(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"must be one of {LR_SCHEDULES}")
         need(0 < self.lr_min_ratio <= 1, "lr_min_ratio", "must lie in (0, 1]")
         need(self.downsample in DOWNSAMPLES, "downsample", f"must be one of {DOWNSAMPLES}")
@@ -134,8 +159,16 @@ class TrainConfig:
              "eval_samples", "and eval_steps must be >= 1 when eval_every > 0")
         need(self.image_contrastive_weight == 0 or self.image_negatives >= 1, "image_negatives",
              "must be >= 1 when image_contrastive_weight > 0")
-        need(self.contrastive_weight == 0 or self.contrastive_negatives >= 1,
-             "contrastive_negatives", "must be >= 1 when contrastive_weight > 0")
+        need(self.contrastive_weight == 0 or
+             self.contrastive_negatives + self.contrastive_near_negatives >= 1,
+             "contrastive_negatives", "(plus contrastive_near_negatives) must be >= 1 when "
+             "contrastive_weight > 0")
+        need(self.objective != "contrastive" or self.contrastive_weight > 0,
+             "contrastive_weight", "must be > 0 under objective 'contrastive' (it is that "
+             "objective's only term; make_config(objective='contrastive') starts from 1)")
+        need(0 < self.contrastive_near_scale <= 1, "contrastive_near_scale",
+             "must lie in (0, 1] (a fraction of the concept's range)")
+        need(self.augment_jitter < 1, "augment_jitter", "must lie in [0, 1)")
 
     @property
     def dataset_name(self) -> str:
@@ -165,10 +198,37 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
+#: The defaults ``objective="contrastive"`` starts from (:func:`make_config`, the CLI): the
+#: recipe that made the shipped ``position_contrastive`` (Adam 1e-3 with beta1 0.9, L2 0.01
+#: on every energy, the true value against 7 uniform wrong ones at temperature 1, no EMA, no
+#: buffer). The best checkpoint is chosen by MAP inference on held-out images (generations
+#: of a contrastive-only model are not images, so judges have nothing to read).
+CONTRASTIVE_RECIPE = {"lr": 1e-3, "betas": (0.9, 0.999), "l2": 0.01, "contrastive_weight": 1.0,
+                      "contrastive_temperature": 1.0, "ema": None, "buffer_size": 0}
+_RECIPES = {"cd": {}, "contrastive": CONTRASTIVE_RECIPE}
+
+
+def make_config(**settings) -> TrainConfig:
+    """A :class:`TrainConfig` whose unset fields take the defaults of its ``objective``
+    (:data:`CONTRASTIVE_RECIPE` for ``"contrastive"``, the field defaults for ``"cd"``).
+
+    Example:
+        >>> make_config(objective="contrastive", iterations=1500).lr
+        0.001
+        >>> make_config(iterations=1500).lr
+        0.0005
+    """
+    objective = settings.get("objective", "cd")
+    if objective not in _RECIPES:
+        raise ValueError(f"TrainConfig.objective must be one of {OBJECTIVES}, got {objective!r}")
+    return TrainConfig(**{**_RECIPES[objective], **settings})
+
+
 def smoke_config(**overrides) -> TrainConfig:
-    """A run that finishes in seconds (tiny net, a few iterations, small batches)."""
+    """A run that finishes in seconds (tiny net, a few iterations, small batches), with the
+    defaults of ``overrides["objective"]`` (:func:`make_config`)."""
     base = dict(image_size=32, width=4, blocks=1, embed_dim=8, dataset_size=256, iterations=6,
                 batch_size=8, sampler_steps=3, buffer_size=64, eval_every=3, eval_samples=8,
                 eval_steps=3, checkpoint_every=3, log_every=1)
-    base.update(overrides)
-    return TrainConfig(**base)
+    recipe = _RECIPES.get(overrides.get("objective", "cd"), {})
+    return make_config(**{**base, **recipe, **overrides})

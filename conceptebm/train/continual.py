@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from conceptebm.energies import ConditionalEnergy
 from conceptebm.checkpoints import load_energy
+from conceptebm.energies import ConditionalEnergy
 
 __all__ = ["load_frozen", "freeze"]
 

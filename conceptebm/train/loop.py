@@ -30,9 +30,6 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from conceptebm.energies.nets import ConvEnergyNet
-from conceptebm.train import distributed as D
-from conceptebm.train.buffer import ReplayBuffer
 from conceptebm.checkpoints import (
     atomic_write_text,
     load_checkpoint,
@@ -40,22 +37,37 @@ from conceptebm.checkpoints import (
     load_state,
     save_checkpoint,
 )
+from conceptebm.energies.nets import ConvEnergyNet
+from conceptebm.schedules import warmup_cosine
+from conceptebm.train import distributed as D
+from conceptebm.train.augment import augment_real
+from conceptebm.train.buffer import ReplayBuffer
 from conceptebm.train.config import TrainConfig
 from conceptebm.train.continual import load_frozen
 from conceptebm.train.evaluation import (
-    DEFAULT_SAMPLER,
     generation_quality,
     inference_quality,
     selection_score,
 )
+from conceptebm.evaluate.heldout_map import judge_free
 from conceptebm.train.logs import CsvLog, plot_training
-from conceptebm.train.loss import CDObjective, wrong_concept_values
-from conceptebm.train.sampling import fresh_noise, sample_images
+from conceptebm.train.loss import wrong_concept_values
+from conceptebm.train.objective import make_objective
+from conceptebm.train.sampling import (
+    eval_settings,
+    fresh_noise,
+    sample_images,
+    split_labels,
+    training_settings,
+)
 from conceptebm.train.state import check_resumable, load_optimizer, optimizer_tensors
 
-__all__ = ["train", "TrainResult", "TrainingDiverged", "lr_at", "EVAL_SEED_OFFSET"]
+__all__ = ["train", "TrainResult", "TrainingDiverged", "lr_at", "training_seed",
+           "EVAL_SEED_OFFSET"]
 
 EVAL_SEED_OFFSET = 1_000_003  # held-out evaluation scenes: another seed than the training data
+RANK_STRIDE = 7919  # training_seed: seed * RANK_STRIDE + rank (one stream per DDP rank)
+RESUME_STRIDE = 104729  # training_seed: a resumed rank > 0 starts a stream of its own
 
 
 class TrainingDiverged(RuntimeError):
@@ -75,12 +87,28 @@ class TrainResult:
 
 
 def lr_at(config: TrainConfig, it: int) -> float:
-    """Learning rate at iteration ``it`` (1-based): constant, or cosine to lr * lr_min_ratio."""
+    """Learning rate at iteration ``it`` (1-based): constant, or a cosine from ``lr`` at the
+    first iteration to ``lr * lr_min_ratio`` at the last
+    (:func:`conceptebm.schedules.warmup_cosine`,
+    the schedule the judges' trainer uses too)."""
     if config.lr_schedule == "constant":
         return config.lr
-    frac = min(max(it - 1, 0) / max(config.iterations - 1, 1), 1.0)
-    floor = config.lr * config.lr_min_ratio
-    return floor + 0.5 * (config.lr - floor) * (1 + math.cos(math.pi * frac))
+    return warmup_cosine(it - 1, peak=config.lr, floor=config.lr * config.lr_min_ratio,
+                         decay_steps=config.iterations - 1)
+
+
+def training_seed(seed: int, rank: int = 0, iteration: int = 0) -> int:
+    """Seed of the training generator (batch indices, chain inits, sampler noise, buffer,
+    negatives) of process ``rank`` starting at ``iteration``.
+
+    Every (seed, rank, iteration) gets its own stream: ``seed * RANK_STRIDE + rank`` keeps
+    seeds of different ranks apart for up to ``RANK_STRIDE`` ranks, and a rank > 0 restarting
+    at a resumed ``iteration`` (only rank 0's generator is stored) is shifted by
+    ``RESUME_STRIDE * iteration`` so it does not replay the numbers of its first iterations.
+    The strides are primes only by habit; any values that keep these sums distinct would do,
+    and these are the ones every earlier run used, so seeded runs reproduce.
+    """
+    return seed * RANK_STRIDE + rank + RESUME_STRIDE * iteration
 
 
 def _batch(dataset, idx: Tensor):
@@ -102,6 +130,11 @@ def _encode(labels: dict, energies, device) -> Tensor:
         c = e.concept.encode(torch.as_tensor(labels[name]), device=device)
         out.append(c[None] if c.dim() == 1 else c)
     return torch.cat(out, dim=1)
+
+
+def _dataset_options(config: TrainConfig) -> dict:
+    """Options of ``make_dataset`` that the config sets (``n_views`` for "multiview")."""
+    return {"n_views": config.n_views} if config.n_views else {}
 
 
 def _dataset_concept(dataset, name: str):
@@ -163,15 +196,22 @@ def train(config: TrainConfig, *, dataset=None, eval_dataset=None, judge=None,
     if not resume and last_path.exists():
         raise FileExistsError(f"{out} already holds a training run; pass resume=True (--resume) "
                               "to continue it, or choose another out_dir")
-    gen = torch.Generator(device=device).manual_seed(config.seed * 7919 + ctx.rank)
+    gen = torch.Generator(device=device).manual_seed(training_seed(config.seed, ctx.rank))
 
     # ---- data and model -------------------------------------------------------------
     if dataset is None:
         from conceptebm.datasets import make_dataset
 
         dataset = make_dataset(config.dataset_name, size=config.dataset_size, seed=config.seed,
-                               image_size=config.image_size)
+                               image_size=config.image_size, **_dataset_options(config))
     concept = _dataset_concept(dataset, config.concept)
+    easy = None  # the curriculum's dataset: the first config.curriculum iterations draw from it
+    if config.curriculum:
+        from conceptebm.datasets import make_dataset
+
+        easy = make_dataset(config.curriculum_dataset, size=config.dataset_size,
+                            seed=config.seed, image_size=config.image_size)
+        _dataset_concept(easy, config.concept)
     frozen = load_frozen(config.frozen, device=device)
     for f in frozen:
         _dataset_concept(dataset, f.concept.name)
@@ -180,19 +220,16 @@ def train(config: TrainConfig, *, dataset=None, eval_dataset=None, judge=None,
         net = ConvEnergyNet(concept, **config.net_config()).to(device)
     if config.init_weights and not (resume and last_path.exists()):
         _start_from(net, config.init_weights, device)
-    objective = CDObjective(net, l2=config.l2, kl_weight=config.kl_weight,
-                            contrastive_weight=config.contrastive_weight,
-                            contrastive_temperature=config.contrastive_temperature,
-                            image_contrastive_weight=config.image_contrastive_weight,
-                            image_negatives=config.image_negatives,
-                            step_size=config.step_size)
+    objective = make_objective(config, net)  # a list of loss terms (train/objective.py)
     model = objective
     if ctx.enabled:  # DDP broadcasts rank 0's initial weights to every replica
         model = torch.nn.parallel.DistributedDataParallel(objective, forward_sync_buffers=False)
     ema = copy.deepcopy(net).requires_grad_(False) if config.ema else None
     opt = torch.optim.Adam(net.parameters(), lr=config.lr, betas=config.betas)
+    sampling = config.objective == "cd"  # Langevin negatives (and their buffer) or none
     buffer = (ReplayBuffer(config.buffer_size, reinit_prob=config.reinit_prob,
-                           label_policy=config.label_policy) if config.buffer_size else None)
+                           label_policy=config.label_policy)
+              if config.buffer_size and sampling else None)
     start, elapsed, best, best_it = 0, 0.0, -math.inf, 0
 
     # ---- resume ---------------------------------------------------------------------
@@ -211,15 +248,20 @@ def train(config: TrainConfig, *, dataset=None, eval_dataset=None, judge=None,
         if "rng" in ckpt.groups and ctx.rank == 0:
             gen.set_state(ckpt.groups["rng"]["train"].cpu())
         elif ctx.rank:
-            gen.manual_seed(config.seed * 7919 + ctx.rank + 104729 * ckpt.meta["iteration"])
+            gen.manual_seed(training_seed(config.seed, ctx.rank, ckpt.meta["iteration"]))
         start, elapsed = int(ckpt.meta["iteration"]), float(ckpt.meta["elapsed_s"])
         best, best_it = float(ckpt.meta["best_score"]), int(ckpt.meta["best_iteration"])
     resumed_from = start if start else None
 
     # ---- evaluation set (rank 0) ----------------------------------------------------
     evaluating = config.eval_every > 0 and ctx.is_main
+    # judges read generations; a contrastive-only model's samples are not images, so it is
+    # scored (and its best checkpoint chosen) by MAP inference on held-out images alone
+    # a user's images (load_images) have no judge: MAP on all their held-out images scores them
+    user_data = judge_free(eval_dataset if eval_dataset is not None else dataset)
+    judging = sampling and not user_data
     if evaluating:
-        if judge is None:
+        if judge is None and judging:
             from conceptebm.evaluate import load_judges
 
             judge = load_judges()
@@ -228,20 +270,19 @@ def train(config: TrainConfig, *, dataset=None, eval_dataset=None, judge=None,
 
             eval_dataset = make_dataset(config.dataset_name, size=config.eval_samples,
                                         seed=config.seed + EVAL_SEED_OFFSET,
-                                        image_size=config.image_size)
-        n_eval = min(config.eval_samples, len(eval_dataset))
+                                        image_size=config.image_size, **_dataset_options(config))
+        n_eval = len(eval_dataset) if user_data else min(config.eval_samples, len(eval_dataset))
         eval_images, eval_labels = _batch(eval_dataset, torch.arange(n_eval))
         eval_images = eval_images.to(device)
         eval_targets = torch.as_tensor(eval_labels[concept.name])
         eval_frozen_c = _encode(eval_labels, frozen, device) if frozen else None
-    eval_sampler = {**DEFAULT_SAMPLER, "num_steps": config.eval_steps,
-                    "step_size": config.step_size, "noise_scale": config.noise_scale,
-                    "init": config.init}
+    eval_sampler = eval_settings(config)  # SamplerSettings: scored here, recorded in checkpoints
+    train_sampler = training_settings(config)  # the K-step sampler of the negatives
 
     metrics_log = CsvLog(out / "metrics.csv", resume_after=resumed_from) if ctx.is_main else None
     eval_log = CsvLog(out / "eval.csv", resume_after=resumed_from) if ctx.is_main else None
     meta_base = {"net": net.config, "train": config.to_dict(),
-                 "frozen": [f.concept.name for f in frozen]}
+                 "frozen": [f.concept.name for f in frozen], "sampler": eval_sampler.to_dict()}
 
     def save_last(it: int, now_elapsed: float) -> None:
         optim_t, optim_groups = optimizer_tensors(opt)
@@ -266,7 +307,6 @@ def train(config: TrainConfig, *, dataset=None, eval_dataset=None, judge=None,
 
     # ---- the loop ---------------------------------------------------------------------
     session_t0, stopped, evals = time.time(), "done", []
-    c_dim = concept.dim
     bar = tqdm(range(start + 1, config.iterations + 1), initial=start, total=config.iterations,
                desc=f"train {concept.name}", disable=not (progress and ctx.is_main))
     it = start
@@ -276,23 +316,34 @@ def train(config: TrainConfig, *, dataset=None, eval_dataset=None, judge=None,
             group["lr"] = lr
         net.train()
         idx = torch.randint(len(dataset), (config.batch_size,), generator=gen, device=device)
-        x_pos, labels = _batch(dataset, idx.cpu())
-        x_pos = x_pos.to(device)  # (B, C, H, W)
+        source = easy if easy is not None and it <= config.curriculum else dataset
+        x_pos, labels = _batch(source, idx.cpu())
+        x_pos = augment_real(x_pos.to(device), noise=config.augment_noise,  # (B, C, H, W)
+                             blur=config.augment_blur, jitter=config.augment_jitter,
+                             generator=gen)
         c = _encode(labels, [net, *frozen], device)  # (B, L_all)
-        fresh = fresh_noise(x_pos.shape, config.init, generator=gen, device=device)
-        x0, c_run = buffer.sample(fresh, c, generator=gen) if buffer is not None else (fresh, c)
-        try:  # K Langevin steps on E_new(x|c) + sum_j E_j(x|c_j)
-            x_neg = sample_images(net, c_run, num_steps=config.sampler_steps,
-                                  step_size=config.step_size, noise_scale=config.noise_scale,
-                                  x0=x0, frozen=frozen, generator=gen)
-            sampler_ok = True
-        except FloatingPointError:
-            x_neg, sampler_ok = x0, False
-        c_wrong = (wrong_concept_values(concept, c[:, :c_dim], config.contrastive_negatives,
-                                        generator=gen) if config.contrastive_weight else None)
+        # c holds this EBM's label, then each frozen EBM's (the sampler sums them); the loss
+        # scores this EBM only, so it gets its own part
+        c_own = split_labels(c, [net, *frozen])[0]  # (B, L)
+        x_neg = c_run = c_run_own = None
+        sampler_ok = True
+        if sampling:  # K Langevin steps on E_new(x|c) + sum_j E_j(x|c_j), chains from the buffer
+            fresh = fresh_noise(x_pos.shape, config.init, generator=gen, device=device)
+            x0, c_run = buffer.sample(fresh, c, generator=gen) if buffer is not None else (fresh, c)
+            try:
+                x_neg = sample_images(net, c_run, **train_sampler, x0=x0, frozen=frozen,
+                                      generator=gen)  # (B, C, H, W)
+            except FloatingPointError:
+                x_neg, sampler_ok = x0, False
+            c_run_own = split_labels(c_run, [net, *frozen])[0]  # (B, L)
+        c_wrong = (wrong_concept_values(concept, c_own, config.contrastive_negatives,
+                                        near=config.contrastive_near_negatives,
+                                        near_scale=config.contrastive_near_scale,
+                                        generator=gen)
+                   if config.contrastive_weight else None)  # (B, M, L)
         if sampler_ok:
-            loss, stats = model(x_pos, c[:, :c_dim], x_neg, c_run[:, :c_dim], c_wrong)
-            e_max = torch.stack([stats["e_pos"].abs(), stats["e_neg"].abs()]).max()
+            loss, stats = model(x_pos, c_own, x_neg, c_run_own, c_wrong)
+            e_max = torch.stack([v.abs() for k, v in stats.items() if k.startswith("e_")]).max()
             bad = torch.stack([(~torch.isfinite(loss)).float(), torch.nan_to_num(e_max, nan=1e30)])
         else:
             bad = torch.tensor([1.0, 1e30], device=device)
@@ -319,19 +370,23 @@ def train(config: TrainConfig, *, dataset=None, eval_dataset=None, judge=None,
         if ctx.is_main and (it % config.log_every == 0 or it == config.iterations):
             metrics_log.write(row)
             bar.set_postfix(loss=f"{row['loss']:.3g}", e_pos=f"{row['e_pos']:.3g}",
-                            e_neg=f"{row['e_neg']:.3g}", best=f"{best:.3f}")
+                            best=f"{best:.3f}", **{k: f"{row[k]:.3g}" for k in
+                                                   ("e_neg", "contrastive_acc") if k in row})
         if evaluating and (it % config.eval_every == 0 or it == config.iterations):
             eval_net = (ema if ema is not None else net).eval()
             eval_gen = torch.Generator(device=device).manual_seed(config.seed + EVAL_SEED_OFFSET)
-            metrics = generation_quality(eval_net, judge, eval_targets, sampler=eval_sampler,
-                                         generator=eval_gen, frozen=frozen,
-                                         frozen_c=eval_frozen_c)
-            score = selection_score(metrics, concept)
-            if config.eval_inference:  # a coarse grid keeps this cheap; benchmarks use 17
+            metrics, scores = {}, []
+            if judging:
+                metrics = generation_quality(eval_net, judge, eval_targets, sampler=eval_sampler,
+                                             generator=eval_gen, frozen=frozen,
+                                             frozen_c=eval_frozen_c)
+                scores.append(selection_score(metrics, concept))
+            if config.eval_inference or not judging:  # a coarse grid keeps this cheap
                 inferred = inference_quality(eval_net, eval_images, eval_targets, grid=9,
                                              steps=30)
                 metrics.update({f"inference_{k}": m for k, m in inferred.items()})
-                score = 0.5 * (score + selection_score(inferred, concept))
+                scores.append(selection_score(inferred, concept))
+            score = sum(scores) / len(scores)  # the mean of both when both are scored
             erow = {"iteration": it, "time_s": now, "score": score,
                     **{k: m.value for k, m in metrics.items()}}
             eval_log.write(erow)
@@ -340,8 +395,7 @@ def train(config: TrainConfig, *, dataset=None, eval_dataset=None, judge=None,
                 best, best_it = score, it
                 save_checkpoint(best_path, {"model": eval_net.state_dict()},
                                 {**meta_base, "iteration": it, "elapsed_s": now, "score": score,
-                                 "metrics": {k: list(m) for k, m in metrics.items()},
-                                 "sampler": eval_sampler})
+                                 "metrics": {k: list(m) for k, m in metrics.items()}})
         if ctx.is_main and config.snapshot_every and it % config.snapshot_every == 0:
             snap = (ema if ema is not None else net).state_dict()
             save_checkpoint(out / "snapshots" / f"it{it:06d}.safetensors", {"model": snap},

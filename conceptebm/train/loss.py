@@ -1,4 +1,4 @@
-"""Contrastive-divergence objective (paper eq. 2) and its optional extra terms.
+"""The loss functions of training: contrastive divergence (paper eq. 2) and the extra terms.
 
 * CD with L2 energy regularisation (official code):
   ``mean E(x+|c) - mean E(x-|c-) + l2 * (mean E(x+|c)^2 + mean E(x-|c-)^2)``, with the
@@ -24,23 +24,22 @@
   weight 1 it lifts MAP inference (shape accuracy 0.98, size error 4.9 % of the range) but
   not generation (shape 0.66 falling to 0.45), so it is off by default.
 
-:class:`CDObjective` computes everything in one forward pass over a concatenated batch, so
-one ``DistributedDataParallel`` wrapper syncs all gradients.
+These are pure functions of energies; :mod:`conceptebm.train.objective` wraps each as a loss
+term that owns its rows and weight, and composes them into the objectives the loop trains
+(CD with its terms, or the concept-contrastive term alone).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-from torch.func import functional_call
+from torch import Tensor
 
 from conceptebm.concepts import Concept
-from conceptebm.energies.base import ConditionalEnergy
 from conceptebm.energies.nets import JointConcept
 
 __all__ = ["cd_loss", "concept_contrastive_loss", "image_contrastive_loss", "same_value",
-           "wrong_concept_values", "CDObjective"]
+           "wrong_concept_values", "near_values"]
 
 #: continuous values closer than this fraction of the range count as the same value
 SAME_VALUE_MARGIN = 0.1
@@ -121,13 +120,56 @@ def _random_values(concept: Concept, shape: tuple[int, ...], generator, device) 
     return concept.low + (concept.high - concept.low) * u
 
 
-def wrong_concept_values(concept: Concept, c: Tensor, num: int, *, generator=None) -> Tensor:
+def near_values(concept: Concept, c: Tensor, num: int, scale: float, *,
+                generator=None) -> Tensor:
+    """``num`` values near each continuous ``c (B, L)``, shape ``(B, num, L)``.
+
+    Each lies at an L-infinity distance between ``scale / 5`` and ``scale`` (fractions of the
+    concept's range, uniform) from the true value, in a uniformly random direction of the
+    cube; a coordinate that would leave the range is mirrored to the other side of the true
+    value. Joint concepts move every continuous part (categorical parts keep their value).
+
+    Example:
+        >>> pos = Concept.continuous("position", dim=2)
+        >>> c = torch.zeros(3, 2)
+        >>> v = near_values(pos, c, 4, 0.1, generator=torch.Generator().manual_seed(0))
+        >>> v.shape, bool(((v - c[:, None]).abs().amax(-1) <= 0.2 + 1e-6).all())
+        (torch.Size([3, 4, 2]), True)
+    """
+    if not 0 < scale <= 1:
+        raise ValueError(f"near-negative scale must lie in (0, 1] (a fraction of the range), "
+                         f"got {scale}")
+    if isinstance(concept, JointConcept):
+        parts = torch.split(c, [p.dim for p in concept.parts], -1)
+        return torch.cat([near_values(p, pc, num, scale, generator=generator)
+                          if not p.is_categorical else pc[:, None].expand(-1, num, -1)
+                          for p, pc in zip(concept.parts, parts, strict=True)], -1)
+    if concept.is_categorical:
+        raise ValueError(f"near values need a continuous concept; {concept.name!r} is "
+                         "categorical (its wrong values are all the other categories)")
+    b, d = c.shape
+    width = concept.high - concept.low
+    u = torch.rand((b, num, d + 1), generator=generator, device=c.device)  # (B, num, L + 1)
+    direction = 2 * u[..., :d] - 1
+    direction = direction / direction.abs().amax(-1, keepdim=True).clamp_min(1e-12)
+    radius = scale * (0.2 + 0.8 * u[..., d:])  # (B, num, 1)
+    delta = (direction * radius * width).to(c)  # (B, num, L)
+    out = c[:, None] + delta
+    outside = (out < concept.low) | (out > concept.high)
+    out = torch.where(outside, c[:, None] - delta, out)  # mirror at an edge
+    return out.clamp(concept.low, concept.high)
+
+
+def wrong_concept_values(concept: Concept, c: Tensor, num: int, *, near: int = 0,
+                         near_scale: float = 0.1, generator=None) -> Tensor:
     """Wrong concept values for each row of ``c (B, L)``, shape ``(B, M, L)``.
 
     A single categorical concept gets all its other categories (M = dim - 1, so the
     cross-entropy is exact classification); continuous and joint concepts get ``num`` values
     drawn uniformly from the concept's range (a draw may fall near the true value: the term
-    then asks for little, it is still unbiased).
+    then asks for little, it is still unbiased), followed by ``near`` values close to the true
+    one (:func:`near_values` with ``near_scale``): hard negatives that make the ranking fine
+    near the answer, which is what MAP refinement reads (M = num + near).
     """
     b = c.shape[0]
     if concept.is_categorical:
@@ -135,84 +177,8 @@ def wrong_concept_values(concept: Concept, c: Tensor, num: int, *, generator=Non
         others = eye[None].expand(b, -1, -1)  # (B, K, K)
         keep = c.argmax(1)[:, None] != torch.arange(concept.dim, device=c.device)[None]
         return others[keep].reshape(b, concept.dim - 1, concept.dim)
-    return _random_values(concept, (b, num), generator, c.device).to(c)
-
-
-class CDObjective(nn.Module):
-    """The training loss as a module (so DDP can wrap it); ``forward`` returns
-    ``(loss, stats)`` where stats are detached scalars.
-
-    Args:
-        net: the conditional energy being trained.
-        l2: L2 energy regularisation weight.
-        kl_weight: weight of the improved-CD KL term (0 = off).
-        contrastive_weight: weight of the concept-contrastive term (0 = off).
-        contrastive_temperature: its softmax temperature T (the term is ``T * CE``), shared
-            with the image-contrastive term.
-        image_contrastive_weight: weight of the image-contrastive term (0 = off).
-        image_negatives: other images of the batch per label in that term (at most B - 1).
-        step_size, bounds: the sampler step used by the KL term.
-    """
-
-    def __init__(self, net: ConditionalEnergy, *, l2: float = 0.1, kl_weight: float = 0.0,
-                 contrastive_weight: float = 0.0, contrastive_temperature: float = 0.01,
-                 image_contrastive_weight: float = 0.0, image_negatives: int = 7,
-                 step_size: float = 100.0,
-                 bounds: tuple[float, float] = (0.0, 1.0)):
-        super().__init__()
-        self.net = net
-        self.l2, self.kl_weight, self.contrastive_weight = l2, kl_weight, contrastive_weight
-        self.contrastive_temperature = contrastive_temperature
-        self.image_contrastive_weight = image_contrastive_weight
-        self.image_negatives = image_negatives
-        self.step_size, self.bounds = step_size, bounds
-
-    def forward(self, x_pos: Tensor, c_pos: Tensor, x_neg: Tensor, c_neg: Tensor,
-                c_wrong: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
-        """``x_pos (B, C, H, W)`` real images with ``c_pos (B, L)``; ``x_neg (B, ...)``
-        negatives sampled under ``c_neg``; ``c_wrong (B, M, L)`` for the contrastive term."""
-        b = x_pos.shape[0]
-        xs, cs = [x_pos, x_neg.detach()], [c_pos, c_neg]
-        m = 0
-        if self.contrastive_weight > 0:
-            if c_wrong is None:
-                raise ValueError("contrastive_weight > 0 needs c_wrong (B, M, L)")
-            m = c_wrong.shape[1]
-            xs.append(x_pos.repeat_interleave(m, dim=0))  # (B*M, C, H, W)
-            cs.append(c_wrong.reshape(b * m, -1))
-        k = min(self.image_negatives, b - 1) if self.image_contrastive_weight > 0 else 0
-        for shift in range(1, k + 1):  # x_{i-shift} under c_i: other images, same labels
-            xs.append(x_pos.roll(shift, dims=0))
-            cs.append(c_pos)
-        e = self.net(torch.cat(xs), torch.cat(cs))  # one pass: (2B + B*M + B*k,)
-        e_pos, e_neg = e[:b], e[b:2 * b]
-        loss, cd = cd_loss(e_pos, e_neg, self.l2)
-        stats = {"cd": cd, "e_pos": e_pos.mean(), "e_neg": e_neg.mean()}
-        if m:
-            t = self.contrastive_temperature
-            ce, acc = concept_contrastive_loss(e_pos, e[2 * b:(2 + m) * b].reshape(b, m), t)
-            loss = loss + self.contrastive_weight * t * ce
-            stats.update(contrastive=ce, contrastive_acc=acc)
-        if k:
-            t = self.contrastive_temperature
-            e_other = e[(2 + m) * b:].reshape(k, b).T  # (B, k): E(x_{i-shift} | c_i)
-            c_other = torch.stack([c_pos.roll(s, dims=0) for s in range(1, k + 1)], dim=1)
-            valid = ~same_value(self.net.concept, c_pos[:, None], c_other)  # (B, k)
-            ce, acc = image_contrastive_loss(e_pos, e_other, valid, t)
-            loss = loss + self.image_contrastive_weight * t * ce
-            stats.update(image_contrastive=ce, image_contrastive_acc=acc)
-        if self.kl_weight > 0:
-            kl = self._kl_term(x_neg.detach(), c_neg)
-            loss = loss + self.kl_weight * kl
-            stats["kl"] = kl
-        stats["loss"] = loss
-        return loss, {k: v.detach() for k, v in stats.items()}
-
-    def _kl_term(self, x: Tensor, c: Tensor) -> Tensor:
-        # One sampler step kept in the graph (create_graph), which langevin_step cannot do by
-        # design (it detaches); noise is omitted since it carries no parameter gradient.
-        x = x.requires_grad_(True)
-        (g,) = torch.autograd.grad(self.net(x, c).sum(), x, create_graph=True)
-        x_kl = (x - self.step_size * g).clamp(*self.bounds)  # (B, C, H, W), depends on theta
-        frozen = {k: v.detach() for k, v in self.net.named_parameters()}
-        return functional_call(self.net, frozen, (x_kl, c)).mean()
+    wrong = _random_values(concept, (b, num), generator, c.device).to(c)  # (B, num, L)
+    if near:
+        close = near_values(concept, c, near, near_scale, generator=generator)  # (B, near, L)
+        wrong = torch.cat([wrong, close], dim=1)
+    return wrong

@@ -5,13 +5,13 @@ import torch.nn.functional as F
 from conceptebm.concepts import Concept
 from conceptebm.energies.nets import ConvEnergyNet
 from conceptebm.train.loss import (
-    CDObjective,
     cd_loss,
     concept_contrastive_loss,
     image_contrastive_loss,
     same_value,
     wrong_concept_values,
 )
+from conceptebm.train.objective import CDObjective, KLTerm
 
 POS = Concept.continuous("position", dim=2)
 COLOR = Concept.categorical("color", ["red", "green", "blue"])
@@ -90,11 +90,11 @@ def test_kl_term_gradient_flows_only_through_the_sampler_step(gen):
     x = torch.rand(4, 3, 16, 16, generator=gen)
     c = torch.zeros(4, 2)
     params = list(net.parameters())
-    kl = CDObjective(net, kl_weight=1.0, step_size=50.0)._kl_term(x.clone(), c)
+    kl = KLTerm(1.0, step_size=50.0).kl(net, x.clone(), c)
     g = torch.autograd.grad(kl, params, allow_unused=True)
     assert any(gi is not None and gi.abs().sum() > 0 for gi in g)
     # with a zero-length step the sample no longer depends on the parameters: no gradient
-    kl0 = CDObjective(net, kl_weight=1.0, step_size=1e-30)._kl_term(x.clone(), c)
+    kl0 = KLTerm(1.0, step_size=1e-30).kl(net, x.clone(), c)
     g0 = torch.autograd.grad(kl0, params, allow_unused=True)
     assert all(gi is None or gi.abs().max() < 1e-12 for gi in g0)
     with pytest.raises(ValueError, match="c_wrong"):
