@@ -5,19 +5,20 @@ Langevin steps, calibrated vs raw composition.
     python benchmarks/compose_sweep.py --quick
 
 Each setting reruns the relevant rows of ``benchmarks/compose_table.py`` (same targets, same
-seed) and prints one line per row; the JSON maps ``"<knob>=<value>"`` to the row results.
+seed) as a subprocess and prints its lines; the JSON maps ``"<knob>=<value>"`` to the row
+results (compose_table's JSON).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import compose_table  # noqa: E402
+TABLE = Path(__file__).resolve().parent / "compose_table.py"
 
 SWEEPS = {
     "alpha": ("--alpha", [0.01, 0.03, 0.1, 0.3, 1.0], ["pos_and_not_color", "not_pos_and_color"]),
@@ -53,8 +54,11 @@ def main(argv=None) -> int:
                 cli.append("--quick")
             if args.checkpoint:
                 cli += ["--checkpoint", *args.checkpoint]
-            ns = compose_table.parse(cli)
-            results[label] = compose_table.run(ns)
+            with tempfile.TemporaryDirectory() as tmp:
+                out = Path(tmp) / "rows.json"
+                subprocess.run([sys.executable, str(TABLE), *cli, "--json", str(out)],
+                               check=True)
+                results[label] = json.loads(out.read_text())
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=2))

@@ -19,24 +19,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from train_quality import TEST_SEED, _sampler  # noqa: E402
-
-from conceptebm import pretrained  # noqa: E402
-from conceptebm.datasets import make_dataset  # noqa: E402
-from conceptebm.evaluate import load_judges  # noqa: E402
-from conceptebm.evaluate.metrics import object_present, score_predictions  # noqa: E402
-from conceptebm.train.sampling import sample_images  # noqa: E402
+from conceptebm import pretrained
+from conceptebm.datasets import make_dataset
+from conceptebm.evaluate import generate, load_judges
+from conceptebm.evaluate.metrics import object_present, score_predictions
+from conceptebm.evaluate.selection import TEST_SEED, model_sampler
 
 
-def variants(base: dict, quick: bool) -> list[tuple[str, list[dict], int]]:
+def variants(base, quick: bool) -> list[tuple[str, list[dict], int]]:
     """(name, sampler phases, best-of K) rows; each phase overrides ``base``."""
     steps = base["num_steps"]
     noise = base["noise_scale"]
@@ -58,7 +53,7 @@ def variants(base: dict, quick: bool) -> list[tuple[str, list[dict], int]]:
 def run(concept: str, n: int, quick: bool, seed: int = TEST_SEED) -> list[dict]:
     judge = load_judges()
     net = pretrained.load(concept)
-    base = _sampler(net)
+    base = model_sampler(net)  # its SamplerSettings (the default when it records none)
     ds = make_dataset(concept, size=n, seed=seed, image_size=net.image_size)
     _, labels = ds.batch(torch.arange(n))
     targets = labels[concept]
@@ -71,7 +66,7 @@ def run(concept: str, n: int, quick: bool, seed: int = TEST_SEED) -> list[dict]:
         for _ in range(best_of):
             x = None
             for phase in phases:
-                x = sample_images(net, c, generator=gen, x0=x, **{**base, **phase})
+                x = generate(net, c, base.replace(**phase), generator=gen, x0=x)
             with torch.no_grad():
                 energies.append(net.energy(x, c))
             images.append(x)

@@ -63,9 +63,11 @@ def _bind(net: ConditionalEnergy, c: Tensor, frozen: Sequence[ConditionalEnergy]
 
 
 def generate(net: ConditionalEnergy, c: Tensor, sampler: Mapping | None = None, *,
-             frozen: Sequence[ConditionalEnergy] = (), generator=None) -> Tensor:
+             frozen: Sequence[ConditionalEnergy] = (), generator=None,
+             x0: Tensor | None = None) -> Tensor:
     """Images ``(B, C, H, W)`` in the settings' bounds sampled from ``E(x | c)`` from fresh
-    noise; ``c`` is ``(B, L)`` (with the ``frozen`` energies' encodings concatenated).
+    noise (or from ``x0``, to continue chains); ``c`` is ``(B, L)`` (with the ``frozen``
+    energies' encodings concatenated).
 
     Example:
         >>> from conceptebm.energies.nets import ConvEnergyNet
@@ -75,9 +77,10 @@ def generate(net: ConditionalEnergy, c: Tensor, sampler: Mapping | None = None, 
         (torch.Size([3, 3, 16, 16]), True)
     """
     s = sampler_settings(sampler)
-    shape = (c.shape[0], getattr(net, "channels", 3), net.image_size, net.image_size)
-    x0 = initial_samples(shape, init=s.init, bounds=s.bounds, generator=generator,
-                         device=c.device)  # (B, C, H, W)
+    if x0 is None:
+        shape = (c.shape[0], getattr(net, "channels", 3), net.image_size, net.image_size)
+        x0 = initial_samples(shape, init=s.init, bounds=s.bounds, generator=generator,
+                             device=c.device)  # (B, C, H, W)
     energy = _bind(net, c.to(x0), frozen)
     return langevin(energy, x0, num_steps=s.num_steps, step_size=s.step_size,
                     noise_scale=s.noise_scale, bounds=s.bounds, generator=generator)
