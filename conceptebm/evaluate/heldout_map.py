@@ -2,8 +2,9 @@
 
 A user's own images have no judge (the shipped judges read only our renderer's concepts), but
 they have labels, so an inference model is scored by how well ``argmin_c E(x | c)`` recovers
-them: mean absolute error for continuous concepts (plus the position accuracies for one named
-``position``), accuracy for categorical ones. The training loop uses this, on the seeded
+them: mean absolute error for continuous concepts (plus the accuracies within the concept's
+tolerances, :attr:`~conceptebm.concepts.Concept.accuracy_tolerances`), accuracy for
+categorical ones. The training loop uses this, on the seeded
 held-out split, for its eval rows and best-checkpoint selection when the data has no judge
 (:func:`judge_free`); ``benchmarks/user_data.py`` also scores it under pixel noise.
 
@@ -49,7 +50,7 @@ def heldout_map_metrics(net, images: Tensor, targets, *, grid: int = 17, steps: 
     :func:`~conceptebm.evaluate.quality.inference_quality` (grid, then projected Adam).
 
     Returns ``{"<name>_acc"}`` (categorical) or ``{"<name>_mae"}`` (continuous; plus the
-    accuracies within tolerance for ``position``).
+    accuracies within the concept's tolerances: :func:`~conceptebm.evaluate.metric_names`).
     """
     from conceptebm.evaluate.quality import inference_quality
 

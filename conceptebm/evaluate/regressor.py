@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from conceptebm.concepts import Concept
 from conceptebm.evaluate.augment import add_pixel_noise
-from conceptebm.evaluate.metrics import Metric, mean_absolute_error, score_predictions
+from conceptebm.evaluate.metrics import Metric, score_predictions
 
 __all__ = ["ConceptRegressor", "fit_regressor", "regressor_metrics"]
 
@@ -101,7 +101,8 @@ def regressor_metrics(model: ConceptRegressor, images: Tensor, targets, *,
         images = add_pixel_noise(images, sigma, generator=torch.Generator().manual_seed(seed))
     pred = model.predict(images)
     targets = torch.as_tensor(targets)
-    if concept.is_categorical or (concept.name == "position" and concept.dim == 2):
-        return score_predictions({concept.name: pred}, {concept.name: targets},
-                                 {concept.name: concept})
-    return {f"{concept.name}_mae": mean_absolute_error(pred, targets.reshape(pred.shape))}
+    if not concept.is_categorical:
+        targets = targets.reshape(pred.shape)  # (n,) labels of a 1-d concept: (n, 1)
+    # the metrics follow the concept's declaration (kind, dimension, tolerances)
+    return score_predictions({concept.name: pred}, {concept.name: targets},
+                             {concept.name: concept})
