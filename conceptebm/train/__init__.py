@@ -21,6 +21,12 @@ from conceptebm.checkpoints import (
     load_energy,
     save_checkpoint,
 )
+from conceptebm.evaluate.quality import (
+    DEFAULT_SAMPLER,
+    generation_quality,
+    inference_quality,
+    selection_score,
+)
 from conceptebm.train.buffer import ReplayBuffer
 from conceptebm.train.config import (
     CONTRASTIVE_RECIPE,
@@ -30,12 +36,6 @@ from conceptebm.train.config import (
     smoke_config,
 )
 from conceptebm.train.continual import freeze, load_frozen
-from conceptebm.train.evaluation import (
-    DEFAULT_SAMPLER,
-    generation_quality,
-    inference_quality,
-    selection_score,
-)
 from conceptebm.train.loop import TrainingDiverged, TrainResult, lr_at, train, training_seed
 from conceptebm.train.loss import (
     cd_loss,

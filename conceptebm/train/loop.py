@@ -38,18 +38,18 @@ from conceptebm.checkpoints import (
     save_checkpoint,
 )
 from conceptebm.energies.nets import ConvEnergyNet
+from conceptebm.evaluate.heldout_map import judge_free
+from conceptebm.evaluate.quality import (
+    generation_quality,
+    inference_quality,
+    selection_score,
+)
 from conceptebm.schedules import warmup_cosine
 from conceptebm.train import distributed as D
 from conceptebm.train.augment import augment_real
 from conceptebm.train.buffer import ReplayBuffer
 from conceptebm.train.config import TrainConfig
 from conceptebm.train.continual import load_frozen
-from conceptebm.train.evaluation import (
-    generation_quality,
-    inference_quality,
-    selection_score,
-)
-from conceptebm.evaluate.heldout_map import judge_free
 from conceptebm.train.logs import CsvLog, plot_training
 from conceptebm.train.loss import wrong_concept_values
 from conceptebm.train.objective import make_objective
