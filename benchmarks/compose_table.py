@@ -48,7 +48,7 @@ def run(args) -> dict:
     needed = sorted({c for r in rows for c in r.concepts})
     cm = load_concepts(needed, device=device,
                        checkpoints=dict(c.split("=", 1) for c in args.checkpoint or []))
-    settings = cm.settings.replace(steps=args.steps or STEPS, step_size=args.step_size,
+    settings = cm.settings.replace(num_steps=args.steps or STEPS, step_size=args.step_size,
                                    noise_scale=args.noise_scale)
     judge = load_judges().to(device)
     scales = None if args.raw else composition_scales(cm.scales, args.calibration_power)
@@ -56,7 +56,7 @@ def run(args) -> dict:
     targets = draw_targets(args.n, num_colors, torch.Generator().manual_seed(args.seed))
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = {"_settings": {**settings.__dict__, "n": args.n, "alpha": args.alpha,
+    results = {"_settings": {**settings.to_dict(), "n": args.n, "alpha": args.alpha,
                              "temperature": args.temperature, "calibrated": not args.raw,
                              "mixture_or": not args.energy_or,
                              "calibration_power": args.calibration_power,

@@ -71,6 +71,14 @@ def load_model(spec: str):
         raise SystemExit(f"benchmarks/inference.py: cannot load model {spec!r}: {err}") from None
 
 
+def training_record(spec: str) -> dict:
+    """The JSON record of a shipped model name or a checkpoint path (its training config...)."""
+    from conceptebm import pretrained
+    from conceptebm.checkpoints import load_checkpoint
+
+    return pretrained.info(spec) if spec in pretrained.NAMES else load_checkpoint(spec).meta
+
+
 class _PositionOnly:
     """A scene dataset seen through its position label only (a one-head regressor)."""
 
@@ -85,7 +93,8 @@ class _PositionOnly:
         return x, {"position": labels["position"]}
 
 
-def regressor_baseline(model, n_images: int | None, batch: int, quick: bool):
+def regressor_baseline(model, n_images: int | None, batch: int, quick: bool,
+                       trained: dict | None = None):
     """A supervised position regressor with about as many parameters as ``model``, trained
     on ``n_images`` renders of the same "position" set (seed 0, like the EBM's training data)
     with no augmentation, so both saw the same kind and number of images."""
@@ -103,9 +112,9 @@ def regressor_baseline(model, n_images: int | None, batch: int, quick: bool):
         return sum(p.numel() for p in JudgeNet(cfg).parameters())
 
     width = min(range(2, 65), key=lambda w: abs(params(w) - ebm_params))
-    # Default: as many images as the EBM saw (its checkpoint's training config; else the
-    # TrainConfig defaults, 2000 iterations x batch 32).
-    trained = (getattr(model, "info", None) or {}).get("train", {})
+    # Default: as many images as the EBM saw (``trained``: its checkpoint's training config;
+    # else the TrainConfig defaults, 2000 iterations x batch 32).
+    trained = trained or {}
     n = n_images or int(trained.get("iterations", 2000)) * int(trained.get("batch_size", 32))
     cfg = JudgeTrainConfig(dataset="position", image_size=size, iterations=max(1, n // batch),
                            batch_size=batch, warmup=min(50, max(1, n // batch // 10)),
@@ -202,7 +211,8 @@ def single_section(model, args, details) -> None:
     }
     t0 = time.time()
     regressor, reg_info = regressor_baseline(model, args.regressor_images, args.regressor_batch,
-                                             quick=args.quick)
+                                             quick=args.quick,
+                                             trained=training_record(args.model).get("train"))
     details["regressor"] = {**reg_info, "train_s": round(time.time() - t0, 1)}
     gen = torch.Generator().manual_seed(0)
     rows = {}

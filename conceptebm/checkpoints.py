@@ -174,7 +174,9 @@ def load_state(module: torch.nn.Module, state: Mapping[str, Tensor], what: str) 
 
 def load_energy(path: str | os.PathLike, *, weights: str = "auto",
                 device=None) -> ConditionalEnergy:
-    """Rebuild the conditional energy stored in a checkpoint, in eval mode.
+    """Rebuild the conditional energy stored in a checkpoint, in eval mode, carrying the
+    sampler settings its record implies (``.sampler``:
+    :meth:`~conceptebm.infer.SamplerSettings.from_record`).
 
     Args:
         weights: ``"model"``, ``"ema"``, or ``"auto"`` (EMA weights when present).
@@ -186,8 +188,14 @@ def load_energy(path: str | os.PathLike, *, weights: str = "auto",
         raise ValueError(f"weights must be 'auto', 'model' or 'ema', got {weights!r}")
     if weights == "auto":
         weights = "ema" if "ema" in ckpt.groups else "model"
+    from conceptebm.infer.settings import SamplerSettings  # lazy: the engine imports pyro
+
     try:
-        net = build_energy_net(ckpt.meta["net"])
+        sampler = SamplerSettings.from_record(ckpt.meta)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: bad 'sampler' record: {err}") from None
+    try:
+        net = build_energy_net(ckpt.meta["net"], sampler=sampler)
     except ValueError as err:
         raise CheckpointError(f"{path}: incompatible net config: {err}") from None
     load_state(net, ckpt.group(weights), f"{path} ({weights} weights)")

@@ -4,15 +4,21 @@ import torch
 from conceptebm import pretrained
 from conceptebm.energies import ConditionalEnergy
 from conceptebm.evaluate import load_judges
-from conceptebm.infer import langevin
+from conceptebm.infer import DEFAULT_SETTINGS, IMAGE_BOUNDS, SamplerSettings, langevin
 
 
 @pytest.mark.parametrize("name", pretrained.NAMES)
 def test_shipped_model_loads_and_generates(name):
     e = pretrained.load(name)
     assert isinstance(e, ConditionalEnergy) and e.concept.name == pretrained.concept_of(name)
-    assert {"num_steps", "step_size", "noise_scale", "init", "bounds"} <= set(e.sampler)
-    assert {"command", "metrics", "training_time_s"} <= set(e.info)
+    # the settings come from the record's "sampler" entry, set when the model is built
+    record = pretrained.info(name)
+    assert isinstance(e.sampler, SamplerSettings)
+    assert e.sampler == SamplerSettings.from_dict(record["sampler"])
+    assert e.sampler.bounds == IMAGE_BOUNDS and not hasattr(e, "info")
+    with pytest.raises(AttributeError):
+        e.sampler = DEFAULT_SETTINGS  # read-only: fixed at construction
+    assert {"command", "metrics", "training_time_s"} <= set(record)
     c = e.concept
     value = c.values[0] if c.is_categorical else [0.5 * (c.low + c.high)] * c.dim
     g = torch.Generator().manual_seed(0)
@@ -31,6 +37,12 @@ def test_position_generations_move_with_the_label():
         xs[side] = judge.predict(x)["position"][:, 0].mean().item()
     # the judged x coordinate follows the requested one (0.6 apart on each side of 0)
     assert xs[0.6] - xs[-0.6] > 0.6, xs
+
+
+def test_shape_model_keeps_its_own_step_size():
+    # the shape model was trained with Langevin step 1: its settings say so, unlike the others'
+    assert pretrained.load("shape").sampler.step_size == 1.0
+    assert pretrained.load("position").sampler.step_size == 100.0
 
 
 def test_unknown_name_lists_the_shipped_ones():
@@ -64,17 +76,17 @@ def test_multiview_model_reads_positions_from_any_camera():
 
 
 def test_train_quality_benchmark_quick(tmp_path):
-    import importlib.util
     import json
+    import subprocess
+    import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "train_quality.py"
-    spec = importlib.util.spec_from_file_location("train_quality", script)
-    train_quality = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_quality)
-
+    root = Path(__file__).resolve().parents[1]
     out = tmp_path / "tq.json"
-    assert train_quality.main(["--quick", "--json", str(out)]) == 0
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "train_quality.py"),
+                           "--quick", "--json", str(out)], capture_output=True, text=True,
+                          timeout=600, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(out.read_text())
     for key in ("position.acc04", "position.mae", "color.acc", "shape.acc", "size.mae",
                 "inference_position_mae"):

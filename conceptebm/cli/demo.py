@@ -40,7 +40,7 @@ def run_scenes(out: Path, n: int = 32, seed: int = 0, steps: int | None = None,
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(device)
     cm = load_concepts(("position", "color"), device=dev)
-    settings = cm.settings.replace(steps=steps or defaults.STEPS)
+    settings = cm.settings.replace(num_steps=steps or defaults.STEPS)
     scales = composition_scales(cm.scales)
     judge = load_judges().to(dev)
     targets = draw_targets(n, cm.models["color"].concept.dim,
@@ -49,7 +49,7 @@ def run_scenes(out: Path, n: int = 32, seed: int = 0, steps: int | None = None,
     gen = torch.Generator(device=dev).manual_seed(seed)
     rows = [r for r in ROWS if r.key in SCENE_ROWS]
     fig, axes = plt.subplots(len(rows), 8, figsize=(11, 1.75 * len(rows)))
-    report = {"settings": {**settings.__dict__, "n": n, "alpha": defaults.ALPHA,
+    report = {"settings": {**settings.to_dict(), "n": n, "alpha": defaults.ALPHA,
                            "temperature": defaults.TEMPERATURE, "scales": cm.scales}}
     for r, row in enumerate(rows):
         energy = row_energy(row, targets, cm.models, alpha=defaults.ALPHA,

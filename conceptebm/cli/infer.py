@@ -37,21 +37,16 @@ class CommandError(ValueError):
 
 
 def read_image(path: str | Path) -> torch.Tensor:
-    """An image file as a float tensor ``(3, H, W)`` in [0, 1] (alpha dropped, grey to RGB)."""
-    from PIL import Image, UnidentifiedImageError
+    """An image file as a float tensor ``(3, H, W)`` in [0, 1]: the package's one reader,
+    :func:`conceptebm.datasets.images.read_image` (16-bit, palette and grey files read
+    correctly; transparency composited on white), its errors as :class:`CommandError`."""
+    from conceptebm.datasets.images import ImageError
+    from conceptebm.datasets.images import read_image as read
 
-    p = Path(path)
-    if not p.exists():
-        raise CommandError(f"image not found: {p}")
-    if p.is_dir():
-        raise CommandError(f"{p} is a folder; give image files (e.g. {p}/*.png)")
     try:
-        with Image.open(p) as im:
-            rgb = im.convert("RGB")
-    except (UnidentifiedImageError, OSError) as err:
-        raise CommandError(f"cannot read image {p}: {err}") from None
-    data = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8)
-    return data.reshape(rgb.height, rgb.width, 3).permute(2, 0, 1).float() / 255.0
+        return read(path)
+    except ImageError as err:
+        raise CommandError(str(err)) from None
 
 
 def _fit_size(image: torch.Tensor, path, model, resize: bool) -> torch.Tensor:
@@ -87,13 +82,12 @@ def load_model(spec: str | None, concept: str | None, device=None):
         name = spec
     looks_like_path = spec is not None and (Path(spec).suffix or "/" in spec or Path(spec).exists())
     if looks_like_path:
-        from conceptebm.train.checkpoint import CheckpointError, load_checkpoint, load_energy
+        from conceptebm.checkpoints import CheckpointError, load_energy
 
         if not Path(spec).exists():
             raise CommandError(f"model checkpoint not found: {spec}")
         try:
-            model = load_energy(spec, device=device)
-            model.info = load_checkpoint(spec).meta  # as pretrained.load: training record
+            model = load_energy(spec, device=device)  # .sampler from its record, as pretrained
         except CheckpointError as err:
             raise CommandError(f"cannot load model {spec}: {err}") from None
     else:

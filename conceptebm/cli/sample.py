@@ -53,8 +53,8 @@ def _main(args: argparse.Namespace) -> int:
     except (ExpressionError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    settings = cm.settings.replace(steps=args.steps or defaults.STEPS, step_size=args.step_size,
-                                   noise_scale=args.noise_scale)
+    settings = cm.settings.replace(num_steps=args.steps or defaults.STEPS,
+                                   step_size=args.step_size, noise_scale=args.noise_scale)
     gen = torch.Generator(device=device).manual_seed(args.seed)
     x = generate(energy, args.n, settings, cm.image_shape, generator=gen, device=device,
                  progress=True)

@@ -17,25 +17,10 @@ from torch import Tensor
 from conceptebm.compose.calibrate import energy_gap
 from conceptebm.energies import ConditionalEnergy, Energy, Or
 from conceptebm.infer import initial_samples, langevin
+from conceptebm.infer.settings import DEFAULT, SamplerSettings
 
-__all__ = ["SamplerSettings", "ConceptModels", "load_concepts", "generate", "choose_branches",
-           "BranchChoice"]
-
-IMAGE_BOUNDS = (0.0, 1.0)
-
-
-@dataclass(frozen=True)
-class SamplerSettings:
-    """Decoupled Langevin settings for image generation (``infer.langevin`` with noise)."""
-
-    steps: int = 60  # Langevin steps from fresh noise (training used fewer, from the buffer)
-    step_size: float = 100.0  # on the raw gradient, as in training
-    noise_scale: float = 0.005  # per-step Gaussian noise std
-    init: str = "smooth"  # low-frequency uniform noise
-
-    def replace(self, **kw) -> SamplerSettings:
-        return SamplerSettings(**{**self.__dict__, **{k: v for k, v in kw.items()
-                                                      if v is not None}})
+__all__ = ["ConceptModels", "load_concepts", "generate", "choose_branches", "BranchChoice",
+           "StepMatched"]
 
 
 @dataclass
@@ -44,17 +29,8 @@ class ConceptModels:
 
     models: dict[str, ConditionalEnergy]
     scales: dict[str, float] = field(default_factory=dict)
-    settings: SamplerSettings = field(default_factory=SamplerSettings)
+    settings: SamplerSettings = DEFAULT
     image_shape: tuple[int, int, int] = (3, 32, 32)
-
-
-def _settings_of(model) -> SamplerSettings:
-    """Sampler settings from a shipped model's ``.sampler`` (``infer.langevin`` keywords)."""
-    raw = dict(getattr(model, "sampler", None) or {})
-    if "num_steps" in raw:
-        raw["steps"] = raw.pop("num_steps")
-    keys = SamplerSettings.__dataclass_fields__
-    return SamplerSettings(**{k: raw[k] for k in keys if k in raw})
 
 
 class StepMatched(ConditionalEnergy):
@@ -63,13 +39,17 @@ class StepMatched(ConditionalEnergy):
     One chain samples a composition with one step size. A model trained with step ``s`` (the
     shipped shape model: 1) would be moved ``100 / s`` times too far by the others' step 100;
     scaling its energy by ``s / 100`` makes the shared step move it as its own sampler would.
+    The step ``s`` is the base's own (``base.sampler.step_size``); the wrapper's settings are
+    the base's with ``step_size = shared_step``.
     """
 
-    def __init__(self, base: ConditionalEnergy, step_size: float, shared_step: float):
-        super().__init__(base.concept)
-        self.base, self.factor = base, float(step_size) / float(shared_step)
-        self.sampler = {**getattr(base, "sampler", {}), "step_size": shared_step}
-        self.info = getattr(base, "info", None)
+    def __init__(self, base: ConditionalEnergy, shared_step: float):
+        if base.sampler is None:
+            raise ValueError(f"StepMatched: the {base.concept.name} model records no sampler "
+                             "settings, so its step size is unknown; build it with "
+                             "sampler=SamplerSettings(step_size=...)")
+        super().__init__(base.concept, sampler=base.sampler.replace(step_size=shared_step))
+        self.base, self.factor = base, base.sampler.step_size / self.sampler.step_size
         self.image_size = getattr(base, "image_size", None)
 
     def energy(self, x: Tensor, c: Tensor) -> Tensor:
@@ -79,7 +59,7 @@ class StepMatched(ConditionalEnergy):
 def _match_step_sizes(models: dict) -> dict:
     """Rescale models whose recommended step differs from the most common one (see
     :class:`StepMatched`); the composition then samples with that common step."""
-    steps = [getattr(m, "sampler", {}).get("step_size") for m in models.values()]
+    steps = [m.sampler.step_size if m.sampler is not None else None for m in models.values()]
     known = [s for s in steps if s]
     if len(set(known)) <= 1:
         return models
@@ -87,7 +67,7 @@ def _match_step_sizes(models: dict) -> dict:
     ref = max(s for s in set(known) if known.count(s) == known.count(ref))
     out = {}
     for (name, m), s in zip(models.items(), steps, strict=True):
-        out[name] = StepMatched(m, s, ref).eval() if s and s != ref else m
+        out[name] = StepMatched(m, ref).eval() if s and s != ref else m
     return out
 
 
@@ -99,8 +79,8 @@ def load_concepts(names: Sequence[str] = ("position", "color", "shape", "size"),
     so the result is reproducible) and merge their sampler settings (the most steps any of
     them recommends)."""
     from conceptebm import pretrained
-    from conceptebm.datasets import make_dataset
     from conceptebm.checkpoints import load_energy
+    from conceptebm.datasets import make_dataset
 
     checkpoints = dict(checkpoints or {})
     models = {n: (load_energy(checkpoints[n], device=device) if n in checkpoints
@@ -114,8 +94,8 @@ def load_concepts(names: Sequence[str] = ("position", "color", "shape", "size"),
     gen = torch.Generator(device=images.device).manual_seed(seed)
     scales = {n: energy_gap(m, images, labels[n].to(images.device), generator=gen)
               for n, m in models.items()}
-    per = [_settings_of(m) for m in models.values()]
-    settings = max(per, key=lambda s: s.steps)
+    per = [DEFAULT if m.sampler is None else m.sampler for m in models.values()]
+    settings = max(per, key=lambda s: s.num_steps)
     size = images.shape[-1]
     return ConceptModels(models, scales, settings, (3, size, size))
 
@@ -175,10 +155,10 @@ def generate(energy: Energy, n: int, settings: SamplerSettings,
     With ``mixture_or`` (default) a top-level disjunction is sampled as the mixture it
     defines (:func:`choose_branches`); ``False`` runs Langevin on the soft-min energy (eq. 8).
     """
-    x0 = initial_samples((n, *image_shape), init=settings.init, bounds=IMAGE_BOUNDS,
-                         generator=generator, device=device)
+    x0 = initial_samples((n, *image_shape), init=settings.init, bounds=settings.bounds,
+                         generator=generator, device=device)  # (n, C, H, W)
     if mixture_or:
         energy = choose_branches(energy, n, generator)
-    return langevin(energy, x0, num_steps=settings.steps, step_size=settings.step_size,
-                    noise_scale=settings.noise_scale, bounds=IMAGE_BOUNDS,
+    return langevin(energy, x0, num_steps=settings.num_steps, step_size=settings.step_size,
+                    noise_scale=settings.noise_scale, bounds=settings.bounds,
                     generator=generator, progress=progress)

@@ -6,6 +6,7 @@
   ground plane; perspective camera; directional light with shadows).
 * :func:`load_images`: a user's labelled images (folder + CSV/JSON, or .npz) in the same
   interface (``batch``, ``concepts``, ``palette``); :func:`save_npz` writes that .npz.
+* :func:`read_image`: the one image-file reader (``(3, H, W)`` in [0, 1], any PNG flavour).
 * Axis convention (default camera): world +x is image right, world +y is image up.
 
 Example:
@@ -17,6 +18,7 @@ Example:
 
 from conceptebm.datasets.dataset import LABEL_DOCS, MultiViewDataset, SceneDataset, scene_concepts
 from conceptebm.datasets.factories import DATASETS, make_dataset
+from conceptebm.datasets.images import ImageError, read_image
 from conceptebm.datasets.renderer import render
 from conceptebm.datasets.sampling import SceneSpec
 from conceptebm.datasets.scene import (
@@ -44,4 +46,5 @@ __all__ = [
     "render", "project", "scene_concepts", "LABEL_DOCS", "PALETTE", "SHAPES", "SIZE_RANGE",
     "DEFAULT_VIEW", "DEFAULT_LIGHT", "LabelledImages", "load_images", "save_npz",
     "save_folder", "split_holdout", "parse_columns", "read_concepts", "infer_concept",
+    "read_image", "ImageError",
 ]

@@ -47,6 +47,7 @@ from torch.utils.data import Dataset
 
 from conceptebm.concepts import Concept
 from conceptebm.datasets.dataset import _as_indices, scene_concepts
+from conceptebm.datasets.images import ImageError, read_image
 from conceptebm.datasets.scene import PALETTE, SHAPES
 
 __all__ = ["LabelledImages", "load_images", "save_npz", "save_folder", "split_holdout",
@@ -391,18 +392,16 @@ def _json_records(path: Path, columns) -> list[tuple[str, dict, str]]:
     return rows
 
 
-def _read_image(path: Path, where: str) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
+def _read_image(path: Path, where: str) -> Tensor:
+    """The package's one reader (:func:`conceptebm.datasets.images.read_image`): ``(3, H, W)``
+    in [0, 1]; its errors prefixed with the labels line."""
     if not path.is_file():
         raise ValueError(f"{where}: image file {str(path)!r} does not exist; correct the "
                          "name (relative to the labels' folder) or delete the row")
     try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"{where}: cannot read image {str(path)!r} ({err}); re-save it as "
-                         "PNG or delete the row") from None
+        return read_image(path)
+    except ImageError as err:
+        raise ValueError(f"{where}: {err}; or delete the row") from None
 
 
 def _resolve(names: Sequence[str], raws: dict[str, list], wheres: list[str],
@@ -465,14 +464,14 @@ def _load_folder(folder: Path, labels_file: Path | None, concepts, declared, col
         if first is None:
             first = (file, img.shape)
         elif img.shape != first[1]:
-            raise ValueError(f"{where}: image {file!r} is {img.shape[1]}x{img.shape[0]} but "
-                             f"{first[0]!r} is {first[1][1]}x{first[1][0]}; all images must "
+            raise ValueError(f"{where}: image {file!r} is {img.shape[2]}x{img.shape[1]} but "
+                             f"{first[0]!r} is {first[1][2]}x{first[1][1]}; all images must "
                              "have one size (resize them first)")
         images.append(img)
         wheres.append(where)
         for n in names:
             raws[n].append(rec[n])
-    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0
+    x = torch.stack(images)  # (N, 3, H, W) in [0, 1]
     used, labels, inferred = _resolve(sorted(names), raws, wheres, concepts, declared, infer,
                                       str(labels_file))
     return x, labels, used, inferred, str(labels_file)

@@ -8,10 +8,15 @@ dimension is the chain dimension of the samplers.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
 from conceptebm.concepts import Concept
+
+if TYPE_CHECKING:  # the type lives in the engine, which imports this module (no runtime cycle)
+    from conceptebm.infer.settings import SamplerSettings
 
 __all__ = ["Energy", "ConditionalEnergy", "Bound", "check_energy_output"]
 
@@ -95,11 +100,43 @@ class ConditionalEnergy(nn.Module):
 
     Args:
         concept: the :class:`~conceptebm.concepts.Concept` this energy is conditioned on.
+        sampler: the :class:`~conceptebm.infer.SamplerSettings` that generate images from this
+            model (a checkpoint's ``"sampler"`` record, filled in by the loaders), or ``None``
+            when nothing is recommended. Read it as :attr:`sampler`; it is fixed at
+            construction.
+
+    Example:
+        >>> import torch
+        >>> from conceptebm.infer import SamplerSettings
+        >>> class Dist(ConditionalEnergy):
+        ...     def energy(self, x, c):
+        ...         return ((x - c) ** 2).sum(-1)
+        >>> Dist(Concept.continuous("p", dim=1)).sampler is None
+        True
+        >>> e = Dist(Concept.continuous("p", dim=1), sampler=SamplerSettings(num_steps=5))
+        >>> e.sampler.num_steps
+        5
     """
 
-    def __init__(self, concept: Concept):
+    def __init__(self, concept: Concept, *, sampler: SamplerSettings | None = None):
         super().__init__()
         self.concept = concept
+        # duck-typed: energies sit below the engine that defines SamplerSettings
+        if sampler is not None and not (isinstance(sampler, Mapping)
+                                        and hasattr(sampler, "num_steps")):
+            raise TypeError(
+                f"{type(self).__name__}: sampler must be a conceptebm.infer.SamplerSettings or "
+                f"None, got {type(sampler).__name__}; build one with SamplerSettings(...) or "
+                "SamplerSettings.from_dict(record)")
+        self._sampler = sampler
+
+    @property
+    def sampler(self) -> SamplerSettings | None:
+        """The recommended image-generation settings given at construction (``None``: none
+        recorded; use :data:`conceptebm.infer.DEFAULT_SETTINGS`). A mapping of
+        :func:`~conceptebm.infer.langevin` keywords: ``langevin(e.given(c), shape, **e.sampler)``.
+        """
+        return self._sampler
 
     def energy(self, x: Tensor, c: Tensor) -> Tensor:
         raise NotImplementedError(

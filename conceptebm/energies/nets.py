@@ -227,13 +227,13 @@ class ConvEnergyNet(ConditionalEnergy):
     def __init__(self, concept: Concept | Sequence[Concept], *, image_size: int = 32,
                  channels: int = 3, width: int = 16, blocks: int = 0, embed_dim: int = 64,
                  spectral_norm: bool = False, label_maps: bool = True, coord_conv: bool = True,
-                 center_input: bool = False, downsample: str = "stride"):
+                 center_input: bool = False, downsample: str = "stride", sampler=None):
         if downsample not in ("stride", "pool"):
             raise ValueError(f"ConvEnergyNet: downsample must be 'stride' or 'pool', "
                              f"got {downsample!r}")
         if not isinstance(concept, Concept):
             concept = JointConcept.of(concept)
-        super().__init__(concept)
+        super().__init__(concept, sampler=sampler)
         for name, v, lo in (("image_size", image_size, 8), ("channels", channels, 1),
                             ("width", width, 1), ("blocks", blocks, 0),
                             ("embed_dim", embed_dim, 1)):
@@ -327,8 +327,9 @@ class ConvEnergyNet(ConditionalEnergy):
 _NETS = {"ConvEnergyNet": ConvEnergyNet}
 
 
-def build_energy_net(config: Mapping) -> ConditionalEnergy:
-    """Rebuild a network from its ``config`` dict (as stored in checkpoints).
+def build_energy_net(config: Mapping, *, sampler=None) -> ConditionalEnergy:
+    """Rebuild a network from its ``config`` dict (as stored in checkpoints), carrying the
+    ``sampler`` settings (a :class:`~conceptebm.infer.SamplerSettings` or ``None``).
 
     Raises ``ValueError`` naming the problem for an unknown type or bad options.
     """
@@ -340,6 +341,6 @@ def build_energy_net(config: Mapping) -> ConditionalEnergy:
         raise ValueError("energy net config has no 'concept' entry")
     concept = concept_from_dict(config.pop("concept"))
     try:
-        return _NETS[kind](concept, **config)
+        return _NETS[kind](concept, sampler=sampler, **config)
     except TypeError as err:
         raise ValueError(f"bad options for {kind}: {err}") from None

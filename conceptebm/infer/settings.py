@@ -13,8 +13,8 @@ Example:
     >>> import torch
     >>> from conceptebm.infer import langevin
     >>> s = DEFAULT.replace(num_steps=5)
-    >>> s
-    SamplerSettings(num_steps=5, step_size=100.0, noise_scale=0.005, init='smooth', bounds=(0.0, 1.0))
+    >>> s.num_steps, s.step_size, s.bounds
+    (5, 100.0, (0.0, 1.0))
     >>> energy = lambda x: ((x - 0.5) ** 2).flatten(1).sum(1)  # (chains,)
     >>> x = langevin(energy, (2, 3, 4, 4), **s.replace(step_size=0.1))
     >>> x.shape, bool(((x >= 0) & (x <= 1)).all())
@@ -158,6 +158,25 @@ class SamplerSettings(Mapping):
                              f"{list(cls.__dataclass_fields__)}")
         base = DEFAULT if default is None else default
         return dataclasses.replace(base, **dict(d))
+
+    @classmethod
+    def from_record(cls, meta: Mapping) -> SamplerSettings | None:
+        """The settings a checkpoint's JSON record implies: its ``"sampler"`` entry (written
+        by the training loop and by the export of shipped models); else, for older records,
+        :data:`DEFAULT` with the step size, noise and init of its ``"train"`` config (a net
+        trained with step 1 must be sampled with step 1); ``None`` when it has neither.
+
+        Example:
+            >>> SamplerSettings.from_record({"train": {"step_size": 1.0, "lr": 1e-4}}).step_size
+            1.0
+            >>> SamplerSettings.from_record({"net": {}}) is None
+            True
+        """
+        train = meta.get("train") or {}
+        own = {k: train[k] for k in ("step_size", "noise_scale", "init") if k in train}
+        if "sampler" not in meta and not own:
+            return None
+        return cls.from_dict(meta.get("sampler") or {}, default=DEFAULT.replace(**own))
 
 
 #: The recommended test-time settings of the CD recipe (what ``train_quality`` scored shipped

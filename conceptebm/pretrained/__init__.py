@@ -5,9 +5,12 @@ Each model is ``<name>.safetensors`` (weights plus the net config in its metadat
 judge-scored metrics and the recommended sampler settings. They were trained on a 2-core CPU
 with ``conceptebm train`` (see the JSON files and ``benchmarks/train_quality.py``).
 
-``load(name)`` returns a ready :class:`~conceptebm.energies.ConditionalEnergy` in eval mode;
-its ``sampler`` attribute holds the recommended settings as keyword arguments of
-:func:`conceptebm.infer.langevin`.
+``load(name)`` returns a ready :class:`~conceptebm.energies.ConditionalEnergy` in eval mode.
+Its recommended sampler settings come from one place, the ``"sampler"`` entry of the model's
+JSON record: the loader builds a :class:`~conceptebm.infer.SamplerSettings` from it when it
+constructs the model (``.sampler``, read-only; a mapping of :func:`conceptebm.infer.langevin`
+keywords, so ``**pos.sampler`` works). The rest of the record (command, training time,
+metrics) is :func:`info`; nothing is attached to the model after construction.
 
 Example:
     >>> import torch
@@ -41,7 +44,6 @@ INFERENCE = ("position_contrastive", "position_multiview")
 #: The model ``conceptebm infer`` / ``energy-map`` use for a concept when no --model is given.
 INFER_DEFAULT = {"position": "position_contrastive"}
 NAMES = CONCEPTS + INFERENCE
-_BOUNDS = (0.0, 1.0)  # images live in [0, 1]
 
 
 def available() -> list[str]:
@@ -78,16 +80,10 @@ def load(name: str, *, device=None) -> ConditionalEnergy:
     """The shipped EBM ``name``: a concept ("position", "color", "shape", "size") or an
     inference-only model ("position_contrastive", "position_multiview"; see :data:`INFERENCE`).
 
-    The returned energy has ``.sampler``: a dict of :func:`conceptebm.infer.langevin`
-    keyword arguments (``num_steps``, ``step_size``, ``noise_scale``, ``init``, ``bounds``)
-    that generated the recorded metrics, and ``.info``: the JSON record.
+    The returned energy's ``.sampler`` is the :class:`~conceptebm.infer.SamplerSettings`
+    (``num_steps``, ``step_size``, ``noise_scale``, ``init``, ``bounds``) that generated the
+    recorded metrics, read from the record's ``"sampler"`` entry; :func:`info` gives the record.
     """
-    from conceptebm.checkpoints import load_checkpoint, load_energy
+    from conceptebm.checkpoints import load_energy
 
-    path = _path(name)
-    energy = load_energy(path, device=device)
-    meta = load_checkpoint(path).meta
-    energy.sampler = {**meta["sampler"], "bounds": _BOUNDS}
-    energy.info = meta
-    return energy
-
+    return load_energy(_path(name), device=device)

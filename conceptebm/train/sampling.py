@@ -6,6 +6,11 @@ here re-implements a sampler. The energy being sampled is the trained net bound 
 concept values, plus (continual learning) frozen earlier EBMs bound to theirs:
 ``E(x) = E_new(x|c_new) + sum_j E_j(x|c_j)`` (paper section 4.3).
 
+The settings of both samplers come from the :class:`~conceptebm.train.TrainConfig` through
+:func:`training_settings` (K steps for negatives) and :func:`eval_settings` (the test-time
+generations the loop scores, and the settings every checkpoint records), both
+:class:`~conceptebm.infer.SamplerSettings`, so ``sample_images(net, c, **settings)`` runs them.
+
 Example:
     >>> from conceptebm.concepts import Concept
     >>> from conceptebm.energies.nets import ConvEnergyNet
@@ -25,10 +30,40 @@ from torch import Tensor
 
 from conceptebm.energies import And, ConditionalEnergy, Energy
 from conceptebm.infer import initial_samples, langevin
+from conceptebm.infer.settings import IMAGE_BOUNDS, SamplerSettings
 
-__all__ = ["fresh_noise", "conditioned_energy", "sample_images", "split_labels"]
+__all__ = ["fresh_noise", "conditioned_energy", "sample_images", "split_labels",
+           "training_settings", "eval_settings"]
 
-IMAGE_BOUNDS = (0.0, 1.0)
+
+def _settings(config, num_steps: int) -> SamplerSettings:
+    return SamplerSettings(num_steps=num_steps, step_size=config.step_size,
+                           noise_scale=config.noise_scale, init=config.init, bounds=IMAGE_BOUNDS)
+
+
+def training_settings(config) -> SamplerSettings:
+    """The sampler of the training negatives: ``config.sampler_steps`` (K) Langevin steps with
+    the config's step size, noise and init.
+
+    Example:
+        >>> from conceptebm.train import TrainConfig
+        >>> training_settings(TrainConfig(sampler_steps=20, step_size=1.0)).num_steps
+        20
+    """
+    return _settings(config, config.sampler_steps)
+
+
+def eval_settings(config) -> SamplerSettings:
+    """The test-time sampler of a training run: ``config.eval_steps`` steps from fresh noise
+    with the training step size, noise and init. The loop scores its generations with it and
+    records it in every checkpoint (``"sampler"``), where loaders read it back as ``.sampler``.
+
+    Example:
+        >>> from conceptebm.train import TrainConfig
+        >>> eval_settings(TrainConfig(eval_steps=40)).to_dict()["num_steps"]
+        40
+    """
+    return _settings(config, config.eval_steps)
 
 
 def fresh_noise(shape: tuple[int, ...], init: str = "smooth", *, generator=None,
@@ -57,11 +92,14 @@ def conditioned_energy(net: ConditionalEnergy, c: Tensor,
 
 def sample_images(net: ConditionalEnergy, c: Tensor, *, num_steps: int,
                   step_size: float = 100.0,
-                  noise_scale: float = 0.005, init: str = "smooth", x0: Tensor | None = None,
+                  noise_scale: float = 0.005, init: str = "smooth",
+                  bounds: tuple[float, float] = IMAGE_BOUNDS, x0: Tensor | None = None,
                   image_shape: tuple[int, int, int] | None = None,
                   frozen: Sequence[ConditionalEnergy] = (), generator=None) -> Tensor:
     """Run ``num_steps`` Langevin steps on E(x|c) from ``x0`` (or fresh noise); returns ``(B, C, H,
-    W)`` in [0, 1]. ``c`` is ``(B, L)`` (concatenated with the frozen energies' labels)."""
+    W)`` in ``bounds`` ([0, 1]). ``c`` is ``(B, L)`` (concatenated with the frozen energies'
+    labels). The sampler keywords are those of a :class:`~conceptebm.infer.SamplerSettings`:
+    ``sample_images(net, c, **settings)``."""
     if x0 is None:
         if image_shape is None:
             size = getattr(net, "image_size", None)
@@ -69,7 +107,8 @@ def sample_images(net: ConditionalEnergy, c: Tensor, *, num_steps: int,
             if size is None:
                 raise ValueError("pass x0 or image_shape: the net does not say its image size")
             image_shape = (channels, size, size)
-        x0 = fresh_noise((c.shape[0], *image_shape), init, generator=generator, device=c.device)
+        x0 = initial_samples((c.shape[0], *image_shape), init=init, bounds=bounds,
+                             generator=generator, device=c.device)  # (B, C, H, W)
     energy = conditioned_energy(net, c.to(x0), frozen)
     return langevin(energy, x0, num_steps=num_steps, step_size=step_size, noise_scale=noise_scale,
-                    bounds=IMAGE_BOUNDS, generator=generator)
+                    bounds=bounds, generator=generator)

@@ -69,15 +69,42 @@ def test_models_trained_with_another_step_size_are_rescaled_for_the_shared_step(
         def energy(self, x, c):
             return ((x - c) ** 2).sum(-1)
 
-    a, b, d = (Square(Concept.continuous(n, dim=2)) for n in ("a", "b", "d"))
-    a.sampler, b.sampler, d.sampler = ({"step_size": 100.0}, {"step_size": 100.0},
-                                       {"step_size": 1.0, "num_steps": 50})
+    from conceptebm.infer.settings import DEFAULT
+
+    own = DEFAULT.replace(step_size=1.0, num_steps=50)
+    a, b = (Square(Concept.continuous(n, dim=2), sampler=DEFAULT) for n in ("a", "b"))
+    d = Square(Concept.continuous("d", dim=2), sampler=own)
     out = _match_step_sizes({"a": a, "b": b, "d": d})
     assert out["a"] is a and out["b"] is b and isinstance(out["d"], StepMatched)
     x, c = torch.randn(4, 2), torch.randn(4, 2)
     # the shared step 100 on 0.01 E moves x as step 1 on E: the model's own sampler
     assert torch.allclose(out["d"](x, c), 0.01 * d(x, c))
-    assert out["d"].sampler == {"step_size": 100.0, "num_steps": 50}
+    # its settings come from the base's, through the type: only the step changes
+    assert out["d"].sampler == own.replace(step_size=100.0) and d.sampler == own
     assert out["d"].concept == d.concept
     same = {"a": a, "b": b}
     assert _match_step_sizes(same) == same
+    # a model without recorded settings has no known step: it is left alone, and cannot be
+    # step-matched explicitly
+    free = Square(Concept.continuous("f", dim=2))
+    assert _match_step_sizes({"a": a, "d": d, "f": free})["f"] is free
+    with pytest.raises(ValueError, match="no sampler settings"):
+        StepMatched(free, 100.0)
+
+
+def test_generate_runs_the_settings_it_is_given():
+    from conceptebm.compose.generate import generate
+    from conceptebm.energies import Energy
+    from conceptebm.infer import initial_samples, langevin
+    from conceptebm.infer.settings import DEFAULT
+
+    class Pull(Energy):
+        def energy(self, x):
+            return ((x - 0.7) ** 2).flatten(1).sum(1)  # (chains,)
+
+    s = DEFAULT.replace(num_steps=3, step_size=0.1, noise_scale=0.01, init="uniform")
+    x = generate(Pull(), 4, s, (3, 8, 8), generator=torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(1)
+    x0 = initial_samples((4, 3, 8, 8), init="uniform", bounds=(0.0, 1.0), generator=g)
+    assert torch.equal(x, langevin(Pull(), x0, num_steps=3, step_size=0.1, noise_scale=0.01,
+                                   bounds=(0.0, 1.0), generator=g))
