@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from conceptebm.cli import validate
 from conceptebm.energies import Gaussian, Not
 from conceptebm.infer import mala
 
@@ -166,13 +167,16 @@ def _main(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="composition demo on the shipped models (PNG + report)")
-    p.add_argument("--out", default="out/demo", help="output folder")
-    p.add_argument("-n", type=int, default=32, help="generations per composition")
-    p.add_argument("--steps", type=int, default=None, help="Langevin steps (default: models')")
+    p.add_argument("--out", type=validate.output_dir(), default="out/demo", help="output folder")
+    p.add_argument("-n", type=validate.integer(1, 1024), default=32,
+                   help="generations per composition (1-1024)")
+    p.add_argument("--steps", type=validate.integer(1, 100_000), default=None,
+                   help="Langevin steps (default: models')")
     p.add_argument("--analytic", action="store_true",
                    help="2-D Gaussian concepts against closed forms instead of scenes")
-    p.add_argument("--chains", type=int, default=2000, help="chains for --analytic")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--chains", type=validate.integer(1, 1_000_000), default=2000,
+                   help="chains for --analytic")
+    p.add_argument("--seed", type=validate.SEED, default=0)
+    p.add_argument("--device", type=validate.device(), default="cpu")
+    p.add_argument("--threads", type=validate.THREADS, default=2)
     p.set_defaults(func=_main)

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from conceptebm.cli import validate
+from conceptebm.cli.validate import CommandError
 from conceptebm.pretrained import CONCEPTS
 
 __all__ = ["register", "load_model", "read_image", "CommandError", "KNOWN_CONCEPTS"]
@@ -32,8 +34,11 @@ __all__ = ["register", "load_model", "read_image", "CommandError", "KNOWN_CONCEP
 KNOWN_CONCEPTS = CONCEPTS  # concepts with a shipped model
 
 
-class CommandError(ValueError):
-    """A user error on the command line: printed as ``error: ...``, exit status 2."""
+# Refused below these: a 2-D MAP from a 4x4 grid starts only near the corners (a --grid 2
+# answer was a corner); an energy map of 4x4 points shows no basin.
+MIN_GRID, MAX_GRID = 5, 201
+MIN_POINTS, MAX_POINTS = 5, 2000
+MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-6, 1e3
 
 
 def read_image(path: str | Path) -> torch.Tensor:
@@ -63,6 +68,10 @@ def _fit_size(image: torch.Tensor, path, model, resize: bool) -> torch.Tensor:
     return out.clamp(0, 1)
 
 
+def _looks_like_path(spec: str) -> bool:
+    return bool(Path(spec).suffix or "/" in spec or Path(spec).exists())
+
+
 def load_model(spec: str | None, concept: str | None, device=None):
     """The model for ``--model spec`` / ``--concept concept``.
 
@@ -80,12 +89,14 @@ def load_model(spec: str | None, concept: str | None, device=None):
         name = INFER_DEFAULT.get(concept_name, concept_name)
     else:
         name = spec
-    looks_like_path = spec is not None and (Path(spec).suffix or "/" in spec or Path(spec).exists())
-    if looks_like_path:
+    if spec is not None and _looks_like_path(spec):
         from conceptebm.checkpoints import CheckpointError, load_energy
 
         if not Path(spec).exists():
             raise CommandError(f"model checkpoint not found: {spec}")
+        if Path(spec).is_dir():  # a training run's folder: its best checkpoint, else its last
+            spec = str(next((Path(spec) / f for f in ("best.safetensors", "last.safetensors")
+                             if (Path(spec) / f).is_file()), spec))
         try:
             model = load_energy(spec, device=device)  # .sampler from its record, as pretrained
         except CheckpointError as err:
@@ -132,8 +143,6 @@ def _infer(args: argparse.Namespace) -> int:
     from conceptebm.scenes.multiview import multiview_posterior
 
     torch.set_num_threads(args.threads)
-    if not args.temperature > 0:
-        raise CommandError(f"--temperature must be > 0, got {args.temperature}")
     model = load_model(args.model, args.concept)
     images = _load_images(args.images, model, args.resize)  # (N, 3, H, W)
     concept = model.concept
@@ -193,10 +202,6 @@ def _energy_map(args: argparse.Namespace) -> int:
     image = _load_images([args.image], model, args.resize)  # (1, 3, H, W)
     concept = model.concept
     out = Path(args.output)
-    if out.suffix.lower() != ".png":
-        raise CommandError(f"--output must be a .png file, got {out}")
-    if args.objects < 1:
-        raise CommandError(f"--objects must be >= 1, got {args.objects}")
     fig, (ax_img, ax_map) = plt.subplots(1, 2, figsize=(8.5, 3.8),
                                          gridspec_kw={"width_ratios": [1, 1.3]})
     show_image(ax_img, image[0], Path(args.image).name)
@@ -237,55 +242,78 @@ def _guarded(func):
         try:
             return func(args)
         except CommandError as err:
-            print(f"conceptebm {args.command}: error: {err}", file=sys.stderr)
+            print(f"error: conceptebm {args.command}: {err}", file=sys.stderr)
             return 2
     return run
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--concept", default=None,
+    p.add_argument("--concept", type=validate.text("a concept name"), default=None,
                    help=f"concept to infer: {', '.join(KNOWN_CONCEPTS)} (default: the model's, "
                         "or position)")
-    p.add_argument("--model", default=None,
+    p.add_argument("--model", type=validate.text("a model name or checkpoint path"),
+                   default=None,
                    help="shipped model name or checkpoint path (default: the shipped "
                         "inference model of --concept: position_contrastive for position)")
     p.add_argument("--resize", action="store_true",
                    help="rescale images to the model's input size instead of refusing them")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--threads", type=validate.THREADS, default=1,
+                   help="torch CPU threads (default 1)")
+
+
+def _check(args: argparse.Namespace) -> None:
+    """What can be refused before a model is loaded or an image read."""
+    if args.model is None and args.concept is not None and args.concept not in KNOWN_CONCEPTS:
+        raise CommandError(f"--concept: unknown concept {args.concept!r}; known concepts: "
+                           f"{', '.join(KNOWN_CONCEPTS)} (or pass --model PATH of a checkpoint)")
+    if args.model is not None and _looks_like_path(args.model) and not Path(args.model).exists():
+        raise CommandError(f"--model {args.model}: model checkpoint not found")
+
+
+IMAGE = validate.existing_file(what="image file")
 
 
 def register(sub) -> None:
     p = sub.add_parser("infer", help="infer a concept (position, color, ...) from image files",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG files")
+    p.add_argument("images", nargs="+", type=IMAGE, metavar="IMAGE", help="PNG/JPEG files")
     _common(p)
     p.add_argument("--separate", action="store_true",
                    help="infer each image on its own (default: several images are views of "
                         "one object and their energies add, eq. 11)")
     p.add_argument("--posterior", action="store_true",
                    help="add a credible interval (NUTS) or the category probabilities")
-    p.add_argument("--level", type=float, default=0.9, help="interval probability (0.9)")
-    p.add_argument("--samples", type=int, default=300, help="NUTS samples (300)")
-    p.add_argument("--warmup", type=int, default=200, help="NUTS warm-up steps (200)")
-    p.add_argument("--seed", type=int, default=0, help="NUTS seed (0)")
-    p.add_argument("--temperature", type=float, default=1.0,
-                   help="posterior ∝ exp(-E / T) (1: the energies as trained; contrastive-"
-                        "divergence energies are often tiny, so their posteriors are flat "
-                        "unless T is small; see infer.fit_temperature)")
-    p.add_argument("--grid", type=int, default=None,
-                   help="MAP start grid, points per coordinate (17 for a position)")
-    p.add_argument("--steps", type=int, default=60, help="Adam refinement steps (60)")
+    p.add_argument("--level", type=validate.real(0, 1, low_open=True, high_open=True),
+                   default=0.9, help="interval probability, in (0, 1) (0.9)")
+    p.add_argument("--samples", type=validate.integer(1, 100_000), default=300,
+                   help="NUTS samples (300)")
+    p.add_argument("--warmup", type=validate.integer(0, 100_000), default=200,
+                   help="NUTS warm-up steps (200)")
+    p.add_argument("--seed", type=validate.SEED, default=0, help="NUTS seed (0)")
+    p.add_argument("--temperature", type=validate.real(MIN_TEMPERATURE, MAX_TEMPERATURE),
+                   default=1.0,
+                   help="posterior ∝ exp(-E / T), T in [1e-6, 1e3] (1: the energies as "
+                        "trained; contrastive-divergence energies are often tiny, so their "
+                        "posteriors are flat unless T is small; see infer.fit_temperature)")
+    p.add_argument("--grid", type=validate.integer(MIN_GRID, MAX_GRID), default=None,
+                   help=f"MAP start grid, points per coordinate, {MIN_GRID}-{MAX_GRID} (17 for "
+                        f"a position; fewer than {MIN_GRID} start Adam only at the corners and "
+                        "centre, far from most objects)")
+    p.add_argument("--steps", type=validate.integer(0, 10_000), default=60,
+                   help="Adam refinement steps (60)")
     p.add_argument("--json", action="store_true", help="print a JSON report instead of text")
-    p.set_defaults(func=_guarded(_infer))
+    p.set_defaults(func=_guarded(_infer), check=_check)
 
     m = sub.add_parser("energy-map", help="plot E(x | concept) over the concept for one image",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    m.add_argument("image", metavar="IMAGE", help="a PNG/JPEG file")
-    m.add_argument("-o", "--output", default="energy_map.png", help="PNG to write")
+    m.add_argument("image", type=IMAGE, metavar="IMAGE", help="a PNG/JPEG file")
+    m.add_argument("-o", "--output", type=validate.output_file(), default="energy_map.png",
+                   help="image to write (.png, .jpg, .pdf, .svg)")
     _common(m)
-    m.add_argument("--points", type=int, default=48, help="grid points per coordinate (48)")
-    m.add_argument("--objects", type=int, default=1,
+    m.add_argument("--points", type=validate.integer(MIN_POINTS, MAX_POINTS), default=48,
+                   help=f"grid points per coordinate, {MIN_POINTS}-{MAX_POINTS} (48)")
+    m.add_argument("--objects", type=validate.integer(1, 16), default=1,
                    help="mark this many separated basins (2 for a two-object scene)")
-    m.add_argument("--separation", type=float, default=0.3,
-                   help="minimum distance between marked basins (0.3)")
-    m.set_defaults(func=_guarded(_energy_map))
+    m.add_argument("--separation", type=validate.real(0, 2), default=0.3,
+                   help="minimum distance between marked basins, in [0, 2] (0.3)")
+    m.set_defaults(func=_guarded(_energy_map), check=_check)

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import torch
 
+from conceptebm.cli import validate
+from conceptebm.cli.validate import CommandError
 from conceptebm.datasets.factories import DATASETS, make_dataset
 from conceptebm.plotting import save_grid
 
-__all__ = ["register", "parse_option"]
+__all__ = ["register", "parse_option", "batches"]
 
 
 def parse_option(text: str) -> tuple[str, object]:
@@ -25,6 +27,8 @@ def parse_option(text: str) -> tuple[str, object]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"--set expects key=value, got {text!r}")
     key, raw = text.split("=", 1)
+    if not key.strip():
+        raise argparse.ArgumentTypeError(f"--set expects key=value, got {text!r} (no key)")
 
     def one(v: str):
         for kind in (int, float):
@@ -38,21 +42,74 @@ def parse_option(text: str) -> tuple[str, object]:
     return key.strip(), tuple(parts) if len(parts) > 1 else parts[0]
 
 
+parse_option.bad = ("novalue", "=1", "nope=1")  # what the CLI test feeds --set
+
+
+MAX_GRID = 1024  # images in one PNG grid; more is unreadable (write files with --each)
+CHUNK = 256  # items rendered per batch: memory stays bounded whatever -n is
+
+
+def _check(args: argparse.Namespace) -> None:
+    """The dataset options exist and the grid is readable, before rendering anything."""
+    try:
+        make_dataset(args.name, size=1, seed=args.seed, image_size=args.image_size,
+                     **dict(args.set or []))
+    except (ValueError, TypeError) as err:
+        given = " ".join(f"{k}={v}" for k, v in (args.set or []))
+        raise CommandError(f"--set {given}: {err}") from None
+    if args.n > MAX_GRID and not getattr(args, "each", None):
+        raise CommandError(f"-n {args.n}: a grid holds at most {MAX_GRID} images; pass "
+                           "--each DIR to write each image to a file instead")
+
+
+def batches(ds, start: int, n: int, chunk: int = CHUNK, progress: bool = False):
+    """``(indices, images (b, 3, H, W), labels)`` for items ``start .. start + n - 1`` of
+    ``ds``, ``chunk`` at a time (a tqdm bar with ``progress``)."""
+    from tqdm.auto import tqdm
+
+    with tqdm(total=n, desc="render", unit="img", disable=not progress) as bar:
+        for lo in range(start, start + n, chunk):
+            idx = list(range(lo, min(lo + chunk, start + n)))
+            images, labels = ds.batch(idx)
+            bar.update(len(idx))
+            yield idx, images, labels
+
+
 def _main(args) -> int:
     torch.set_num_threads(max(1, args.threads))
     options = dict(args.set or [])
     ds = make_dataset(args.name, size=args.start + args.n, seed=args.seed,
                       image_size=args.image_size, **options)
-    idx = list(range(args.start, args.start + args.n))
-    images, labels = ds.batch(idx)
+    grid, rows = [], []
+    if getattr(args, "each", None):  # one PNG per image + labels.csv (cli/user_data.py)
+        return _write_each(args, ds)
+    for idx, images, labels in batches(ds, args.start, args.n, progress=args.n > CHUNK):
+        grid.append(images)
+        if args.labels:
+            rows += [{k: v[j].tolist() for k, v in labels.items()} for j in range(len(idx))]
+    images = torch.cat(grid)  # (n, 3, H, W), at most MAX_GRID of them
     nrow = args.nrow or getattr(ds, "n_views", 8)
-    title = f"{args.name} (seed {args.seed}, items {idx[0]}..{idx[-1]})"
+    last = args.start + args.n - 1
+    title = f"{args.name} (seed {args.seed}, items {args.start}..{last})"
     path = save_grid(images, args.output, nrow=nrow, title=title)
-    print(f"wrote {path} ({len(idx)} images of {args.image_size}x{args.image_size})")
+    print(f"wrote {path} ({args.n} images of {args.image_size}x{args.image_size})")
     if args.labels:
-        rows = [{k: v[j].tolist() for k, v in labels.items()} for j in range(len(idx))]
         Path(args.labels).write_text(json.dumps({"dataset": ds.info(), "items": rows}))
         print(f"wrote {args.labels}")
+    return 0
+
+
+def _write_each(args, ds) -> int:
+    from conceptebm.cli.user_data import write_each
+
+    if getattr(ds, "n_objects", 1) != 1 or getattr(ds, "n_views", None):
+        raise CommandError(f"--each writes one labelled object per image; {args.name!r} has "
+                           "several objects or views per scene (use the grid)")
+    for idx, images, labels in batches(ds, args.start, args.n, progress=args.n > CHUNK):
+        write_each(args.each, images, labels, ds.concepts, start=idx[0],
+                   append=idx[0] != args.start)
+    print(f"wrote {args.n} PNGs and labels.csv to {args.each} (conceptebm train --data "
+          f"{args.each} reads them)")
     return 0
 
 
@@ -61,15 +118,24 @@ def register(sub) -> None:
                        description=f"Datasets: {', '.join(DATASETS)}.")
     p.add_argument("name", choices=list(DATASETS), metavar="NAME",
                    help=f"dataset name ({', '.join(DATASETS)})")
-    p.add_argument("-n", type=int, default=64, help="number of images (default 64)")
-    p.add_argument("-o", "--output", default="grid.png", help="PNG path (default grid.png)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--start", type=int, default=0, help="index of the first item")
-    p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--nrow", type=int, default=0,
+    p.add_argument("-n", type=validate.integer(1, 100_000_000), default=64,
+                   help=f"number of images (default 64; a grid holds at most {MAX_GRID})")
+    p.add_argument("-o", "--output", type=validate.output_file(), default="grid.png",
+                   help="image path (.png, .jpg, .pdf, .svg; default grid.png)")
+    p.add_argument("--seed", type=validate.SEED, default=0)
+    p.add_argument("--start", type=validate.integer(0, 10**12), default=0,
+                   help="index of the first item")
+    p.add_argument("--image-size", type=validate.integer(8, 1024), default=32,
+                   help="H = W in pixels, 8-1024 (default 32)")
+    p.add_argument("--nrow", type=validate.integer(0, MAX_GRID), default=0,
                    help="images per row (default 8; multiview: one scene per row)")
     p.add_argument("--set", type=parse_option, action="append", metavar="KEY=VALUE",
                    help="dataset option, repeatable (e.g. clutter=1,3 colors=red,blue)")
-    p.add_argument("--labels", default=None, help="also write the labels to this JSON file")
-    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    p.set_defaults(func=_main)
+    p.add_argument("--each", default=None, metavar="DIR",
+                   help="write one PNG per image plus labels.csv to DIR instead of a grid "
+                        "(the layout conceptebm train --data and infer read)")
+    p.add_argument("--labels", type=validate.output_file((".json",), "JSON"), default=None,
+                   help="also write the labels to this JSON file")
+    p.add_argument("--threads", type=validate.THREADS, default=2,
+                   help="torch threads (default 2)")
+    p.set_defaults(func=_main, check=_check)

@@ -12,52 +12,71 @@ calibrated by each model's energy gap unless ``--raw``.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
+from conceptebm.cli import validate
+from conceptebm.cli.validate import CommandError
 from conceptebm.compose import defaults
 from conceptebm.compose.calibrate import composition_scales
 from conceptebm.compose.expr import ExpressionError, _atom_names, build, parse
 from conceptebm.plotting import save_grid
 
+# Sane ranges of the composition knobs (defaults.ALPHA = 0.05, defaults.TEMPERATURE = 0.1):
+# a negation weight above 1 outweighs the concept it negates, and a disjunction temperature of
+# 1 already makes OR act like AND (see conceptebm.compose.defaults).
+MAX_ALPHA = 1.0
+MAX_TEMPERATURE = 10.0
+
+# a grid of more images than this is unreadable, and all chains run as one batch
+MAX_GRID = 1024
+CHUNK = 256  # chains per Langevin batch: memory stays bounded whatever -n is
+
+
+def _check(args: argparse.Namespace) -> None:
+    """The expression parses and names shipped concepts, before any model is loaded."""
+    from conceptebm import pretrained
+
+    try:
+        args.tree = parse(args.expression)
+    except ExpressionError as err:
+        raise CommandError(f"EXPRESSION: {err}") from None
+    known = set(pretrained.available()) & set(pretrained.CONCEPTS)
+    unknown = sorted(_atom_names(args.tree) - known)
+    if unknown:
+        raise CommandError(f"unknown concept {unknown[0]!r}; known concepts: "
+                           f"{', '.join(sorted(known))}")
+    if args.n > MAX_GRID and not getattr(args, "each", None):
+        raise CommandError(f"-n {args.n}: a grid holds at most {MAX_GRID} images; pass "
+                           "--each DIR to write each image to a file instead")
+
 
 def _main(args: argparse.Namespace) -> int:
     from conceptebm.compose.generate import generate, load_concepts
 
-    try:
-        tree = parse(args.expression)
-    except ExpressionError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    from conceptebm import pretrained
-
-    known = set(pretrained.available()) & set(pretrained.CONCEPTS)
-    names = _atom_names(tree)
-    unknown = sorted(names - known)
-    if unknown:
-        print(f"error: unknown concept {unknown[0]!r}; known concepts: "
-              f"{', '.join(sorted(known))}", file=sys.stderr)
-        return 2
-    if args.n < 1:
-        print(f"error: -n must be >= 1, got {args.n}", file=sys.stderr)
-        return 2
+    if not hasattr(args, "tree"):  # called without cli.parse
+        _check(args)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    cm = load_concepts(sorted(names), device=device)
-    try:
-        energy = build(tree, cm.models, alpha=args.alpha, temperature=args.temperature,
-                       scales=None if args.raw else composition_scales(cm.scales),
-                       text=args.expression)
-    except (ExpressionError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    cm = load_concepts(sorted(_atom_names(args.tree)), device=device)
+    energy = build(args.tree, cm.models, alpha=args.alpha, temperature=args.temperature,
+                   scales=None if args.raw else composition_scales(cm.scales),
+                   text=args.expression)
     settings = cm.settings.replace(num_steps=args.steps or defaults.STEPS,
                                    step_size=args.step_size, noise_scale=args.noise_scale)
     gen = torch.Generator(device=device).manual_seed(args.seed)
-    x = generate(energy, args.n, settings, cm.image_shape, generator=gen, device=device,
-                 progress=True)
+    chunks = []
+    for start in range(0, args.n, CHUNK):  # (n, C, H, W) built CHUNK chains at a time
+        chunks.append(generate(energy, min(CHUNK, args.n - start), settings, cm.image_shape,
+                               generator=gen, device=device, progress=True).cpu())
+    x = torch.cat(chunks)
+    if getattr(args, "each", None):  # one PNG per image + labels.csv (cli/user_data.py)
+        from conceptebm.cli.user_data import write_each_sample
+
+        write_each_sample(args.each, x, args.tree, cm.models, args.expression)
+        print(f"{energy!r}: wrote {args.n} PNGs and labels.csv to {args.each}")
+        return 0
     out = Path(args.output)
     save_grid(x, out, title=repr(energy))
     print(f"{energy!r}: wrote {args.n} samples to {out}")
@@ -68,17 +87,29 @@ def register(sub) -> None:
     p = sub.add_parser("sample", help="generate images from a concept expression",
                        description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("expression", help='e.g. "position=(0.3,-0.2) & color=red & ~shape=cube"')
-    p.add_argument("-n", type=int, default=16, help="number of images")
-    p.add_argument("-o", "--output", default="out/sample.png", help="PNG grid to write")
-    p.add_argument("--alpha", type=float, default=defaults.ALPHA, help="negation weight")
-    p.add_argument("--temperature", type=float, default=defaults.TEMPERATURE,
-                   help="disjunction temperature (in energy-gap units unless --raw)")
+    p.add_argument("-n", type=validate.integer(1, 1_000_000), default=16,
+                   help="number of images")
+    p.add_argument("-o", "--output", type=validate.output_file(), default="out/sample.png",
+                   help="image grid to write (.png, .jpg, .pdf, .svg)")
+    p.add_argument("--each", default=None, metavar="DIR",
+                   help="write one PNG per sample plus labels.csv (the values of a plain "
+                        "conjunction) to DIR instead of a grid")
+    p.add_argument("--alpha", type=validate.real(0, MAX_ALPHA), default=defaults.ALPHA,
+                   help=f"negation weight, 0-{MAX_ALPHA:g} (default {defaults.ALPHA})")
+    p.add_argument("--temperature", type=validate.real(0, MAX_TEMPERATURE, low_open=True),
+                   default=defaults.TEMPERATURE,
+                   help="disjunction temperature (in energy-gap units unless --raw), in "
+                        f"(0, {MAX_TEMPERATURE:g}] (default {defaults.TEMPERATURE})")
     p.add_argument("--raw", action="store_true",
                    help="compose the raw energies (paper's equations, no calibration)")
-    p.add_argument("--steps", type=int, default=None, help="Langevin steps")
-    p.add_argument("--step-size", type=float, default=None)
-    p.add_argument("--noise-scale", type=float, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
-    p.add_argument("--threads", type=int, default=1)
-    p.set_defaults(func=_main)
+    p.add_argument("--steps", type=validate.integer(1, 100_000), default=None,
+                   help="Langevin steps")
+    p.add_argument("--step-size", type=validate.real(0, 1e6, low_open=True), default=None,
+                   help="Langevin step on the raw gradient, in (0, 1e6]")
+    p.add_argument("--noise-scale", type=validate.real(0, 1), default=None,
+                   help="noise std per Langevin step, in [0, 1]")
+    p.add_argument("--seed", type=validate.SEED, default=0)
+    p.add_argument("--device", type=validate.device(), default="cpu",
+                   help="torch device, e.g. cuda")
+    p.add_argument("--threads", type=validate.THREADS, default=1)
+    p.set_defaults(func=_main, check=_check)

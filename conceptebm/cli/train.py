@@ -27,14 +27,28 @@ import sys
 import typing
 from pathlib import Path
 
+from conceptebm.cli import validate
+from conceptebm.cli.user_data import add_data_options, data_words, training_data
+from conceptebm.cli.validate import CommandError
+
 __all__ = ["register", "config_from_args", "command_line"]
 
 
 _NONE = "none"  # marks an optional setting switched off on the command line
 
 
+_FINITE = validate.real()  # ranges are TrainConfig.validate's, checked after parsing
+
+
 def _optional_float(text: str) -> float | str:
-    return _NONE if text.lower() in ("none", "off") else float(text)
+    return _NONE if text.lower() in ("none", "off") else _FINITE(text)
+
+
+_optional_float.bad = ("abc", "nan", "inf")  # what the CLI test feeds it
+
+_NAME = validate.text("a name or a path")
+# generated options whose values are more than a number or a name
+_SPECIAL_TYPES = {"device": validate.device(), "out_dir": validate.output_dir()}
 
 
 def _field_comments(cls) -> dict[str, str]:
@@ -54,7 +68,7 @@ def _field_comments(cls) -> dict[str, str]:
 
 
 def _add_config_options(p: argparse.ArgumentParser) -> None:
-    from conceptebm.train.config import TrainConfig
+    from conceptebm.train.config import FIELD_CHOICES, TrainConfig
 
     hints = typing.get_type_hints(TrainConfig)
     comments = _field_comments(TrainConfig)
@@ -66,30 +80,137 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
         if hint is bool:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                            help=help_text)
-        elif hint in (int, float, str):
-            p.add_argument(flag, type=hint, default=None, help=help_text)
+        elif f.name in _SPECIAL_TYPES:
+            p.add_argument(flag, type=_SPECIAL_TYPES[f.name], default=None, help=help_text)
+        elif hint is int:
+            p.add_argument(flag, type=validate.integer(), default=None, help=help_text)
+        elif hint is float:
+            p.add_argument(flag, type=_FINITE, default=None, help=help_text)
+        elif hint is str:  # names and paths: TrainConfig and _check say which exist
+            p.add_argument(flag, type=_NAME, default=None, help=help_text,
+                           choices=FIELD_CHOICES.get(f.name))
         elif hint == (float | None):
             p.add_argument(flag, type=_optional_float, default=None,
                            help=help_text + "; 'none' disables")
         elif hint == tuple[float, float]:
-            p.add_argument(flag, type=float, nargs=2, default=None, help=help_text)
+            p.add_argument(flag, type=_FINITE, nargs=2, default=None, help=help_text)
         elif hint == list[str]:
             p.add_argument(flag, nargs="*", default=None, help=help_text)
         else:  # pragma: no cover - a new field type needs a line here
             raise TypeError(f"no command-line form for TrainConfig.{f.name}: {hint}")
 
 
-def config_from_args(args: argparse.Namespace):
-    """The :class:`TrainConfig` named by parsed arguments (``--config`` file, ``--smoke``,
-    then each explicit option, in increasing priority)."""
-    from conceptebm.train.config import TrainConfig, smoke_config
+def config_from_args(args: argparse.Namespace, report=None):
+    """The :class:`TrainConfig` named by parsed arguments, in increasing priority: with
+    ``--resume`` the run's own config (``RUN/config.json``, else the record in
+    ``RUN/last.safetensors``), the ``--config`` file, ``--smoke``, then each explicit option.
 
-    values = {}
+    Options given again on ``--resume`` override the run's config; ``report(line)`` is told of
+    each. Raises :class:`~conceptebm.cli.validate.CommandError` naming the bad option or file.
+    """
+    from conceptebm.train.config import TrainConfig, make_config, smoke_config
+
+    values: dict = {}
+    explicit = {name: None if v is _NONE else v for name, v in _explicit(args).items()}
     if args.config:
-        values.update(json.loads(Path(args.config).read_text()))
-    for name, v in _explicit(args).items():
-        values[name] = None if v is _NONE else v
-    return smoke_config(**values) if args.smoke else TrainConfig(**values)
+        values.update(_read_config_file(args.config))
+    if getattr(args, "resume", False):
+        run = Path(explicit.get("out_dir") or values.get("out_dir") or TrainConfig.out_dir)
+        saved = _run_config(run)
+        for name, v in {**values, **explicit}.items():
+            if name != "out_dir" and name in saved and _norm(saved[name]) != _norm(v) \
+                    and report is not None:
+                report(f"--{name.replace('_', '-')} {_show(v)} overrides the run's "
+                       f"{_show(saved[name])}")
+        values = {**saved, **values, "out_dir": str(run)}
+    values.update(explicit)
+    try:
+        # make_config: unset fields take the defaults of --objective (CONTRASTIVE_RECIPE)
+        return smoke_config(**values) if args.smoke else make_config(**values)
+    except (ValueError, TypeError) as err:
+        raise CommandError(re.sub(r"TrainConfig\.(\w+)",
+                                  lambda m: "--" + m.group(1).replace("_", "-"), str(err))) \
+            from None
+
+
+def _norm(v):
+    return list(v) if isinstance(v, (list, tuple)) else v
+
+
+def _show(v) -> str:
+    return " ".join(map(str, v)) if isinstance(v, (list, tuple)) else repr(v)
+
+
+def _read_config_file(path: str) -> dict:
+    """The settings of a ``--config`` JSON file; unknown keys and broken JSON are errors."""
+    from conceptebm.train.config import TrainConfig
+
+    try:
+        values = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise CommandError(f"--config {path} is not valid JSON: {err.msg} at line {err.lineno}"
+                           f", column {err.colno}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise CommandError(f"--config {path} cannot be read: {err}") from None
+    if not isinstance(values, dict):
+        raise CommandError(f"--config {path} must hold a JSON object of TrainConfig settings, "
+                           f"got a {type(values).__name__}")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise CommandError(f"--config {path} has unknown setting(s) {unknown}; known: "
+                           f"{', '.join(sorted(known))}")
+    return values
+
+
+def _run_config(run: Path) -> dict:
+    """The config a run folder was trained with (``--resume`` with only ``--out-dir``)."""
+    if not run.is_dir():
+        raise CommandError(f"--resume: there is no training run in {run} (no such folder); "
+                           "check --out-dir, or drop --resume to start a new run")
+    if (run / "config.json").exists():
+        try:
+            return json.loads((run / "config.json").read_text())
+        except json.JSONDecodeError as err:
+            raise CommandError(f"--resume: {run / 'config.json'} is not valid JSON "
+                               f"({err.msg}); pass the settings again with --config") from None
+    if (run / "last.safetensors").exists():
+        from conceptebm.train.checkpoint import CheckpointError, load_checkpoint
+
+        try:
+            saved = load_checkpoint(run / "last.safetensors").meta.get("train")
+        except CheckpointError as err:
+            raise CommandError(f"--resume: {err}") from None
+        if isinstance(saved, dict):
+            return saved
+    raise CommandError(f"--resume: {run} holds no training run (no config.json or "
+                       "last.safetensors); check --out-dir, or drop --resume to start a new run")
+
+
+def _check(args: argparse.Namespace) -> None:
+    """Everything the run needs, before any work: the config, its dataset and concept, the
+    files it starts from."""
+    notes: list[str] = []
+    config = config_from_args(args, report=notes.append)
+    if not getattr(args, "data", None):  # a scene dataset: it must have the concept
+        from conceptebm.datasets.factories import DATASETS, make_dataset
+
+        if config.dataset_name not in DATASETS:
+            what = "--dataset" if config.dataset else "--concept"
+            raise CommandError(f"{what} {config.dataset_name!r} names no dataset; datasets: "
+                               f"{', '.join(DATASETS)} (or train on your own images with "
+                               "--data)")
+        concepts = make_dataset(config.dataset_name, size=1).concepts
+        if config.concept not in concepts:
+            raise CommandError(f"--concept {config.concept!r} is not a label of the "
+                               f"{config.dataset_name!r} dataset; its concepts: "
+                               f"{', '.join(concepts)}")
+    if config.init_weights and not Path(config.init_weights).is_file():
+        raise CommandError(f"--init-weights {config.init_weights}: no such checkpoint file")
+    for spec in config.frozen:
+        if spec.endswith(".safetensors") and not Path(spec).is_file():
+            raise CommandError(f"--frozen {spec}: no such checkpoint file")
+    args.train_config, args.overrides = config, notes
 
 
 def _explicit(args: argparse.Namespace) -> dict:
@@ -115,6 +236,7 @@ def command_line(args: argparse.Namespace) -> str:
             words += [flag, *map(str, v)]
         else:
             words += [flag, str(v)]
+    words += data_words(args)
     return " ".join(shlex.quote(w) for w in words)
 
 
@@ -125,13 +247,25 @@ def _main(args: argparse.Namespace) -> int:
     from conceptebm.train.loop import TrainingDiverged, train
 
     torch.set_num_threads(args.threads)
-    config = config_from_args(args)
+    if not hasattr(args, "train_config"):  # called without cli.parse (e.g. from Python)
+        _check(args)
+    config = args.train_config
+    for line in args.overrides:
+        print(f"[train] resume: {line}")
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "command.txt", "a") as f:
         f.write(command_line(args) + "\n")
+    dataset = eval_dataset = None
+    if getattr(args, "data", None):  # a user's images: loaded, described, split (user_data)
+        try:
+            config, dataset, eval_dataset = training_data(args, config, _explicit(args))
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     try:
-        result = train(config, resume=args.resume, progress=not args.quiet)
+        result = train(config, dataset=dataset, eval_dataset=eval_dataset, resume=args.resume,
+                       progress=not args.quiet)
     except TrainingDiverged as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
@@ -149,12 +283,16 @@ def _main(args: argparse.Namespace) -> int:
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a concept EBM with contrastive divergence",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="JSON file of TrainConfig settings (options override it)")
+    p.add_argument("--config", type=validate.existing_file((".json",), "JSON file"),
+                   help="JSON file of TrainConfig settings (options override it)")
     p.add_argument("--smoke", action="store_true",
                    help="tiny preset that runs in seconds (what the tests run)")
     p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out-dir from its last checkpoint")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+                   help="continue the run in --out-dir from its last checkpoint, with the "
+                        "settings it was started with (options given again override them)")
+    p.add_argument("--threads", type=validate.THREADS, default=1,
+                   help="torch CPU threads (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_config_options(p)
-    p.set_defaults(func=_main)
+    add_data_options(p)  # --data, --columns, --concepts-file, --holdout (cli/user_data.py)
+    p.set_defaults(func=_main, check=_check)

@@ -24,7 +24,8 @@ import argparse
 import json
 from pathlib import Path
 
-__all__ = ["add_data_options", "data_words", "training_data", "write_each"]
+__all__ = ["add_data_options", "data_words", "training_data", "write_each",
+           "write_each_sample"]
 
 
 def _holdout(text: str) -> float:
@@ -39,15 +40,34 @@ def _holdout(text: str) -> float:
     return v
 
 
+_holdout.bad = ("abc", "nan", "0", "-5", "1.5")  # what the CLI option walk feeds it
+
+
+def _column_spec(text: str) -> str:
+    name, eq, cols = text.partition("=")
+    if not (eq and name.strip() and cols.strip()):
+        raise argparse.ArgumentTypeError(f"--columns takes NAME=COL[,COL] (e.g. position=x,y), "
+                                         f"got {text!r}")
+    return text
+
+
+_column_spec.bad = ("abc", "=x", "position=")
+
+
 def add_data_options(p: argparse.ArgumentParser) -> None:
+    from conceptebm.cli import validate
+
     g = p.add_argument_group("your own images (instead of a scene dataset)")
-    g.add_argument("--data", default=None, metavar="PATH",
+    g.add_argument("--data", type=validate.existing_path("image folder or .npz file"),
+                   default=None, metavar="PATH",
                    help="a folder of PNG/JPEG images with labels.csv or labels.json, or an "
                         ".npz (images + one array per label); --concept names one label")
-    g.add_argument("--columns", action="append", default=None, metavar="NAME=COL[,COL]",
+    g.add_argument("--columns", action="append", type=_column_spec, default=None,
+                   metavar="NAME=COL[,COL]",
                    help="which columns make up a label, repeatable (e.g. position=x,y; bare "
                         "x,y columns become position by themselves)")
-    g.add_argument("--concepts-file", default=None, metavar="JSON",
+    g.add_argument("--concepts-file", type=validate.existing_file((".json",), "JSON file"),
+                   default=None, metavar="JSON",
                    help='declared concepts: {"size": {"low": 0.18, "high": 0.3}, "kind": '
                         '{"values": ["cat", "dog"]}}; undeclared labels are inferred from the '
                         "data (ranges printed)")
@@ -108,3 +128,27 @@ def write_each(folder, images, labels: dict, concepts: dict, *, start: int = 0,
     from conceptebm.datasets.user import save_folder
 
     return save_folder(images, labels, concepts, folder, start=start, append=append)
+
+
+def write_each_sample(folder, images, tree, models: dict, expression: str) -> Path:
+    """``sample --each``: the samples with the values of the expression's atoms as labels
+    when it is a plain conjunction (``position=(0.3,-0.2) & color=red``); an expression with
+    ``|``, ``~`` or weights has no single label per image, so only the file names are listed.
+    The expression itself goes to ``expression.txt``."""
+    import torch
+
+    from conceptebm.compose.expr import Atom, Conj
+
+    terms = tree.terms if isinstance(tree, Conj) else (tree,)
+    labels, concepts = {}, {}
+    if all(isinstance(t, Atom) for t in terms):
+        for t in terms:
+            c = models[t.name].concept
+            enc = c.index(t.value) if c.is_categorical else torch.as_tensor(
+                t.value if isinstance(t.value, tuple) else (t.value,), dtype=torch.float32)
+            labels[t.name] = (torch.full((images.shape[0],), enc, dtype=torch.long)
+                              if c.is_categorical else enc[None].expand(images.shape[0], -1))
+            concepts[t.name] = c
+    out = write_each(folder, images, labels, concepts)
+    (out / "expression.txt").write_text(expression + "\n")
+    return out

@@ -1,0 +1,215 @@
+"""Option types and checks shared by every ``conceptebm`` subcommand.
+
+Each factory returns an :class:`OptionType`: a callable for argparse's ``type=`` that converts
+the text or raises :class:`argparse.ArgumentTypeError` with what is allowed and the value it got,
+so argparse prints ``error: argument -n: must be an integer >= 1, got '0'``. Each type also
+lists a few ``bad`` example values it refuses: the CLI test feeds them to every option of every
+subcommand (a new option is covered as soon as it uses one of these types).
+
+Example:
+    >>> steps = integer(low=1)
+    >>> steps("40")
+    40
+    >>> steps("-5")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: must be an integer >= 1, got '-5'
+    >>> real(low=0, high=1, low_open=True, high_open=True)("nan")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: must be a finite number in (0, 1), got 'nan'
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+__all__ = ["OptionType", "CommandError", "integer", "real", "device", "existing_file",
+           "existing_path", "output_file", "output_dir", "text", "IMAGE_SUFFIXES", "THREADS",
+           "SEED"]
+
+# what matplotlib / Pillow write from the suffix alone
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
+
+
+class CommandError(ValueError):
+    """A user error found after parsing: printed as one line ``error: ...``, exit status 2."""
+
+
+class _Reason(ValueError):
+    """Why a converter refused a value (appended to the rule in the message)."""
+
+
+class OptionType:
+    """An argparse ``type=`` with a rule: ``convert(text)`` returns the value or raises
+    ``ValueError``; ``bad`` lists values the rule refuses (for the tests)."""
+
+    def __init__(self, rule: str, convert: Callable[[str], object], bad: Sequence[str],
+                 name: str):
+        self.rule, self.convert, self.bad, self.__name__ = rule, convert, tuple(bad), name
+
+    def __call__(self, value: str):
+        try:
+            return self.convert(value)
+        except _Reason as err:  # our own reason, worth printing
+            why = f" ({err})" if str(err) else ""
+            raise argparse.ArgumentTypeError(f"{self.rule}, got {value!r}{why}") from None
+        except (ValueError, TypeError, OverflowError):  # int("abc"), float("x")...
+            raise argparse.ArgumentTypeError(f"{self.rule}, got {value!r}") from None
+
+    def __repr__(self) -> str:
+        return f"OptionType({self.rule!r})"
+
+
+def _bounds_text(low, high, low_open: bool, high_open: bool) -> str:
+    def num(v) -> str:
+        return f"{v:_}" if isinstance(v, int) and abs(v) >= 100_000 else f"{v:g}"
+
+    if low is not None and high is not None:
+        return f" in {'(' if low_open else '['}{num(low)}, {num(high)}{')' if high_open else ']'}"
+    if low is not None:
+        return f" {'>' if low_open else '>='} {num(low)}"
+    if high is not None:
+        return f" {'<' if high_open else '<='} {num(high)}"
+    return ""
+
+
+def integer(low: int | None = None, high: int | None = None) -> OptionType:
+    """A whole number in ``[low, high]`` (either end may be ``None``)."""
+    rule = "must be an integer" + _bounds_text(low, high, False, False)
+
+    def convert(text: str) -> int:
+        v = int(text.strip())
+        if (low is not None and v < low) or (high is not None and v > high):
+            raise _Reason("")
+        return v
+
+    bad = ["abc", "1.5", "nan"] + ([str(low - 1)] if low is not None else []) \
+        + ([str(high + 1)] if high is not None else [])
+    return OptionType(rule, convert, bad, "integer")
+
+
+def real(low: float | None = None, high: float | None = None, *, low_open: bool = False,
+         high_open: bool = False) -> OptionType:
+    """A finite number in the interval from ``low`` to ``high`` (open ends on request)."""
+    rule = "must be a finite number" + _bounds_text(low, high, low_open, high_open)
+
+    def convert(text: str) -> float:
+        v = float(text)
+        if not math.isfinite(v):
+            raise _Reason("")
+        if low is not None and (v < low or (low_open and v == low)):
+            raise _Reason("")
+        if high is not None and (v > high or (high_open and v == high)):
+            raise _Reason("")
+        return v
+
+    bad = ["abc", "nan", "inf", "-inf"]
+    if low is not None:
+        bad.append(repr(float(low)) if low_open else repr(low - max(1.0, abs(low))))
+    if high is not None:
+        bad.append(repr(float(high)) if high_open else repr(high + max(1.0, abs(high))))
+    return OptionType(rule, convert, bad, "number")
+
+
+def device() -> OptionType:
+    """A torch device that exists here: ``cpu``, ``cuda``, ``cuda:N`` (N < device count),
+    ``mps``."""
+    def convert(text: str) -> str:
+        import torch
+
+        try:
+            dev = torch.device(text)
+        except RuntimeError:
+            raise _Reason("not a torch device name") from None
+        if dev.type == "cuda":
+            n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            if n == 0:
+                raise _Reason("this machine has no CUDA device; use --device cpu")
+            if dev.index is not None and dev.index >= n:
+                raise _Reason(f"this machine has {n} CUDA device(s)")
+        elif dev.type == "mps" and not torch.backends.mps.is_available():
+            raise _Reason("MPS is not available here; use --device cpu")
+        elif dev.type not in ("cpu", "cuda", "mps"):
+            raise _Reason("conceptebm runs on cpu, cuda or mps")
+        return text
+
+    return OptionType("must be an available torch device (cpu, cuda, cuda:N, mps)", convert,
+                      ["banana", "cuda:99"], "device")
+
+
+def existing_file(suffixes: Sequence[str] | None = None, what: str = "file") -> OptionType:
+    """A path to an existing file (optionally with one of ``suffixes``)."""
+    allowed = f" ({', '.join(suffixes)})" if suffixes else ""
+
+    def convert(text: str) -> str:
+        p = Path(text)
+        if not p.exists():
+            raise _Reason("no such file")
+        if p.is_dir():
+            raise _Reason(f"it is a folder; give a {what} inside it")
+        if suffixes and p.suffix.lower() not in suffixes:
+            raise _Reason(f"the suffix must be one of {', '.join(suffixes)}")
+        return text
+
+    return OptionType(f"must be an existing {what}{allowed}", convert,
+                      ["/nonexistent/conceptebm/file" + (suffixes[0] if suffixes else "")],
+                      what.replace(" ", "_"))
+
+
+def existing_path(what: str = "file or folder") -> OptionType:
+    """A path to an existing file or folder."""
+    def convert(text: str) -> str:
+        if not text.strip() or not Path(text).exists():
+            raise _Reason("no such file or folder")
+        return text
+
+    return OptionType(f"must be an existing {what}", convert, ["/nonexistent/conceptebm/data"],
+                      "path")
+
+
+def output_file(suffixes: Sequence[str] = IMAGE_SUFFIXES, what: str = "image") -> OptionType:
+    """A path to write whose suffix says its format (so the file written is the one named:
+    ``noext`` is refused rather than silently written as ``noext.png``)."""
+    def convert(text: str) -> str:
+        p = Path(text)
+        if not text.strip() or p.suffix.lower() not in suffixes:
+            hint = f"; e.g. {p.name or 'out'}{suffixes[0]}" if text.strip() else ""
+            raise _Reason(f"the suffix names the format{hint}")
+        if p.exists() and p.is_dir():
+            raise _Reason("it is a folder")
+        return text
+
+    article = "an" if what[0] in "aeiou" else "a"
+    return OptionType(f"must be {article} {what} path ending in {', '.join(suffixes)}", convert,
+                      ["noext", "out.txt", ""], "output_file")
+
+
+def output_dir() -> OptionType:
+    """A folder to write into (created if missing; an existing file is refused)."""
+    def convert(text: str) -> str:
+        if not text.strip():
+            raise _Reason("empty")
+        if Path(text).exists() and not Path(text).is_dir():
+            raise _Reason("a file of that name exists")
+        return text
+
+    return OptionType("must be a folder path", convert, [""], "folder")
+
+
+def text(pattern_doc: str = "non-empty text") -> OptionType:
+    """Any non-empty text (for names checked later against what exists)."""
+    def convert(value: str) -> str:
+        if not value.strip():
+            raise _Reason("")
+        return value
+
+    return OptionType(f"must be {pattern_doc}", convert, [""], "text")
+
+
+# ----------------------------------------------------------------------------- shared options
+THREADS = integer(1, 1024)  # torch CPU threads
+SEED = integer(0, 2**63 - 1)  # torch.Generator.manual_seed takes any of these
