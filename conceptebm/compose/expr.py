@@ -315,8 +315,10 @@ def compile_expression(text: str, models, *, alpha: float = 0.01, temperature: f
     """``build(parse(text), models, ...)`` in one call.
 
     Example:
-        >>> energy = compile_expression(  # doctest: +SKIP
-        ...     "position=(0.3,-0.2) & ~color=red", models)
+        >>> from conceptebm import pretrained
+        >>> models = {name: pretrained.load(name) for name in ("position", "color")}
+        >>> compile_expression("position=(0.3,-0.2) & ~color=red", models)
+        position(0.3,-0.2) & ~color('red')
     """
     return build(parse(text), models, alpha=alpha, temperature=temperature, scales=scales,
                  text=text)

@@ -9,8 +9,8 @@ parameters have ``requires_grad=False`` and are not in the optimizer, so they ca
 (``conceptebm.pretrained``); each one's concept must be a label of the training dataset.
 
 Example:
-    >>> frozen = load_frozen(["position"])                                    # doctest: +SKIP
-    >>> [e.concept.name for e in frozen]                                      # doctest: +SKIP
+    >>> frozen = load_frozen(["position"])
+    >>> [e.concept.name for e in frozen]
     ['position']
 """
 

@@ -10,10 +10,13 @@ update the EMA weights. Every so often: log a metrics row, score generations wit
 A divergence guard stops the run with :class:`TrainingDiverged` when energies blow up or
 turn non-finite, before the bad update is applied or saved, so the last good checkpoint stays.
 
-Example:
-    >>> from conceptebm.train import smoke_config, train                      # doctest: +SKIP
-    >>> result = train(smoke_config(concept="position", out_dir="/tmp/run"))  # doctest: +SKIP
-    >>> result.best_score                                                     # doctest: +SKIP
+Example (a smoke run: a tiny net for 6 iterations, about 2 s on one core):
+    >>> import tempfile
+    >>> from conceptebm.train import smoke_config, train
+    >>> with tempfile.TemporaryDirectory() as run:
+    ...     result = train(smoke_config(concept="position", out_dir=run), progress=False)
+    >>> result.iteration, result.stopped, result.best_iteration > 0
+    (6, 'done', True)
 """
 
 from __future__ import annotations
