@@ -2,6 +2,7 @@
 
 from conceptebm.energies.analytic import Gaussian, GaussianMixture
 from conceptebm.energies.base import Bound, ConditionalEnergy, Energy
+from conceptebm.energies.late import LateEnergyNet
 from conceptebm.energies.nets import ConvEnergyNet, JointConcept, build_energy_net
 from conceptebm.energies.ops import And, Not, Or, Scale, require_grounded
 
@@ -17,6 +18,7 @@ __all__ = [
     "Gaussian",
     "GaussianMixture",
     "ConvEnergyNet",
+    "LateEnergyNet",
     "JointConcept",
     "build_energy_net",
 ]

@@ -143,6 +143,51 @@ class ConditionalEnergy(nn.Module):
             f"{type(self).__name__} must implement energy(x, c) -> (batch,)"
         )
 
+    # ------------------------------------------------------------ the split protocol
+    # Concept inference evaluates one image against many concept values (a grid, then
+    # refinement). A late-conditioned net splits E(x|c) = head(features(x), c): the engine
+    # (infer.energy_map, infer.concept_energy) calls ``features`` once per image and
+    # ``energy_from_features`` per candidate, whatever the net. These defaults make the split
+    # free for early-conditioned nets: the "features" are the image and the head is the
+    # whole energy, so they cost exactly what calling the energy per (image, value) did.
+
+    def features(self, x: Tensor) -> Tensor:
+        """What the energy keeps of ``x (N, *event)`` for any ``c``: ``(N, *feat)``.
+
+        Default: ``x`` itself. A late-conditioned net returns its image trunk's output; then
+        ``energy(x, c) == energy_from_features(features(x), c)``.
+        """
+        return x
+
+    def energy_from_features(self, f: Tensor, c: Tensor) -> Tensor:
+        """Energies from :meth:`features`: ``c (N, dim) -> (N,)``, or ``c (N, R, dim) -> (N, R)``
+        for ``R`` candidate values per item (the item's features are shared, not copied, by
+        nets that override this).
+
+        Default: the full energy of each (item, value) pair.
+
+        Example:
+            >>> import torch
+            >>> from conceptebm.concepts import Concept
+            >>> class Dist(ConditionalEnergy):
+            ...     def energy(self, x, c):
+            ...         return ((x - c) ** 2).sum(-1)
+            >>> e = Dist(Concept.continuous("p", dim=1))
+            >>> x = torch.tensor([[0.5], [0.0]])  # (N=2, 1)
+            >>> e.energy_from_features(e.features(x), torch.zeros(2, 3, 1)).shape  # (N, R)
+            torch.Size([2, 3])
+        """
+        n = f.shape[0]
+        if c.dim() == 3 and c.shape[0] == n:
+            r = c.shape[1]
+            fs = f[:, None].expand(n, r, *f.shape[1:]).reshape(n * r, *f.shape[1:])
+            return self(fs, c.reshape(n * r, c.shape[-1])).reshape(n, r)  # (N, R)
+        if c.dim() == 2:
+            return self(f, c)  # (N,)
+        raise ValueError(f"{self.concept.name} energy: c must have shape (N, {self.concept.dim})"
+                         f" or (N, R, {self.concept.dim}) for N = {n} items, got "
+                         f"{tuple(c.shape)}")
+
     def forward(self, x: Tensor, c: Tensor) -> Tensor:
         if c.dim() != 2 or c.shape[0] != x.shape[0] or c.shape[1] != self.concept.dim:
             raise ValueError(

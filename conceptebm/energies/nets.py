@@ -40,7 +40,8 @@ from torch import Tensor, nn
 from conceptebm.concepts import Concept
 from conceptebm.energies.base import ConditionalEnergy
 
-__all__ = ["ConvEnergyNet", "JointConcept", "build_energy_net", "concept_from_dict"]
+__all__ = ["ConvEnergyNet", "JointConcept", "build_energy_net", "concept_from_dict",
+           "concept_scaling"]
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,26 @@ def concept_from_dict(d: Mapping) -> Concept:
 
 def _parts(concept: Concept) -> tuple[Concept, ...]:
     return concept.parts if isinstance(concept, JointConcept) else (concept,)
+
+
+def concept_scaling(concept: Concept) -> tuple[Tensor, Tensor]:
+    """``(scale (dim,), shift (dim,))`` with ``c * scale + shift`` the net's view of an
+    encoded value: continuous parts mapped from ``[low, high]`` to [-1, 1], one-hot parts as is.
+
+    Example:
+        >>> concept_scaling(Concept.continuous("size", low=0.3, high=0.7))[0]
+        tensor([5.0000])
+    """
+    scale, shift = [], []
+    for p in _parts(concept):
+        if p.is_categorical:
+            scale += [1.0] * p.dim
+            shift += [0.0] * p.dim
+        else:
+            half, mid = (p.high - p.low) / 2, (p.high + p.low) / 2
+            scale += [1 / half] * p.dim
+            shift += [-mid / half] * p.dim
+    return torch.tensor(scale), torch.tensor(shift)
 
 
 class _FiLM(nn.Module):
@@ -257,18 +278,9 @@ class ConvEnergyNet(ConditionalEnergy):
         self.center_input = bool(center_input)
         wrap = nn.utils.parametrizations.spectral_norm if spectral_norm else _identity
 
-        # Continuous parts are mapped from [low, high] to [-1, 1]; one-hot parts pass as is.
-        scale, shift = [], []
-        for p in _parts(concept):
-            if p.is_categorical:
-                scale += [1.0] * p.dim
-                shift += [0.0] * p.dim
-            else:
-                half, mid = (p.high - p.low) / 2, (p.high + p.low) / 2
-                scale += [1 / half] * p.dim
-                shift += [-mid / half] * p.dim
-        self.register_buffer("c_scale", torch.tensor(scale), persistent=False)
-        self.register_buffer("c_shift", torch.tensor(shift), persistent=False)
+        scale, shift = concept_scaling(concept)
+        self.register_buffer("c_scale", scale, persistent=False)
+        self.register_buffer("c_shift", shift, persistent=False)
         ys, xs = torch.meshgrid(torch.linspace(-1, 1, image_size),
                                 torch.linspace(-1, 1, image_size), indexing="ij")
         self.register_buffer("coords", torch.stack([xs, ys])[None], persistent=False)  # (1,2,H,W)
@@ -333,14 +345,17 @@ def build_energy_net(config: Mapping, *, sampler=None) -> ConditionalEnergy:
 
     Raises ``ValueError`` naming the problem for an unknown type or bad options.
     """
+    from conceptebm.energies.late import LateEnergyNet  # late.py builds on this module
+
+    nets = {**_NETS, "LateEnergyNet": LateEnergyNet}
     config = dict(config)
     kind = config.pop("type", None)
-    if kind not in _NETS:
-        raise ValueError(f"unknown energy net type {kind!r}; known: {sorted(_NETS)}")
+    if kind not in nets:
+        raise ValueError(f"unknown energy net type {kind!r}; known: {sorted(nets)}")
     if "concept" not in config:
         raise ValueError("energy net config has no 'concept' entry")
     concept = concept_from_dict(config.pop("concept"))
     try:
-        return _NETS[kind](concept, sampler=sampler, **config)
+        return nets[kind](concept, sampler=sampler, **config)
     except TypeError as err:
         raise ValueError(f"bad options for {kind}: {err}") from None

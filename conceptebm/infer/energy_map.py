@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from conceptebm.concepts import Concept
 
-__all__ = ["concept_grid", "energy_map", "box_bounds"]
+__all__ = ["concept_grid", "energy_map", "box_bounds", "image_features", "candidate_energies"]
 
 
 def box_bounds(bounds, dim: int | None = None, *, dtype=torch.float64,
@@ -112,9 +112,42 @@ def concept_grid(concept_or_bounds, points_per_dim: int | Sequence[int] = 32, *,
     return torch.stack([m.reshape(-1) for m in mesh], dim=1).to(dtype=dtype, device=device)
 
 
+def image_features(cond_energy, x: Tensor) -> Tensor:
+    """``cond_energy.features(x)``: what the energy keeps of ``x (N, *event)`` for any concept
+    value (the image itself for early-conditioned nets and for plain callables).
+
+    See :meth:`~conceptebm.energies.ConditionalEnergy.features`.
+    """
+    features = getattr(cond_energy, "features", None)
+    return features(x) if callable(features) else x
+
+
+def candidate_energies(cond_energy, f: Tensor, c: Tensor) -> Tensor:
+    """Energies ``(N, R)`` of ``R`` candidate values ``c (N, R, dim)`` per item, from the
+    items' :func:`image_features` ``f (N, *feat)``.
+
+    A late-conditioned net reads ``f`` once per candidate with its cheap head; other energies
+    (and plain callables ``(x (M, *event), c (M, dim)) -> (M,)``) are called on every (item,
+    candidate) pair, as one batch of ``N * R``.
+    """
+    head = getattr(cond_energy, "energy_from_features", None)
+    if callable(head):
+        return head(f, c)  # (N, R)
+    n, r = c.shape[:2]
+    fs = f[:, None].expand(n, r, *f.shape[1:]).reshape(n * r, *f.shape[1:])  # (N * R, *event)
+    e = cond_energy(fs, c.reshape(n * r, c.shape[-1]))
+    if e.shape != (n * r,):
+        raise ValueError(f"{cond_energy!r} returned shape {tuple(e.shape)} for {n * r} (image, "
+                         f"concept) pairs; expected ({n * r},)")
+    return e.reshape(n, r)  # (N, R)
+
+
 def energy_map(cond_energy, x: Tensor, grid: Tensor, *, chunk_size: int = 4096,
                event_dim: int = 3, views: bool = False, progress: bool = False) -> Tensor:
     """Energies ``E(x|c)`` of every image against every grid point, under ``no_grad``.
+
+    The image part of the energy (:func:`image_features`) is computed once per image; only the
+    concept-dependent part runs per grid point (for an early-conditioned net, all of it).
 
     Args:
         cond_energy: a :class:`~conceptebm.energies.ConditionalEnergy` or any callable
@@ -161,21 +194,24 @@ def energy_map(cond_energy, x: Tensor, grid: Tensor, *, chunk_size: int = 4096,
     b, g = x.shape[0], grid.shape[0]
     v = x.shape[1] if views else 1
     grid = grid.to(x.device)
-    pairs = max(1, int(chunk_size) // v)  # (observation, grid point) pairs per call
-    out = []
+    flat = x.reshape(b * v, *x.shape[lead:])  # (B * V, *event)
+    per_obs = max(1, min(b, int(chunk_size) // v))  # observations per block
+    rows = []
     with torch.no_grad():
-        for start in tqdm(range(0, b * g, pairs), desc="energy map", disable=not progress,
-                          leave=False):
-            idx = torch.arange(start, min(start + pairs, b * g), device=x.device)
-            xs, cs = x[idx // g], grid[idx % g]  # (n, [V,] *event), (n, dim)
-            if views:
-                cs = cs.repeat_interleave(v, dim=0)  # (n * V, dim)
-                xs = xs.reshape(-1, *xs.shape[2:])  # (n * V, *event)
-            e = cond_energy(xs, cs)
-            if e.shape != (xs.shape[0],):
-                raise ValueError(f"{cond_energy!r} returned shape {tuple(e.shape)} for "
-                                 f"{xs.shape[0]} (image, concept) pairs; expected "
-                                 f"({xs.shape[0]},)")
-            out.append(e.reshape(-1, v).sum(1) if views else e)
-    energies = torch.cat(out).reshape(b, g)  # (B, G)
+        for o in tqdm(range(0, b, per_obs), desc="energy map", disable=not progress,
+                      leave=False):
+            n = min(per_obs, b - o)
+            f = image_features(cond_energy, flat[o * v:(o + n) * v])  # (n * V, *feat)
+            per_call = max(1, int(chunk_size) // (n * v))  # grid points per call
+            row = []
+            for s in range(0, g, per_call):
+                c = grid[s:s + per_call].expand(n * v, -1, -1)  # (n * V, k, dim)
+                e = candidate_energies(cond_energy, f, c)
+                if e.shape != c.shape[:2]:
+                    raise ValueError(f"{cond_energy!r} returned shape {tuple(e.shape)} for "
+                                     f"{c.shape[0]} images x {c.shape[1]} concept values; "
+                                     f"expected {tuple(c.shape[:2])}")
+                row.append(e.reshape(n, v, -1).sum(1))  # (n, k): eq. (11) adds the views
+            rows.append(torch.cat(row, dim=1))  # (n, G)
+    energies = torch.cat(rows)  # (B, G)
     return energies[0] if single else energies

@@ -20,7 +20,13 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from conceptebm.infer.energy_map import box_bounds, concept_grid, energy_map
+from conceptebm.infer.energy_map import (
+    box_bounds,
+    candidate_energies,
+    concept_grid,
+    energy_map,
+    image_features,
+)
 
 __all__ = ["MAPResult", "CategoricalMAP", "ConceptProblem", "ConceptEnergy", "concept_energy",
            "map_estimate", "map_categorical"]
@@ -112,9 +118,11 @@ class ConceptProblem:
 class ConceptEnergy:
     """``c (B, R, dim) -> (B, R)``: a conditional energy ``E(x|c)`` with observations fixed.
 
-    The one place where concept inference evaluates the conditional energy: each of the
-    ``B`` observations is paired with its ``R`` candidates and the pairs go through the net
-    as one batch of ``B * R`` (``* V`` with views). :func:`concept_energy` wraps it in the
+    The one place where concept inference evaluates the conditional energy: the image
+    features (:func:`~conceptebm.infer.energy_map.image_features`) are computed once per
+    image, then every call reads each observation's ``R`` candidates from them
+    (:func:`~conceptebm.infer.energy_map.candidate_energies`: a cheap head for a
+    late-conditioned net, one batch of ``B * R`` (``* V`` with views) full passes otherwise). :func:`concept_energy` wraps it in the
     :class:`ConceptProblem` that :func:`map_estimate` takes.
 
     Attributes:
@@ -134,20 +142,29 @@ class ConceptEnergy:
         if x.dim() < lead + 1:
             raise ValueError(f"x must have shape {want}, got {tuple(x.shape)}")
         self.cond_energy, self.x, self.views = cond_energy, x, bool(views)
+        self._features = None
+
+    @property
+    def features(self) -> Tensor:
+        """``image_features`` of the ``B (* V)`` images, computed once, on first use. Without
+        a graph unless ``x`` requires grad: gradients w.r.t. ``c`` never touch the trunk."""
+        if self._features is None:
+            flat = self.x.reshape(-1, *self.x.shape[1 + self.views:])  # (B [* V], *event)
+            with torch.set_grad_enabled(torch.is_grad_enabled() and self.x.requires_grad):
+                self._features = image_features(self.cond_energy, flat)  # (B [* V], *feat)
+        return self._features
 
     def __call__(self, c: Tensor) -> Tensor:
         b = self.x.shape[0]
         if c.dim() != 3 or c.shape[0] != b:
             raise ValueError(f"c must have shape ({b}, R, dim) for {b} observations, "
                              f"got {tuple(c.shape)}")
-        r, event = c.shape[1], self.x.shape[1:]  # event: ([V,] *event)
-        xs = self.x[:, None].expand(b, r, *event)  # (B, R, [V,] *event)
-        if self.views:
-            v = event[0]
-            cs = c[:, :, None].expand(b, r, v, c.shape[-1]).reshape(-1, c.shape[-1])
-            e = self.cond_energy(xs.reshape(-1, *event[1:]), cs)  # (B * R * V,)
-            return e.reshape(b, r, v).sum(-1)  # eq. (11): views add their energies
-        return self.cond_energy(xs.reshape(-1, *event), c.reshape(-1, c.shape[-1])).reshape(b, r)
+        if not self.views:
+            return candidate_energies(self.cond_energy, self.features, c)  # (B, R)
+        v, r = self.x.shape[1], c.shape[1]
+        cv = c[:, None].expand(b, v, r, c.shape[-1]).reshape(b * v, r, c.shape[-1])
+        e = candidate_energies(self.cond_energy, self.features, cv)  # (B * V, R)
+        return e.reshape(b, v, r).sum(1)  # eq. (11): views add their energies
 
     def __repr__(self) -> str:
         v = f", {self.x.shape[1]} views" if self.views else ""
@@ -165,8 +182,8 @@ def concept_energy(cond_energy, x: Tensor, views: bool = False, *,
             an observation is then the sum over its ``V`` views (paper eq. 11).
         event_dim: if given, checks that ``x`` has this many event dimensions.
 
-    The problem's energy is a :class:`ConceptEnergy`: ``c (B, R, dim) -> (B, R)``, evaluated
-    by pairing each observation with its ``R`` candidates in one batch of ``B * R (* V)``.
+    The problem's energy is a :class:`ConceptEnergy`: ``c (B, R, dim) -> (B, R)``, the image
+    features computed once, each call evaluating the ``R`` candidates of every observation.
     Its ``bounds`` and ``dim`` are those of ``cond_energy.concept`` when it has one; its
     dtype and device those of ``x``.
 

@@ -1,0 +1,175 @@
+"""Late-conditioned energy nets: an image trunk that ignores ``c``, and a cheap head over ``c``.
+
+``E(x|c) = head(features(x), c)``. Concept inference evaluates one image against hundreds of
+concept values (a 17x17 grid, then Adam refinement; a 48x48 energy map is 2,304 values);
+:class:`~conceptebm.energies.nets.ConvEnergyNet` feeds ``c`` into its first layer (label maps,
+FiLM), so every value costs a full pass over the image. Here the trunk runs once per image and
+each value costs a small MLP, and gradients with respect to ``c`` never touch the trunk. The
+inference engine uses the split through :meth:`ConditionalEnergy.features` /
+:meth:`~ConditionalEnergy.energy_from_features` without knowing the net type.
+
+Two readouts of the trunk:
+
+* ``"spatial"`` (2-D continuous concepts: a position): the trunk is a small U-Net (CoordConv
+  input, three stride-2 levels down to H/8, back up to H/2 with skips) giving a ``K``-channel
+  map at H/2 x W/2; the head reads it at the candidate position (bilinear ``grid_sample`` at
+  an affine map of ``c``, learned from the identity) and feeds the ``K`` values and ``c`` to an
+  MLP. Several objects give several low-energy places in the map (one basin per object).
+  The readout is piecewise linear between map cells; ``c`` itself also enters the MLP so the
+  energy can vary smoothly inside a cell (sub-cell precision).
+* ``"pooled"`` (any concept: categories, a size, joint concepts): the map is averaged to a
+  ``K`` vector and the MLP reads ``[vector, c]``.
+
+Example:
+    >>> import torch
+    >>> from conceptebm.concepts import Concept
+    >>> net = LateEnergyNet(Concept.continuous("position", dim=2), width=4, features=8)
+    >>> x = torch.rand(2, 3, 32, 32)
+    >>> f = net.features(x)  # once per image: (2, 8, 16, 16)
+    >>> net.energy_from_features(f, torch.zeros(2, 5, 2)).shape  # 5 candidates each
+    torch.Size([2, 5])
+    >>> torch.allclose(net(x, torch.zeros(2, 2)),
+    ...                net.energy_from_features(f, torch.zeros(2, 1, 2))[:, 0])
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from conceptebm.concepts import Concept
+from conceptebm.energies.base import ConditionalEnergy
+from conceptebm.energies.nets import JointConcept, concept_scaling
+
+__all__ = ["LateEnergyNet"]
+
+READOUTS = ("spatial", "pooled")
+
+
+def _conv(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1), nn.SiLU())
+
+
+class LateEnergyNet(ConditionalEnergy):
+    """Late-conditioned energy ``E(x|c) = MLP([readout(trunk(x), c), c])`` for images in [0, 1].
+
+    Args:
+        concept: a :class:`~conceptebm.concepts.Concept` or a
+            :class:`~conceptebm.energies.nets.JointConcept`.
+        image_size: H = W, a power of two >= 16.
+        channels: image channels.
+        width: trunk channels at H/2 (2 * width below); the trunk's cost grows as width**2.
+        features: ``K``, channels of the feature map the head reads.
+        hidden: width of the head MLP's two hidden layers.
+        readout: ``"spatial"`` (default for a 2-D continuous concept) or ``"pooled"`` (default
+            otherwise); see the module docstring.
+        center_input: feed pixels as ``2x - 1``.
+        sampler: recommended image-generation settings (see ConditionalEnergy).
+
+    ``config`` rebuilds the net with :func:`~conceptebm.energies.nets.build_energy_net`.
+    """
+
+    def __init__(self, concept: Concept | Sequence[Concept], *, image_size: int = 32,
+                 channels: int = 3, width: int = 32, features: int = 32, hidden: int = 64,
+                 readout: str | None = None, center_input: bool = True, sampler=None):
+        if not isinstance(concept, Concept):
+            concept = JointConcept.of(concept)
+        super().__init__(concept, **({} if sampler is None else {"sampler": sampler}))
+        for name, v, lo in (("image_size", image_size, 16), ("channels", channels, 1),
+                            ("width", width, 1), ("features", features, 1),
+                            ("hidden", hidden, 1)):
+            if int(v) != v or v < lo:
+                raise ValueError(f"LateEnergyNet: {name} must be an integer >= {lo}, got {v!r}")
+        if image_size & (image_size - 1):
+            raise ValueError(f"LateEnergyNet: image_size must be a power of two (32, 64), "
+                             f"got {image_size}")
+        spatial_ok = not concept.is_categorical and concept.kind != "joint" and concept.dim == 2
+        readout = readout or ("spatial" if spatial_ok else "pooled")
+        if readout not in READOUTS:
+            raise ValueError(f"LateEnergyNet: readout must be one of {READOUTS}, got {readout!r}")
+        if readout == "spatial" and not spatial_ok:
+            raise ValueError(f"LateEnergyNet: readout='spatial' reads a map at a 2-D position; "
+                             f"concept {concept.name!r} is not a 2-D continuous concept: use "
+                             f"readout='pooled'")
+        self.config = {"type": "LateEnergyNet", "concept": concept.to_dict(),
+                       "image_size": int(image_size), "channels": int(channels),
+                       "width": int(width), "features": int(features), "hidden": int(hidden),
+                       "readout": readout, "center_input": bool(center_input)}
+        self.image_size, self.channels = int(image_size), int(channels)
+        self.readout, self.center_input = readout, bool(center_input)
+        scale, shift = concept_scaling(concept)
+        self.register_buffer("c_scale", scale, persistent=False)
+        self.register_buffer("c_shift", shift, persistent=False)
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, image_size),
+                                torch.linspace(-1, 1, image_size), indexing="ij")
+        self.register_buffer("coords", torch.stack([xs, ys])[None], persistent=False)  # (1,2,H,W)
+
+        w = int(width)
+        self.stem = _conv(channels + 2, w)  # (B, w, H, W)
+        self.down1 = nn.Sequential(_conv(w, w, 2), _conv(w, w))  # (B, w, H/2, W/2)
+        self.down2 = nn.Sequential(_conv(w, 2 * w, 2), _conv(2 * w, 2 * w))  # (B, 2w, H/4)
+        self.down3 = nn.Sequential(_conv(2 * w, 2 * w, 2), _conv(2 * w, 2 * w))  # (B, 2w, H/8)
+        self.up2 = _conv(4 * w, 2 * w)  # [up(H/8), skip H/4] -> (B, 2w, H/4, W/4)
+        self.up1 = _conv(3 * w, w)  # [up(H/4), skip H/2] -> (B, w, H/2, W/2)
+        self.out = nn.Conv2d(w, features, 1)  # (B, K, H/2, W/2)
+        # Where a value c is read in the map: an affine map of c in [-1, 1], learned from the
+        # identity (a rendered position need not fill the image).
+        self.where = nn.Linear(2, 2) if readout == "spatial" else None
+        if self.where is not None:
+            nn.init.eye_(self.where.weight)
+            nn.init.zeros_(self.where.bias)
+        self.head = nn.Sequential(nn.Linear(features + concept.dim, hidden), nn.SiLU(),
+                                  nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 1))
+
+    def normalise(self, c: Tensor) -> Tensor:
+        """Encoded concept -> head input: continuous parts in [-1, 1]."""
+        return c * self.c_scale.to(c) + self.c_shift.to(c)
+
+    def features(self, x: Tensor) -> Tensor:
+        """The trunk: ``(N, C, H, W) -> (N, K, H/2, W/2)`` (spatial) or ``(N, K)`` (pooled)."""
+        if x.dim() != 4 or x.shape[1:] != (self.channels, self.image_size, self.image_size):
+            raise ValueError(
+                f"{self!r} was built for images of shape ({self.channels}, {self.image_size}, "
+                f"{self.image_size}), got {tuple(x.shape[1:])}; build a net with "
+                f"image_size={x.shape[-1]} or resize the images")
+        b = x.shape[0]
+        h = torch.cat([x * 2.0 - 1.0 if self.center_input else x,
+                       self.coords.to(x).expand(b, -1, -1, -1)], dim=1)  # (B, C+2, H, W)
+        h = self.stem(h)  # (B, w, H, W)
+        s1 = self.down1(h)  # (B, w, H/2, W/2)
+        s2 = self.down2(s1)  # (B, 2w, H/4, W/4)
+        s3 = self.down3(s2)  # (B, 2w, H/8, W/8)
+        u2 = self.up2(torch.cat([F.interpolate(s3, scale_factor=2.0), s2], 1))  # (B, 2w, H/4)
+        u1 = self.up1(torch.cat([F.interpolate(u2, scale_factor=2.0), s1], 1))  # (B, w, H/2)
+        f = self.out(u1)  # (B, K, H/2, W/2)
+        return f if self.readout == "spatial" else f.mean((2, 3))  # (B, K)
+
+    def energy_from_features(self, f: Tensor, c: Tensor) -> Tensor:
+        n, k = f.shape[0], self.config["features"]
+        single = c.dim() == 2
+        if single:
+            c = c[:, None]  # (N, 1, dim)
+        if c.dim() != 3 or c.shape[0] != n or c.shape[2] != self.concept.dim:
+            raise ValueError(f"{self.concept.name} energy: c must have shape (N, "
+                             f"{self.concept.dim}) or (N, R, {self.concept.dim}) for features of "
+                             f"N = {n} items, got {tuple(c.shape)}")
+        cn = self.normalise(c.to(f))  # (N, R, dim)
+        if self.readout == "spatial":
+            loc = self.where(cn)  # (N, R, 2): (x, y) in grid_sample's [-1, 1] frame
+            read = F.grid_sample(f, loc[:, :, None], mode="bilinear", padding_mode="border",
+                                 align_corners=True)  # (N, K, R, 1)
+            read = read[..., 0].transpose(1, 2)  # (N, R, K)
+        else:
+            read = f[:, None].expand(n, c.shape[1], k)  # (N, R, K)
+        e = self.head(torch.cat([read, cn], dim=-1))[..., 0]  # (N, R)
+        return e[:, 0] if single else e
+
+    def energy(self, x: Tensor, c: Tensor) -> Tensor:
+        return self.energy_from_features(self.features(x), c)  # (B,)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
