@@ -24,11 +24,16 @@ else: categorical over the sorted names). ``dataset.inferred`` says which were i
 Missing files, unreadable images, mixed image sizes, and labels that are missing, of the wrong
 width or out of range raise ``ValueError`` naming the file, the line and the fix.
 
-Example:
-    >>> ds = load_images("my_scenes/", columns={"position": ("x", "y")},
-    ...                  infer=True)                               # doctest: +SKIP
-    >>> train, held = split_holdout(ds, 300, seed=0)               # doctest: +SKIP
-    >>> images, labels = held.batch([0, 1, 2])                     # doctest: +SKIP
+Example (a user's folder, here 12 scenes of the foreign fixture with columns ``x, y``):
+    >>> import tempfile
+    >>> from conceptebm.datasets.foreign import write_foreign
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     ds = load_images(write_foreign(folder, n=12, seed=0),
+    ...                      columns={"position": ("x", "y")}, infer=True)
+    >>> train, held = split_holdout(ds, 3, seed=0)
+    >>> images, labels = held.batch([0, 1, 2])
+    >>> len(train), tuple(images.shape), tuple(labels["position"].shape)
+    (9, (3, 3, 32, 32), (3, 2))
 """
 
 from __future__ import annotations
