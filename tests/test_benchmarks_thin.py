@@ -1,0 +1,48 @@
+"""Benchmarks are scripts, not a library: nothing imports one, none edits ``sys.path``.
+
+A test that needs a benchmark runs it as a subprocess (``python benchmarks/x.py --quick``);
+logic two benchmarks share lives in the package.
+"""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = {p.stem for p in (ROOT / "benchmarks").glob("*.py")}
+
+
+def _sources():
+    for folder in ("benchmarks", "tests", "conceptebm"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            yield path, ast.parse(path.read_text(), filename=str(path))
+
+
+def _problems(path: Path, tree: ast.AST) -> list[str]:
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [f"imports {a.name}" for a in node.names if a.name.split(".")[0] in BENCHMARKS
+                    or a.name.startswith("benchmarks")]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            top = node.module.split(".")[0]
+            if top in BENCHMARKS or top == "benchmarks":
+                out.append(f"imports from {node.module}")
+        elif isinstance(node, ast.Attribute) and node.attr == "spec_from_file_location":
+            out.append("loads a module by file path (spec_from_file_location)")
+        elif (isinstance(node, ast.Attribute) and node.attr in ("insert", "append")
+              and isinstance(node.value, ast.Attribute) and node.value.attr == "path"
+              and isinstance(node.value.value, ast.Name) and node.value.value.id == "sys"):
+            out.append(f"edits sys.path (sys.path.{node.attr})")
+    return [f"{path.relative_to(ROOT)}:{p}" for p in out]
+
+
+def test_nothing_imports_a_benchmark_or_edits_sys_path():
+    problems = [p for path, tree in _sources() for p in _problems(path, tree)]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_check_catches_what_it_looks_for():
+    bad = ast.parse("import sys\nsys.path.insert(0, 'x')\nfrom train_quality import main\n"
+                    "import importlib.util\nimportlib.util.spec_from_file_location('a', 'b')\n")
+    found = _problems(ROOT / "benchmarks" / "x.py", bad)
+    assert len(found) == 3, found
