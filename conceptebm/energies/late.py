@@ -78,7 +78,7 @@ class LateEnergyNet(ConditionalEnergy):
                  readout: str | None = None, center_input: bool = True, sampler=None):
         if not isinstance(concept, Concept):
             concept = JointConcept.of(concept)
-        super().__init__(concept, **({} if sampler is None else {"sampler": sampler}))
+        super().__init__(concept, sampler=sampler)
         for name, v, lo in (("image_size", image_size, 16), ("channels", channels, 1),
                             ("width", width, 1), ("features", features, 1),
                             ("hidden", hidden, 1)):
