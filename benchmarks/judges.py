@@ -66,15 +66,16 @@ def _png(judge, dataset, path: Path, count: int = 24) -> None:
         ax.imshow(images[i].permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
         ax.set_axis_off()
         lines, wrong = [], False
-        for name in ("color", "shape"):
-            if name in pred and name in labels:
-                ok = int(pred[name][i]) == int(labels[name][i])
-                wrong |= not ok
-                lines.append(names[name].values[int(pred[name][i])])
-        if "position" in pred and "position" in labels:
-            err = float((pred["position"][i] - labels["position"][i]).norm())
-            wrong |= err >= 0.4
-            lines.append(f"pos err {err:.2f}")
+        for name, concept in names.items():  # what each concept's declaration says is right
+            if name not in pred or name not in labels:
+                continue
+            if concept.is_categorical:
+                wrong |= int(pred[name][i]) != int(labels[name][i])
+                lines.append(concept.values[int(pred[name][i])])
+            elif concept.accuracy_tolerances:
+                err = float((pred[name][i] - labels[name][i]).norm())
+                wrong |= err >= concept.accuracy_tolerances[0]
+                lines.append(f"{name} err {err:.2f}")
         ax.set_title("\n".join(lines), fontsize=7, color="red" if wrong else "black")
     fig.suptitle("judge readings on held-out renders (red: a wrong reading)")
     fig.tight_layout()
