@@ -135,7 +135,7 @@ def concept_scaling(concept: Concept) -> tuple[Tensor, Tensor]:
 
     Example:
         >>> concept_scaling(Concept.continuous("size", low=0.3, high=0.7))[0]
-        tensor([5.0000])
+        tensor([5.])
     """
     scale, shift = [], []
     for p in _parts(concept):
