@@ -122,8 +122,9 @@ class ConceptEnergy:
     features (:func:`~conceptebm.infer.energy_map.image_features`) are computed once per
     image, then every call reads each observation's ``R`` candidates from them
     (:func:`~conceptebm.infer.energy_map.candidate_energies`: a cheap head for a
-    late-conditioned net, one batch of ``B * R`` (``* V`` with views) full passes otherwise). :func:`concept_energy` wraps it in the
-    :class:`ConceptProblem` that :func:`map_estimate` takes.
+    late-conditioned net, one batch of ``B * R`` (``* V`` with views) full passes otherwise).
+    :func:`concept_energy` wraps it in the :class:`ConceptProblem` that :func:`map_estimate`
+    takes.
 
     Attributes:
         cond_energy: the :class:`~conceptebm.energies.ConditionalEnergy` (or callable
