@@ -88,7 +88,8 @@ def generate(net: ConditionalEnergy, c: Tensor, sampler: Mapping | None = None, 
 
 def generation_quality(net: ConditionalEnergy, judge, targets, *, sampler: Mapping | None = None,
                        generator=None, chunk: int = 250, frozen: Sequence = (),
-                       frozen_c: Tensor | None = None, return_images: bool = False):
+                       frozen_c: Tensor | None = None, return_images: bool = False,
+                       concept: Concept | None = None):
     """Generate for each target value and score the judge's reading of the images.
 
     Args:
@@ -99,17 +100,23 @@ def generation_quality(net: ConditionalEnergy, judge, targets, *, sampler: Mappi
         sampler: :class:`SamplerSettings` or a dict of its fields (default
             :data:`conceptebm.infer.settings.DEFAULT`).
         frozen, frozen_c: extra (frozen) energies and their ``(n, L')`` encodings, ANDed in.
+        concept: the declaration to score by (default: the judge's; pass the dataset's to
+            score with its tolerances).
     Returns:
         ``{metric name: Metric}`` (and the images if ``return_images``), with
         ``object_rate``: the share of generations that show an object at all
         (:func:`~conceptebm.evaluate.object_present`); accuracies count blank ones as wrong.
     """
-    concept = net.concept
-    if concept.name not in judge.concepts:
-        raise ValueError(f"the judge reads {sorted(judge.concepts)}, not {concept.name!r}")
+    name = net.concept.name
+    if name not in judge.concepts:
+        raise ValueError(f"the judge reads {sorted(judge.concepts)}, not {name!r}")
+    if concept is not None and concept.name != name:
+        raise ValueError(f"concept {concept.name!r} is not the net's concept {name!r}; pass "
+                         f"the declaration of {name!r}")
+    scoring = {**judge.concepts, name: concept or judge.concepts[name]}
     settings = sampler_settings(sampler)
     device = next(net.parameters()).device
-    c = concept.encode(targets, device=device)  # (n, L)
+    c = net.concept.encode(targets, device=device)  # (n, L)
     if c.dim() == 1:
         c = c[None]
     if frozen_c is not None:
@@ -120,8 +127,7 @@ def generation_quality(net: ConditionalEnergy, judge, targets, *, sampler: Mappi
     with torch.no_grad():
         pred = judge.predict(images)
     # a blank generation is a failure, whatever the judges read off it
-    metrics = score_predictions(pred, {concept.name: targets}, judge.concepts,
-                                present=object_present(images))
+    metrics = score_predictions(pred, {name: targets}, scoring, present=object_present(images))
     return (metrics, images) if return_images else metrics
 
 

@@ -98,7 +98,8 @@ def score_model(net: ConditionalEnergy, judge, dataset, n: int, *,
     gen = torch.Generator().manual_seed(seed)
     t0 = time.time()
     settings = model_sampler(net) if sampler is None else sampler_settings(sampler)
-    metrics = generation_quality(net, judge, labels[name], sampler=settings, generator=gen)
+    metrics = generation_quality(net, judge, labels[name], sampler=settings, generator=gen,
+                                 concept=concept)
     out: dict = {}
     _flat(out, concept, metrics)
     out[f"{name}.object_rate"] = metrics["object_rate"].value

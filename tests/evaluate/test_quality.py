@@ -68,6 +68,14 @@ def test_generation_quality_scores_by_the_judges_declarations():
                                     generator=torch.Generator().manual_seed(0), chunk=2,
                                     return_images=True)
     assert m1 == m and images.shape == (3, 3, 8, 8)
+    # scored by another declaration of the concept: its tolerances
+    one = generation_quality(net, CentreJudge(), targets, sampler={"num_steps": 2},
+                             generator=torch.Generator().manual_seed(0), chunk=2,
+                             concept=Concept.continuous("position", dim=2, tolerances=(9.0,)))
+    assert list(one) == ["object_rate", "position_acc", "position_mae"]
+    assert one["position_acc"].value == 1.0 and one["position_mae"] == m["position_mae"]
+    with pytest.raises(ValueError, match="not the net's concept"):
+        generation_quality(net, CentreJudge(), targets, concept=COLOR)
     with pytest.raises(ValueError, match="judge reads"):
         generation_quality(_net(Concept.continuous("size")), CentreJudge(), torch.zeros(3, 1))
 
