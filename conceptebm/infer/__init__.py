@@ -1,8 +1,19 @@
 """The inference engine: one set of samplers and optimizers for generation and concept inference.
 
 Generation moves an image batch to low energy; concept inference moves a concept parameter.
-Both are Langevin / MALA chains (``langevin``, ``mala``, ``run_chain`` over the pure steps in
-``samplers``) or optimizers over the same energies.
+Both are Langevin / MALA chains or optimizers over the same energies:
+
+* ``samplers``: the pure steps, ``step(state, energy, ...) -> (state, info)`` (ULA, the
+  decoupled training form, MALA with a per-chain accept test);
+* ``adapt``: per-chain step-size adaptation as a pure state and update (used by ``mala`` and
+  the Pyro ``MALAKernel``);
+* ``chain``: the driver ``run_chain`` and the convenience calls ``langevin`` and ``mala``;
+* ``optimize``: MAP of concept values, ``map_estimate`` on a ``ConceptProblem`` (made by
+  ``concept_energy`` from a conditional energy and observed images), ``map_categorical``;
+* ``energy_map``: energies over a grid of concept values, in bounded-memory chunks;
+* ``init``, ``settings``: initial samples, and ``SamplerSettings``, the one sampler-settings
+  type;
+* ``pyro``: energy factors in Pyro models, model potentials, MCMC kernels, MAP and NUTS.
 
 The engine knows energies and tensors only: it imports nothing from datasets, scenes, training,
 evaluation, composition, the shipped models or the command line (``tests/test_layers.py``
@@ -18,7 +29,13 @@ from conceptebm.infer.adapt import (
     update_step_size,
 )
 from conceptebm.infer.chain import AdaptiveState, ChainResult, langevin, mala, run_chain
-from conceptebm.infer.energy_map import box_bounds, concept_grid, energy_map
+from conceptebm.infer.energy_map import (
+    box_bounds,
+    candidate_energies,
+    concept_grid,
+    energy_map,
+    image_features,
+)
 from conceptebm.infer.init import initial_samples, smooth_noise
 from conceptebm.infer.optimize import (
     CategoricalMAP,
@@ -80,6 +97,8 @@ __all__ = [
     "energy_map",
     "concept_grid",
     "box_bounds",
+    "image_features",
+    "candidate_energies",
     "energy_factor",
     "ModelPotential",
     "LangevinKernel",
