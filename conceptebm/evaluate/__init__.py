@@ -4,7 +4,9 @@
 ``judge.predict(images)`` reads position, size, colour and shape off a batch;
 ``score_generations(judge, images, targets)`` turns that into accuracies and errors with
 standard errors (the metrics follow each concept's declaration: :func:`metric_names`);
-``generation_quality`` / ``inference_quality`` score a concept EBM (:mod:`.quality`).
+``generation_quality`` / ``inference_quality`` score a concept EBM (:mod:`.quality`);
+``score_model``, ``select`` and ``export`` score a model as flat JSON, pick a run's best
+snapshot and ship it (:mod:`.selection`, what ``benchmarks/train_quality.py`` calls).
 
 Example:
     >>> import torch
@@ -44,6 +46,17 @@ from conceptebm.evaluate.quality import (
     sampler_settings,
     selection_score,
 )
+from conceptebm.evaluate.selection import (
+    SELECT_SEED,
+    TEST_SEED,
+    export,
+    model_sampler,
+    model_score,
+    passes,
+    result_keys,
+    score_model,
+    select,
+)
 
 __all__ = [
     "Judge",
@@ -78,4 +91,13 @@ __all__ = [
     "inference_quality",
     "sampler_settings",
     "selection_score",
+    "TEST_SEED",
+    "SELECT_SEED",
+    "export",
+    "model_sampler",
+    "model_score",
+    "passes",
+    "result_keys",
+    "score_model",
+    "select",
 ]
