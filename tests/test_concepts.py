@@ -137,3 +137,52 @@ def test_scene_concepts_declare_the_paper_position_tolerance():
     concepts = scene_concepts()
     assert concepts["position"].tolerances == (0.4, 0.15)
     assert concepts["size"].accuracy_tolerances == ()
+
+
+def _name_cases(path):
+    """``x.name == "position"``, ``concept in ("color", "shape")``... in one source file."""
+    import ast
+
+    scene = {"position", "size", "color", "shape"}
+
+    def literals(node):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return {node.value}
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            return {e.value for e in node.elts if isinstance(e, ast.Constant)}
+        return set()
+
+    def names_a_concept(node):
+        ident = node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", "")
+        return "name" in ident or "concept" in ident
+
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            if any(names_a_concept(s) for s in sides) and any(literals(s) & scene
+                                                              for s in sides):
+                out.append(f"{path.name}:{node.lineno}")
+    return out
+
+
+def test_evaluation_and_training_have_no_special_case_by_concept_name():
+    # a concept declared once flows through evaluation and training by its kind, dimension
+    # and tolerances; only the scene renderer and the judges may know the scene's names
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    files = [*sorted((root / "conceptebm" / "evaluate").glob("*.py")),
+             *sorted((root / "conceptebm" / "train").glob("*.py")),
+             *sorted((root / "conceptebm" / "infer").rglob("*.py")),
+             root / "conceptebm" / "concepts.py",
+             *sorted((root / "benchmarks").glob("train_quality.py")),
+             *sorted((root / "benchmarks").glob("sampler_sweep.py"))]
+    found = [case for f in files for case in _name_cases(f)]
+    assert not found, found
+
+
+def test_the_name_case_check_finds_one(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("if concept.name == 'position':\n    pass\nok = name in ('color', 'shape')\n")
+    assert _name_cases(bad) == ["bad.py:1", "bad.py:3"]
