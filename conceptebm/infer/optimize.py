@@ -7,6 +7,12 @@ candidate. The optimisation runs on the energy in the concept's own space: a MAP
 must not include the Jacobian of a change of variables (it would pull estimates toward the
 centre of the box).
 
+What is solved is a :class:`ConceptProblem`: ``B`` observations, the energy of ``R``
+candidate values for each, and the default box, dimension, dtype and device.
+:func:`concept_energy` makes one from a conditional energy and observed images (evaluated by
+:class:`ConceptEnergy`); :func:`~conceptebm.infer.pyro.pyro_map` makes one from a Pyro model;
+a plain callable passed to :func:`map_estimate` becomes one from its ``batch_size``.
+
 Categorical concepts are inferred exactly by enumeration (:func:`map_categorical`).
 """
 
