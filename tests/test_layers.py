@@ -17,6 +17,8 @@ an import of a module in a higher layer is an upward edge. The order, bottom to 
   ``infer`` (and the layers under it) stay free of figure and file-writing code, and below
   datasets, so every application layer may use it.
 * Imports under ``if TYPE_CHECKING:`` (annotations only) are not edges.
+* ``from conceptebm.infer import infer_concept`` (a lazy alias of a scene application) is an
+  import of ``conceptebm.scenes``: that is what it loads.
 
 A new top-level module must be given a layer here (the test says so).
 """
@@ -33,6 +35,7 @@ from pathlib import Path
 import pytest
 
 import conceptebm
+from conceptebm.infer import _SCENE_ALIASES as SCENE_ALIASES
 
 PACKAGE = "conceptebm"
 ROOT = Path(conceptebm.__file__).resolve().parent
@@ -135,7 +138,10 @@ class _Imports(ast.NodeVisitor):
         for alias in node.names:
             sub = f"{base}.{alias.name}"
             # `from conceptebm import pretrained` imports a module; `from x import name` its x
-            self._add(sub if sub in self.modules else base, node.lineno)
+            target = sub if sub in self.modules else base
+            if target == "conceptebm.infer" and alias.name in SCENE_ALIASES:
+                target = "conceptebm.scenes"  # the lazy alias loads the scene applications
+            self._add(target, node.lineno)
 
     def visit_Call(self, node: ast.Call) -> None:
         f = node.func
@@ -194,6 +200,10 @@ def test_type_checking_imports_are_not_edges_but_others_are():
     visitor = _Imports("conceptebm.energies.x", False, _modules())
     visitor.visit(ast.parse(source))
     assert visitor.found == [("", "conceptebm.cli", 5), ("f", "conceptebm.scenes", 7)]
+    # a scene name taken from the engine's lazy aliases is an import of the scenes
+    visitor = _Imports("conceptebm.datasets.x", False, _modules())
+    visitor.visit(ast.parse("from conceptebm.infer import infer_concept, mala"))
+    assert visitor.found == [("", "conceptebm.scenes", 1), ("", "conceptebm.infer", 1)]
 
 
 def test_relative_imports_resolve():
