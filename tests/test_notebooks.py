@@ -15,6 +15,7 @@ NEEDS = {
     "energy_maps": ["position"],
     "multiview_inference": ["position_multiview"],
     "composition_gallery": ["position", "color", "shape", "size", "judges"],
+    "user_data": [],  # trains its own model on the foreign fixture
 }
 
 
