@@ -169,7 +169,12 @@ def load_state(module: torch.nn.Module, state: Mapping[str, Tensor], what: str) 
     try:
         module.load_state_dict(dict(state), strict=True)
     except RuntimeError as err:
-        raise CheckpointError(f"{what} does not fit the model: {err}") from None
+        lines = [ln.strip() for ln in str(err).splitlines()[1:] if ln.strip()]
+        first = lines[0] if lines else str(err)  # one reason, not the whole state_dict diff
+        more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+        raise CheckpointError(f"{what} does not fit the model its net config builds (a width, "
+                              f"concept dim or layer count that does not match the weights): "
+                              f"{first}{more}") from None
 
 
 def load_energy(path: str | os.PathLike, *, weights: str = "auto",
@@ -196,8 +201,9 @@ def load_energy(path: str | os.PathLike, *, weights: str = "auto",
         raise CheckpointError(f"{path}: bad 'sampler' record: {err}") from None
     try:
         net = build_energy_net(ckpt.meta["net"], sampler=sampler)
-    except ValueError as err:
-        raise CheckpointError(f"{path}: incompatible net config: {err}") from None
+    except (ValueError, KeyError, TypeError) as err:  # a record that describes no model
+        raise CheckpointError(f"{path}: its net config does not describe a valid model: "
+                              f"{err}") from None
     load_state(net, ckpt.group(weights), f"{path} ({weights} weights)")
     return net.to(device).eval() if device is not None else net.eval()
 

@@ -138,9 +138,27 @@ class Concept:
 
     @classmethod
     def from_dict(cls, d: dict) -> Concept:
+        """The concept a record (``to_dict``, checkpoint JSON) describes; a record that does
+        not describe one raises ``ValueError`` saying what is missing."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a concept record must be a dict, got {type(d).__name__}")
+        name = d.get("name", "?")
+        need = ["name", "kind", "dim"]
+        if d.get("kind") == "continuous":
+            need += ["low", "high"]  # its range
+        missing = [k for k in need if k not in d]
+        if missing:
+            what = {"kind": "kind ('continuous' or 'categorical')", "low": "range (low)",
+                    "high": "range (high)"}
+            raise ValueError(f"concept record {name!r} has no "
+                             f"{', '.join(what.get(k, k) for k in missing)}: {d}")
+        if d["kind"] == "categorical" and not d.get("values"):
+            raise ValueError(f"categorical concept {name!r} has no category names ('values'; "
+                             f"dim {d['dim']} needs {d['dim']})")
         tols = d.get("tolerances")
-        return cls(name=d["name"], kind=d["kind"], dim=int(d["dim"]), low=float(d["low"]),
-                   high=float(d["high"]), values=tuple(d.get("values", ())),
+        return cls(name=d["name"], kind=d["kind"], dim=int(d["dim"]),
+                   low=float(d.get("low", -1.0)), high=float(d.get("high", 1.0)),
+                   values=tuple(d.get("values", ())),
                    tolerances=None if tols is None else tuple(tols))
 
     # ----------------------------------------------------------------------------- encoding
