@@ -22,6 +22,8 @@ __all__ = ["TrainConfig", "make_config", "smoke_config", "LABEL_POLICIES", "LR_S
 
 LABEL_POLICIES = ("current", "stored")
 OBJECTIVES = ("cd", "contrastive")  # train/objective.py builds each
+#: the allowed values of text fields, for the generated command-line options
+FIELD_CHOICES = {"objective": OBJECTIVES}
 LR_SCHEDULES = ("constant", "cosine")
 SAMPLER_INITS = ("smooth", "uniform")
 DOWNSAMPLES = ("stride", "pool")

@@ -77,16 +77,17 @@ def plot_training(out_dir: str | Path, title: str = "") -> Path | None:
             axes[0].plot(it, m[key], label=key, lw=0.8)
     axes[0].set_title("loss terms")
     axes[0].legend()
-    for key in ("e_pos", "e_neg"):
-        axes[1].plot(it, m[key], label=key, lw=0.8)
-    axes[1].set_title("mean energies (data: e_pos, samples: e_neg)")
+    for key in ("e_pos", "e_neg", "e_wrong"):  # e_wrong: the contrastive objective's
+        if key in m:
+            axes[1].plot(it, m[key], label=key, lw=0.8)
+    axes[1].set_title("mean energies (data: e_pos, samples: e_neg, wrong labels: e_wrong)")
     axes[1].legend()
     if ev:
         for key, vals in ev.items():
             if key not in ("iteration", "time_s"):
                 axes[2].plot(ev["iteration"], vals, marker="o", ms=3, label=key)
         axes[2].legend(fontsize=7)
-    axes[2].set_title("evaluation (judges)")
+    axes[2].set_title("evaluation (judges and/or MAP inference)")
     for ax in axes:
         ax.set_xlabel("iteration")
     fig.suptitle(title)
