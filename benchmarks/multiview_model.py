@@ -10,8 +10,9 @@ value against 7 uniform wrong ones, cross-entropy on ``-E``, plus 0.01 L2 on the
 Adam 1e-3, batch 32, no sampler, no buffer). This script only picks the dataset settings,
 runs :func:`conceptebm.train.train` into ``<out stem>_run/`` (metrics.csv, eval.csv,
 best/last checkpoints, like every model) and exports the final weights to ``--out``. With
-seed 0 it trains bit-identical weights to the earlier stand-alone loop of this script (tested
-on 40 iterations, default-camera and multi-view with the curriculum). The same, from the shell::
+seed 0 it trains bit-identical weights to the earlier stand-alone loop of this script (checked
+on 40 iterations of default-camera and of multi-view scenes with the curriculum;
+``tests/train/test_contrastive.py`` checks it on every run of the suite). From the shell::
 
     conceptebm train --concept position --objective contrastive --dataset multiview \\
         --n-views 8 --curriculum 300 --dataset-size 200000 --iterations 5000 \\
