@@ -20,7 +20,7 @@ __all__ = ["optimizer_tensors", "load_optimizer", "check_resumable", "RESUME_MUS
 
 #: Settings a resumed run must share with the checkpoint: they define the model or the data.
 RESUME_MUST_MATCH = ("concept", "dataset", "dataset_size", "image_size", "width", "blocks",
-                     "embed_dim", "spectral_norm", "frozen", "seed")
+                     "embed_dim", "spectral_norm", "frozen", "seed", "objective", "n_views")
 
 
 def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], list]:
@@ -55,6 +55,8 @@ def check_resumable(ckpt: Checkpoint, config: TrainConfig, net: torch.nn.Module)
     if saved is None or "iteration" not in ckpt.meta or "model" not in ckpt.groups:
         raise CheckpointError(f"{ckpt.path} is not a resumable training checkpoint (it has no "
                               "training state); resume from an out_dir's last.safetensors")
+    # a setting the checkpoint's record lacks (it predates the setting) had its default then
+    saved = {**TrainConfig().to_dict(), **saved}
     clash = [k for k in RESUME_MUST_MATCH if saved.get(k) != config.to_dict().get(k)]
     if clash:
         detail = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs now "

@@ -139,3 +139,13 @@ def test_contrastive_loop_equals_the_recipe_written_by_hand(tmp_path):
         opt.step()
     for (name, a), h in zip(looped.state_dict().items(), net.state_dict().values(), strict=True):
         assert torch.equal(a, h), name
+
+
+def test_resume_refuses_another_objective(tmp_path):
+    from conceptebm.train import CheckpointError
+
+    run(tmp_path, concept="position", iterations=2, eval_every=0)
+    cfg = smoke_config(concept="position", image_size=16, iterations=4, eval_every=0,
+                       out_dir=str(tmp_path / "run"))  # objective "cd"
+    with pytest.raises(CheckpointError, match="objective"):
+        train(cfg, dataset=SquaresDataset(64), resume=True, progress=False)
