@@ -72,6 +72,36 @@ def _looks_like_path(spec: str) -> bool:
     return bool(Path(spec).suffix or "/" in spec or Path(spec).exists())
 
 
+def _run_checkpoint(path: Path) -> Path:
+    """A training run's folder stands for its best checkpoint, else its last."""
+    if path.is_dir():
+        return next((path / f for f in ("best.safetensors", "last.safetensors")
+                     if (path / f).is_file()), path)
+    return path
+
+
+def model_record(spec: str | None, concept: str | None) -> dict:
+    """The JSON record of the model ``load_model(spec, concept)`` loads: its ``.json`` twin
+    (where the shipped models keep ``energy_calibration``), else the checkpoint's own metadata;
+    ``{}`` when neither can be read."""
+    if spec is not None and _looks_like_path(spec):
+        path = _run_checkpoint(Path(spec))
+    else:
+        from conceptebm.pretrained import DIR, INFER_DEFAULT
+
+        name = spec or INFER_DEFAULT.get(concept or "position", concept or "position")
+        path = DIR / f"{name}.safetensors"
+    twin = path.with_suffix(".json")
+    try:
+        if twin.is_file():
+            return json.loads(twin.read_text())
+        from conceptebm.checkpoints import load_checkpoint
+
+        return load_checkpoint(path).meta
+    except (OSError, ValueError):
+        return {}
+
+
 def load_model(spec: str | None, concept: str | None, device=None):
     """The model for ``--model spec`` / ``--concept concept``.
 
@@ -94,9 +124,7 @@ def load_model(spec: str | None, concept: str | None, device=None):
 
         if not Path(spec).exists():
             raise CommandError(f"model checkpoint not found: {spec}")
-        if Path(spec).is_dir():  # a training run's folder: its best checkpoint, else its last
-            spec = str(next((Path(spec) / f for f in ("best.safetensors", "last.safetensors")
-                             if (Path(spec) / f).is_file()), spec))
+        spec = str(_run_checkpoint(Path(spec)))
         try:
             model = load_energy(spec, device=device)  # .sampler from its record, as pretrained
         except CheckpointError as err:
@@ -138,23 +166,70 @@ def _posterior_text(post, concept) -> str:
             f"ESS {float(post.ess.min()):.0f}): " + "  ".join(parts))
 
 
+CHUNK = 256  # images read and inferred at a time with --separate: memory stays bounded
+
+
 def _infer(args: argparse.Namespace) -> int:
-    from conceptebm.scenes.inference import infer_concept
-    from conceptebm.scenes.multiview import multiview_posterior
+    from tqdm.auto import tqdm
 
     torch.set_num_threads(args.threads)
     model = load_model(args.model, args.concept)
-    images = _load_images(args.images, model, args.resize)  # (N, 3, H, W)
-    concept = model.concept
-    separate = args.separate or len(args.images) == 1
-    sets = images[:, None] if separate else images[None]  # (S, V, 3, H, W)
-    names = [str(p) for p in args.images] if separate else [f"{len(args.images)} views"]
-    est = infer_concept(model, sets, views=True, grid=args.grid, steps=args.steps)
+    calibration = model_record(args.model, args.concept).get("energy_calibration")
+    if calibration is None:
+        _warn("this model has no energy_calibration in its record, so whether an image holds "
+              "an object at all is not checked (retrain, or see conceptebm.scenes.calibrate)")
+    paths = [str(p) for p in args.images]
     report = []
+    if args.separate or len(paths) == 1:  # each image a set of one view, CHUNK at a time
+        with tqdm(total=len(paths), desc="infer", unit="img", file=sys.stderr,
+                  disable=len(paths) <= CHUNK) as bar:
+            for lo in range(0, len(paths), CHUNK):
+                chunk = paths[lo:lo + CHUNK]
+                images = _load_images(chunk, model, args.resize)  # (n, 3, H, W)
+                report += _infer_sets(model, images[:, None], [[p] for p in chunk], chunk,
+                                      calibration, args)
+                bar.update(len(chunk))
+    else:  # one object seen in every image: the energies add (eq. 11)
+        images = _load_images(paths, model, args.resize)  # (V, 3, H, W)
+        report = _infer_sets(model, images[None], [paths], [f"{len(paths)} views"],
+                             calibration, args)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    return 0
+
+
+def _infer_sets(model, sets: torch.Tensor, set_paths: list[list[str]], names: list[str],
+                calibration: dict | None, args: argparse.Namespace) -> list[dict]:
+    """Infer, check and report sets ``(S, V, 3, H, W)``: one JSON row each (a text line each
+    printed unless ``--json``)."""
+    from conceptebm.scenes.checks import check_estimates
+    from conceptebm.scenes.inference import infer_concept
+    from conceptebm.scenes.multiview import multiview_posterior
+
+    concept = model.concept
+    est = infer_concept(model, sets, views=True, grid=args.grid, steps=args.steps)
+    checks = check_estimates(model, sets, est, calibration, grid=args.grid, steps=args.steps)
+    rows = []
     for i, name in enumerate(names):
-        row = {"images": [str(p) for p in args.images] if not separate else [name],
-               "concept": concept.name, "energy": float(est.energy[i])}
+        row = {"images": set_paths[i], "concept": concept.name,
+               "energy": float(est.energy[i]), "object_found": checks[i].object_found}
         line = f"{name}: {est.describe(i)}   (energy {float(est.energy[i]):.4g})"
+        if checks[i].object_found is False:
+            line = (f"{name}: no object found ({est.describe(i)} would be a guess; best "
+                    f"energy {float(est.energy[i]) / sets.shape[1]:.4g} per view, real images "
+                    f"reach {checks[i].threshold:.4g} or less)")
+            _warn(f"no object found in {name}: its energy is far above, or flatter in "
+                  f"{concept.name} than, what real images of the model's training data get; "
+                  "the estimate means nothing")
+        if checks[i].views_agree is not None:
+            row["views_agree"] = checks[i].views_agree
+            row["separate"] = checks[i].separate
+        if checks[i].views_agree is False:
+            each = ", ".join(f"{p} {_show_value(v)}" for p, v in
+                             zip(set_paths[i], checks[i].separate, strict=True))
+            _warn(f"the {len(set_paths[i])} views disagree beyond the model's own spread "
+                  f"(separately: {each}); they may show different scenes: pass --separate "
+                  "to infer each image on its own")
         if concept.is_categorical:
             row["value"] = est.names[i]
             if args.posterior:  # exact: p(k | x) ∝ exp(-E(x | k) / T) over the K categories
@@ -174,12 +249,20 @@ def _infer(args: argparse.Namespace) -> int:
                                     "interval": post.interval.tolist(),
                                     "ess": post.ess.tolist(), "samples": post.samples.shape[0]}
                 line += "\n" + _posterior_text(post, concept)
-        report.append(row)
+        rows.append(row)
         if not args.json:
-            print(line)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    return 0
+            print(line, flush=True)
+    return rows
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _show_value(v) -> str:
+    if isinstance(v, str):
+        return v
+    return "(" + ", ".join(f"{x:+.2f}" for x in v) + ")"
 
 
 def _energy_map(args: argparse.Namespace) -> int:

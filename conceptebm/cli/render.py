@@ -131,7 +131,7 @@ def register(sub) -> None:
                    help="images per row (default 8; multiview: one scene per row)")
     p.add_argument("--set", type=parse_option, action="append", metavar="KEY=VALUE",
                    help="dataset option, repeatable (e.g. clutter=1,3 colors=red,blue)")
-    p.add_argument("--each", default=None, metavar="DIR",
+    p.add_argument("--each", type=validate.output_dir(), default=None, metavar="DIR",
                    help="write one PNG per image plus labels.csv to DIR instead of a grid "
                         "(the layout conceptebm train --data and infer read)")
     p.add_argument("--labels", type=validate.output_file((".json",), "JSON"), default=None,

@@ -32,6 +32,7 @@ MAX_TEMPERATURE = 10.0
 # a grid of more images than this is unreadable, and all chains run as one batch
 MAX_GRID = 1024
 CHUNK = 256  # chains per Langevin batch: memory stays bounded whatever -n is
+MAX_N = 10_000  # samples kept for --each: 10,000 32x32 images are 120 MB
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -87,11 +88,11 @@ def register(sub) -> None:
     p = sub.add_parser("sample", help="generate images from a concept expression",
                        description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("expression", help='e.g. "position=(0.3,-0.2) & color=red & ~shape=cube"')
-    p.add_argument("-n", type=validate.integer(1, 1_000_000), default=16,
-                   help="number of images")
+    p.add_argument("-n", type=validate.integer(1, MAX_N), default=16,
+                   help=f"number of images (at most {MAX_GRID} in a grid, {MAX_N} with --each)")
     p.add_argument("-o", "--output", type=validate.output_file(), default="out/sample.png",
                    help="image grid to write (.png, .jpg, .pdf, .svg)")
-    p.add_argument("--each", default=None, metavar="DIR",
+    p.add_argument("--each", type=validate.output_dir(), default=None, metavar="DIR",
                    help="write one PNG per sample plus labels.csv (the values of a plain "
                         "conjunction) to DIR instead of a grid")
     p.add_argument("--alpha", type=validate.real(0, MAX_ALPHA), default=defaults.ALPHA,

@@ -3,9 +3,11 @@
 Everything here reads images with a conditional energy ``E(x|c)`` through the engine
 (:mod:`conceptebm.infer`): MAP over concepts (:func:`infer_concept`), energy maps and their
 basins (object finding, Figure 12), multi-view posteriors (eq. 11, Figure 11) and the figures
-that show them. The engine itself knows nothing of images or scenes.
+that show them, and the checks that say when an estimate means nothing (:func:`check_estimates`:
+no object found, views that disagree). The engine itself knows nothing of images or scenes.
 """
 
+from conceptebm.scenes.checks import EstimateCheck, check_estimates
 from conceptebm.scenes.inference import (
     Basins,
     ConceptEstimate,
@@ -38,6 +40,8 @@ from conceptebm.scenes.plots import (
 __all__ = [
     "infer_concept",
     "ConceptEstimate",
+    "check_estimates",
+    "EstimateCheck",
     "check_images",
     "scene_energy_maps",
     "energy_basins",

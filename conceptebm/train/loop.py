@@ -41,6 +41,7 @@ from conceptebm.checkpoints import (
     save_checkpoint,
 )
 from conceptebm.energies.nets import ConvEnergyNet
+from conceptebm.evaluate.calibration import checkpoint_calibration
 from conceptebm.evaluate.heldout_map import judge_free
 from conceptebm.evaluate.quality import (
     generation_quality,
@@ -398,7 +399,10 @@ def train(config: TrainConfig, *, dataset=None, eval_dataset=None, judge=None,
                 best, best_it = score, it
                 save_checkpoint(best_path, {"model": eval_net.state_dict()},
                                 {**meta_base, "iteration": it, "elapsed_s": now, "score": score,
-                                 "metrics": {k: list(m) for k, m in metrics.items()}})
+                                 "metrics": {k: list(m) for k, m in metrics.items()},
+                                 # best energies of held-out real images: "no object found"
+                                 "energy_calibration": checkpoint_calibration(
+                                     eval_net, eval_images, eval_targets)})
         if ctx.is_main and config.snapshot_every and it % config.snapshot_every == 0:
             snap = (ema if ema is not None else net).state_dict()
             save_checkpoint(out / "snapshots" / f"it{it:06d}.safetensors", {"model": snap},

@@ -35,7 +35,22 @@ def standin(monkeypatch):
 
     real_load = infer_cli.load_model
     monkeypatch.setattr(infer_cli, "load_model", fake_load)
+    monkeypatch.setattr(infer_cli, "model_record",
+                        lambda spec, concept: {"energy_calibration": _standin_calibration()})
     return seen
+
+
+_CALIBRATION = {}
+
+
+def _standin_calibration():
+    """The stand-in's energy calibration from 64 held-out renders (as training records it)."""
+    if not _CALIBRATION:
+        from conceptebm.evaluate.calibration import energy_calibration
+
+        images, labels = make_dataset("position", size=64, seed=11).batch(range(64))
+        _CALIBRATION.update(energy_calibration(SaliencyPosition(), images, labels["position"]))
+    return _CALIBRATION
 
 
 @pytest.fixture(scope="module")
@@ -189,3 +204,46 @@ def test_benchmark_quick_writes_its_keys(tmp_path):
     assert abs(reg["params"] - reg["ebm_params"]) < 0.25 * reg["ebm_params"]  # same size
     assert (tmp_path / "png" / "multiview.png").stat().st_size > 10_000
     assert (tmp_path / "png" / "two_objects.png").stat().st_size > 10_000
+
+
+def test_an_image_without_an_object_is_reported_not_answered(tmp_path, capsys, standin,
+                                                             rendered):
+    images = rendered[0]
+    blank = _png(tmp_path / "blank.png", torch.full((3, 32, 32), 0.6))
+    ok = _png(tmp_path / "ok.png", images[0])
+    assert main(["infer", blank, ok, "--separate", "--json"]) == 0
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)
+    assert [r["object_found"] for r in rows] == [False, True]
+    assert f"warning: no object found in {blank}" in captured.err and ok not in captured.err
+    assert main(["infer", blank]) == 0
+    assert capsys.readouterr().out.startswith(f"{blank}: no object found (")
+
+
+def test_views_of_different_scenes_are_flagged(tmp_path, capsys, standin, rendered):
+    images, truth, _, _ = rendered
+    assert (truth[0] - truth[1]).norm() > 0.5  # two different scenes
+    a, b = _png(tmp_path / "a.png", images[0]), _png(tmp_path / "b.png", images[1])
+    assert main(["infer", a, b, "--json"]) == 0
+    captured = capsys.readouterr()
+    row = json.loads(captured.out)[0]
+    assert row["views_agree"] is False and len(row["separate"]) == 2
+    assert "views disagree" in captured.err and a in captured.err and b in captured.err
+    assert "--separate" in captured.err
+    gen = torch.Generator().manual_seed(0)  # two noisy renders of one scene agree
+    noisy = (images[2] + 0.03 * torch.randn(2, *images.shape[1:], generator=gen)).clamp(0, 1)
+    paths = [_png(tmp_path / f"v{i}.png", noisy[i]) for i in range(2)]
+    assert main(["infer", *paths, "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)[0]["views_agree"] is True
+    assert "warning" not in captured.err
+
+
+def test_without_a_calibration_it_says_it_cannot_tell(tmp_path, capsys, standin, rendered,
+                                                      monkeypatch):
+    monkeypatch.setattr(infer_cli, "model_record", lambda spec, concept: {})
+    p = _png(tmp_path / "a.png", rendered[0][0])
+    assert main(["infer", p, "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)[0]["object_found"] is None
+    assert "no energy_calibration" in captured.err

@@ -248,3 +248,43 @@ def test_bad_images_raise_clear_errors(scenes):
         multiview_model(model, x[:2], temperature=0.0)
     with pytest.raises(ValueError, match="2-D continuous concept"):
         scene_energy_maps(Reading(Concept.continuous("size", 1)), x[:1])
+
+
+# ----------------------------------------------------------------------------- checks
+@pytest.fixture(scope="module")
+def calibrated():
+    from conceptebm.evaluate.calibration import energy_calibration
+
+    model = SaliencyPosition()
+    images, labels = make_dataset("position", size=64, seed=11).batch(range(64))
+    return model, energy_calibration(model, images, labels["position"])
+
+
+def test_calibration_records_energies_contrast_and_error(calibrated):
+    _, cal = calibrated
+    q, c, err = cal["quantiles"], cal["contrast"], cal["error"]
+    assert q["0.5"] <= q["0.9"] <= q["0.99"] < 0 and 0 < c["0.01"] <= c["0.5"]
+    assert 0 < err["0.5"] < 0.15 and err["0.5"] <= err["0.99"]  # the stand-in's MAE ~0.06
+
+
+def test_check_estimates_flags_blank_images_and_disagreeing_views(calibrated):
+    from conceptebm.scenes.checks import check_estimates
+
+    model, cal = calibrated
+    images, labels = make_dataset("position", size=8, seed=5).batch(range(3))
+    truth = labels["position"]
+    assert (truth[0] - truth[1]).norm() > 0.5
+    blank = torch.full((1, 3, 32, 32), 0.6)
+    sets = torch.cat([images[:2], blank])[:, None]  # (3, 1, 3, H, W): two scenes, a blank
+    est = infer_concept(model, sets, views=True)
+    checks = check_estimates(model, sets, est, cal)
+    assert [c.object_found for c in checks] == [True, True, False]
+    assert all(c.views_agree is None for c in checks)  # one view each
+    two = images[None, :2]  # two different scenes given as views of one object
+    same = images[None, [2, 2]]
+    for views, agree in ((two, False), (same, True)):
+        (check,) = check_estimates(model, views, infer_concept(model, views, views=True), cal)
+        assert check.views_agree is agree and len(check.separate) == 2
+    (unknown,) = check_estimates(model, sets[:1], infer_concept(model, sets[:1], views=True),
+                                 None)
+    assert unknown.object_found is None and unknown.threshold is None
