@@ -39,7 +39,6 @@ from conceptebm.evaluate.metrics import (
     score_predictions,
 )
 from conceptebm.evaluate.quality import (
-    DEFAULT_SAMPLER,
     generate,
     generation_quality,
     inference_quality,
@@ -85,7 +84,6 @@ __all__ = [
     "augment",
     "add_pixel_noise",
     "gaussian_blur",
-    "DEFAULT_SAMPLER",
     "generate",
     "generation_quality",
     "inference_quality",

@@ -36,8 +36,9 @@ from conceptebm.infer.settings import DEFAULT, SamplerSettings
 __all__ = ["DEFAULT_SAMPLER", "generate", "generation_quality", "inference_quality",
            "selection_score", "sampler_settings"]
 
-#: Test-time sampler as a plain dict (the form older code passes around); the one definition
-#: is :data:`conceptebm.infer.settings.DEFAULT` (40 steps, step 100, noise 0.005, "smooth").
+#: Kept for ``conceptebm.train.DEFAULT_SAMPLER`` (its old home): the test-time sampler as a
+#: plain dict without ``bounds``. The one definition is :data:`conceptebm.infer.settings.DEFAULT`
+#: (40 steps, step 100, noise 0.005, "smooth"); new code passes :class:`SamplerSettings`.
 DEFAULT_SAMPLER = {k: v for k, v in DEFAULT.kwargs().items() if k != "bounds"}
 
 
