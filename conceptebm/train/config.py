@@ -23,7 +23,10 @@ __all__ = ["TrainConfig", "make_config", "smoke_config", "LABEL_POLICIES", "LR_S
 LABEL_POLICIES = ("current", "stored")
 OBJECTIVES = ("cd", "contrastive")  # train/objective.py builds each
 #: the allowed values of text fields, for the generated command-line options
-FIELD_CHOICES = {"objective": OBJECTIVES}
+#: net families: "conv" (ConvEnergyNet: c enters at the input) or "late" (LateEnergyNet:
+#: image features once per image, a small head per concept value: fast concept inference)
+NETS = ("conv", "late")
+FIELD_CHOICES = {"objective": OBJECTIVES, "net": NETS}
 LR_SCHEDULES = ("constant", "cosine")
 SAMPLER_INITS = ("smooth", "uniform")
 DOWNSAMPLES = ("stride", "pool")
@@ -38,6 +41,8 @@ class TrainConfig:
     image_size: int = 32  # H = W of the scenes and of the net
     seed: int = 0  # seeds the data order, sampler noise and buffer; data uses seed too
     # ---- model (see conceptebm.energies.nets.ConvEnergyNet) -----------------------------
+    net: str = "conv"  # "conv" (ConvEnergyNet) or "late" (LateEnergyNet; reads width and
+    #                    center_input, the other model options are the conv net's)
     width: int = 16  # first-layer channels (~80k parameters at 16)
     blocks: int = 0  # optional residual blocks per level (0: the prototype's plain net)
     embed_dim: int = 64  # label embedding width for FiLM
@@ -152,6 +157,7 @@ class TrainConfig:
         need(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"must be one of {LR_SCHEDULES}")
         need(0 < self.lr_min_ratio <= 1, "lr_min_ratio", "must lie in (0, 1]")
         need(self.downsample in DOWNSAMPLES, "downsample", f"must be one of {DOWNSAMPLES}")
+        need(self.net in NETS, "net", f"must be one of {NETS}")
         need(self.init in SAMPLER_INITS, "init", f"must be one of {SAMPLER_INITS}")
         need(self.ema is None or 0 < self.ema < 1, "ema", "must be None or lie in (0, 1)")
         need(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "must be None or > 0")
@@ -182,6 +188,16 @@ class TrainConfig:
                 "embed_dim": self.embed_dim, "spectral_norm": self.spectral_norm,
                 **({"center_input": True} if self.center_input else {}),
                 **({"downsample": self.downsample} if self.downsample != "stride" else {})}
+
+    def build_net(self, concept):
+        """A fresh net of family ``net`` for ``concept``, with this config's model options."""
+        from conceptebm.energies.late import LateEnergyNet
+        from conceptebm.energies.nets import ConvEnergyNet
+
+        if self.net == "late":
+            return LateEnergyNet(concept, image_size=self.image_size, width=self.width,
+                                 center_input=self.center_input)
+        return ConvEnergyNet(concept, **self.net_config())
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

@@ -116,3 +116,23 @@ def test_pooled_stem_averages_the_full_resolution_conv(gen):
 def test_unknown_downsample_is_refused():
     with pytest.raises(ValueError, match="downsample must be 'stride' or 'pool'"):
         ConvEnergyNet(POS, downsample="maxpool")
+
+
+@pytest.mark.parametrize("objective", ["cd", "contrastive"])
+def test_the_one_loop_trains_a_late_net(tmp_path, objective):
+    from conftest import SquaresDataset
+
+    from conceptebm.checkpoints import load_energy
+    from conceptebm.energies.late import LateEnergyNet
+    from conceptebm.train import smoke_config, train
+
+    cfg = smoke_config(concept="position", image_size=16, net="late", objective=objective,
+                       iterations=3, eval_every=0, out_dir=str(tmp_path / "run"))
+    result = train(cfg, dataset=SquaresDataset(32), progress=False)
+    assert isinstance(result.net, LateEnergyNet) and result.net.config["width"] == cfg.width
+    twin = load_energy(tmp_path / "run" / "last.safetensors", weights="model")
+    x, c = torch.rand(2, 3, 16, 16), torch.zeros(2, 2)
+    assert isinstance(twin, LateEnergyNet)
+    torch.testing.assert_close(twin(x, c), result.net.eval()(x, c))
+    with pytest.raises(ValueError, match="net"):
+        smoke_config(net="unet")
