@@ -289,7 +289,7 @@ def _energy_map(args: argparse.Namespace) -> int:
                                          gridspec_kw={"width_ratios": [1, 1.3]})
     show_image(ax_img, image[0], Path(args.image).name)
     if not concept.is_categorical and concept.dim == 2:
-        maps, grid = scene_energy_maps(model, image, args.points)
+        maps, grid = scene_energy_maps(model, image, args.points, progress=args.points > 64)
         found = refine_basins(model, image, energy_basins(maps, grid, args.objects,
                                                          min_separation=args.separation))
         marks = found.points[0, : int(found.found[0])]
