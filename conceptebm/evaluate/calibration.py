@@ -18,11 +18,12 @@ object leaves the energy flat in ``c``; below ``CONTRAST_FRACTION`` times the 1%
 real images' contrast is "no object found" too. A multi-view set sums ``V`` views' energies
 (eq. 11): compare ``energy / V`` and ``contrast / V``.
 
-Measured on the shipped models (200 held-out scenes, ``python -m conceptebm.scenes.calibrate``;
-blank white / black / grey, uniform noise and the empty background): position_contrastive
-flags all five by energy; position and color flag white, black and noise by energy and grey
-and background by contrast; position_multiview flags white, grey and background by contrast
-(black and noise pass); size and shape flag white, black and noise, not grey or background.
+Measured on the shipped models (200 held-out scenes, ``python -m conceptebm.scenes.calibrate
+NAME``; five images without an object: white, black, grey, uniform noise, the empty
+background): position_contrastive, position and color refuse all five (grey and background by
+contrast for the CD models); position_multiview refuses white, grey and background, not black
+or noise; shape and size refuse white, black and noise, not grey or background (their CD
+energies on an empty ground are those of real scenes: there the check cannot tell).
 
 Example (a toy energy whose minimum over c is the image's mean brightness):
     >>> import torch

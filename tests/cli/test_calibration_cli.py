@@ -1,0 +1,51 @@
+"""Inference says when it does not know: training records an energy calibration, the shipped
+models carry one, and ``conceptebm infer`` reports a blank image as "no object found"."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from conceptebm import pretrained
+from conceptebm.cli import main
+from conceptebm.datasets import make_dataset
+
+
+def _png(path, image):
+    arr = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    Image.fromarray(arr).save(path)
+    return str(path)
+
+
+def test_training_stores_an_energy_calibration_with_the_best_checkpoint(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--smoke", "--concept", "color", "--eval-samples", "12",
+                 "--out-dir", str(run), "--quiet"]) == 0
+    record = json.loads((run / "best.json").read_text())
+    cal = record["energy_calibration"]
+    assert cal["n"] == 12 and set(cal["quantiles"]) == {"0.5", "0.9", "0.99"}
+    assert cal["quantiles"]["0.5"] <= cal["quantiles"]["0.99"] and "contrast" in cal
+    assert 0 <= cal["accuracy"] <= 1
+
+
+@pytest.mark.parametrize("name", pretrained.NAMES)
+def test_shipped_models_carry_a_calibration(name):
+    record = json.loads((pretrained.DIR / f"{name}.json").read_text())
+    assert "energy_calibration" in record, \
+        f"run `python -m conceptebm.scenes.calibrate {name} --write` for the shipped {name!r}"
+    cal = record["energy_calibration"]
+    assert cal["n"] >= 100 and cal["seed"] == 20_261_129 and "calibrate" in cal["command"]
+    assert cal["quantiles"]["0.5"] <= cal["quantiles"]["0.99"]
+    assert cal["contrast"]["0.01"] > 0
+
+
+def test_shipped_position_model_finds_no_object_in_a_blank_image(tmp_path, capsys):
+    images, _ = make_dataset("position", size=4, seed=7).batch([0])
+    real = _png(tmp_path / "real.png", images[0])
+    grey = _png(tmp_path / "grey.png", torch.full((3, 32, 32), 0.5))
+    white = _png(tmp_path / "white.png", torch.ones(3, 32, 32))
+    assert main(["infer", real, grey, white, "--separate", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert [r["object_found"] for r in json.loads(captured.out)] == [True, False, False]
+    assert f"no object found in {grey}" in captured.err
