@@ -35,6 +35,8 @@ from pathlib import Path
 
 import torch
 
+from conceptebm import pretrained
+from conceptebm.checkpoints import load_checkpoint, load_energy
 from conceptebm.datasets import SceneDataset, make_dataset
 from conceptebm.evaluate import (
     add_pixel_noise,
@@ -61,22 +63,24 @@ UNSEEN_LIGHT = ((100.0, 170.0), (20.0, 35.0), (0.5, 0.65), (0.2, 0.3))  # traini
 
 
 # ------------------------------------------------------------------------------ helpers
-def load_model(spec: str):
-    from conceptebm.cli.infer import CommandError
-    from conceptebm.cli.infer import load_model as load
+def _checkpoint(spec: str) -> Path:
+    path = Path(spec)
+    path = path / "best.safetensors" if path.is_dir() else path  # a run folder: its best
+    if not path.is_file():
+        raise SystemExit(f"benchmarks/inference.py: no model {spec!r}: not a shipped model "
+                         f"({', '.join(pretrained.NAMES)}) nor a checkpoint file")
+    return path
 
-    try:
-        return load(spec, None)
-    except CommandError as err:
-        raise SystemExit(f"benchmarks/inference.py: cannot load model {spec!r}: {err}") from None
+
+def load_model(spec: str):
+    """A shipped model name or a checkpoint path (or run folder), with its sampler settings."""
+    return pretrained.load(spec) if spec in pretrained.NAMES else load_energy(_checkpoint(spec))
 
 
 def training_record(spec: str) -> dict:
     """The JSON record of a shipped model name or a checkpoint path (its training config...)."""
-    from conceptebm import pretrained
-    from conceptebm.checkpoints import load_checkpoint
-
-    return pretrained.info(spec) if spec in pretrained.NAMES else load_checkpoint(spec).meta
+    return pretrained.info(spec) if spec in pretrained.NAMES else (
+        load_checkpoint(_checkpoint(spec)).meta)
 
 
 class _PositionOnly:
