@@ -187,12 +187,15 @@ def _concepts_from(data, where: str) -> dict[str, Concept]:
                     raise ValueError("a categorical concept needs \"values\": [names]")
                 out[name] = Concept.categorical(name, [str(v) for v in d["values"]])
             else:
-                unknown = set(d) - {"kind", "dim", "low", "high", "name"} - (
+                unknown = set(d) - {"kind", "dim", "low", "high", "name", "tolerances"} - (
                     set() if d.get("values") else {"values"})
                 if unknown:
-                    raise ValueError(f"unknown keys {sorted(unknown)}; use dim, low, high")
+                    raise ValueError(f"unknown keys {sorted(unknown)}; use dim, low, high "
+                                     "(and tolerances)")
+                tols = d.get("tolerances")  # accuracy tolerances evaluation reports
                 out[name] = Concept(name=name, kind=kind, dim=int(d.get("dim", 1)),
-                                    low=float(d.get("low", -1.0)), high=float(d.get("high", 1.0)))
+                                    low=float(d.get("low", -1.0)), high=float(d.get("high", 1.0)),
+                                    tolerances=None if tols is None else tuple(tols))
         except (TypeError, ValueError) as err:
             raise ValueError(f"{where}: concept {name!r}: {err}") from None
     return out
