@@ -4,7 +4,7 @@
     python benchmarks/inference_speed.py --quick --json /tmp/speed.json       # seconds
 
 MAP position inference (``infer_concept``: 17x17 grid, then 60 Adam steps) on ``--n`` held-out
-default scenes with ``--model`` (default: the shipped inference default for position) and
+default scenes with ``--model`` (default: the shipped late-conditioned ``position_late``) and
 ``--reference`` (default: ``position_contrastive``, which feeds the position into its first
 layer, so every grid point and Adam step is a full pass over the image). Both run on one thread
 and are timed in process CPU time, in interleaved blocks of ``--block`` scenes (model, reference,
@@ -89,9 +89,9 @@ def conv_flops(model, x: torch.Tensor) -> float:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=None,
+    p.add_argument("--model", default="position_late",
                    help="position model (shipped name or checkpoint path; default: the "
-                        "inference default, pretrained.INFER_DEFAULT['position'])")
+                        "late-conditioned position_late)")
     p.add_argument("--reference", default="position_contrastive",
                    help="the model to compare with (default position_contrastive)")
     p.add_argument("--n", type=int, default=500, help="held-out default scenes")
@@ -162,7 +162,7 @@ def main(argv=None) -> int:
         "trunk_fraction_of_peak": trunk_gflops / peak,
         "trunk_share_of_map": trunk_s / secs["model"],
         "per_block": blocks,
-        "settings": {"model": args.model or "INFER_DEFAULT['position']",
+        "settings": {"model": args.model,
                      "model_net": model.config, "reference": args.reference, "n": args.n,
                      "block": args.block, "grid": args.grid, "steps": args.steps,
                      "map_points": args.map_points, "threads": 1, "clock": "process CPU time",

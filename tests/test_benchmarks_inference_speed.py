@@ -1,0 +1,30 @@
+"""benchmarks/inference_speed.py in its quick mode: it runs, prints, writes its JSON keys.
+
+No timing assertions (the suite runs on a shared machine): only that the measurements exist,
+are positive, and that both models' MAEs are real errors on the same scenes.
+"""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = ("map_images_per_s", "map_mae", "energy_map_48_s", "reference_map_images_per_s",
+        "reference_map_mae")
+
+
+def test_inference_speed_quick(tmp_path):
+    out = tmp_path / "speed.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "inference_speed.py"),
+                           "--quick", "--json", str(out)], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "images/s" in proc.stdout and "of the" in proc.stdout
+    res = json.loads(out.read_text())
+    for key in KEYS + ("trunk_gflops", "matmul_gflops", "trunk_fraction_of_peak"):
+        assert math.isfinite(res[key]) and res[key] > 0, (key, res[key])
+    assert 0 <= res["map_mae"] <= 2 and 0 <= res["reference_map_mae"] <= 2
+    assert sum(b["images"] for b in res["per_block"]) == res["settings"]["n"] == 12
+    assert res["settings"]["model_net"]["type"] == "LateEnergyNet"  # position_late
