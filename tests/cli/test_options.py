@@ -187,3 +187,10 @@ def test_train_config_file_errors(tmp_path, capsys, no_work):
     assert "is not valid JSON" in err and "line 1, column 18" in err
     assert main(["train", "--config", str(tmp_path / "none.json")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_every_command_has_working_help(parser, capsys):
+    for name in _commands(parser):
+        with pytest.raises(SystemExit) as stop:
+            parse([name, "--help"], parser)
+        assert stop.value.code == 0 and "usage:" in capsys.readouterr().out
