@@ -87,7 +87,8 @@ def test_refuses_to_overwrite_and_to_resume_incompatible(tmp_path):
 
 
 @pytest.mark.parametrize("poison", [1e8, float("nan")])
-def test_divergence_guard_stops_and_keeps_last_good_checkpoint(tmp_path, poison):
+def test_divergence_guard_stops_and_keeps_last_good_checkpoint(tmp_path, poison,
+                                                               monkeypatch):
     def blow_up(it, row):
         if it == 2:  # after the checkpoint of iteration 2, the weights explode
             head = holder["net"].head
@@ -95,21 +96,17 @@ def test_divergence_guard_stops_and_keeps_last_good_checkpoint(tmp_path, poison)
                 head.bias.fill_(poison)
 
     holder = {}
-    import conceptebm.train.loop as loop
+    from conceptebm.train import TrainConfig
 
-    real = loop.ConvEnergyNet
+    real = TrainConfig.build_net
 
-    class Spy(real):
-        def __init__(self, *a, **k):
-            super().__init__(*a, **k)
-            holder["net"] = self
+    def spy(self, concept):  # the loop builds its net here: keep a handle on it
+        holder["net"] = real(self, concept)
+        return holder["net"]
 
-    loop.ConvEnergyNet = Spy
-    try:
-        with pytest.raises(TrainingDiverged, match=r"iteration 3.*last.safetensors \(iteration 2"):
-            run(tmp_path, iterations=6, checkpoint_every=2, eval_every=0, callback=blow_up)
-    finally:
-        loop.ConvEnergyNet = real
+    monkeypatch.setattr(TrainConfig, "build_net", spy)
+    with pytest.raises(TrainingDiverged, match=r"iteration 3.*last.safetensors \(iteration 2"):
+        run(tmp_path, iterations=6, checkpoint_every=2, eval_every=0, callback=blow_up)
     good = load_energy(tmp_path / "run" / "last.safetensors", weights="model")
     assert all(torch.isfinite(p).all() and p.abs().max() < 1e3 for p in good.parameters())
 
