@@ -273,6 +273,7 @@ def _energy_map(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from conceptebm.evaluate.calibration import object_found
     from conceptebm.infer.energy_map import concept_grid, energy_map
     from conceptebm.scenes.inference import (
         energy_basins,
@@ -300,6 +301,12 @@ def _energy_map(args: argparse.Namespace) -> int:
         for k, p in enumerate(marks.tolist()):
             print(f"basin {k + 1}: {concept.name} = ({p[0]:+.3f}, {p[1]:+.3f})   "
                   f"(energy {float(found.energy[0, k]):.4g})")
+        calibration = model_record(args.model, args.concept).get("energy_calibration")
+        if calibration and not bool(object_found(
+                calibration, found.energy[:1, 0], contrast=maps[0].max() - maps[0].min())[0]):
+            _warn(f"no object found in {args.image}: its energy is far above, or flatter in "
+                  f"{concept.name} than, what real images of the model's training data get; "
+                  "the basins mean nothing")
     elif not concept.is_categorical and concept.dim == 1:
         grid = concept_grid(concept, args.points)
         e = energy_map(model, image[0], grid)  # (G,)

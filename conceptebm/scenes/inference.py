@@ -35,6 +35,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from conceptebm.concepts import Concept
 from conceptebm.infer.energy_map import concept_grid, energy_map
@@ -216,8 +217,15 @@ def scene_energy_maps(model, images: Tensor, points: int = 33, *, views: bool = 
     if int(points) != points or points < 2:
         raise ValueError(f"points must be an integer >= 2, got {points!r}")
     grid = concept_grid(concept, int(points), dtype=images.dtype, device=images.device)
-    maps = energy_map(model, images, grid, chunk_size=chunk_size, views=views,
-                      progress=progress)  # (B, G)
+    # blocks of grid points, so a bar can follow a big map of few images (the engine's bar
+    # counts images); each block is computed in bounded-memory chunks by energy_map
+    block = max(1, (16 * chunk_size) // images.shape[0])
+    with tqdm(total=grid.shape[0], desc="energy map", unit="pt", disable=not progress) as bar:
+        parts = []
+        for g in grid.split(block):
+            parts.append(energy_map(model, images, g, chunk_size=chunk_size, views=views))
+            bar.update(g.shape[0])
+    maps = torch.cat(parts, dim=-1)  # (B, G)
     return maps.reshape(-1, points, points), grid
 
 

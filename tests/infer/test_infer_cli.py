@@ -247,3 +247,9 @@ def test_without_a_calibration_it_says_it_cannot_tell(tmp_path, capsys, standin,
     captured = capsys.readouterr()
     assert json.loads(captured.out)[0]["object_found"] is None
     assert "no energy_calibration" in captured.err
+
+
+def test_energy_map_of_a_blank_image_says_no_object(tmp_path, capsys, standin):
+    blank = _png(tmp_path / "blank.png", torch.full((3, 32, 32), 0.6))
+    assert main(["energy-map", blank, "-o", str(tmp_path / "m.png"), "--points", "17"]) == 0
+    assert f"warning: no object found in {blank}" in capsys.readouterr().err
