@@ -10,9 +10,9 @@ The grey levels 0..16 become [0, 1] (ink is bright), copied to three channels; t
 extra).
 
 Example:
-    >>> ds = digits_dataset()                                       # doctest: +SKIP
-    >>> len(ds), ds.images.shape[1:], ds.concepts["digit"].dim      # doctest: +SKIP
-    (1797, torch.Size([3, 8, 8]), 10)
+    >>> ds = digits_dataset()
+    >>> len(ds), tuple(ds.images.shape[1:]), ds.concepts["digit"].dim
+    (1797, (3, 8, 8), 10)
 """
 
 from __future__ import annotations
