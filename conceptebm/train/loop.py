@@ -387,9 +387,9 @@ def train(config: TrainConfig, *, dataset=None, eval_dataset=None, judge=None,
                                              generator=eval_gen, frozen=frozen,
                                              frozen_c=eval_frozen_c)
                 scores.append(selection_score(metrics, concept))
-            if config.eval_inference or not judging:  # a coarse grid keeps this cheap
-                inferred = inference_quality(eval_net, eval_images, eval_targets, grid=9,
-                                             steps=30)
+            if config.eval_inference or not judging:
+                inferred = inference_quality(eval_net, eval_images, eval_targets,
+                                             grid=config.eval_grid, steps=30)
                 metrics.update({f"inference_{k}": m for k, m in inferred.items()})
                 scores.append(selection_score(inferred, concept))
             score = sum(scores) / len(scores)  # the mean of both when both are scored
