@@ -1,11 +1,15 @@
-"""The contrastive-divergence training loop (paper eq. 2), one readable function: :func:`train`.
+"""The one training loop of concept EBMs, one readable function: :func:`train`.
 
-Per iteration: draw a batch of real scenes and their concept labels; start chains from the
-replay buffer (or fresh low-frequency noise); run K Langevin steps on E(x|c) (plus frozen
-earlier EBMs in continual mode) with the inference engine; push the negatives back into the
-buffer; take one Adam step on the CD loss (+ L2, optional KL and concept-contrastive terms);
-update the EMA weights. Every so often: log a metrics row, score generations with the judges
-(keeping the best checkpoint by that score), and write a resumable checkpoint.
+Per iteration: draw a batch of real scenes and their concept labels (optionally augmented);
+under ``objective="cd"`` (paper eq. 2) start chains from the replay buffer (or fresh
+low-frequency noise), run K Langevin steps on E(x|c) (plus frozen earlier EBMs in continual
+mode) with the inference engine and push the negatives back into the buffer; draw wrong
+concept values for the contrastive term; take one Adam step on the objective (a sum of loss
+terms, :mod:`~conceptebm.train.objective`: CD + L2 with optional KL and contrastive terms, or
+under ``objective="contrastive"`` the concept-contrastive term + L2 alone, no sampler);
+update the EMA weights. Every so often: log a metrics row, score the model (generations read
+by the judges and/or MAP inference on held-out images), keep the best checkpoint by that
+score, and write a resumable checkpoint.
 
 A divergence guard stops the run with :class:`TrainingDiverged` when energies blow up or
 turn non-finite, before the bad update is applied or saved, so the last good checkpoint stays.
