@@ -42,8 +42,9 @@ CONCEPTS = ("position", "color", "shape", "size")
 #: (eq. 11, Figure 11); ``position_late`` (``benchmarks/late_model.py``) is late-conditioned
 #: (:class:`~conceptebm.energies.LateEnergyNet`: image features once per image, a small head
 #: per candidate position): about 80x faster MAP and half the error of
-#: ``position_contrastive`` on default scenes, as good on two-object scenes, but far less robust
-#: to grey clutter objects and to light from unseen directions (see its JSON record).
+#: ``position_contrastive`` on default scenes (0.015 vs 0.028), about as good on two-object
+#: scenes, but less robust to grey clutter objects (0.127 vs 0.051) and to light from unseen
+#: directions (0.125 vs 0.066), so it is not the default (see its JSON record).
 INFERENCE = ("position_contrastive", "position_multiview", "position_late")
 #: The model ``conceptebm infer`` / ``energy-map`` use for a concept when no --model is given.
 INFER_DEFAULT = {"position": "position_contrastive"}
