@@ -122,7 +122,8 @@ def main(argv=None) -> int:
         order = ("model", "reference") if k % 2 == 0 else ("reference", "model")
         row = {"images": xb.shape[0]}
         for who in order:
-            value, t = cpu_seconds(lambda who=who: run(model if who == "model" else ref, xb))
+            net = model if who == "model" else ref
+            value, t = cpu_seconds(lambda net=net, xb=xb: run(net, xb))
             preds[who].append(value)
             secs[who] += t
             row[who + "_s"] = round(t, 4)

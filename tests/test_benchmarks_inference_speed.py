@@ -28,3 +28,20 @@ def test_inference_speed_quick(tmp_path):
     assert 0 <= res["map_mae"] <= 2 and 0 <= res["reference_map_mae"] <= 2
     assert sum(b["images"] for b in res["per_block"]) == res["settings"]["n"] == 12
     assert res["settings"]["model_net"]["type"] == "LateEnergyNet"  # position_late
+
+
+def test_late_model_quick(tmp_path):
+    from conceptebm.checkpoints import load_energy
+    from conceptebm.energies import LateEnergyNet
+
+    out = tmp_path / "late.safetensors"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "late_model.py"), "--quick",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300,
+                          cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    net = load_energy(out)
+    assert isinstance(net, LateEnergyNet) and net.config["width"] == 4
+    # the readout starts at the fitted camera projection: x grows to the right, y upward
+    # in the label, downward in the image
+    w = net.where.weight.detach()
+    assert w[0, 0] > 0.3 and w[1, 1] < -0.3, w
