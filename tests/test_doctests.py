@@ -30,9 +30,7 @@ OPTIONFLAGS = doctest.ELLIPSIS
 
 #: Modules with skipped examples, and why. Keep this short: an example that is not run is
 #: an example that may be wrong.
-SKIPS = {
-    "conceptebm.datasets.digits": "needs scikit-learn, an optional dependency",
-}
+SKIPS: dict[str, str] = {}
 
 _SKIP = re.compile(r"doctest:.*\+SKIP")
 
