@@ -130,6 +130,51 @@ class LateEnergyNet(ConditionalEnergy):
         self.head = nn.Sequential(nn.Linear(features + concept.dim, hidden), nn.SiLU(),
                                   nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 1))
 
+    def start_readout(self, images: Tensor, values: Tensor, *, min_r2: float = 0.8) -> bool:
+        """Start the readout where the camera puts each value: fit ``where`` (an affine map of
+        the normalised value to the image point) by least squares to the centroids of the
+        pixels of ``images (N, C, H, W)`` that differ from their median image, against their
+        ``values (N, 2)``. Call it before training, on about 1,000 training images of one
+        object each: a local trunk cannot see an object that lies farther from where its
+        value is read than its receptive field, and a gradient does not flip a wrong sign
+        (started at the identity, the default camera's downward image y never trained out).
+
+        Returns whether it was applied: not for a pooled readout, nor when the fit explains
+        less than ``min_r2`` of the centroids' variance (no single object per image, or a
+        value that is not a place in the image); ``where`` is then left as it is.
+
+        Example:
+            >>> net = LateEnergyNet(Concept.continuous("position", dim=2), width=4, features=8)
+            >>> x = torch.zeros(64, 3, 32, 32)
+            >>> v = torch.rand(64, 2) * 2 - 1
+            >>> for i, (a, b) in enumerate(((v + 1) * 12).long().tolist()):
+            ...     x[i, :, 27 - b:30 - b, a + 2:a + 5] = 1.0  # a 3x3 square, y upward
+            >>> net.start_readout(x, v), net.where.weight.diag().sign().tolist()
+            (True, [1.0, -1.0])
+        """
+        if self.where is None:
+            return False
+        x = images.detach().float()
+        mask = ((x - x.median(0).values).abs().sum(1) > 0.3).float()  # (N, H, W)
+        axis = torch.linspace(-1, 1, x.shape[-1], device=x.device)
+        count = mask.sum((1, 2))
+        keep = count > 0
+        if int(keep.sum()) < 10:
+            return False
+        centre = torch.stack([(mask.sum(1) * axis).sum(1), (mask.sum(2) * axis).sum(1)],
+                             1)[keep] / count[keep, None]  # (n, 2): (x right, y down)
+        cn = self.normalise(values.detach().float().to(x.device))[keep]  # (n, 2)
+        design = torch.cat([cn, torch.ones_like(cn[:, :1])], 1)  # (n, 3)
+        sol = torch.linalg.lstsq(design, centre).solution  # (3, 2)
+        resid = (design @ sol - centre).pow(2).sum()
+        r2 = 1 - resid / (centre - centre.mean(0)).pow(2).sum().clamp(min=1e-12)
+        if not r2 >= min_r2:
+            return False
+        with torch.no_grad():
+            self.where.weight.copy_(sol[:2].T)
+            self.where.bias.copy_(sol[2])
+        return True
+
     def normalise(self, c: Tensor) -> Tensor:
         """Encoded concept -> head input: continuous parts in [-1, 1]."""
         return c * self.c_scale.to(c) + self.c_shift.to(c)

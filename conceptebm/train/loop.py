@@ -226,6 +226,10 @@ def train(config: TrainConfig, *, dataset=None, eval_dataset=None, judge=None,
     with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
         torch.manual_seed(config.seed)
         net = config.build_net(concept).to(device)  # the family of config.net
+    if hasattr(net, "start_readout") and not config.init_weights:
+        # a late net reads each value where the camera puts it (LateEnergyNet.start_readout)
+        x0, l0 = _batch(dataset, torch.arange(min(len(dataset), 1000)))
+        net.start_readout(x0.to(device), torch.as_tensor(l0[concept.name]).to(device))
     if config.init_weights and not (resume and last_path.exists()):
         _start_from(net, config.init_weights, device)
     objective = make_objective(config, net)  # a list of loss terms (train/objective.py)

@@ -136,3 +136,20 @@ def test_bad_options_raise_clearly():
     net = LateEnergyNet(POS, image_size=16, width=4, features=6, hidden=8)
     with pytest.raises(ValueError, match="built for images of shape"):
         net(torch.rand(1, 3, 32, 32), torch.zeros(1, 2))
+
+
+def test_start_readout_fits_the_projection_or_leaves_it(gen):
+    net = LateEnergyNet(POS, image_size=16, width=4, features=6, hidden=8)
+    v = torch.rand(80, 2, generator=gen) * 1.6 - 0.8  # (80, 2)
+    x = torch.full((80, 3, 16, 16), 0.5)
+    for i, (a, b) in enumerate(((v + 1) * 6).round().long().tolist()):  # x right, y UP
+        x[i, :, 13 - b:16 - b, a + 1:a + 4] = 1.0  # rows 13-b..15-b: label y grows upward
+    assert net.start_readout(x, v)
+    w, b = net.where.weight.detach(), net.where.bias.detach()
+    assert w[0, 0] > 0.6 and w[1, 1] < -0.6 and w[0, 1].abs() < 0.1, w  # y is flipped
+    before = net.state_dict()["where.weight"].clone()
+    noise = torch.rand(80, 3, 16, 16, generator=gen)
+    assert not net.start_readout(noise, v)  # centroids unrelated to v: left as it was
+    assert torch.equal(net.where.weight.detach(), before)
+    pooled = LateEnergyNet(COLOR, image_size=16, width=4, features=6, hidden=8)
+    assert not pooled.start_readout(x, COLOR.encode(torch.zeros(80, dtype=torch.long)))
