@@ -1,7 +1,7 @@
 """Energies: ``Energy``, ``ConditionalEnergy``, the logical operators and analytic energies."""
 
 from conceptebm.energies.analytic import Gaussian, GaussianMixture
-from conceptebm.energies.base import Bound, ConditionalEnergy, Energy
+from conceptebm.energies.base import Bound, ConditionalEnergy, Energy, FeatureHead
 from conceptebm.energies.late import LateEnergyNet
 from conceptebm.energies.nets import ConvEnergyNet, JointConcept, build_energy_net
 from conceptebm.energies.ops import And, Not, Or, Scale, require_grounded
@@ -10,6 +10,7 @@ __all__ = [
     "Energy",
     "ConditionalEnergy",
     "Bound",
+    "FeatureHead",
     "And",
     "Or",
     "Not",

@@ -18,7 +18,7 @@ from conceptebm.concepts import Concept
 if TYPE_CHECKING:  # the type lives in the engine, which imports this module (no runtime cycle)
     from conceptebm.infer.settings import SamplerSettings
 
-__all__ = ["Energy", "ConditionalEnergy", "Bound", "check_energy_output"]
+__all__ = ["Energy", "ConditionalEnergy", "Bound", "FeatureHead", "check_energy_output"]
 
 
 def check_energy_output(e: Tensor, x: Tensor, who: object) -> Tensor:
@@ -188,6 +188,14 @@ class ConditionalEnergy(nn.Module):
                          f" or (N, R, {self.concept.dim}) for N = {n} items, got "
                          f"{tuple(c.shape)}")
 
+    def on_features(self) -> FeatureHead:
+        """This energy as a :class:`ConditionalEnergy` over :meth:`features` instead of images:
+        for code that hands a conditional energy to a generic consumer (a Pyro factor, NUTS)
+        and wants the image trunk out of its inner loop. Compute ``f = e.features(x)`` once,
+        then ``e.on_features()(f, c) == e(x, c)``.
+        """
+        return FeatureHead(self)
+
     def forward(self, x: Tensor, c: Tensor) -> Tensor:
         if c.dim() != 2 or c.shape[0] != x.shape[0] or c.shape[1] != self.concept.dim:
             raise ValueError(
@@ -205,6 +213,35 @@ class ConditionalEnergy(nn.Module):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.concept.name})"
+
+
+class FeatureHead(ConditionalEnergy):
+    """``E(f, c) = base.energy_from_features(f, c)``: a conditional energy's head alone, over
+    precomputed :meth:`~ConditionalEnergy.features` (see :meth:`ConditionalEnergy.on_features`).
+
+    For an early-conditioned net the features are the images, so this is the energy itself.
+
+    Example:
+        >>> import torch
+        >>> from conceptebm.concepts import Concept
+        >>> class Dist(ConditionalEnergy):
+        ...     def energy(self, x, c):
+        ...         return ((x - c) ** 2).sum(-1)
+        >>> e = Dist(Concept.continuous("p", dim=1))
+        >>> x, c = torch.tensor([[0.5], [0.0]]), torch.zeros(2, 1)
+        >>> torch.equal(e.on_features()(e.features(x), c), e(x, c))
+        True
+    """
+
+    def __init__(self, base: ConditionalEnergy):
+        super().__init__(base.concept, sampler=base.sampler)
+        self.base = base
+
+    def energy(self, f: Tensor, c: Tensor) -> Tensor:
+        return self.base.energy_from_features(f, c)
+
+    def __repr__(self) -> str:
+        return f"{self.base!r}.on_features()"
 
 
 class Bound(Energy):

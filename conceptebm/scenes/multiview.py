@@ -143,10 +143,17 @@ def multiview_model(model, views: Tensor, *, temperature: float = 1.0,
     low = torch.full((concept.dim,), concept.low, dtype=views.dtype, device=views.device)
     high = torch.full((concept.dim,), concept.high, dtype=views.dtype, device=views.device)
 
+    # The views are fixed: their image features are computed once here, and every potential
+    # evaluation (NUTS takes hundreds) runs only the concept-dependent head on them. For an
+    # early-conditioned net the features are the views themselves (the full pass, as before).
+    with torch.no_grad():
+        feats = model.features(views)  # (V, *feat)
+    head = model.on_features()
+
     def pyro_model():
         c = pyro.sample(concept.name, dist.Uniform(low, high).to_event(1))  # (dim,)
         with pyro.plate("views", views.shape[0]), poutine.scale(scale=1.0 / t):
-            energy_factor("view_energy", model, views, c, event_dim=event_dim)  # (V,)
+            energy_factor("view_energy", head, feats, c, event_dim=feats.dim() - 1)  # (V,)
 
     pyro_model.concept = concept
     return pyro_model

@@ -153,3 +153,29 @@ def test_start_readout_fits_the_projection_or_leaves_it(gen):
     assert torch.equal(net.where.weight.detach(), before)
     pooled = LateEnergyNet(COLOR, image_size=16, width=4, features=6, hidden=8)
     assert not pooled.start_readout(x, COLOR.encode(torch.zeros(80, dtype=torch.long)))
+
+
+def test_multiview_pyro_model_runs_the_trunk_once_and_matches_the_full_pass(gen):
+    """NUTS on a concept posterior evaluates the potential hundreds of times: the multi-view
+    Pyro model (eq. 11) reads features computed once, with the same potential as the full pass."""
+    import pyro
+    from pyro import poutine
+
+    from conceptebm.scenes import multiview_model
+
+    late = CountingLate(POS, image_size=16, width=4, features=6, hidden=8)
+    views = torch.rand(3, 3, 16, 16, generator=gen)
+    model_split = multiview_model(late, views, check_range=False)
+    assert late.trunk_images == 3  # the features, once, when the model is built
+    values = _values(POS, 5, gen)
+
+    def log_probs(m):
+        return [poutine.trace(poutine.condition(m, data={"position": c})).get_trace()
+                .log_prob_sum() for c in values]
+
+    split = log_probs(model_split)
+    assert late.trunk_images == 3  # five potential evaluations, no new trunk pass
+    full = log_probs(multiview_model(FullPass(late), views, check_range=False))
+    torch.testing.assert_close(torch.stack(split), torch.stack(full))
+    assert late.trunk_images == 3 + 5 * 3  # the full pass runs the trunk at every evaluation
+    pyro.clear_param_store()
