@@ -93,3 +93,14 @@ def test_train_quality_benchmark_quick(tmp_path):
                 "inference_position_mae"):
         assert key in res and key + "_stderr" in res
     assert set(res["pass"]) >= {"position.acc04", "color.acc", "inference_position_mae"}
+
+
+def test_shipped_record_is_one_record_in_two_copies():
+    """pretrained.info (the safetensors metadata) and the JSON twin a reader opens agree, the
+    energy calibration that `infer` uses for "no object found" included."""
+    import json
+
+    for name in pretrained.available():
+        twin = json.loads((pretrained.DIR / f"{name}.json").read_text())
+        assert pretrained.info(name) == twin, name
+        assert "energy_calibration" in twin, name

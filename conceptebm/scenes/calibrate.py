@@ -17,6 +17,7 @@ import json
 
 import torch
 
+from conceptebm.checkpoints import load_checkpoint, save_checkpoint
 from conceptebm.evaluate.calibration import (
     energy_calibration,
     energy_contrast,
@@ -66,13 +67,23 @@ def empty_images(real: torch.Tensor) -> dict[str, torch.Tensor]:
             "background": real.median(dim=0).values[None]}
 
 
+def store_calibration(path, calibration: dict) -> None:
+    """Add ``energy_calibration`` to a checkpoint's record, in the safetensors metadata and
+    its JSON twin alike (one record, two copies that never disagree); tensors are rewritten
+    unchanged."""
+    ckpt = load_checkpoint(path)
+    meta = {k: v for k, v in ckpt.meta.items() if k != "format"}
+    save_checkpoint(path, ckpt.groups, {**meta, "energy_calibration": calibration})
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m conceptebm.scenes.calibrate",
                                 description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("names", nargs="+", help="shipped model names")
     p.add_argument("-n", type=int, default=200, help="held-out scenes (200)")
-    p.add_argument("--write", action="store_true", help="store it in the model's JSON")
+    p.add_argument("--write", action="store_true",
+                   help="store it in the model's record (safetensors metadata and JSON twin)")
     args = p.parse_args(argv)
     from conceptebm import pretrained
 
@@ -90,10 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                           "empty_contrast": contrast,
                           "refused": {k: not f for k, f in found.items()}}), flush=True)
         if args.write:
-            path = pretrained.DIR / f"{name}.json"
-            meta = json.loads(path.read_text())
-            meta["energy_calibration"] = cal
-            path.write_text(json.dumps(meta, indent=2))  # the files' own layout
+            store_calibration(pretrained.DIR / f"{name}.safetensors", cal)
     return 0
 
 
