@@ -53,9 +53,10 @@ from conceptebm.train.loss import concept_contrastive_loss, image_contrastive_lo
 
 __all__ = ["Batch", "LossTerm", "CDTerm", "L2Term", "ConceptContrastiveTerm",
            "ImageContrastiveTerm", "KLTerm", "Sum", "Objective", "CDObjective",
-           "ContrastiveObjective", "OBJECTIVES", "make_objective"]
+           "ContrastiveObjective", "OBJECTIVES", "make_objective", "splits"]
 
-Rows = dict[str, tuple[Tensor, Tensor]]  # block name -> (images (N, C, H, W), labels (N, L))
+Rows = dict[str, tuple[Tensor, Tensor]]  # block name -> (images (N, C, H, W), labels (N, L)
+#                                         or (N, R, L): R candidate values per image)
 
 
 @dataclass
@@ -170,10 +171,9 @@ class ConceptContrastiveTerm(LossTerm):
 
     def rows(self, batch: Batch) -> Rows:
         wrong = batch.need("c_wrong", self.name)  # (B, M, L)
-        m = wrong.shape[1]
-        return {"pos": (batch.x_pos, batch.c_pos),
-                "wrong": (batch.x_pos.repeat_interleave(m, dim=0),  # (B*M, C, H, W)
-                          wrong.reshape(-1, wrong.shape[-1]))}  # (B*M, L)
+        # M candidate values per real image: a (B, M, L) block (Objective.energies scores
+        # the images once through a late net's trunk, or repeats them for a full pass)
+        return {"pos": (batch.x_pos, batch.c_pos), "wrong": (batch.x_pos, wrong)}
 
     def value(self, e, batch, net):
         b = e["pos"].shape[0]
@@ -296,12 +296,57 @@ class Objective(nn.Module):
         return loss, {k: v.detach() for k, v in stats.items()}
 
     def energies(self, rows: Rows) -> dict[str, Tensor]:
-        """``{block: E (N_block,)}`` from one net pass over all blocks concatenated."""
+        """``{block: E (N_block * R,)}`` for every block of ``rows``.
+
+        A block's labels are ``(N, L)`` (one value per image) or ``(N, R, L)`` (R candidate
+        values per image; its energies come image-major, as ``(N, R)`` flattened). A net
+        with the split protocol (:func:`splits`: a late net) runs its trunk once over the
+        distinct image tensors of all blocks (``"pos"`` and ``"wrong"`` share ``x_pos``) and
+        its head per block: one batched call for the candidates. Any other net gets ONE full
+        pass over all blocks concatenated, candidate images repeated (the pass is
+        bit-identical to scoring each (image, value) row).
+        """
         if not rows:
             return {}
-        xs, cs = zip(*rows.values(), strict=True)
-        e = self.net(torch.cat(xs), torch.cat(cs))  # (sum of N_block,)
+        if splits(self.net):
+            return self._split_energies(rows)
+        xs, cs = zip(*(_flat(x, c) for x, c in rows.values()), strict=True)
+        e = self.net(torch.cat(xs), torch.cat(cs))  # (sum of N_block * R,)
         return dict(zip(rows, e.split([x.shape[0] for x in xs]), strict=True))
+
+    def _split_energies(self, rows: Rows) -> dict[str, Tensor]:
+        images, slot = [], {}  # distinct image tensors, by identity
+        for x, _ in rows.values():
+            if id(x) not in slot:
+                slot[id(x)] = len(images)
+                images.append(x)
+        feats = self.net.features(torch.cat(images)).split([x.shape[0] for x in images])
+        return {name: self.net.energy_from_features(feats[slot[id(x)]], c).reshape(-1)
+                for name, (x, c) in rows.items()}  # (N,) or (N, R) -> (N * R,)
+
+
+def splits(net: nn.Module) -> bool:
+    """Whether ``net`` overrides the split protocol of
+    :class:`~conceptebm.energies.base.ConditionalEnergy` (``features`` +
+    ``energy_from_features``), so its image trunk can run once per image.
+
+    Example:
+        >>> from conceptebm.concepts import Concept
+        >>> from conceptebm.energies.late import LateEnergyNet
+        >>> from conceptebm.energies.nets import ConvEnergyNet
+        >>> pos = Concept.continuous("position", dim=2)
+        >>> splits(ConvEnergyNet(pos, image_size=16, width=4)), splits(LateEnergyNet(pos))
+        (False, True)
+    """
+    return (isinstance(net, ConditionalEnergy)
+            and type(net).features is not ConditionalEnergy.features)
+
+
+def _flat(x: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """A block as rows of the full pass: ``(N, R, L)`` labels -> images repeated R times."""
+    if c.dim() == 3:
+        return x.repeat_interleave(c.shape[1], dim=0), c.reshape(-1, c.shape[-1])  # (N*R, ...)
+    return x, c
 
 
 class CDObjective(Objective):

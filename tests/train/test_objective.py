@@ -137,3 +137,43 @@ def test_near_negatives_lie_near_the_true_value_inside_the_range(gen):
         == (2, 2, 3)
     with pytest.raises(ValueError, match="scale"):
         near_values(POS, c, 2, 0.0)
+
+
+def test_late_net_scores_the_candidates_through_one_trunk_pass_with_the_full_pass_loss(gen):
+    from conceptebm.energies.late import LateEnergyNet
+    from conceptebm.train.objective import splits
+
+    torch.manual_seed(0)
+    net = LateEnergyNet(POS, image_size=16, width=4, features=8)
+    assert splits(net) and not splits(tiny(POS))
+    trunk_rows = []
+    net.stem.register_forward_hook(lambda mod, args, out: trunk_rows.append(args[0].shape[0]))
+    x_pos, c_pos, x_neg, c_neg, c_wrong = _batch(gen, b=6, m=3)
+    b, m = c_wrong.shape[:2]
+    for obj, args, full in [
+        (ContrastiveObjective(net, l2=0.01), (x_pos, c_pos, None, None, c_wrong),
+         lambda: net(torch.cat([x_pos, x_pos.repeat_interleave(m, 0)]),
+                     torch.cat([c_pos, c_wrong.reshape(-1, 2)]))),
+        (CDObjective(net, contrastive_weight=1.0), (x_pos, c_pos, x_neg, c_neg, c_wrong),
+         lambda: net(torch.cat([x_pos, x_neg, x_pos.repeat_interleave(m, 0)]),
+                     torch.cat([c_pos, c_neg, c_wrong.reshape(-1, 2)]))),
+    ]:
+        trunk_rows.clear()
+        loss, _ = obj(*args)
+        assert trunk_rows == [b if args[2] is None else 2 * b]  # the trunk once per image
+        grads = torch.autograd.grad(loss, list(net.parameters()))
+        # the same loss from the full pass over every (image, value) row, by hand
+        e = full()
+        e_pos, e_wrong = e[:b], e[-b * m:].reshape(b, m)
+        t = 1.0 if args[2] is None else 0.01  # each objective's default temperature
+        ce = F.cross_entropy(-torch.cat([e_pos[:, None], e_wrong], 1) / t,
+                             torch.zeros(b, dtype=torch.long))
+        if args[2] is None:
+            by_hand = ce + 0.01 * e.pow(2).mean()
+        else:
+            e_neg = e[b:2 * b]
+            by_hand = (e_pos.mean() - e_neg.mean() + 0.1 * (e_pos.pow(2).mean()
+                       + e_neg.pow(2).mean()) + 0.01 * ce)
+        torch.testing.assert_close(loss, by_hand, rtol=1e-5, atol=1e-6)
+        for g, h in zip(grads, torch.autograd.grad(by_hand, list(net.parameters())), strict=True):
+            torch.testing.assert_close(g, h, rtol=1e-4, atol=1e-6)
