@@ -118,6 +118,9 @@ class TrainConfig:
     max_abs_energy: float = 1e3  # divergence guard: mean |E| above this stops the run
     time_limit_min: float | None = None  # stop (with a checkpoint) after this many minutes
     device: str = "cpu"  # any torch device string
+    channels_last: bool = False  # conv weights (and so activations) in NHWC memory order:
+    #                              same results to float rounding; see benchmarks/train_speed.py
+    #                              for its speed on this CPU (off: measured no faster here)
     out_dir: str = "runs/position"  # checkpoints, metrics.csv, loss.png
     frozen: list[str] = field(default_factory=list)  # continual learning: earlier EBMs
     #          (checkpoint paths or pretrained names) summed into the sampler, no gradient

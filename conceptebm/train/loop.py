@@ -226,6 +226,8 @@ def train(config: TrainConfig, *, dataset=None, eval_dataset=None, judge=None,
     with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
         torch.manual_seed(config.seed)
         net = config.build_net(concept).to(device)  # the family of config.net
+    if config.channels_last:  # 4-D conv weights NHWC: convolutions then run in that order
+        net = net.to(memory_format=torch.channels_last)
     if hasattr(net, "start_readout") and not config.init_weights:
         # a late net reads each value where the camera puts it (LateEnergyNet.start_readout)
         x0, l0 = _batch(dataset, torch.arange(min(len(dataset), 1000)))
@@ -428,6 +430,10 @@ def train(config: TrainConfig, *, dataset=None, eval_dataset=None, judge=None,
             stopped = "time limit"
             break
     bar.close()
+    if config.channels_last:  # hand back weights in the default order
+        for m in (net, ema):
+            if m is not None:
+                m.to(memory_format=torch.contiguous_format)
     if ctx.is_main:
         if config.checkpoint_every == 0:
             save_last(it, elapsed + time.time() - session_t0)
