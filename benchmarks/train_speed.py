@@ -13,12 +13,14 @@ checkpoints off, so only updates are timed):
   early-conditioned conv net;
 * ``contrastive_late``: the same on ``net="late"``.
 
-Variants of each recipe run interleaved (before, after, after, before, ...; ``--rounds``
-rounds) so a load change on a shared machine hits both alike. ``before``: the default
-settings with the full-pass objective (every (image, candidate) row through the whole net,
-what the loop did before the split); ``channels_last``: ``TrainConfig.channels_last``;
-``after``: the objective's batched candidates (``train.objective.splits``: a late net's trunk
-once per image; conv nets are unchanged by it). A run's seconds per iteration are process CPU
+Variants of each recipe run interleaved (before, after, channels_last, then the reverse;
+``--rounds`` rounds) so a load change on a shared machine hits all alike. ``before``: the
+loop as it was (every (image, candidate) row of the objective through the whole net, and
+Langevin chains through weights that require grad); ``after``: the loop now, default
+settings (a late net's trunk once per image for the contrastive candidates,
+``train.objective.splits``; chains with the weights' grad flags off,
+``train.sampling.weights_without_grad``); ``channels_last``: ``after`` with
+``TrainConfig.channels_last``. A run's seconds per iteration are process CPU
 seconds between the loop's callbacks after ``--warmup`` iterations, divided by the threads
 (``--threads``; per core) and also reported as wall seconds; the table gives the median over
 rounds and the projected minutes for the recipe's full iteration count.
@@ -36,7 +38,7 @@ import statistics
 import sys
 import tempfile
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from unittest import mock
 
@@ -45,6 +47,7 @@ import torch
 from conceptebm.datasets import make_dataset
 from conceptebm.train import TrainConfig, make_config, train
 from conceptebm.train import objective as objective_module
+from conceptebm.train import sampling as sampling_module
 
 ROOT = Path(__file__).resolve().parents[1]
 OFF = {"eval_every": 0, "snapshot_every": 0, "checkpoint_every": 0, "time_limit_min": None,
@@ -64,14 +67,24 @@ def recipe(name: str, quick: bool) -> TrainConfig:
                      "contrastive_late")
 
 
-VARIANTS = {  # name -> (config changes, whether the objective may split)
-    "before": ({}, False),
+VARIANTS = {  # name -> (config changes, whether the loop runs as before these changes)
+    "before": ({}, True),
+    "after": ({}, False),
     "channels_last": ({"channels_last": True}, False),
-    "after": ({}, True),
 }
 
 
-def time_run(config: TrainConfig, dataset, *, split: bool, warmup: int,
+def as_before():
+    """The loop as it was: every (image, candidate) row through the full net, and sampler
+    chains through weights that require grad."""
+    stack = ExitStack()
+    stack.enter_context(mock.patch.object(objective_module, "splits", lambda net: False))
+    stack.enter_context(mock.patch.object(sampling_module, "weights_without_grad",
+                                          lambda modules: nullcontext()))
+    return stack
+
+
+def time_run(config: TrainConfig, dataset, *, before: bool, warmup: int,
              threads: int) -> tuple[float, float]:
     """``(cpu_s_per_it per thread, wall_s_per_it)`` of one run after ``warmup`` updates."""
     stamps = []
@@ -79,9 +92,7 @@ def time_run(config: TrainConfig, dataset, *, split: bool, warmup: int,
     def tick(it, row):
         stamps.append((time.process_time(), time.perf_counter()))
 
-    patch = (nullcontext() if split
-             else mock.patch.object(objective_module, "splits", lambda net: False))
-    with tempfile.TemporaryDirectory() as out, patch:
+    with tempfile.TemporaryDirectory() as out, (as_before() if before else nullcontext()):
         train(config.replace(out_dir=out), dataset=dataset, callback=tick, progress=False)
     (c0, w0), (c1, w1) = stamps[warmup], stamps[-1]
     n = len(stamps) - 1 - warmup
@@ -114,8 +125,8 @@ def main(argv=None) -> dict:
         for r in range(args.rounds):  # ABBA order so a drift in load cancels
             order = args.variants if r % 2 == 0 else args.variants[::-1]
             for v in order:
-                changes, split = VARIANTS[v]
-                runs[v].append(time_run(base.replace(**changes), dataset, split=split,
+                changes, before = VARIANTS[v]
+                runs[v].append(time_run(base.replace(**changes), dataset, before=before,
                                         warmup=args.warmup, threads=args.threads))
         results[name] = {v: {"cpu_s_per_it": statistics.median(c for c, _ in rs),
                              "wall_s_per_it": statistics.median(w for _, w in rs),
