@@ -13,14 +13,15 @@ checkpoints off, so only updates are timed):
   early-conditioned conv net;
 * ``contrastive_late``: the same on ``net="late"``.
 
-Variants of each recipe run interleaved (before, after, channels_last, then the reverse;
+Variants of each recipe run interleaved (before, after, other_layout, then the reverse;
 ``--rounds`` rounds) so a load change on a shared machine hits all alike. ``before``: the
 loop as it was (every (image, candidate) row of the objective through the whole net, and
 Langevin chains through weights that require grad); ``after``: the loop now, default
 settings (a late net's trunk once per image for the contrastive candidates,
 ``train.objective.splits``; chains with the weights' grad flags off,
-``train.sampling.weights_without_grad``); ``channels_last``: ``after`` with
-``TrainConfig.channels_last``. A run's seconds per iteration are process CPU
+``train.sampling.weights_without_grad``; ``TrainConfig.channels_last`` as the recipe sets
+it: on for CD, off in the contrastive recipe); ``other_layout``: ``after`` with
+``channels_last`` flipped. A run's seconds per iteration are process CPU
 seconds between the loop's callbacks after ``--warmup`` iterations, divided by the threads
 (``--threads``; per core) and also reported as wall seconds; the table gives the median over
 rounds and the projected minutes for the recipe's full iteration count.
@@ -68,9 +69,9 @@ def recipe(name: str, quick: bool) -> TrainConfig:
 
 
 VARIANTS = {  # name -> (config changes, whether the loop runs as before these changes)
-    "before": ({}, True),
+    "before": ({"channels_last": False}, True),
     "after": ({}, False),
-    "channels_last": ({"channels_last": True}, False),
+    "other_layout": (None, False),  # after, with channels_last flipped from its default
 }
 
 
@@ -126,6 +127,8 @@ def main(argv=None) -> dict:
             order = args.variants if r % 2 == 0 else args.variants[::-1]
             for v in order:
                 changes, before = VARIANTS[v]
+                if changes is None:
+                    changes = {"channels_last": not base.channels_last}
                 runs[v].append(time_run(base.replace(**changes), dataset, before=before,
                                         warmup=args.warmup, threads=args.threads))
         results[name] = {v: {"cpu_s_per_it": statistics.median(c for c, _ in rs),
