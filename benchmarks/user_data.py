@@ -70,7 +70,10 @@ def main(argv=None) -> int:
     run = Path(args.run) if args.run else out / "ebm"
     command = ["train", "--data", str(data), "--concept", "position", "--objective",
                "contrastive", "--threads", str(args.threads), "--out-dir", str(run), "--quiet",
-               *(QUICK if args.quick else ["--time-limit-min", f"{args.minutes:g}"]),
+               # --iterations: TrainConfig's default (2,000) would end the run before the
+               # time limit (3 minutes on 2 free cores); the time limit should decide
+               *(QUICK if args.quick else ["--time-limit-min", f"{args.minutes:g}",
+                                           "--iterations", "1000000"]),
                *args.train_args.split()]
     t0 = time.time()
     if not args.run and cli(command) != 0:
