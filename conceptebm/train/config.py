@@ -119,8 +119,10 @@ class TrainConfig:
     time_limit_min: float | None = None  # stop (with a checkpoint) after this many minutes
     device: str = "cpu"  # any torch device string
     channels_last: bool = True  # conv weights (and so activations) in NHWC memory order:
-    #                             same run to float rounding, 1.14x faster updates of the
-    #                             position CD recipe on this CPU (benchmarks/train_speed.py);
+    #                             same run to float rounding; position CD recipe updates
+    #                             1.065x faster on this CPU (0.159 vs 0.169 s/it, one thread,
+    #                             benchmarks/train_speed.py; 1.14x before the sampler chain
+    #                             dropped the weights' grads);
     #                             CONTRASTIVE_RECIPE turns it off (no faster there)
     out_dir: str = "runs/position"  # checkpoints, metrics.csv, loss.png
     frozen: list[str] = field(default_factory=list)  # continual learning: earlier EBMs
