@@ -20,7 +20,9 @@ Steps, each a public entry point (nothing digit-specific in the training path):
    by a classifier trained on the training split (the same-size CNN of
    :mod:`conceptebm.evaluate.regressor`; ``generation_accuracy_logreg``: read by the logistic
    regression); ``or_split``: the shares of 3s and of 8s among 500 samples of
-   ``digit=3 | digit=8`` (:class:`~conceptebm.energies.Or`, temperature ``--or-temperature``).
+   ``digit=3 | digit=8`` (:class:`~conceptebm.energies.Or`, temperature ``--or-temperature``),
+   sampled as the mixture eq. (6) defines, as ``conceptebm sample`` does; ``or_split_energy``:
+   the same from Langevin on the soft-min energy (eq. 8), for comparison.
 4. Figures: ``digits_classes.png`` (generations, one row per class) and ``digits_or.png``.
 
 JSON keys: map_accuracy, logreg_accuracy, generation_accuracy, generation_accuracy_logreg,
@@ -74,6 +76,7 @@ def main(argv=None) -> int:
 
     from conceptebm.checkpoints import load_energy
     from conceptebm.cli import main as cli
+    from conceptebm.compose.generate import generate
     from conceptebm.datasets import load_images, split_holdout
     from conceptebm.datasets.digits import write_digits
     from conceptebm.energies import Or
@@ -123,13 +126,19 @@ def main(argv=None) -> int:
 
     either = Or(net.given("3"), net.given("8"), temperature=args.or_temperature)
     shape = (n, 3, net.image_size, net.image_size)
-    x_or = langevin(either, shape, generator=gen, **settings)
+    # The toolkit's disjunction: the mixture eq. (6) defines (each chain picks a branch, then
+    # Langevin on it), as `conceptebm sample "digit=3 | digit=8"` does. Langevin on the
+    # soft-min energy (eq. 8) is kept for comparison: its chains fall into one basin.
+    x_or = generate(either, n, net.sampler, shape[1:], generator=gen)
     read = reader.predict(x_or)
     split = [(read == 3).float().mean().item(), (read == 8).float().mean().item()]
+    read_e = reader.predict(langevin(either, shape, generator=gen, **settings))
+    split_energy = [(read_e == 3).float().mean().item(), (read_e == 8).float().mean().item()]
     save_grid(x_or[:100], out / "digits_or.png", nrow=10,
               title=f"digit=3 | digit=8: {split[0]:.2f} threes, {split[1]:.2f} eights")
 
     result = {"map_accuracy": map_acc, "logreg_accuracy": logreg_acc,
+              "or_split_energy": split_energy,
               "generation_accuracy": gen_acc, "generation_accuracy_logreg": gen_acc_lr,
               "reader_accuracy": reader_acc, "or_split": split, "minutes": minutes,
               "samples": n, "heldout": len(held), "train": len(train_set),
@@ -138,7 +147,8 @@ def main(argv=None) -> int:
     print(f"MAP accuracy {map_acc:.3f} (logistic regression {logreg_acc:.3f}; CNN reader "
           f"{reader_acc:.3f}) on {len(held)} held-out digits")
     print(f"generation accuracy {gen_acc:.3f} (logreg reader {gen_acc_lr:.3f}) of {n} samples;"
-          f" digit=3 | digit=8: {split[0]:.2f} / {split[1]:.2f}; trained {minutes:.1f} min")
+          f" digit=3 | digit=8: {split[0]:.2f} / {split[1]:.2f} (Langevin on the soft-min energy:"
+          f" {split_energy[0]:.2f} / {split_energy[1]:.2f}); trained {minutes:.1f} min")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1, default=str))
