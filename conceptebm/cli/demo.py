@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 
@@ -25,6 +26,42 @@ SCENE_ROWS = ("pos_and_color", "pos1_or_pos2", "pos_and_not_color", "or_of_ands"
 
 
 # ------------------------------------------------------------------------------ scenes
+_POSITION = re.compile(r"position\(([-+0-9.e]+),\s*([-+0-9.e]+)\)")
+
+
+def target_caption(expr: str) -> str:
+    """A short reading of a composed energy's repr: weights, temperatures and the negation
+    weight dropped, ``Not(e)`` written ``~e``, broken after a disjunction.
+
+    Example:
+        >>> print(target_caption("Or((0.74*position(-0.79,-0.63) & 1.35*color('blue')) | "
+        ...                      "(0.74*position(0.64,0.52) & Not(1.35*color('cyan'), "
+        ...                      "alpha=0.05)), temperature=0.0016)"))
+        (position(-0.79,-0.63) & color('blue')) |
+        (position(0.64,0.52) & ~color('cyan'))
+    """
+    text = re.sub(r", (temperature|alpha)=[-+0-9.e]+\)", ")", expr)
+    text = re.sub(r"(?<![\w.])[0-9.]+(e[-+]?[0-9]+)?\*", "", text)
+    text = re.sub(r"^Or\((.*)\)$", r"\1", text)
+    text = text.replace("Not(", "~(")
+    text = re.sub(r"~\((\w+\([^()]*\))\)", r"~\1", text)
+    return text.replace(" | ", " |\n")
+
+
+def target_pixels(expr: str, image_size: int) -> list[tuple[float, float]]:
+    """(column, row) pixels of every ``position(x, y)`` in ``expr`` under the default camera,
+    at the height of a mid-sized object's centre."""
+    from conceptebm.datasets.scene import DEFAULT_VIEW, SIZE_RANGE, project
+
+    xy = [(float(a), float(b)) for a, b in _POSITION.findall(expr)]
+    if not xy:
+        return []
+    z = sum(SIZE_RANGE) / 2
+    points = torch.tensor([[(px, py, z) for px, py in xy]])  # (1, N, 3)
+    pix = project(points, torch.tensor([DEFAULT_VIEW]), image_size)[0]  # (N, 2)
+    return [(float(c), float(r)) for c, r in pix]
+
+
 def run_scenes(out: Path, n: int = 32, seed: int = 0, steps: int | None = None,
                device: str = "cpu") -> dict:
     import matplotlib
@@ -49,7 +86,7 @@ def run_scenes(out: Path, n: int = 32, seed: int = 0, steps: int | None = None,
     targets = {k: v.to(dev) for k, v in targets.items()}
     gen = torch.Generator(device=dev).manual_seed(seed)
     rows = [r for r in ROWS if r.key in SCENE_ROWS]
-    fig, axes = plt.subplots(len(rows), 8, figsize=(11, 1.75 * len(rows)))
+    fig, axes = plt.subplots(len(rows), 8, figsize=(12, 2.1 * len(rows)))
     report = {"settings": {**settings.to_dict(), "n": n, "alpha": defaults.ALPHA,
                            "temperature": defaults.TEMPERATURE, "scales": cm.scales}}
     for r, row in enumerate(rows):
@@ -66,11 +103,20 @@ def run_scenes(out: Path, n: int = 32, seed: int = 0, steps: int | None = None,
                            **{k: [m.value, m.stderr] for k, m in scores.items()}}
         for j, ax in enumerate(axes[r]):
             ax.imshow(x[j].permute(1, 2, 0).clamp(0, 1).cpu().numpy())
+            # Each image's own target beside it: the expression it was drawn from, and a cross
+            # where each position it names projects in the default camera.
+            text = repr(row_energy(row, {k: v[j:j + 1] for k, v in targets.items()}, cm.models,
+                                   alpha=defaults.ALPHA, temperature=defaults.TEMPERATURE,
+                                   scales=scales))
+            for col, row_px in target_pixels(text, x.shape[-1]):
+                ax.plot(col, row_px, marker="+", color="white", markersize=7, mew=1.6)
+                ax.plot(col, row_px, marker="+", color="black", markersize=5, mew=0.8)
+            ax.set_xlabel(target_caption(text), fontsize=4.5, labelpad=2)
             ax.set_xticks([])
             ax.set_yticks([])
         axes[r, 0].set_ylabel(row.title.replace(" OR ", "\nOR "), fontsize=7)
-    fig.suptitle("Compositions of independently trained concept EBMs (one target per image)",
-                 fontsize=9)
+    fig.suptitle("Compositions of independently trained concept EBMs (each image's target below "
+                 "it; + marks a target position)", fontsize=9)
     fig.tight_layout()
     png = out / "compositions.png"
     fig.savefig(png, dpi=100)
