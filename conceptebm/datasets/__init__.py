@@ -32,7 +32,7 @@ from conceptebm.datasets.scene import (
 )
 from conceptebm.datasets.user import (
     LabelledImages,
-    infer_concept,
+    concept_from_values,
     load_images,
     parse_columns,
     read_concepts,
@@ -45,6 +45,6 @@ __all__ = [
     "make_dataset", "DATASETS", "SceneDataset", "MultiViewDataset", "SceneSpec", "Scene",
     "render", "project", "scene_concepts", "LABEL_DOCS", "PALETTE", "SHAPES", "SIZE_RANGE",
     "DEFAULT_VIEW", "DEFAULT_LIGHT", "LabelledImages", "load_images", "save_npz",
-    "save_folder", "split_holdout", "parse_columns", "read_concepts", "infer_concept",
+    "save_folder", "split_holdout", "parse_columns", "read_concepts", "concept_from_values",
     "read_image", "ImageError",
 ]

@@ -52,12 +52,19 @@ from torch.utils.data import Dataset
 
 from conceptebm.concepts import Concept
 from conceptebm.datasets.dataset import _as_indices, scene_concepts
+from conceptebm.datasets.declarations import (
+    _cells,
+    _concepts_from,
+    concept_from_values,
+    parse_columns,
+    read_concepts,
+)
 from conceptebm.datasets.images import ImageError, read_image
 from conceptebm.datasets.scene import PALETTE, SHAPES
 
 __all__ = ["LabelledImages", "load_images", "save_npz", "save_folder", "split_holdout",
            "parse_columns",
-           "read_concepts", "infer_concept", "IMAGE_SUFFIXES"]
+           "read_concepts", "concept_from_values", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _FILE_COLUMNS = ("file", "filename", "image", "path")
@@ -130,131 +137,6 @@ class LabelledImages(Dataset):
                 "palette": {k: list(v) for k, v in (self.palette or {}).items()},
                 "concepts": {k: c.to_dict() for k, c in self.concepts.items()},
                 "inferred": dict(self.inferred)}
-
-
-# ----------------------------------------------------------------------------- declarations
-def parse_columns(specs: Sequence[str] | Mapping | None) -> dict[str, tuple[str, ...]]:
-    """``["position=x,y", "size=radius"]`` -> ``{"position": ("x", "y"), "size": ("radius",)}``.
-
-    >>> parse_columns(["position=x,y"])
-    {'position': ('x', 'y')}
-    """
-    if specs is None:
-        return {}
-    if isinstance(specs, Mapping):
-        return {str(k): (v,) if isinstance(v, str) else tuple(v) for k, v in specs.items()}
-    out = {}
-    for spec in specs:
-        name, sep, cols = str(spec).partition("=")
-        parts = tuple(c.strip() for c in cols.split(",") if c.strip())
-        if not sep or not name.strip() or not parts:
-            raise ValueError(f"--columns {spec!r}: write NAME=COLUMN[,COLUMN...], e.g. "
-                             "position=x,y")
-        out[name.strip()] = parts
-    return out
-
-
-def read_concepts(path) -> dict[str, Concept]:
-    """Concepts declared in a JSON file: ``{"position": {"kind": "continuous", "dim": 2,
-    "low": -1, "high": 1}, "digit": {"kind": "categorical", "values": ["0", "1"]}}``
-    (``kind`` may be left out: ``values`` means categorical)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"concepts file {str(path)!r} does not exist; write a JSON object "
-                         "{name: {kind, dim, low, high} or {values: [...]}}")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err}); fix line {err.lineno}") from None
-    return _concepts_from(data, str(path))
-
-
-def _concepts_from(data, where: str) -> dict[str, Concept]:
-    if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a JSON object {{name: declaration}}, got "
-                         f"{type(data).__name__}")
-    out = {}
-    for name, d in data.items():
-        if isinstance(d, list):
-            d = {"values": d}
-        if not isinstance(d, dict):
-            raise ValueError(f"{where}: concept {name!r} must be an object like "
-                             "{\"kind\": \"continuous\", \"dim\": 1, \"low\": 0, \"high\": 1}")
-        kind = d.get("kind", "categorical" if "values" in d else "continuous")
-        try:
-            if kind == "categorical":
-                if not d.get("values"):
-                    raise ValueError("a categorical concept needs \"values\": [names]")
-                out[name] = Concept.categorical(name, [str(v) for v in d["values"]])
-            else:
-                unknown = set(d) - {"kind", "dim", "low", "high", "name", "tolerances"} - (
-                    set() if d.get("values") else {"values"})
-                if unknown:
-                    raise ValueError(f"unknown keys {sorted(unknown)}; use dim, low, high "
-                                     "(and tolerances)")
-                tols = d.get("tolerances")  # accuracy tolerances evaluation reports
-                out[name] = Concept(name=name, kind=kind, dim=int(d.get("dim", 1)),
-                                    low=float(d.get("low", -1.0)), high=float(d.get("high", 1.0)),
-                                    tolerances=None if tols is None else tuple(tols))
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{where}: concept {name!r}: {err}") from None
-    return out
-
-
-def _is_number(v) -> bool:
-    if isinstance(v, bool):
-        return False
-    if isinstance(v, (int, float, np.integer, np.floating)):
-        return True
-    try:
-        float(str(v))
-        return True
-    except ValueError:
-        return False
-
-
-def _cells(raw) -> list:
-    return list(np.asarray(raw, dtype=object).reshape(-1)) if isinstance(
-        raw, (list, tuple, np.ndarray)) else [raw]
-
-
-def _natural(s: str):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
-
-
-def infer_concept(name: str, raws: Sequence, where: str = "labels") -> Concept:
-    """A concept from the raw values of one label: all numbers -> continuous over their
-    min..max (as wide as the widest row); anything else -> categorical over the sorted names.
-
-    >>> c = infer_concept("size", ["0.2", "0.3", "0.25"])
-    >>> c.kind, c.dim, c.low, c.high
-    ('continuous', 1, 0.2, 0.3)
-    >>> infer_concept("kind", ["cat", "dog", "cat"]).values
-    ('cat', 'dog')
-    """
-    rows = [_cells(r) for r in raws]
-    if rows and all(_is_number(v) for row in rows for v in row):
-        widths = {len(r) for r in rows}
-        if len(widths) != 1:
-            raise ValueError(f"{where}: label {name!r} has rows of {sorted(widths)} numbers; "
-                             "give every row the same number")
-        vals = np.array([[float(v) for v in r] for r in rows])
-        if not np.isfinite(vals).all():
-            raise ValueError(f"{where}: label {name!r} has a non-finite value; fix or drop "
-                             "that row")
-        lo, hi = float(vals.min()), float(vals.max())
-        if lo == hi:
-            raise ValueError(f"{where}: label {name!r} is {lo:g} in every row, so it has no "
-                             "range to learn; drop the column or declare its range")
-        return Concept.continuous(name, dim=widths.pop(), low=lo, high=hi)
-    if any(len(r) != 1 for r in rows):
-        raise ValueError(f"{where}: label {name!r} mixes names and lists; a categorical label "
-                         "takes one name per row")
-    names = sorted({str(r[0]).strip() for r in rows}, key=_natural)
-    if len(names) < 2:
-        raise ValueError(f"{where}: label {name!r} has only the value {names}; drop the column "
-                         "or declare its values")
-    return Concept.categorical(name, names)
 
 
 # ----------------------------------------------------------------------------- labels
@@ -433,7 +315,7 @@ def _resolve(names: Sequence[str], raws: dict[str, list], wheres: list[str],
                              f"Concept.categorical({n!r}, [...names])), "
                              + _DECLARE.replace("NAME", n).format())
         if parsed is None:
-            c = infer_concept(n, raws[n], src)
+            c = concept_from_values(n, raws[n], src)
             how = (f"categorical over {len(c.values)} names" if c.is_categorical
                    else f"range {c.low:g}..{c.high:g}") + " inferred from the data"
             inferred[n] = how
