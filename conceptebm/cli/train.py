@@ -257,6 +257,13 @@ def _main(args: argparse.Namespace) -> int:
     with open(out / "command.txt", "a") as f:
         f.write(command_line(args) + "\n")
     dataset = eval_dataset = None
+    record = out / "data.json"
+    if args.resume and not getattr(args, "data", None) and record.is_file():
+        # A run on a user's images continues on the same images and the same split.
+        d = json.loads(record.read_text())
+        args.data, args.columns, args.concepts_file, args.holdout = (
+            d["data"], d.get("columns"), d.get("concepts_file"), d.get("holdout"))
+        print(f"[train] resume: on the run's data {d['data']} (from {record})")
     if getattr(args, "data", None):  # a user's images: loaded, described, split (user_data)
         try:
             config, dataset, eval_dataset = training_data(args, config, _explicit(args))

@@ -111,6 +111,18 @@ def test_render_each_then_train_from_the_shell(tmp_path):
                  *SMOKE]) == 0
 
 
+def test_resume_of_a_data_run_needs_only_the_run_folder(tmp_path, capsys):
+    folder, run = tmp_path / "each", tmp_path / "run"
+    assert main(["render", "position", "-n", "12", "--each", str(folder)]) == 0
+    assert main(["train", "--data", str(folder), "--concept", "position", "--objective",
+                 "contrastive", "--holdout", "0.25", "--out-dir", str(run), *SMOKE]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out-dir", str(run), "--iterations", "5"]) == 0
+    out = capsys.readouterr().out
+    assert f"on the run's data {folder}" in out
+    assert "3 held out" in out  # the same split: a quarter of 12
+
+
 def test_sample_each_writes_labels_of_a_conjunction(tmp_path):
     folder = tmp_path / "samples"
     assert main(["sample", "position=(0.3,-0.2) & color=red", "-n", "2", "--steps", "2",
