@@ -46,7 +46,7 @@ from torch import Tensor, nn
 
 from conceptebm.concepts import Concept
 from conceptebm.energies.base import ConditionalEnergy
-from conceptebm.energies.nets import JointConcept, concept_scaling
+from conceptebm.energies.nets import JointConcept, check_net_options, concept_scaling
 
 __all__ = ["LateEnergyNet"]
 
@@ -84,14 +84,10 @@ class LateEnergyNet(ConditionalEnergy):
         if not isinstance(concept, Concept):
             concept = JointConcept.of(concept)
         super().__init__(concept, sampler=sampler)
-        for name, v, lo in (("image_size", image_size, 16), ("channels", channels, 1),
-                            ("width", width, 1), ("layers", layers, 0), ("features", features, 1),
-                            ("hidden", hidden, 1)):
-            if int(v) != v or v < lo:
-                raise ValueError(f"LateEnergyNet: {name} must be an integer >= {lo}, got {v!r}")
-        if image_size & (image_size - 1):
-            raise ValueError(f"LateEnergyNet: image_size must be a power of two (32, 64), "
-                             f"got {image_size}")
+        check_net_options("LateEnergyNet", (("image_size", image_size, 16),
+                                            ("channels", channels, 1), ("width", width, 1),
+                                            ("layers", layers, 0), ("features", features, 1),
+                                            ("hidden", hidden, 1)))
         spatial_ok = not concept.is_categorical and concept.kind != "joint" and concept.dim == 2
         readout = readout or ("spatial" if spatial_ok else "pooled")
         if readout not in READOUTS:

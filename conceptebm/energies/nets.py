@@ -149,6 +149,16 @@ def concept_scaling(concept: Concept) -> tuple[Tensor, Tensor]:
     return torch.tensor(scale), torch.tensor(shift)
 
 
+def check_net_options(net: str, options) -> None:
+    """Refuse a bad size option of a net: each ``(name, value, least)`` must be an integer
+    ``>= least``, and ``image_size`` (when listed) a power of two; the error names them."""
+    for name, v, lo in options:
+        if int(v) != v or v < lo:
+            raise ValueError(f"{net}: {name} must be an integer >= {lo}, got {v!r}")
+        if name == "image_size" and int(v) & (int(v) - 1):
+            raise ValueError(f"{net}: image_size must be a power of two (32, 64), got {v}")
+
+
 class _FiLM(nn.Module):
     """``h * (1 + gamma(e)) + beta(e)`` per channel, zero-initialised (identity at start)."""
 
@@ -255,14 +265,9 @@ class ConvEnergyNet(ConditionalEnergy):
         if not isinstance(concept, Concept):
             concept = JointConcept.of(concept)
         super().__init__(concept, sampler=sampler)
-        for name, v, lo in (("image_size", image_size, 8), ("channels", channels, 1),
-                            ("width", width, 1), ("blocks", blocks, 0),
-                            ("embed_dim", embed_dim, 1)):
-            if int(v) != v or v < lo:
-                raise ValueError(f"ConvEnergyNet: {name} must be an integer >= {lo}, got {v!r}")
-        if image_size & (image_size - 1):
-            raise ValueError(f"ConvEnergyNet: image_size must be a power of two (32, 64), "
-                             f"got {image_size}")
+        check_net_options("ConvEnergyNet", (("image_size", image_size, 8),
+                                            ("channels", channels, 1), ("width", width, 1),
+                                            ("blocks", blocks, 0), ("embed_dim", embed_dim, 1)))
         self.config = {
             "type": "ConvEnergyNet", "concept": concept.to_dict(), "image_size": int(image_size),
             "channels": int(channels), "width": int(width), "blocks": int(blocks),
