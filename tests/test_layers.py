@@ -6,7 +6,8 @@ with a constant name. Each module belongs to a layer (its first name under ``con
 an import of a module in a higher layer is an upward edge. The order, bottom to top:
 
     concepts, schedules < energies < infer < checkpoints < plotting < datasets
-    < evaluate, pretrained < train < scenes, compose < cli < conceptebm/__init__, __main__
+    < evaluate, pretrained < train, baselines < scenes, compose, experiments < cli
+    < conceptebm/__init__, __main__
 
 * ``schedules`` (learning-rate curves) and ``concepts`` import nothing of the package.
 * ``checkpoints`` (safetensors + JSON I/O) rebuilds nets and reads the sampler settings a
@@ -52,8 +53,10 @@ RANK = {
     "evaluate": 6,
     "pretrained": 6,
     "train": 7,
+    "baselines": 7,  # non-EBM generators (GAN, decoder): trained like train/, beside it
     "scenes": 8,
     "compose": 8,
+    "experiments": 8,  # the paper's multi-stage experiments: train + baselines + evaluate
     "cli": 9,
     "__init__": 10,  # conceptebm/__init__.py itself: the package's public surface
     "__main__": 10,
