@@ -1,0 +1,87 @@
+"""The continual-learning protocol (conceptebm.experiments.continual) in its quick form: the
+frozen earlier EBMs get no gradient in any stage, finished stages are reused, and the
+benchmark writes its flat keys. (Named ``_protocol`` so its module name differs from
+``tests/train/test_continual.py``: the test folders have no ``__init__.py``.)"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+import conceptebm.train.continual as continual
+from conceptebm.checkpoints import load_energy
+from conceptebm.experiments.continual import (
+    STAGES,
+    ContinualSettings,
+    gan_given,
+    train_ebm_stage,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_frozen_models_get_no_gradient_in_every_stage(tmp_path, monkeypatch):
+    settings = ContinualSettings.quick_settings(out_dir=str(tmp_path / "ckpt"),
+                                                run_dir=str(tmp_path / "runs"))
+    loaded, calls = [], {"n": 0}
+    real_load = continual.load_energy
+
+    def spy(*a, **k):  # every frozen EBM the training loop loads, counted in the sampler
+        e = real_load(*a, **k)
+        e.register_forward_hook(lambda *_: calls.__setitem__("n", calls["n"] + 1))
+        loaded.append((str(a[0]), e))
+        return e
+
+    monkeypatch.setattr(continual, "load_energy", spy)
+    paths = []
+    for k in (1, 2, 3):
+        loaded.clear()
+        calls["n"] = 0
+        rec = train_ebm_stage(k, settings)
+        assert not rec["reused"]
+        assert [p for p, _ in loaded] == paths  # exactly the earlier stages, in order
+        cfg = settings.ebm[k - 1]
+        if k > 1:  # the sampler summed them: K steps x iterations calls each, at least
+            assert calls["n"] >= (k - 1) * cfg["sampler_steps"] * cfg["iterations"]
+        for path, frozen in loaded:
+            assert not frozen.training
+            assert all(not p.requires_grad and p.grad is None for p in frozen.parameters())
+            on_disk = load_energy(path).state_dict()
+            for name, v in frozen.state_dict().items():
+                assert torch.equal(v, on_disk[name]), (k, path, name)  # unchanged
+        if paths:  # the new EBM is a new net, not a copy of a frozen one
+            assert load_energy(rec["path"]).concept.name == STAGES[k - 1].concept
+        paths.append(rec["path"])
+    # a finished stage is reused, not retrained
+    before = Path(paths[0]).stat().st_mtime_ns
+    again = train_ebm_stage(1, settings)
+    assert again["reused"] and Path(paths[0]).stat().st_mtime_ns == before
+
+
+def test_gan_label_variants():
+    assert gan_given(3, "all") == ("position", "shape", "color")
+    assert gan_given(2, "paper") == ("shape",)
+    assert gan_given(1, "paper") == gan_given(1, "all") == ("position",)
+
+
+def test_benchmark_quick_writes_the_keys(tmp_path):
+    out = tmp_path / "continual.json"
+    proc = subprocess.run([sys.executable, "benchmarks/continual.py", "--quick", "--json",
+                           str(out), "--out-dir", str(tmp_path / "ckpt"), "--threads", "1"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| ebm |" in proc.stdout and "| paper gan |" in proc.stdout
+    m = json.loads(out.read_text())
+    keys = ["stage1.position", "stage2.position", "stage2.shape", "stage3.position",
+            "stage3.shape", "stage3.color"]
+    for model in ("ebm", "gan", "gan_paper"):
+        for key in keys:
+            assert 0 <= m[f"{model}.{key}"] <= 1, (model, key)
+            assert m[f"{model}.{key}.se"] >= 0
+        for k in (1, 2, 3):
+            assert m[f"{model}.stage{k}.minutes"] >= 0
+    assert m["paper.ebm.stage3.color"] == 0.521 and m["n"] == 16
+    assert (tmp_path / "ckpt" / "continual_quick.png").stat().st_size > 1000
+    assert (tmp_path / "ckpt" / "stage3_color.json").exists()
