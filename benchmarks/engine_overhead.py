@@ -22,7 +22,23 @@ back in a rotated order, after a full garbage collection, with process CPU time 
 thread; the ratio of each variant to ``bare`` is taken *within* a repeat (paired), so load that
 drifts between repeats cancels. The reported ratio is the median of the paired ratios with a
 distribution-free 95% interval (order statistics), and a target counts as met only when the
-whole interval is under it ("inconclusive" when the machine was too noisy to tell). Unpaired
+whole interval is under it ("inconclusive" when the machine was too noisy to tell).
+
+What made the engine read slower than it is (issue 15), found by timing variants in between
+(a bare loop calling the bound energy, a bare loop of ``langevin_step``, the full ``langevin``):
+
+* the C heap. With glibc's default policy freed buffers go back to the system and the next
+  step faults fresh pages in: 18-30 % of every variant's time, the bare loop's too (8 s of
+  system CPU in a 47 s run), and the share moved with the heap's state, so paired ratios
+  drifted within a run. ``--allocator tuned`` (the default; what the ``conceptebm`` command
+  sets, ``conceptebm.runtime.tune_allocator``) keeps freed buffers for reuse; the JSON
+  records the run's system CPU seconds.
+* the chain's energy trace. ``run_chain`` kept each step's ``(chains,)`` energy tensor alive
+  in a list; those small blocks sat between the big per-step buffers, so the next step's
+  activations and noise landed on other, cache-cold addresses (the profile showed
+  ``torch.randn`` and ``silu`` slower inside the engine than in the bare loop). The trace
+  is now one tensor written in place: engine minus step loop went from +0.2 ms to +0.04 ms a
+  step on a cheap energy. Unpaired
 minima of separate runs, as used before, read the engine slower than the Pyro path in one run
 of three (1.255 vs 1.104) although the engine does strictly less work: each variant's minimum
 came from a different moment of the machine's load, and the Pyro paths' many small Python
@@ -59,6 +75,7 @@ from conceptebm.concepts import Concept
 from conceptebm.energies import ConditionalEnergy
 from conceptebm.infer import langevin
 from conceptebm.infer.pyro import LangevinKernel, ModelPotential, energy_factor, run_kernel
+from conceptebm.runtime import tune_allocator
 
 STEP, NOISE = 100.0, 0.005  # the EBM-training sampler constants (official code, step 100)
 TARGETS = {"engine": 1.05, "pyro_kernel": 1.15}  # time / bare loop
@@ -165,8 +182,9 @@ def verdict(lo: float, hi: float, target: float) -> str:
 
 
 def run(batch: int = 64, steps: int = 50, repeats: int = 30, size: int = 32, seed: int = 0,
-        device: str = "cpu") -> dict:
+        device: str = "cpu", allocator: str = "tuned") -> dict:
     torch.set_num_threads(1)
+    tuned = tune_allocator() if allocator == "tuned" else False
     dev = torch.device(device)
     torch.manual_seed(seed)
     net = FiLMConvEnergy(image_size=size).to(dev).requires_grad_(False)  # no weight grads
@@ -178,6 +196,7 @@ def run(batch: int = 64, steps: int = 50, repeats: int = 30, size: int = 32, see
     finals = {n: VARIANTS[n](net, x0, c, 2, torch.Generator(device=dev).manual_seed(1))
               for n in names}  # warm-up: first calls pay one-time costs
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    sys_before = os.times().system
     times = {n: [] for n in names}
     paired = {n: [] for n in names}  # per repeat: time / bare's time in the same repeat
     for r in tqdm(range(repeats), desc="repeats", leave=False):
@@ -197,6 +216,7 @@ def run(batch: int = 64, steps: int = 50, repeats: int = 30, size: int = 32, see
         for n in names:
             paired[n].append(took[n] / took["bare"])
     load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    system_s = os.times().system - sys_before  # kernel time: page faults of a churning heap
     ref = finals["bare"]
     summary = {n: median_ci(paired[n]) for n in names}
     res = {
@@ -216,6 +236,8 @@ def run(batch: int = 64, steps: int = 50, repeats: int = 30, size: int = 32, see
         "batch": batch, "steps": steps, "repeats": repeats, "image_size": size,
         "device": str(dev), "threads": torch.get_num_threads(),
         "load_average": [load_before, load_after],
+        "allocator": "tuned (conceptebm.runtime)" if tuned else "default",
+        "system_cpu_s": system_s,
         "clock": "process_time" if dev.type != "cuda" else "synchronized wall clock",
         "torch": torch.__version__, "pyro": pyro.__version__,
     }
@@ -226,7 +248,8 @@ def _table(res: dict) -> str:
     lines = [f"{res['steps']} steps, batch {res['batch']} x 3x{res['image_size']}x"
              f"{res['image_size']}, {res['params']} params, {res['repeats']} paired repeats "
              f"({res['clock']}, {res['threads']} thread, {res['device']}, load "
-             f"{res['load_average'][0]:.1f} -> {res['load_average'][1]:.1f})",
+             f"{res['load_average'][0]:.1f} -> {res['load_average'][1]:.1f}; allocator "
+             f"{res['allocator']}, system CPU {res['system_cpu_s']:.1f} s)",
              f"{'variant':<16}{'min ms':>9}{'paired ratio (median, 95% CI)':>32}"
              f"{'ratio of minima':>17}{'max|x - bare|':>15}"]
     for n, ms in res["times_ms"].items():
@@ -251,12 +274,17 @@ def main(argv=None) -> int:
                    help="paired repeats (30 gives a 95%% interval from the 10th to 21st ratio)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="e.g. cpu or cuda")
+    p.add_argument("--allocator", choices=("tuned", "default"), default="tuned",
+                   help="tuned: the heap policy the conceptebm command sets "
+                        "(conceptebm.runtime); default: glibc's own (page faults, drift)")
     p.add_argument("--json", type=Path, help="write the results here")
     args = p.parse_args(argv)
     if args.quick:
-        res = run(batch=8, steps=5, repeats=3, size=16, seed=args.seed, device=args.device)
+        res = run(batch=8, steps=5, repeats=3, size=16, seed=args.seed, device=args.device,
+                  allocator=args.allocator)
     else:
-        res = run(args.batch, args.steps, args.repeats, seed=args.seed, device=args.device)
+        res = run(args.batch, args.steps, args.repeats, seed=args.seed, device=args.device,
+                  allocator=args.allocator)
     print(_table(res))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

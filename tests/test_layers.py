@@ -5,7 +5,7 @@ in it is collected, including imports inside functions and ``importlib.import_mo
 with a constant name. Each module belongs to a layer (its first name under ``conceptebm``);
 an import of a module in a higher layer is an upward edge. The order, bottom to top:
 
-    concepts, schedules < energies < infer < checkpoints < plotting < datasets
+    concepts, schedules, runtime < energies < infer < checkpoints < plotting < datasets
     < evaluate, pretrained < train, baselines < scenes, compose, experiments < cli
     < conceptebm/__init__, __main__
 
@@ -45,6 +45,7 @@ ROOT = Path(conceptebm.__file__).resolve().parent
 RANK = {
     "concepts": 0,
     "schedules": 0,
+    "runtime": 0,  # process settings (the C allocator's policy); imports nothing of the package
     "energies": 1,
     "infer": 2,
     "checkpoints": 3,

@@ -1,0 +1,57 @@
+"""Process settings that make torch's CPU loops faster: the C allocator's heap policy.
+
+A Langevin chain or a training step frees and re-allocates the same few large buffers
+(activations, gradients, noise: about 1 MB each for 64 images of 3x32x32) every step. With
+glibc's default policy the heap top is trimmed back to the operating system whenever more
+than a few MB are free, and buffers over its mmap threshold are mapped and unmapped per
+call, so the next step writes to fresh pages and pays a page fault per 4 KB. On this
+project's CPU that was 18-30 % of a sampling loop's time (system time 8 s of 47 s in
+``benchmarks/engine_overhead.py``), for a hand-written loop and the engine alike, and it made
+paired timings drift with the heap's state.
+
+:func:`tune_allocator` keeps freed memory for reuse: an mmap threshold and a top pad of
+64 MB (``mallopt``), so buffers below 64 MB come from the heap and are recycled warm. Freed
+memory is reused rather than returned, so up to 64 MB more stays mapped after a peak (the
+command-line memory bounds of ``tests/cli/test_memory.py`` hold with it). The command line calls it at start-up; a notebook may call it once. It does nothing
+where the C library is not glibc, or when ``CONCEPTEBM_MALLOC=default`` is set.
+
+Example:
+    >>> isinstance(tune_allocator(), bool)
+    True
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+
+__all__ = ["tune_allocator"]
+
+# mallopt parameter numbers from glibc's malloc.h
+_M_TOP_PAD = -2
+_M_MMAP_THRESHOLD = -3
+_KEEP_BYTES = 64 << 20  # buffers below this come from the heap, and this much stays mapped
+
+_done: bool | None = None
+
+
+def tune_allocator() -> bool:
+    """Set glibc's heap policy for torch's CPU loops (once per process); True when applied."""
+    global _done
+    if _done is not None:
+        return _done
+    _done = False
+    if os.environ.get("CONCEPTEBM_MALLOC", "").lower() == "default":
+        return _done
+    if not sys.platform.startswith("linux"):
+        return _done
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl and others: no mallopt, nothing to tune
+        return _done
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    _done = bool(mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES)) and bool(mallopt(_M_TOP_PAD, _KEEP_BYTES))
+    return _done
