@@ -21,7 +21,12 @@ import torch
 
 from conceptebm.compose.calibrate import composition_scales
 from conceptebm.compose.defaults import STEPS
-from conceptebm.compose.generate import generate, load_concepts
+from conceptebm.compose.generate import (
+    composition_settings,
+    generate,
+    load_concepts,
+    serving_models,
+)
 from conceptebm.compose.table import ROWS, draw_targets, extra_rows, row_energy
 from conceptebm.datasets import PALETTE
 from conceptebm.evaluate import load_judges
@@ -46,14 +51,23 @@ def run(args) -> dict:
     if args.extras:
         rows += [r for r in extra_rows(num_colors) if not args.rows or r.key in args.rows]
     needed = sorted({c for r in rows for c in r.concepts})
-    cm = load_concepts(needed, device=device,
-                       checkpoints=dict(c.split("=", 1) for c in args.checkpoint or []))
+    checkpoints = dict(c.split("=", 1) for c in args.checkpoint or [])
+    targets = draw_targets(args.n, num_colors, torch.Generator().manual_seed(args.seed))
+    loaded = {}  # a row's serving models (serving_models: two objects use position_cd)
+
+    def models_for(row):
+        serve = {c: m for c, m in serving_models(row.tree(targets)).items() if m != c}
+        key = tuple(sorted(serve.items()))
+        if key not in loaded:
+            loaded[key] = load_concepts(needed, device=device, checkpoints=checkpoints,
+                                        serve=serve)
+        return loaded[key]
+
+    cm = models_for(rows[0]) if rows else load_concepts(needed, device=device)
     settings = cm.settings.replace(num_steps=args.steps or STEPS, step_size=args.step_size,
                                    noise_scale=args.noise_scale)
     judge = load_judges().to(device)
-    scales = None if args.raw else composition_scales(cm.scales, args.calibration_power)
     gen = torch.Generator(device=device).manual_seed(args.seed)
-    targets = draw_targets(args.n, num_colors, torch.Generator().manual_seed(args.seed))
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {"_settings": {**settings.to_dict(), "n": args.n, "alpha": args.alpha,
@@ -63,12 +77,18 @@ def run(args) -> dict:
                              "scales": cm.scales}}
     for row in rows:
         t0 = time.time()
+        cm = models_for(row)
+        scales = None if args.raw else composition_scales(cm.scales, args.calibration_power)
+        row_settings = composition_settings(cm, row.tree(targets), steps=args.steps,
+                                            step_size=args.step_size,
+                                            noise_scale=args.noise_scale)
+        served = {c: m for c, m in serving_models(row.tree(targets)).items() if m != c}
         images, preds = [], []
         for s in range(0, args.n, args.batch):
             tb = {k: v.to(device) for k, v in _slice(targets, s, s + args.batch).items()}
             energy = row_energy(row, tb, cm.models, alpha=args.alpha,
                                 temperature=args.temperature, scales=scales)
-            x = generate(energy, tb["pos"].shape[0], settings, cm.image_shape, generator=gen,
+            x = generate(energy, tb["pos"].shape[0], row_settings, cm.image_shape, generator=gen,
                          device=device, mixture_or=not args.energy_or)
             preds.append(judge.predict(x))
             images.append(x.cpu())
@@ -78,6 +98,9 @@ def run(args) -> dict:
         results[row.key] = {k: m.value for k, m in scores.items()}
         results[row.key].update({f"{k}_se": m.stderr for k, m in scores.items()})
         results[row.key]["seconds"] = time.time() - t0
+        results[row.key]["num_steps"] = row_settings.num_steps
+        if served:
+            results[row.key]["models"] = served
         save_grid(images[:16], out_dir / f"{row.key}.png", title=row.title)
         cells = "  ".join(f"{k} {m.value:.3f}+-{m.stderr:.3f}" for k, m in scores.items()
                           if not k.endswith("0.15"))

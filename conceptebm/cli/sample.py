@@ -54,18 +54,24 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from conceptebm.compose.generate import generate, load_concepts
+    from conceptebm.compose.generate import (
+        composition_settings,
+        generate,
+        load_concepts,
+        serving_models,
+    )
 
     if not hasattr(args, "tree"):  # called without cli.parse
         _check(args)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    cm = load_concepts(sorted(_atom_names(args.tree)), device=device)
+    cm = load_concepts(sorted(_atom_names(args.tree)), device=device,
+                       serve=serving_models(args.tree))  # several objects: position_cd
     energy = build(args.tree, cm.models, alpha=args.alpha, temperature=args.temperature,
                    scales=None if args.raw else composition_scales(cm.scales),
                    text=args.expression)
-    settings = cm.settings.replace(num_steps=args.steps or defaults.STEPS,
-                                   step_size=args.step_size, noise_scale=args.noise_scale)
+    settings = composition_settings(cm, args.tree, steps=args.steps,
+                                    step_size=args.step_size, noise_scale=args.noise_scale)
     gen = torch.Generator(device=device).manual_seed(args.seed)
     chunks = []
     for start in range(0, args.n, CHUNK):  # (n, C, H, W) built CHUNK chains at a time

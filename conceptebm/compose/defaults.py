@@ -14,6 +14,15 @@
   energies differ by ~0.01 between right and wrong concepts, so T = 1 makes a disjunction act
   like a conjunction (cpu-prototype.md, failure 4). Top-level disjunctions are sampled as the
   mixture they define by default (:func:`conceptebm.compose.generate.choose_branches`).
+* ``MULTI_INSTANCE``: the shipped model that serves a concept a conjunction asks for at several
+  values (several objects, Figure 7), and the composition then samples with that model's own
+  settings. The shipped "position" was trained with the concept-contrastive term, which
+  teaches "the object is at c": for Pos1 AND Pos2 it draws one object (both targets found in
+  0.03 of images). "position_cd", the same recipe by CD alone, draws two: both found in
+  0.777 +- 0.024 at its own 40 steps, 0.743 at 60, 0.66 at the 100 steps of ``STEPS``, 0.56 at
+  200 (more steps let one object absorb the other); alternating steps between the two
+  energies (the official code's two-cube figure) gave 0.615 at 100 steps (n = 200-300,
+  ``benchmarks/compose_table.py --extras --rows two_objects``).
 * ``ALPHA``: negation weight (eq. 9), on calibrated energies. Position AND NOT Color on the
   shipped models (n = 200-500, ``--rows pos_and_not_color --alpha A``): alpha 0.03 gave
   position / negated-color rate 0.995 / 0.085, 0.05 gave 0.945 / 0.040, 0.1 gave 0.620 / 0.032,
@@ -24,3 +33,4 @@ CALIBRATION_POWER = 0.5
 STEPS = 100
 TEMPERATURE = 0.1
 ALPHA = 0.05
+MULTI_INSTANCE = {"position": "position_cd"}

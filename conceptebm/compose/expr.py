@@ -304,6 +304,39 @@ def _atom_names(node) -> set[str]:
     return set().union(*(_atom_names(c) for c in children))
 
 
+def repeated_concepts(node) -> set[str]:
+    """Concepts that one conjunction asks for more than once, positively: several objects.
+
+    ``position=(0.5,0.5) & position=(-0.5,-0.5)`` asks for an object at each position (the
+    paper's Figure 7); a negated or disjoined repeat does not.
+
+    Example:
+        >>> sorted(repeated_concepts(parse("position=(0.5,0.5) & position=(-0.5,0) & color=red")))
+        ['position']
+        >>> repeated_concepts(parse("position=(0.5,0.5) & ~position=(-0.5,0)"))
+        set()
+    """
+    if isinstance(node, Atom):
+        return set()
+    if isinstance(node, Conj):
+        seen: list[str] = []
+        out: set[str] = set()
+        stack = list(node.terms)
+        while stack:  # the conjunction's positive atoms, through nested AND and weights
+            t = stack.pop()
+            if isinstance(t, Conj):
+                stack.extend(t.terms)
+            elif isinstance(t, Weighted):
+                stack.append(t.term)
+            elif isinstance(t, Atom):
+                seen.append(t.name)
+            else:
+                out |= repeated_concepts(t)
+        return out | {n for n in seen if seen.count(n) > 1}
+    children = node.terms if isinstance(node, Disj) else (node.term,)
+    return set().union(*(repeated_concepts(c) for c in children))
+
+
 def _first_pos(node) -> int:
     while not isinstance(node, Atom):
         node = node.terms[0] if isinstance(node, (Conj, Disj)) else node.term

@@ -15,12 +15,14 @@ import torch
 from torch import Tensor
 
 from conceptebm.compose.calibrate import energy_gap
+from conceptebm.compose.defaults import MULTI_INSTANCE, STEPS
+from conceptebm.compose.expr import _atom_names, repeated_concepts
 from conceptebm.energies import ConditionalEnergy, Energy, Or
 from conceptebm.infer import initial_samples, langevin
 from conceptebm.infer.settings import DEFAULT, SamplerSettings
 
 __all__ = ["ConceptModels", "load_concepts", "generate", "choose_branches", "BranchChoice",
-           "StepMatched"]
+           "StepMatched", "serving_models", "composition_settings"]
 
 
 @dataclass
@@ -71,20 +73,56 @@ def _match_step_sizes(models: dict) -> dict:
     return out
 
 
+def serving_models(tree) -> dict[str, str]:
+    """Concept name -> the shipped model that serves it in the expression ``tree``.
+
+    Each concept is served by its own model, except a concept that a conjunction asks for at
+    several values (several objects), which :data:`~conceptebm.compose.defaults.MULTI_INSTANCE`
+    may route to a variant trained without the term that makes a model insist on one object.
+
+    Example:
+        >>> from conceptebm.compose.expr import parse
+        >>> serving_models(parse("position=(0.5,0.5) & position=(-0.5,-0.5)"))
+        {'position': 'position_cd'}
+        >>> serving_models(parse("position=(0.5,0.5) & color=red"))
+        {'color': 'color', 'position': 'position'}
+    """
+    repeated = repeated_concepts(tree)
+    return {n: MULTI_INSTANCE.get(n, n) if n in repeated else n
+            for n in sorted(_atom_names(tree))}
+
+
+def composition_settings(cm: ConceptModels, tree, *, steps: int | None = None,
+                         **overrides) -> SamplerSettings:
+    """Sampler settings for generating ``tree`` with the models of ``cm``.
+
+    A conjunction of different concepts samples ``STEPS`` (100) steps: it has to satisfy
+    several models from the same noise. An expression of one concept asked for at several
+    values samples with its model's own settings (``MULTI_INSTANCE``: more steps let one
+    object absorb the other). ``steps`` and the other keywords (``step_size``,
+    ``noise_scale``; ``None`` keeps the value) override.
+    """
+    own = bool(repeated_concepts(tree)) and len(_atom_names(tree)) == 1
+    return cm.settings.replace(num_steps=steps or (None if own else STEPS), **overrides)
+
+
 def load_concepts(names: Sequence[str] = ("position", "color", "shape", "size"), *,
                   device=None, calibration_images: int = 256, seed: int = 0,
-                  checkpoints: Mapping[str, str] | None = None) -> ConceptModels:
+                  checkpoints: Mapping[str, str] | None = None,
+                  serve: Mapping[str, str] | None = None) -> ConceptModels:
     """Load shipped models (or ``checkpoints``: name -> checkpoint path, e.g. a training
     snapshot), measure their energy gaps on ``calibration_images`` real general scenes (seeded,
     so the result is reproducible) and merge their sampler settings (the most steps any of
-    them recommends)."""
+    them recommends). ``serve`` maps a concept to another shipped model for it (e.g.
+    :func:`serving_models` of an expression); the models stay keyed by concept."""
     from conceptebm import pretrained
     from conceptebm.checkpoints import load_energy
     from conceptebm.datasets import make_dataset
 
     checkpoints = dict(checkpoints or {})
+    serve = dict(serve or {})
     models = {n: (load_energy(checkpoints[n], device=device) if n in checkpoints
-                  else pretrained.load(n, device=device)).eval() for n in names}
+                  else pretrained.load(serve.get(n, n), device=device)).eval() for n in names}
     for m in models.values():
         m.requires_grad_(False)
     models = _match_step_sizes(models)

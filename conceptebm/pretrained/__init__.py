@@ -28,7 +28,7 @@ from pathlib import Path
 
 from conceptebm.energies import ConditionalEnergy
 
-__all__ = ["CONCEPTS", "INFERENCE", "INFER_DEFAULT", "NAMES", "DIR", "available", "concept_of",
+__all__ = ["CONCEPTS", "INFERENCE", "VARIANTS", "INFER_DEFAULT", "NAMES", "DIR", "available", "concept_of",
            "load", "info"]
 
 DIR = Path(__file__).resolve().parent
@@ -48,7 +48,14 @@ CONCEPTS = ("position", "color", "shape", "size")
 INFERENCE = ("position_contrastive", "position_multiview", "position_late")
 #: The model ``conceptebm infer`` / ``energy-map`` use for a concept when no --model is given.
 INFER_DEFAULT = {"position": "position_contrastive"}
-NAMES = CONCEPTS + INFERENCE
+#: Generation variants, named ``<concept>_<how>``. ``position_cd`` is the position EBM trained
+#: by contrastive divergence alone (the shipped "position" until the concept-contrastive term
+#: was added): it draws an object at each of several positions (Figure 7: both found in 0.78 of
+#: images), which the term's "the object is at c" teaches "position" to refuse (0.03).
+#: Composition uses it where a conjunction places one concept at several values
+#: (:data:`conceptebm.compose.defaults.MULTI_INSTANCE`); everything else uses "position".
+VARIANTS = ("position_cd",)
+NAMES = CONCEPTS + INFERENCE + VARIANTS
 
 
 def available() -> list[str]:

@@ -108,3 +108,29 @@ def test_generate_runs_the_settings_it_is_given():
     x0 = initial_samples((4, 3, 8, 8), init="uniform", bounds=(0.0, 1.0), generator=g)
     assert torch.equal(x, langevin(Pull(), x0, num_steps=3, step_size=0.1, noise_scale=0.01,
                                    bounds=(0.0, 1.0), generator=g))
+
+
+def test_a_concept_asked_for_twice_is_served_by_its_multi_instance_model():
+    from conceptebm.compose.defaults import MULTI_INSTANCE, STEPS
+    from conceptebm.compose.expr import parse
+    from conceptebm.compose.generate import composition_settings, load_concepts, serving_models
+
+    two = parse("position=(0.5,0.5) & position=(-0.5,-0.5)")
+    serve = serving_models(two)
+    assert serve == {"position": MULTI_INSTANCE["position"]}
+    cm = load_concepts(["position"], serve=serve, calibration_images=8)
+    plain = load_concepts(["position"], calibration_images=8)
+    w_multi = next(iter(cm.models["position"].state_dict().values()))
+    w_plain = next(iter(plain.models["position"].state_dict().values()))
+    assert not torch.equal(w_multi, w_plain)  # another model, still keyed by its concept
+    # one concept at several values samples with the model's own settings, anything else
+    # with the composition default; an explicit step count wins
+    own = cm.models["position"].sampler.num_steps
+    assert own != STEPS
+    assert composition_settings(cm, two).num_steps == own
+    assert composition_settings(cm, parse("position=(0.5,0.5)")).num_steps == STEPS
+    assert composition_settings(cm, two, steps=7, step_size=3.0).num_steps == 7
+    assert composition_settings(cm, two, step_size=3.0).step_size == 3.0
+    mixed = parse("position=(0.5,0.5) & position=(-0.5,0) & color=red")
+    assert serving_models(mixed)["position"] == MULTI_INSTANCE["position"]
+    assert serving_models(mixed)["color"] == "color"
