@@ -51,7 +51,7 @@ from conceptebm.energies import And, ConditionalEnergy, Energy
 from conceptebm.evaluate.metrics import object_present, score_predictions
 from conceptebm.infer import initial_samples, langevin
 from conceptebm.infer.settings import SamplerSettings
-from conceptebm.train import TrainConfig, train
+from conceptebm.train import TrainConfig, TrainingDiverged, train
 
 __all__ = ["CrossProductConfig", "quick_config", "composed_energy", "run_cross_product",
            "FULL_TARGETS_FRACTION", "plot_errors", "plot_samples", "held_out_targets"]
@@ -147,10 +147,17 @@ def _train_ebm(config: CrossProductConfig, name: str, concept: str, fraction: fl
         data = _data(fraction, split, config.dataset_size, config.seed)
         held = _data(fraction, split, tc.eval_samples, config.seed + EVAL_SEED_OFFSET)
         log(f"[cross_product] training {name} ({split} split, fraction {fraction})")
-        result = train(tc, dataset=data, eval_dataset=held, resume=True, progress=False)
-        elapsed = load_checkpoint(folder / "last.safetensors").meta["elapsed_s"]
-        info = {"minutes": elapsed / 60, "stopped": result.stopped,
-                "iterations": result.iteration, "best_iteration": result.best_iteration,
+        try:
+            result = train(tc, dataset=data, eval_dataset=held, resume=True, progress=False)
+            stopped, iteration = result.stopped, result.iteration
+        except TrainingDiverged as err:  # the best checkpoint so far is still a model
+            log(f"[cross_product] {name}: {err}")
+            stopped, iteration = f"diverged: {err}", None
+        last = load_checkpoint(folder / "last.safetensors").meta
+        best = load_checkpoint(folder / "best.safetensors").meta
+        info = {"minutes": last["elapsed_s"] / 60, "stopped": stopped,
+                "iterations": iteration or last["iteration"],
+                "best_iteration": best["iteration"],
                 "split": split, "fraction": fraction, "command": command,
                 "train": tc.to_dict()}
         atomic_write_text(folder / "done.json", json.dumps(info, indent=2))
@@ -226,7 +233,8 @@ def run_cross_product(config: CrossProductConfig, *, judge=None, log=print,
     ``command`` (the command line that runs this) is recorded with every training.
 
     Returns ``{"results": flat keys like "ebm.0.01.size_err", "minutes": {...},
-    "samples": {fraction: (targets, ebm images, decoder images)}}``.
+    "samples": {fraction: (positions, sizes, real, EBM and decoder images)}}`` (the first
+    ``sample_grid`` held-out combinations, for :func:`plot_samples`).
     """
     if judge is None:
         from conceptebm.evaluate import load_judges
@@ -256,7 +264,7 @@ def run_cross_product(config: CrossProductConfig, *, judge=None, log=print,
             for k, v in _judge(judge, images, labels, concepts).items():
                 results[f"{model}.{key}.{k}"] = v
         k = config.sample_grid
-        samples[f] = (p[:k], s[:k], x_ebm[:k], x_dec[:k])
+        samples[f] = (p[:k], s[:k], real[:k], x_ebm[:k], x_dec[:k])
         log(f"[cross_product] fraction {key}: " + ", ".join(
             f"{m} pos {results[f'{m}.{key}.pos_err']:.3f} size {results[f'{m}.{key}.size_err']:.4f}"
             for m in ("ebm", "baseline", "real")))
@@ -281,6 +289,7 @@ def plot_errors(results: Mapping[str, float], fractions, path) -> Path:
             ax.errorbar([100 * f for f in fractions], ys, yerr=se, fmt=style, label=label,
                         capsize=3)
         ax.set_xscale("log")
+        ax.set_xticks([100 * f for f in fractions], [f"{100 * f:g}" for f in fractions])
         ax.set_xlabel("% of positions with every size")
         ax.set_title(title, fontsize=10)
     axes[0].legend(fontsize=8)
@@ -293,15 +302,18 @@ def plot_errors(results: Mapping[str, float], fractions, path) -> Path:
 
 
 def plot_samples(samples: Mapping, path) -> Path:
-    """Figure 9 style: per fraction, a row of composed-EBM samples and a row of decoder
-    samples at the same held-out combinations; targets (x, y, s) in the titles."""
+    """Figure 9 style: per fraction, a row of real renders of held-out combinations, then the
+    composed EBMs' and the decoder's samples for them; targets (x, y, s) in the titles.
+
+    ``samples``: fraction -> (positions (k, 2), sizes (k, 1), real, EBM and decoder images
+    (k, 3, H, W)), as :func:`run_cross_product` returns them."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [(f, name, imgs) for f, (p, s, x_ebm, x_dec) in samples.items()
-            for name, imgs in (("EBMs", x_ebm), ("decoder", x_dec))]
+    rows = [(f, name, imgs) for f, (p, s, real, x_ebm, x_dec) in samples.items()
+            for name, imgs in (("real", real), ("EBMs", x_ebm), ("decoder", x_dec))]
     ncol = max(len(v[0]) for v in samples.values())
     fig, axes = plt.subplots(len(rows), ncol, figsize=(1.5 * ncol, 1.75 * len(rows)),
                              squeeze=False)
