@@ -33,8 +33,8 @@ def test_fit_moves_weights_with_finite_losses_and_checkpoint_round_trips(tmp_pat
     log = fit(gan, ds, given=("position",), steps=3, batch_size=8, seed=0)
     assert log["steps"] == 3 and len(log["d_loss"]) == 3
     assert all(torch.isfinite(torch.tensor(log["d_loss"] + log["g_loss"])))
-    assert any(not torch.equal(a, b) for a, b in zip(g0, gan.generator.parameters(), strict=True))
-    assert any(not torch.equal(a, b) for a, b in zip(d0, gan.discriminator.parameters(), strict=True))
+    for before, net in ((g0, gan.generator), (d0, gan.discriminator)):
+        assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
     # a second stage carries the same weights on and is recorded
     fit(gan, make_dataset("continual_shape", size=64), given=("position", "shape"), steps=2,
         batch_size=8, seed=1)
