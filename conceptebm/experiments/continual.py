@@ -33,12 +33,14 @@ Resumable: a stage whose exported checkpoint exists is reused, an interrupted EB
 resumes from its run's ``last.safetensors`` (the loop checkpoints every 100 iterations), and
 a GAN stage whose checkpoint exists is reused.
 
-Example (the quick protocol: tiny nets, a few steps, seconds):
-    >>> import tempfile
-    >>> out = tempfile.mkdtemp()
-    >>> res = run_continual(ContinualSettings.quick_settings(out_dir=out, run_dir=out + "/runs"))
-    >>> sorted(k for k in res.metrics if k.startswith("ebm.stage3.") and "." not in k[11:])
-    ['ebm.stage3.color', 'ebm.stage3.minutes', 'ebm.stage3.position', 'ebm.stage3.shape']
+Example (``run_continual(ContinualSettings.quick_settings(out_dir=...))`` runs the whole
+protocol on tiny nets in seconds; ``tests/experiments`` does):
+    >>> s = ContinualSettings()
+    >>> cfg = stage_config(3, s, frozen=["stage1.safetensors", "stage2.safetensors"])
+    >>> cfg.concept, cfg.dataset, cfg.frozen
+    ('color', 'continual_color', ['stage1.safetensors', 'stage2.safetensors'])
+    >>> gan_given(3, "all"), gan_given(3, "paper")
+    (('position', 'shape', 'color'), ('color',))
 """
 
 from __future__ import annotations
