@@ -12,8 +12,9 @@ paired timings drift with the heap's state.
 :func:`tune_allocator` keeps freed memory for reuse: an mmap threshold and a top pad of
 64 MB (``mallopt``), so buffers below 64 MB come from the heap and are recycled warm. Freed
 memory is reused rather than returned, so up to 64 MB more stays mapped after a peak (the
-command-line memory bounds of ``tests/cli/test_memory.py`` hold with it). The command line calls it at start-up; a notebook may call it once. It does nothing
-where the C library is not glibc, or when ``CONCEPTEBM_MALLOC=default`` is set.
+command-line memory bounds of ``tests/cli/test_memory.py`` hold with it). The command line
+calls it at start-up; a notebook may call it once. It does nothing where the C library is not
+glibc, or when ``CONCEPTEBM_MALLOC=default`` is set.
 
 Example:
     >>> isinstance(tune_allocator(), bool)

@@ -31,6 +31,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import torch
+
 from conceptebm.compose.calibrate import reference_scale
 from conceptebm.energies import And, ConditionalEnergy, Energy, Not, Or, Scale
 
@@ -315,11 +317,13 @@ def repeated_concepts(node) -> set[str]:
         ['position']
         >>> repeated_concepts(parse("position=(0.5,0.5) & ~position=(-0.5,0)"))
         set()
+        >>> repeated_concepts(parse("(position=(0.5,0) & ~color=red) & position=(0.5,0)"))
+        set()
     """
     if isinstance(node, Atom):
         return set()
     if isinstance(node, Conj):
-        seen: list[str] = []
+        seen: dict[str, list] = {}
         out: set[str] = set()
         stack = list(node.terms)
         while stack:  # the conjunction's positive atoms, through nested AND and weights
@@ -329,12 +333,22 @@ def repeated_concepts(node) -> set[str]:
             elif isinstance(t, Weighted):
                 stack.append(t.term)
             elif isinstance(t, Atom):
-                seen.append(t.name)
+                values = seen.setdefault(t.name, [])
+                if not any(_same_value(t.value, v) for v in values):
+                    values.append(t.value)
             else:
                 out |= repeated_concepts(t)
-        return out | {n for n in seen if seen.count(n) > 1}
+        return out | {n for n, values in seen.items() if len(values) > 1}
     children = node.terms if isinstance(node, Disj) else (node.term,)
     return set().union(*(repeated_concepts(c) for c in children))
+
+
+def _same_value(a, b) -> bool:
+    """Two atoms' values are the same (names, numbers, tuples or per-chain tensors)."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        a, b = torch.as_tensor(a), torch.as_tensor(b)
+        return a.shape == b.shape and bool(torch.equal(a, b.to(a.dtype)))
+    return a == b
 
 
 def _first_pos(node) -> int:

@@ -134,3 +134,14 @@ def test_a_concept_asked_for_twice_is_served_by_its_multi_instance_model():
     mixed = parse("position=(0.5,0.5) & position=(-0.5,0) & color=red")
     assert serving_models(mixed)["position"] == MULTI_INSTANCE["position"]
     assert serving_models(mixed)["color"] == "color"
+
+
+def test_the_same_value_repeated_is_one_object():
+    # the implication row repeats Pos in every conjunct: one object, served by "position"
+    from conceptebm.compose.generate import serving_models
+    from conceptebm.compose.table import draw_targets, extra_rows
+
+    rows = {r.key: r for r in extra_rows(8)}
+    t = draw_targets(4, 8, torch.Generator().manual_seed(0))
+    assert serving_models(rows["implication"].tree(t))["position"] == "position"
+    assert serving_models(rows["two_objects"].tree(t))["position"] == "position_cd"
