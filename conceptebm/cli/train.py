@@ -253,9 +253,6 @@ def _main(args: argparse.Namespace) -> int:
     for line in args.overrides:
         print(f"[train] resume: {line}")
     out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "command.txt", "a") as f:
-        f.write(command_line(args) + "\n")
     dataset = eval_dataset = None
     record = out / "data.json"
     if args.resume and not getattr(args, "data", None) and record.is_file():
@@ -270,6 +267,10 @@ def _main(args: argparse.Namespace) -> int:
         except ValueError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
+    # recorded once the data is accepted: a refused --data leaves no run folder behind
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "command.txt", "a") as f:
+        f.write(command_line(args) + "\n")
     try:
         result = train(config, dataset=dataset, eval_dataset=eval_dataset, resume=args.resume,
                        progress=not args.quiet)

@@ -94,6 +94,7 @@ def test_train_data_errors_name_the_fix(tmp_path, foreign, capsys):
     assert main(["train", "--data", str(foreign), "--concept", "angle", "--out-dir",
                  str(tmp_path / "r"), *SMOKE]) == 2
     assert "--concept 'angle' is not a label of" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # a refused run leaves no folder (nor command.txt)
     (tmp_path / "c.json").write_text(json.dumps({"size": {"low": 0.25, "high": 0.45}}))
     assert main(["train", "--data", str(foreign), "--concept", "position", "--concepts-file",
                  str(tmp_path / "c.json"), "--out-dir", str(tmp_path / "r2"), *SMOKE]) == 2
