@@ -4,7 +4,15 @@ from conceptebm.energies.analytic import Gaussian, GaussianMixture
 from conceptebm.energies.base import Bound, ConditionalEnergy, Energy, FeatureHead
 from conceptebm.energies.late import LateEnergyNet
 from conceptebm.energies.nets import ConvEnergyNet, JointConcept, build_energy_net
-from conceptebm.energies.ops import And, Not, Or, Scale, require_grounded
+from conceptebm.energies.ops import (
+    And,
+    Not,
+    Or,
+    Scale,
+    conditioned_energy,
+    require_grounded,
+    split_labels,
+)
 
 __all__ = [
     "Energy",
@@ -16,6 +24,8 @@ __all__ = [
     "Not",
     "Scale",
     "require_grounded",
+    "split_labels",
+    "conditioned_energy",
     "Gaussian",
     "GaussianMixture",
     "ConvEnergyNet",

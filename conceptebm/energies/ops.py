@@ -19,9 +19,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from conceptebm.energies.base import Energy
+from conceptebm.energies.base import ConditionalEnergy, Energy
 
-__all__ = ["And", "Or", "Not", "Scale", "require_grounded"]
+__all__ = ["And", "Or", "Not", "Scale", "require_grounded", "split_labels",
+           "conditioned_energy"]
 
 # Binding strength for the repr, as in the expression language: ~ > * > & > |.
 _PREC = {"Or": 1, "And": 2, "Scale": 3, "Not": 4}
@@ -214,3 +215,24 @@ def require_grounded(energy: Energy) -> None:
             "eq. 9). Ground it with a positive concept, e.g. `position.given((0.3, -0.2)) & "
             "~color.given('red')`, so the expression has a term that is not negated."
         )
+
+
+def split_labels(c: Tensor, energies: Sequence[ConditionalEnergy]) -> list[Tensor]:
+    """Split concatenated encodings ``(B, sum of dims)`` into one ``(B, dim)`` per energy."""
+    dims = [e.concept.dim for e in energies]
+    if c.shape[-1] != sum(dims):
+        raise ValueError(f"labels of width {c.shape[-1]} do not fit the energies' concept "
+                         f"dims {dims}")
+    return list(torch.split(c, dims, dim=-1))
+
+
+def conditioned_energy(net: ConditionalEnergy, c: Tensor,
+                       frozen: Sequence[ConditionalEnergy] = ()) -> Energy:
+    """``net`` bound to ``c``'s first columns, AND the ``frozen`` energies bound to the rest.
+
+    The energy a continual-learning sampler runs on (training and evaluation alike): the new
+    concept's EBM and every earlier, frozen one, each given its own slice of the labels.
+    """
+    parts = split_labels(c, [net, *frozen])
+    bound = [e.given(ci) for e, ci in zip([net, *frozen], parts, strict=True)]
+    return bound[0] if len(bound) == 1 else And(*bound)

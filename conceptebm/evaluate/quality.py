@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from conceptebm.concepts import Concept
-from conceptebm.energies import And, ConditionalEnergy, Energy
+from conceptebm.energies import ConditionalEnergy, conditioned_energy
 from conceptebm.evaluate.metrics import Metric, object_present, score_predictions
 from conceptebm.infer import initial_samples, langevin
 from conceptebm.infer.settings import DEFAULT, SamplerSettings
@@ -52,17 +52,6 @@ def sampler_settings(sampler: Mapping | None) -> SamplerSettings:
     return SamplerSettings.from_dict(dict(sampler))
 
 
-def _bind(net: ConditionalEnergy, c: Tensor, frozen: Sequence[ConditionalEnergy]) -> Energy:
-    """``net`` bound to ``c``'s first columns, AND the ``frozen`` energies bound to the rest."""
-    dims = [e.concept.dim for e in (net, *frozen)]
-    if c.shape[-1] != sum(dims):
-        raise ValueError(f"labels of width {c.shape[-1]} do not fit the energies' concept "
-                         f"dims {dims}")
-    parts = torch.split(c, dims, dim=-1)
-    bound = [e.given(ci) for e, ci in zip((net, *frozen), parts, strict=True)]
-    return bound[0] if len(bound) == 1 else And(*bound)
-
-
 def generate(net: ConditionalEnergy, c: Tensor, sampler: Mapping | None = None, *,
              frozen: Sequence[ConditionalEnergy] = (), generator=None,
              x0: Tensor | None = None) -> Tensor:
@@ -82,7 +71,7 @@ def generate(net: ConditionalEnergy, c: Tensor, sampler: Mapping | None = None, 
         shape = (c.shape[0], getattr(net, "channels", 3), net.image_size, net.image_size)
         x0 = initial_samples(shape, init=s.init, bounds=s.bounds, generator=generator,
                              device=c.device)  # (B, C, H, W)
-    energy = _bind(net, c.to(x0), frozen)
+    energy = conditioned_energy(net, c.to(x0), frozen)
     return langevin(energy, x0, num_steps=s.num_steps, step_size=s.step_size,
                     noise_scale=s.noise_scale, bounds=s.bounds, generator=generator)
 

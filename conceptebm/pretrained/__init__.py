@@ -28,8 +28,8 @@ from pathlib import Path
 
 from conceptebm.energies import ConditionalEnergy
 
-__all__ = ["CONCEPTS", "INFERENCE", "VARIANTS", "INFER_DEFAULT", "NAMES", "DIR", "available", "concept_of",
-           "load", "info"]
+__all__ = ["CONCEPTS", "INFERENCE", "VARIANTS", "INFER_DEFAULT", "NAMES", "DIR", "available",
+           "concept_of", "load", "info"]
 
 DIR = Path(__file__).resolve().parent
 #: Generative concept EBMs, each named after its concept: what composition and generation use.

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
-from conceptebm.energies import And, ConditionalEnergy, Energy
+from conceptebm.energies import ConditionalEnergy, conditioned_energy, split_labels
 from conceptebm.infer import initial_samples, langevin
 from conceptebm.infer.settings import IMAGE_BOUNDS, SamplerSettings
 
@@ -72,23 +72,6 @@ def fresh_noise(shape: tuple[int, ...], init: str = "smooth", *, generator=None,
     """Fresh chain starts: ``"smooth"`` (4x4 uniform noise upsampled) or ``"uniform"``."""
     return initial_samples(tuple(shape), init=init, bounds=IMAGE_BOUNDS, generator=generator,
                            device=device)
-
-
-def split_labels(c: Tensor, energies: Sequence[ConditionalEnergy]) -> list[Tensor]:
-    """Split concatenated encodings ``(B, sum of dims)`` into one ``(B, dim)`` per energy."""
-    dims = [e.concept.dim for e in energies]
-    if c.shape[-1] != sum(dims):
-        raise ValueError(f"labels of width {c.shape[-1]} do not fit the energies' concept "
-                         f"dims {dims}")
-    return list(torch.split(c, dims, dim=-1))
-
-
-def conditioned_energy(net: ConditionalEnergy, c: Tensor,
-                       frozen: Sequence[ConditionalEnergy] = ()) -> Energy:
-    """``net`` bound to ``c``'s first columns, AND the ``frozen`` energies bound to the rest."""
-    parts = split_labels(c, [net, *frozen])
-    bound = [e.given(ci) for e, ci in zip([net, *frozen], parts, strict=True)]
-    return bound[0] if len(bound) == 1 else And(*bound)
 
 
 def sample_images(net: ConditionalEnergy, c: Tensor, *, num_steps: int,
