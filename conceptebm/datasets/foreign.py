@@ -35,9 +35,9 @@ import csv
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from conceptebm.datasets.images import write_pngs
 from conceptebm.datasets.renderer import render
 from conceptebm.datasets.sampling import SceneSpec, item_uniforms, name_salt, sample_scenes
 from conceptebm.datasets.scene import SHAPES, Scene
@@ -90,8 +90,6 @@ def foreign_batch(indices, *, seed: int = 0, image_size: int = 32):
 def write_foreign(out, n: int = 1700, *, seed: int = 0, image_size: int = 32,
                   chunk: int = 256) -> Path:
     """Render ``n`` foreign scenes to ``out/`` as PNGs plus ``labels.csv``; returns ``out``."""
-    from PIL import Image
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "labels.csv", "w", newline="") as fh:
@@ -100,10 +98,9 @@ def write_foreign(out, n: int = 1700, *, seed: int = 0, image_size: int = 32,
         for s in range(0, n, chunk):
             idx = range(s, min(n, s + chunk))
             images, raw = foreign_batch(idx, seed=seed, image_size=image_size)
-            arr = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
-            for j, i in enumerate(idx):
-                name = f"scene_{i:05d}.png"
-                Image.fromarray(np.ascontiguousarray(arr[j].numpy())).save(out / name)
+            names = [f"scene_{i:05d}.png" for i in idx]
+            write_pngs(images, [out / name for name in names])
+            for j, name in enumerate(names):
                 x, y = raw["position"][j].tolist()
                 w.writerow([name, f"{x:.5f}", f"{y:.5f}", raw["color"][j], raw["shape"][j],
                             f"{raw['size'][j].item():.5f}"])

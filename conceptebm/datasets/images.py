@@ -1,4 +1,5 @@
-"""The one image-file reader: ``read_image(path) -> (3, H, W)`` floats in [0, 1].
+"""The one image-file reader, ``read_image(path) -> (3, H, W)`` floats in [0, 1], and its
+writer, ``write_pngs(images, paths)``.
 
 Used by ``conceptebm infer`` (the images a user asks about) and by
 :func:`conceptebm.datasets.load_images` (a user's labelled folder), so both see the same pixels.
@@ -36,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["read_image", "ImageError"]
+__all__ = ["read_image", "write_pngs", "ImageError"]
 
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 _WITH_ALPHA = ("RGBA", "LA", "PA", "RGBa", "La")
@@ -95,3 +96,27 @@ def read_image(path: str | os.PathLike) -> Tensor:
         raise ImageError(f"cannot read image {p} ({err}); is it an image file? "
                          f"{_FIX}") from None
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255.0  # (3, H, W)
+
+
+def write_pngs(images: Tensor, paths) -> None:
+    """Write ``images (n, 3, H, W)`` in [0, 1] as 8-bit RGB PNGs, one per path (rounded to the
+    nearest level, so :func:`read_image` reads each pixel back within 1/510).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.png"
+        >>> x = torch.rand(1, 3, 4, 5)
+        >>> write_pngs(x, [path])
+        >>> bool((read_image(path) - x[0]).abs().max() <= 1 / 510 + 1e-6)
+        True
+    """
+    from PIL import Image
+
+    paths = list(paths)
+    if images.dim() != 4 or images.shape[1] != 3 or images.shape[0] != len(paths):
+        raise ValueError(f"write_pngs needs images (n, 3, H, W) and n paths, got "
+                         f"{tuple(images.shape)} and {len(paths)} paths")
+    arr = (images.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+    arr = arr.permute(0, 2, 3, 1).numpy()  # (n, H, W, 3)
+    for a, path in zip(arr, paths, strict=True):
+        Image.fromarray(np.ascontiguousarray(a)).save(path)

@@ -59,7 +59,7 @@ from conceptebm.datasets.declarations import (
     parse_columns,
     read_concepts,
 )
-from conceptebm.datasets.images import ImageError, read_image
+from conceptebm.datasets.images import ImageError, read_image, write_pngs
 from conceptebm.datasets.scene import PALETTE, SHAPES
 
 __all__ = ["LabelledImages", "load_images", "save_npz", "save_folder", "split_holdout",
@@ -544,8 +544,6 @@ def save_folder(images: Tensor, labels: Mapping[str, Tensor], concepts: Mapping[
     >>> [round(v, 3) for v in load_images(folder).labels["size"][:, 0].tolist()]
     [0.3, 0.4]
     """
-    from PIL import Image
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     names = [k for k in labels if k in concepts]
@@ -554,17 +552,15 @@ def save_folder(images: Tensor, labels: Mapping[str, Tensor], concepts: Mapping[
     own = {k: concepts[k].to_dict() for k in names if builtin.get(k) != concepts[k]}
     if own and not append:
         (folder / "concepts.json").write_text(json.dumps(own, indent=1))
-    arr = (images.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
-    arr = arr.permute(0, 2, 3, 1).numpy()  # (n, H, W, 3)
+    files = [f"{prefix}_{start + j:05d}.png" for j in range(images.shape[0])]
+    write_pngs(images, [folder / f for f in files])
     csv_path = folder / "labels.csv"
     new = not (append and csv_path.is_file())
     with open(csv_path, "w" if new else "a", newline="") as fh:
         w = csv.writer(fh)
         if new:
             w.writerow(header)
-        for j in range(arr.shape[0]):
-            name = f"{prefix}_{start + j:05d}.png"
-            Image.fromarray(np.ascontiguousarray(arr[j])).save(folder / name)
+        for j, name in enumerate(files):
             row = [name]
             for k in names:
                 c, v = concepts[k], torch.as_tensor(labels[k][j])
