@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["save_grid"]
+__all__ = ["save_grid", "save_figure"]
 
 
 def save_grid(images: torch.Tensor, path, *, nrow: int = 8, title: str | None = None,
@@ -36,5 +36,17 @@ def save_grid(images: torch.Tensor, path, *, nrow: int = 8, title: str | None = 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def save_figure(fig, path, *, dpi: int = 100) -> Path:
+    """Lay out ``fig`` (``tight_layout``), write it to ``path`` (folders made) and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path

@@ -20,6 +20,7 @@ import torch
 from conceptebm.cli import validate
 from conceptebm.energies import Gaussian, Not
 from conceptebm.infer import mala
+from conceptebm.plotting import save_figure
 
 # The rows the scene demo shows: (row key, what the score columns mean)
 SCENE_ROWS = ("pos_and_color", "pos1_or_pos2", "pos_and_not_color", "or_of_ands")
@@ -117,10 +118,7 @@ def run_scenes(out: Path, n: int = 32, seed: int = 0, steps: int | None = None,
         axes[r, 0].set_ylabel(row.title.replace(" OR ", "\nOR "), fontsize=7)
     fig.suptitle("Compositions of independently trained concept EBMs (each image's target below "
                  "it; + marks a target position)", fontsize=9)
-    fig.tight_layout()
-    png = out / "compositions.png"
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
+    png = save_figure(fig, out / "compositions.png", dpi=100)
     _write_report(out, report)
     report["png"] = str(png)
     return report
@@ -183,10 +181,7 @@ def run_analytic(out: Path, chains: int = 2000, steps: int = 400, seed: int = 0)
         ax.set_title(f"{repr(energy)}\naccept {row['accept']:.2f}", fontsize=9)
         ax.set_aspect("equal")
     fig.suptitle("Composition of two Gaussian concepts, sampled with MALA")
-    fig.tight_layout()
-    png = out / "analytic_composition.png"
-    fig.savefig(png, dpi=90)
-    plt.close(fig)
+    png = save_figure(fig, out / "analytic_composition.png", dpi=90)
     (out / "report.json").write_text(json.dumps(report, indent=2))
     report["png"] = str(png)
     return report

@@ -35,6 +35,7 @@ from conceptebm.cli.models import (
     read_image,
 )
 from conceptebm.cli.validate import CommandError
+from conceptebm.plotting import save_figure
 
 __all__ = ["register", "load_model", "model_record", "read_image", "CommandError",
            "KNOWN_CONCEPTS"]
@@ -210,10 +211,7 @@ def _energy_map(args: argparse.Namespace) -> int:
     else:
         raise CommandError(f"energy-map draws concepts of dim 1 or 2 and categorical ones; "
                            f"{concept.name!r} has dim {concept.dim}")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save_figure(fig, out, dpi=110)
     print(f"wrote {out}")
     return 0
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from conceptebm.plotting import save_figure
+
 __all__ = ["CsvLog", "plot_training"]
 
 
@@ -91,8 +93,4 @@ def plot_training(out_dir: str | Path, title: str = "") -> Path | None:
     for ax in axes:
         ax.set_xlabel("iteration")
     fig.suptitle(title)
-    fig.tight_layout()
-    path = out_dir / "loss.png"
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out_dir / "loss.png", dpi=80)
