@@ -16,8 +16,11 @@ followed by a "given" bit; a concept that is not given at a stage is zeros with 
 The generator maps ``z ~ N(0, I_32)`` and the condition through a linear layer to 64x4x4,
 then three transposed-conv upsamplings (BatchNorm, ReLU) to 3x32x32 in [0, 1] (sigmoid).
 The discriminator is a strided conv net with spectral norm and LeakyReLU, and a projection
-head (Miyato & Koyama 2018): ``D(x, c) = w . h(x) + (V c) . h(x)``. Loss: hinge; Adam
-(2e-4, betas (0.5, 0.999)). Checkpoints are safetensors + JSON (``conceptebm.checkpoints``).
+head (Miyato & Koyama 2018): ``D(x, c) = w . h(x) + (V c) . h(x)``. Every conv layer of both
+also sees two coordinate maps and the condition broadcast over the image, the inductive bias
+our EBM nets have (``coord_conv``, ``label_maps``): without it the GAN reached position
+accuracy 0.30 after 5,800 updates (2.5 min) where the EBM had 0.99. Loss: hinge; Adam (2e-4,
+betas (0.5, 0.999)). Checkpoints are safetensors + JSON (``conceptebm.checkpoints``).
 
 Example (a few steps on tiny data):
     >>> from conceptebm.datasets import make_dataset
@@ -85,30 +88,49 @@ def encode_condition(labels: Mapping[str, Tensor], given: Sequence[str], n: int,
     return torch.cat(parts, dim=1)  # (n, cond_dim)
 
 
+def _maps(c: Tensor, size: int) -> Tensor:
+    """``(n, 2 + cond, size, size)``: pixel coordinates in [-1, 1] (x right, y up, as the
+    scenes' positions) and the condition broadcast over the image; concatenated to the input
+    of every conv layer (what our EBMs' ``coord_conv`` and ``label_maps`` give them)."""
+    n = c.shape[0]
+    r = torch.linspace(-1, 1, size, device=c.device, dtype=c.dtype)
+    yy, xx = torch.meshgrid(-r, r, indexing="ij")  # (size, size) each; row 0 is the top
+    coords = torch.stack([xx, yy]).expand(n, 2, size, size)
+    return torch.cat([coords, c[:, :, None, None].expand(-1, -1, size, size)], dim=1)
+
+
 class Generator(nn.Module):
-    """``(z (n, z_dim), c (n, cond)) -> images (n, 3, 32, 32)`` in [0, 1]."""
+    """``(z (n, z_dim), c (n, cond)) -> images (n, 3, 32, 32)`` in [0, 1]: a linear layer to
+    ``width x 4 x 4``, then upsampling layers (4x4 transposed convs, BatchNorm, ReLU) to 32x32
+    and a 3x3 conv to RGB; every layer also sees the coordinate and condition maps."""
 
     def __init__(self, z_dim: int = 32, cond: int = 16, width: int = 64):
         super().__init__()
         self.z_dim, self.width = z_dim, width
         self.fc = nn.Linear(z_dim + cond, width * 16)
-        w = width
-
-        def up(c_in, c_out):
-            return nn.Sequential(nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), nn.BatchNorm2d(c_out),
-                                 nn.ReLU())
-
-        self.net = nn.Sequential(nn.BatchNorm2d(w), nn.ReLU(), up(w, w // 2), up(w // 2, w // 4),
-                                 nn.ConvTranspose2d(w // 4, w // 8, 4, 2, 1), nn.ReLU(),
-                                 nn.Conv2d(w // 8, 3, 3, 1, 1))
+        extra = 2 + cond
+        chans = [width, width // 2, width // 4, width // 8]
+        self.ups = nn.ModuleList(nn.ConvTranspose2d(a + extra, b, 4, 2, 1)
+                                 for a, b in zip(chans[:-1], chans[1:], strict=True))
+        self.norms = nn.ModuleList([nn.BatchNorm2d(width)] +
+                                   [nn.BatchNorm2d(b) for b in chans[1:-1]])
+        self.rgb = nn.Conv2d(chans[-1] + extra, 3, 3, 1, 1)
 
     def forward(self, z: Tensor, c: Tensor) -> Tensor:
         h = self.fc(torch.cat([z, c], dim=1)).view(-1, self.width, 4, 4)  # (n, w, 4, 4)
-        return torch.sigmoid(self.net(h))  # (n, 3, 32, 32)
+        for i, up in enumerate(self.ups):
+            if i < len(self.norms):
+                h = self.norms[i](h)
+            h = torch.relu(h)
+            h = up(torch.cat([h, _maps(c, h.shape[-1])], dim=1))  # (n, w / 2^(i+1), 2s, 2s)
+        h = torch.relu(h)
+        return torch.sigmoid(self.rgb(torch.cat([h, _maps(c, h.shape[-1])], dim=1)))
 
 
 class Discriminator(nn.Module):
-    """``(x (n, 3, 32, 32), c (n, cond)) -> (n,)`` scores, higher = real (projection head)."""
+    """``(x (n, 3, 32, 32), c (n, cond)) -> (n,)`` scores, higher = real: strided convs with
+    spectral norm and LeakyReLU on the image plus coordinate and condition maps, and a
+    projection head ``w . h + (V c) . h``."""
 
     def __init__(self, cond: int = 16, width: int = 16):
         super().__init__()
@@ -118,14 +140,15 @@ class Discriminator(nn.Module):
             return nn.Sequential(spectral_norm(nn.Conv2d(c_in, c_out, k, s, p)),
                                  nn.LeakyReLU(0.2))
 
-        self.features = nn.Sequential(conv(3, w, 4, 2, 1), conv(w, 2 * w, 4, 2, 1),
+        self.features = nn.Sequential(conv(3 + 2 + cond, w, 4, 2, 1), conv(w, 2 * w, 4, 2, 1),
                                       conv(2 * w, 4 * w, 4, 2, 1), conv(4 * w, 4 * w, 3, 1, 1))
         feat = 4 * w * 16
         self.out = spectral_norm(nn.Linear(feat, 1))
         self.embed = spectral_norm(nn.Linear(cond, feat, bias=False))
 
     def forward(self, x: Tensor, c: Tensor) -> Tensor:
-        h = self.features(2 * x - 1).flatten(1)  # (n, feat)
+        inp = torch.cat([2 * x - 1, _maps(c, x.shape[-1])], dim=1)  # (n, 3 + 2 + cond, H, W)
+        h = self.features(inp).flatten(1)  # (n, feat)
         return self.out(h).squeeze(1) + (self.embed(c) * h).sum(1)  # (n,)
 
 
@@ -224,11 +247,14 @@ def _load_opt(opt: torch.optim.Optimizer, tensors: Mapping[str, Tensor]) -> None
     opt.load_state_dict(sd)
 
 
-def save_gan(gan: ConditionalGAN, path: str | Path, **meta) -> None:
-    """Write weights, optimizer states, config and stage history as safetensors + JSON."""
+def save_gan(gan: ConditionalGAN, path: str | Path, *, optimizer: bool = False,
+             **meta) -> None:
+    """Write weights, config and stage history (and with ``optimizer`` the Adam states, 2x
+    the weights' size) as safetensors + JSON."""
     groups = {"generator": gan.generator.state_dict(),
-              "discriminator": gan.discriminator.state_dict(),
-              "opt_g": _opt_tensors(gan.opt_g), "opt_d": _opt_tensors(gan.opt_d)}
+              "discriminator": gan.discriminator.state_dict()}
+    if optimizer:
+        groups.update(opt_g=_opt_tensors(gan.opt_g), opt_d=_opt_tensors(gan.opt_d))
     save_checkpoint(path, {k: v for k, v in groups.items() if v},
                     {"gan": gan.config, "stages": gan.stages, **meta})
 

@@ -23,8 +23,9 @@ sampler), read by the shipped judges: position accuracy within 0.4 (the paper's)
 colour accuracy, with binomial standard errors; a generation that shows no object is wrong.
 
 **The GAN baseline** (:mod:`conceptebm.baselines.gan`): one conditional GAN trained on the
-same three datasets in sequence, one ``fit`` per stage, weights carried on, judged on the same
-targets. Two ways for labels to enter (:data:`GAN_VARIANTS`):
+same three datasets in sequence, one ``fit`` per stage, weights carried on (each stage starts
+a fresh Adam, as fine-tuning on new data does), judged on the same targets. Two ways for
+labels to enter (:data:`GAN_VARIANTS`):
 ``"all"`` conditions stage k on every concept seen so far, read off the batch (what the EBMs
 use: the frozen ones are fed the batch's labels); ``"paper"`` conditions stage k on its own
 concept only, as the paper's baseline, so it cannot be told what earlier stages taught.

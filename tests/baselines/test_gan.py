@@ -41,7 +41,7 @@ def test_fit_moves_weights_with_finite_losses_and_checkpoint_round_trips(tmp_pat
     assert [s["given"] for s in gan.stages] == [["position"], ["position", "shape"]]
 
     path = tmp_path / "gan.safetensors"
-    save_gan(gan, path, note="test")
+    save_gan(gan, path, optimizer=True, note="test")
     assert path.with_suffix(".json").exists()
     back = load_gan(path)
     for (k, a), b in zip(gan.state_dict().items(), back.state_dict().values(), strict=True):
