@@ -11,8 +11,9 @@ the decoder, read by the judges. The protocol lives in
 
 JSON keys (flat): ``ebm.F.pos_err``, ``ebm.F.size_err``, ``baseline.F.pos_err``,
 ``baseline.F.size_err`` for F in 0.01, 0.1, 1 (``...._se``: standard errors), also
-``pos_acc`` (within 0.4), ``object_rate`` and ``real.F.*`` (the judges on the real renders of
-the same targets: the floor), ``minutes.*`` per training, and the command.
+``pos_acc`` (within 0.4), ``object_rate``, ``real.F.*`` (the judges on the real renders of
+the same targets: the floor), ``position_only.F.*`` (the position EBM alone, same sampler:
+what the size EBM adds), ``minutes.*`` per training, and the command.
 Figures: ``--figures DIR/cross_product_errors.png`` (Figure 10) and
 ``cross_product_samples.png`` (Figure 9 style).
 """

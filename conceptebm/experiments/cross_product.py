@@ -196,20 +196,27 @@ def _shared_sampler(a: ConditionalEnergy, b: ConditionalEnergy) -> SamplerSettin
     return sa.replace(num_steps=max(sa.num_steps, sb.num_steps))
 
 
-def generate_composed(position, size, p: Tensor, s: Tensor, *, seed: int,
-                      chunk: int = 250) -> Tensor:
-    """Images ``(n, 3, H, W)`` from the conjunction at each (p, s), from fresh noise."""
-    settings = _shared_sampler(position, size)
+def _sample(make_energy, n: int, settings: SamplerSettings, image_size: int, *, seed: int,
+            chunk: int) -> Tensor:
+    """Langevin from fresh noise on ``make_energy(i, j)`` (the energy of rows i:j), chunked."""
     gen = torch.Generator().manual_seed(seed)
     out = []
-    for i in range(0, p.shape[0], chunk):
-        x0 = initial_samples((len(p[i:i + chunk]), 3, position.image_size, position.image_size),
-                             init=settings.init, bounds=settings.bounds, generator=gen)
-        energy = composed_energy(position, size, p[i:i + chunk], s[i:i + chunk])
-        out.append(langevin(energy, x0, num_steps=settings.num_steps,
+    for i in range(0, n, chunk):
+        j = min(i + chunk, n)
+        x0 = initial_samples((j - i, 3, image_size, image_size), init=settings.init,
+                             bounds=settings.bounds, generator=gen)  # (b, 3, H, W)
+        out.append(langevin(make_energy(i, j), x0, num_steps=settings.num_steps,
                             step_size=settings.step_size, noise_scale=settings.noise_scale,
                             bounds=settings.bounds, generator=gen))
     return torch.cat(out)  # (n, 3, H, W)
+
+
+def generate_composed(position, size, p: Tensor, s: Tensor, *, seed: int,
+                      chunk: int = 250) -> Tensor:
+    """Images ``(n, 3, H, W)`` from the conjunction at each (p, s), from fresh noise, with the
+    two models' common sampler (the larger number of steps)."""
+    return _sample(lambda i, j: composed_energy(position, size, p[i:j], s[i:j]), p.shape[0],
+                   _shared_sampler(position, size), position.image_size, seed=seed, chunk=chunk)
 
 
 def _judge(judge, images: Tensor, labels: dict, concepts: dict) -> dict:
@@ -260,7 +267,13 @@ def run_cross_product(config: CrossProductConfig, *, judge=None, log=print,
             x_dec = decoder(decoder_labels(labels, ("position", "size")),
                             generator=torch.Generator().manual_seed(config.seed))
         x_ebm = generate_composed(position, size, p, s, seed=config.seed)
-        for model, images in (("ebm", x_ebm), ("baseline", x_dec), ("real", real)):
+        # the position EBM alone, same sampler and noise: what the size EBM adds (it draws
+        # large spheres: its size error is what an ignored size term would cost)
+        x_pos = _sample(lambda i, j, p=p: position.given(p[i:j]), p.shape[0],
+                        _shared_sampler(position, size), position.image_size, seed=config.seed,
+                        chunk=250)
+        for model, images in (("ebm", x_ebm), ("baseline", x_dec), ("real", real),
+                              ("position_only", x_pos)):
             for k, v in _judge(judge, images, labels, concepts).items():
                 results[f"{model}.{key}.{k}"] = v
         k = config.sample_grid
@@ -272,27 +285,31 @@ def run_cross_product(config: CrossProductConfig, *, judge=None, log=print,
 
 
 def plot_errors(results: Mapping[str, float], fractions, path) -> Path:
-    """Figure 10: position and size error against the fraction (log x), both models."""
+    """Figure 10: position and size error against the fraction (log x), both models (and, when
+    ``results`` has them, the position EBM alone and the judges on real renders)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for ax, metric, title in zip(axes, ("pos_err", "size_err"),
                                  ("position error (MAE)", "size error (MAE)"), strict=True):
-        for model, style in (("ebm", "o-"), ("baseline", "s--"), ("real", ":")):
+        for model, style in (("ebm", "o-"), ("baseline", "s--"), ("position_only", "x:"),
+                             ("real", ":")):
+            if f"{model}.{_key(fractions[0])}.{metric}" not in results:
+                continue
             ys = [results[f"{model}.{_key(f)}.{metric}"] for f in fractions]
             se = [results[f"{model}.{_key(f)}.{metric}_se"] for f in fractions]
             label = {"ebm": "composed EBMs", "baseline": "decoder (MSE)",
-                     "real": "judges on real renders"}[model]
-            ax.errorbar([100 * f for f in fractions], ys, yerr=se, fmt=style, label=label,
-                        capsize=3)
+                     "position_only": "position EBM alone", "real": "judges on real renders"}
+            ax.errorbar([100 * f for f in fractions], ys, yerr=se, fmt=style,
+                        label=label[model], capsize=3)
         ax.set_xscale("log")
         ax.set_xticks([100 * f for f in fractions], [f"{100 * f:g}" for f in fractions])
         ax.set_xlabel("% of positions with every size")
         ax.set_title(title, fontsize=10)
-    axes[0].legend(fontsize=8)
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -55,7 +55,7 @@ def test_quick_benchmark_writes_the_keys_and_reuses_trainings(tmp_path):
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     res = json.loads(out.read_text())
-    for model in ("ebm", "baseline", "real"):
+    for model in ("ebm", "baseline", "real", "position_only"):
         for f in FRACTIONS:
             for metric in ("pos_err", "size_err"):
                 for key in (f"{model}.{f}.{metric}", f"{model}.{f}.{metric}_se"):
