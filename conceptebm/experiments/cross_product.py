@@ -51,6 +51,7 @@ from conceptebm.energies import And, ConditionalEnergy, Energy
 from conceptebm.evaluate.metrics import object_present, score_predictions
 from conceptebm.infer import initial_samples, langevin
 from conceptebm.infer.settings import SamplerSettings
+from conceptebm.plotting import save_figure
 from conceptebm.train import TrainConfig, TrainingDiverged, train
 
 __all__ = ["CrossProductConfig", "quick_config", "composed_energy", "run_cross_product",
@@ -310,12 +311,7 @@ def plot_errors(results: Mapping[str, float], fractions, path) -> Path:
         ax.set_xlabel("% of positions with every size")
         ax.set_title(title, fontsize=10)
     axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_samples(samples: Mapping, path) -> Path:
@@ -344,9 +340,4 @@ def plot_samples(samples: Mapping, path) -> Path:
                 ax.set_title(f"({p[j, 0]:.2f},{p[j, 1]:.2f}) s{s[j, 0]:.2f}", fontsize=7)
         axes[r][0].text(-0.1, 0.5, f"{100 * f:g}%\n{name}", transform=axes[r][0].transAxes,
                         ha="right", va="center", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
