@@ -149,7 +149,7 @@ class ContinualSettings:
 @dataclass
 class ContinualResult:
     metrics: dict  # flat keys: "ebm.stage2.shape", "ebm.stage2.shape.se", "ebm.stage2.minutes"
-    samples: dict  # (model, stage) -> (images (m, 3, H, W), targets {concept: values})
+    samples: dict  # (model, stage) -> (first 32 images (m, 3, H, W), their targets)
     paths: dict  # "ebm.stage1" -> checkpoint path, "gan.stage1" -> ...
 
 
@@ -340,7 +340,7 @@ def run_continual(settings: ContinualSettings, *, command: str = "", progress: b
         metrics[f"ebm.stage{k}.minutes"] = rec["minutes"]
         metrics[f"ebm.stage{k}.eval_minutes"] = (time.time() - t0) / 60 - (
             0 if rec["reused"] else rec["minutes"])  # generation + judging (+ loading)
-        samples[("ebm", k)] = (images[:8], {c: v[:8] for c, v in targets.items()})
+        samples[("ebm", k)] = (images[:32], {c: v[:32] for c, v in targets.items()})
         say(f"ebm stage {k}: " + ", ".join(f"{c} {metrics[f'ebm.stage{k}.{c}']:.3f}"
                                            for c in JUDGED[k]) + f" ({rec['minutes']:.1f} min)")
     for variant in settings.gan_variants:
@@ -362,7 +362,7 @@ def run_continual(settings: ContinualSettings, *, command: str = "", progress: b
             metrics.update(_flat(f"{prefix}.stage{k}", m, JUDGED[k]))
             metrics[f"{prefix}.stage{k}.minutes"] = rec["minutes"]
             metrics[f"{prefix}.stage{k}.steps"] = rec["steps"]
-            samples[(prefix, k)] = (images[:8], {c: v[:8] for c, v in targets.items()})
+            samples[(prefix, k)] = (images[:32], {c: v[:32] for c, v in targets.items()})
             say(f"{prefix} stage {k}: " + ", ".join(
                 f"{c} {metrics[f'{prefix}.stage{k}.{c}']:.3f}" for c in JUDGED[k])
                 + f" ({rec['minutes']:.1f} min, {rec['steps']} steps)")
@@ -383,6 +383,19 @@ def _target_text(targets: dict, i: int) -> str:
     return "\n".join(parts)
 
 
+def _show(targets: dict, m: int) -> Tensor:
+    """Indices of ``m`` samples to show: shapes alternating where the stage has them (the
+    first targets are otherwise often all cubes), else the first ``m``."""
+    n = len(next(iter(targets.values())))
+    if "shape" not in targets:
+        return torch.arange(min(m, n))
+    by = [torch.nonzero(targets["shape"] == v).flatten().tolist()
+          for v in sorted(set(targets["shape"].tolist()))]
+    order = [i for group in zip(*by, strict=False) for i in group]
+    order += [i for i in range(n) if i not in order]
+    return torch.tensor(order[:m])
+
+
 def plot_figure8(result: ContinualResult, path, *, per_row: int = 4,
                  models: tuple[str, ...] = ("ebm", "gan", "gan_paper")) -> Path:
     """Figure 8: a row per stage, ``per_row`` samples of each model side by side, each
@@ -398,6 +411,8 @@ def plot_figure8(result: ContinualResult, path, *, per_row: int = 4,
     for r, k in enumerate((1, 2, 3)):
         for mi, model in enumerate(models):
             images, targets = result.samples[(model, k)]
+            picks = _show(targets, per_row)
+            images, targets = images[picks], {c: v[picks] for c, v in targets.items()}
             for j in range(per_row):
                 ax = axes[r, mi * per_row + j]
                 ax.set_xticks([])
