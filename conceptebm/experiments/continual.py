@@ -60,6 +60,7 @@ from conceptebm.datasets import make_dataset
 from conceptebm.evaluate import load_judges
 from conceptebm.evaluate.metrics import score_generations
 from conceptebm.evaluate.quality import generate
+from conceptebm.plotting import save_figure
 from conceptebm.train import TrainConfig, make_config, train
 
 __all__ = ["Stage", "STAGES", "SHAPES", "GAN_VARIANTS", "ContinualSettings", "ContinualResult",
@@ -428,12 +429,7 @@ def plot_figure8(result: ContinualResult, path, *, per_row: int = 4,
     fig.suptitle("Continual learning (Figure 8): stage 1 position, stage 2 + shape, "
                  "stage 3 + colour; titles are the targets\n"
                  + " | ".join(names.get(m, m) for m in models), fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def write_json(metrics: dict, path, **extra) -> Path:
