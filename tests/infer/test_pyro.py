@@ -368,3 +368,52 @@ def test_docstring_examples_run():
     for module in (pyro_glue, pyro_potential, pyro_kernels, pyro_inference):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0, module.__name__
+
+
+# ------------------------------------------------------------------ jit_compile
+class _Conv(ConditionalEnergy):
+    """A small conv energy E(x | c) on 3x8x8 images (enough graph for the tracer)."""
+
+    def __init__(self):
+        super().__init__(Concept.continuous("pos", dim=2))
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.head = nn.Linear(4 * 16 + 2, 1)
+
+    def energy(self, x, c):
+        h = torch.nn.functional.silu(self.conv(x)).flatten(1)
+        return self.head(torch.cat([h, c], 1))[:, 0]
+
+
+def _image_model(net, c):
+    with pyro.plate("images", c.shape[0]):
+        x = pyro.sample("x", dist.Uniform(0.0, 1.0).expand([3, 8, 8]).to_event(3))
+        energy_factor("ebm", net, x, c, event_dim=3)
+
+
+def test_jit_compiled_potential_gives_the_same_energies_and_gradients():
+    net = _Conv().requires_grad_(False)
+    c = torch.rand(6, 2, generator=_gen(1))
+    x0 = torch.rand(6, 3, 8, 8, generator=_gen(2))
+    plain = ModelPotential(_image_model, (net, c), init={"x": x0})
+    jitted = ModelPotential(_image_model, (net, c), init={"x": x0}, jit_compile=True)
+    for seed in (3, 4):  # the second call reuses the trace
+        z = torch.rand(6, 3, 8, 8, generator=_gen(seed)).requires_grad_(True)
+        e1, e2 = plain(z), jitted(z)
+        torch.testing.assert_close(e2, e1)
+        (g1,) = torch.autograd.grad(e1.sum(), z)
+        (g2,) = torch.autograd.grad(e2.sum(), z)
+        torch.testing.assert_close(g2, g1)
+    assert len(jitted._compiled) == 1 and not plain._compiled
+
+
+def test_jit_compiled_kernel_runs_the_same_chain():
+    net = _Conv().requires_grad_(False)
+    c = torch.rand(6, 2, generator=_gen(1))
+    x0 = torch.rand(6, 3, 8, 8, generator=_gen(2))
+    out = []
+    for jit in (False, True):
+        kernel = LangevinKernel(_image_model, step_size=0.05, noise_scale=0.01,
+                                generator=_gen(5), jit_compile=jit)
+        out.append(run_kernel(kernel, 5, net, c, initial_params={"x": x0})["x"])
+    torch.testing.assert_close(out[1], out[0])
