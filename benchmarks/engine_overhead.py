@@ -55,7 +55,8 @@ device it uses synchronized wall-clock time instead.
 JSON keys: ``ratio_engine``, ``ratio_pyro`` (pyro_kernel), ``ratio_pyro_jit``,
 ``ratio_pyro_potential``: medians of the paired ratios; ``*_ci95``: their 95% intervals;
 ``verdict_engine`` / ``verdict_pyro`` / ``verdict_pyro_jit`` against the targets 1.05 / 1.15;
-``ratio_of_minima`` (the old estimate, for comparison); ``times_ms`` (min per variant); ``paired_ratios`` (every repeat); ``max_abs_diff`` (final images vs bare);
+``ratio_of_minima`` (the old estimate, for comparison); ``times_ms`` (min per variant);
+``paired_ratios`` (every repeat); ``max_abs_diff`` (final images vs bare);
 ``load_average`` (1-minute load before and after); ``params`` and the settings.
 """
 
