@@ -72,7 +72,7 @@ class _EngineKernel(MCMCKernel):
                  latent: Sequence[str] | None = None, chain_plate: str | None = None,
                  bounds="auto", boundary: str = "clamp", grad_clip: float | None = None,
                  init_strategy: Callable = init_to_uniform,
-                 generator: torch.Generator | None = None, jit_compile: bool = False):
+                 generator: torch.Generator | None = None):
         if (model is None) == (potential_fn is None):
             raise ValueError("give exactly one of model (a Pyro model) or potential_fn (an "
                              "energy over one tensor, with initial_params={'name': x0})")
@@ -91,7 +91,6 @@ class _EngineKernel(MCMCKernel):
         self._bounds_arg = bounds if bounds == "auto" else check_bounds(bounds)
         self.boundary, self.grad_clip = boundary, grad_clip
         self.init_strategy, self.generator = init_strategy, generator
-        self.jit_compile = bool(jit_compile)
         self.transforms = None  # set by setup(); MCMC maps samples back with .inv
         self.target = None
         self._initial_params = None
@@ -117,8 +116,7 @@ class _EngineKernel(MCMCKernel):
             init = user if (user is not None and self.space == "constrained") else None
             self.target = ModelPotential(self.model, args, kwargs, latent=self.latent,
                                          space=self.space, chain_plate=self.chain_plate,
-                                         init=init, init_strategy=self.init_strategy,
-                                         jit_compile=self.jit_compile)
+                                         init=init, init_strategy=self.init_strategy)
         else:
             if user is None or len(user) != 1:
                 raise ValueError("a kernel built from potential_fn needs initial_params with "
@@ -204,9 +202,7 @@ class LangevinKernel(_EngineKernel):
         step_size: float or ``(chains,)`` tensor. space, latent, chain_plate, init_strategy:
             see :class:`~conceptebm.infer.pyro.potential.ModelPotential`.
         grad_clip: per-chain gradient norm limit. generator: a ``torch.Generator`` (default: the
-            global RNG, so ``pyro.set_rng_seed`` applies). jit_compile: trace the model's
-            potential once (:class:`~conceptebm.infer.pyro.potential.ModelPotential`), for a
-            static model: Pyro's per-step bookkeeping disappears.
+            global RNG, so ``pyro.set_rng_seed`` applies).
 
     Example:
         >>> import pyro, pyro.distributions as dist

@@ -17,7 +17,6 @@ site log-probs are reduced to that plate's dim, so a Metropolis test can be per 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Sequence
 
 import pyro
@@ -112,14 +111,6 @@ class ModelPotential(Energy):
             when the model factorizes over the chain plate).
         init: constrained initial values ``{site: tensor}``; other sites use ``init_strategy``.
             Needed for improper priors (``ImproperUniform``), which cannot be sampled.
-        jit_compile: trace the energy with ``torch.jit.trace`` at its first call for each
-            shape of ``z`` (Pyro's ``jit_compile`` for its own kernels). Pyro re-runs the model
-            under its handlers at every step, which costs about 0.7 ms a step beside a
-            20k-parameter net on 64 images (``benchmarks/engine_overhead.py``); the traced
-            energy runs the tensor operations alone. As with Pyro's option, the model must be
-            static: its arguments, the networks it calls (their weights) and its control flow
-            must not change after the first call, and randomness outside sample sites is
-            frozen at the trace.
 
     Example:
         >>> import pyro, pyro.distributions as dist
@@ -137,7 +128,7 @@ class ModelPotential(Energy):
     def __init__(self, model: Callable, args: Sequence = (), kwargs: dict | None = None, *,
                  latent: Sequence[str] | None = None, space: str = "constrained",
                  chain_plate: str | None = None, init: dict | None = None,
-                 init_strategy: Callable = init_to_uniform, jit_compile: bool = False):
+                 init_strategy: Callable = init_to_uniform):
         super().__init__()
         if space not in SPACES:
             raise ValueError(f"space must be one of {SPACES}, got {space!r}")
@@ -145,8 +136,6 @@ class ModelPotential(Energy):
             raise TypeError(f"model must be a callable Pyro model, got {type(model).__name__}")
         self.model, self.args, self.kwargs = model, tuple(args), dict(kwargs or {})
         self.space = space
-        self.jit_compile = bool(jit_compile)
-        self._compiled: dict = {}  # z's shape -> the traced energy
         trace = self._prototype(init or {}, init_strategy)
         self._find_latent(trace, latent)
         self._find_chain_plate(trace, chain_plate)
@@ -276,23 +265,7 @@ class ModelPotential(Energy):
         if z.shape[0] != self.chains:
             raise ValueError(f"potential of {self.chains} chains got z of shape "
                              f"{tuple(z.shape)}; the first dim must be the chain dim")
-        if not self.jit_compile:
-            return self.energy_of(self.unpack(z))
-        key = (tuple(z.shape), z.dtype, z.device)
-        if key not in self._compiled:
-            self._compiled[key] = self._trace(z)
-        return self._compiled[key](z)
-
-    def _trace(self, z: Tensor):
-        def energy(v: Tensor) -> Tensor:
-            return self.energy_of(self.unpack(v))
-
-        with warnings.catch_warnings(), torch.enable_grad():
-            # the tracer warns about every Python value it bakes in (plate sizes, shapes):
-            # those are exactly what a static model fixes
-            warnings.simplefilter("ignore")
-            return torch.jit.trace(energy, (z.detach().requires_grad_(True),),
-                                   check_trace=False)
+        return self.energy_of(self.unpack(z))
 
     def energy_of(self, values: dict, restarts: int | None = None) -> Tensor:
         """Energy of kernel-space site values: ``(chains,)``, or ``(restarts, chains)`` when the
