@@ -13,7 +13,8 @@ paper's baseline). See :mod:`conceptebm.experiments.continual` for the protocol.
 
 Resumable: stage checkpoints in ``--out-dir`` are reused, an interrupted EBM stage resumes
 from ``--run-dir``. JSON keys (flat): ``ebm.stage1.position``, ``ebm.stage2.position``,
-``ebm.stage2.shape``, ``ebm.stage3.{position,shape,color}``, the same for ``gan.`` and
+``ebm.stage2.shape``, ``ebm.stage3.{position,shape,color}``, the same for
+``ebm_calibrated.`` (the conjunction weighted as ``conceptebm sample`` weights it), ``gan.`` and
 ``gan_paper.``, each with a ``.se`` twin (binomial standard error), ``<model>.stageK.minutes``
 (training minutes of that stage), ``<model>.stageK.object_rate``, ``paper.*`` (Table 2),
 ``command``, ``n``.
@@ -80,7 +81,8 @@ def main(argv=None) -> int:
     result = run_continual(settings, command=command, log=lambda s: print(s, flush=True))
     m = result.metrics
 
-    models = [k for k in ("ebm", "gan", "gan_paper") if f"{k}.stage1.position" in m]
+    models = [k for k in ("ebm", "ebm_calibrated", "gan", "gan_paper")
+              if f"{k}.stage1.position" in m]
     header = "| model | stage 1: position | stage 2: position, shape | stage 3: position, " \
              "shape, color | minutes per stage |"
     print(header)
@@ -94,7 +96,7 @@ def main(argv=None) -> int:
             else:
                 cells.append(", ".join(f"{m[f'{model}.stage{k}.{c}']:.3f} +- "
                                        f"{m[f'{model}.stage{k}.{c}.se']:.3f}" for c in JUDGED[k]))
-        minutes = ("" if model.startswith("paper") else
+        minutes = ("" if f"{model}.stage1.minutes" not in m else
                    " / ".join(f"{m[f'{model}.stage{k}.minutes']:.1f}" for k in (1, 2, 3)))
         print(f"| {model} | " + " | ".join(cells) + f" | {minutes} |")
 

@@ -56,7 +56,9 @@ from torch import Tensor
 
 from conceptebm.baselines.gan import ConditionalGAN, fit, load_gan, save_gan
 from conceptebm.checkpoints import atomic_write_text, export_weights, load_checkpoint, load_energy
+from conceptebm.compose.calibrate import energy_gap, reference_scale
 from conceptebm.datasets import make_dataset
+from conceptebm.energies import ConditionalEnergy
 from conceptebm.evaluate import load_judges
 from conceptebm.evaluate.metrics import score_generations
 from conceptebm.evaluate.quality import generate
@@ -123,6 +125,10 @@ class ContinualSettings:
     gan_batch: int = 32
     gan_variants: tuple = GAN_VARIANTS
     gan_options: dict = field(default_factory=dict)  # ConditionalGAN(**) (quick: smaller)
+    #: also judge the conjunction composed the toolkit's way (``ebm_calibrated.*``): each EBM
+    #: weighted by (ref / gap) ** p, its energy gap measured on the stage's real scenes
+    #: (conceptebm.compose.calibrate; p = 0.5 is compose's default); None: raw sum only
+    calibration_power: float | None = 0.5
     quick: bool = False
     image_size: int = 32
 
@@ -137,7 +143,8 @@ class ContinualSettings:
                                    "eval_every": 3}, None),
                     common={"eval_every": 2, "eval_samples": 8, "eval_steps": 3},
                     gan_steps=3, gan_minutes=1.0, gan_batch=8,
-                    gan_options={"g_width": 16, "d_width": 4}, quick=True)
+                    gan_options={"g_width": 16, "d_width": 4}, quick=True,
+                    calibration_power=None)  # untrained nets have no energy gap to measure
         return cls(**{**base, **overrides})
 
     def to_dict(self) -> dict:
@@ -294,11 +301,41 @@ def _flat(prefix: str, metrics: dict, concepts) -> dict:
     return out
 
 
+class _Weighted(ConditionalEnergy):
+    """``weight * E(x | c)``: one term of a calibrated conjunction."""
+
+    def __init__(self, base: ConditionalEnergy, weight: float):
+        super().__init__(base.concept, sampler=base.sampler)
+        self.base, self.weight = base, float(weight)
+
+    def energy(self, x: Tensor, c: Tensor) -> Tensor:
+        return self.weight * self.base(x, c)
+
+
+def calibration_weights(models, k: int, power: float, *, seed: int = 0,
+                        n: int = 256) -> list[float]:
+    """Weights ``(ref / gap_i) ** power`` of stage ``k``'s models, ``gap_i`` measured on ``n``
+    real scenes of the stage's dataset (:func:`conceptebm.compose.calibrate.energy_gap`),
+    ``ref`` their geometric mean: what ``conceptebm sample`` does to shipped models."""
+    images, labels = _stage_dataset(STAGES[k - 1], n, EVAL_SEED + 1000 + seed,
+                                    32).batch(torch.arange(n))
+    gen = torch.Generator().manual_seed(seed)
+    gaps = {str(i): energy_gap(m, images, labels[m.concept.name], generator=gen)
+            for i, m in enumerate(models)}
+    ref = reference_scale(gaps, list(gaps))
+    return [(ref / gaps[str(i)]) ** power for i in range(len(models))]
+
+
 def evaluate_ebm(paths: list[str], targets: dict[str, Tensor], judge, *, seed: int = 0,
-                 chunk: int = 250) -> tuple[dict, Tensor]:
+                 chunk: int = 250, calibration_power: float | None = None
+                 ) -> tuple[dict, Tensor]:
     """Generate one image per target from the conjunction of the EBMs in ``paths`` (in stage
-    order) and judge the targets' concepts; returns (metrics, images)."""
+    order) and judge the targets' concepts; returns (metrics, images). With a
+    ``calibration_power`` each EBM is weighted (:func:`calibration_weights`) first."""
     models = [load_energy(p).requires_grad_(False) for p in paths]
+    if calibration_power is not None:
+        weights = calibration_weights(models, len(models), calibration_power, seed=seed)
+        models = [_Weighted(m, w).eval() for m, w in zip(models, weights, strict=True)]
     net, frozen = models[-1], models[:-1]  # the newest EBM, ANDed with the earlier ones
     c = torch.cat([m.concept.encode(targets[m.concept.name]).reshape(
         len(targets[m.concept.name]), -1) for m in [net, *frozen]], dim=1)  # (n, L_all)
@@ -344,6 +381,17 @@ def run_continual(settings: ContinualSettings, *, command: str = "", progress: b
         samples[("ebm", k)] = (images[:32], {c: v[:32] for c, v in targets.items()})
         say(f"ebm stage {k}: " + ", ".join(f"{c} {metrics[f'ebm.stage{k}.{c}']:.3f}"
                                            for c in JUDGED[k]) + f" ({rec['minutes']:.1f} min)")
+        if settings.calibration_power is not None:
+            if k == 1:  # one model: its weight is 1, the raw numbers are the calibrated ones
+                metrics.update({key.replace("ebm.", "ebm_calibrated.", 1): v
+                                for key, v in metrics.items()
+                                if key.startswith("ebm.stage1.") and "minutes" not in key})
+            else:
+                m, _ = evaluate_ebm(ebm_paths, targets, judge, seed=settings.seed,
+                                    calibration_power=settings.calibration_power)
+                metrics.update(_flat(f"ebm_calibrated.stage{k}", m, JUDGED[k]))
+            say(f"ebm calibrated stage {k}: " + ", ".join(
+                f"{c} {metrics[f'ebm_calibrated.stage{k}.{c}']:.3f}" for c in JUDGED[k]))
     for variant in settings.gan_variants:
         prefix = "gan" if variant == "all" else f"gan_{variant}"
         for k in (1, 2, 3):

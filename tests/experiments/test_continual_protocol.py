@@ -4,6 +4,7 @@ benchmark writes its flat keys. (Named ``_protocol`` so its module name differs 
 ``tests/train/test_continual.py``: the test folders have no ``__init__.py``.)"""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -82,6 +83,22 @@ def test_benchmark_quick_writes_the_keys(tmp_path):
             assert m[f"{model}.{key}.se"] >= 0
         for k in (1, 2, 3):
             assert m[f"{model}.stage{k}.minutes"] >= 0
+    assert not any(k.startswith("ebm_calibrated.") for k in m)  # quick: nothing to calibrate
     assert m["paper.ebm.stage3.color"] == 0.521 and m["n"] == 16
     assert (tmp_path / "ckpt" / "continual_quick.png").stat().st_size > 1000
     assert (tmp_path / "ckpt" / "stage3_color.json").exists()
+
+
+def test_calibration_weights_of_the_committed_stages():
+    # the stage-2 conjunction's weights (ref / gap) ** p: their geometric mean is 1, the model
+    # with the larger energy gap gets the smaller weight, and p = 0 is the raw sum
+    from conceptebm.experiments.continual import calibration_weights
+
+    folder = ROOT / "benchmarks" / "checkpoints" / "continual"
+    models = [load_energy(folder / f"{n}.safetensors").requires_grad_(False)
+              for n in ("stage1_position", "stage2_shape")]
+    w = calibration_weights(models, 2, 1.0, n=32)
+    assert abs(math.log(w[0]) + math.log(w[1])) < 1e-9
+    half = calibration_weights(models, 2, 0.5, n=32)
+    torch.testing.assert_close(torch.tensor(half) ** 2, torch.tensor(w), rtol=1e-9, atol=0)
+    assert calibration_weights(models, 2, 0.0, n=32) == [1.0, 1.0]
