@@ -307,6 +307,8 @@ class _Weighted(ConditionalEnergy):
     def __init__(self, base: ConditionalEnergy, weight: float):
         super().__init__(base.concept, sampler=base.sampler)
         self.base, self.weight = base, float(weight)
+        self.image_size = getattr(base, "image_size", None)
+        self.channels = getattr(base, "channels", 3)
 
     def energy(self, x: Tensor, c: Tensor) -> Tensor:
         return self.weight * self.base(x, c)

@@ -102,3 +102,15 @@ def test_calibration_weights_of_the_committed_stages():
     half = calibration_weights(models, 2, 0.5, n=32)
     torch.testing.assert_close(torch.tensor(half) ** 2, torch.tensor(w), rtol=1e-9, atol=0)
     assert calibration_weights(models, 2, 0.0, n=32) == [1.0, 1.0]
+
+
+def test_a_calibrated_conjunction_generates(tmp_path):
+    # the weighted terms keep what generation reads off the newest model (image size)
+    from conceptebm.evaluate import load_judges
+    from conceptebm.experiments.continual import evaluate_ebm
+
+    folder = ROOT / "benchmarks" / "checkpoints" / "continual"
+    paths = [str(folder / f"{n}.safetensors") for n in ("stage1_position", "stage2_shape")]
+    targets = {"position": torch.zeros(2, 2), "shape": torch.tensor([0, 1])}
+    m, images = evaluate_ebm(paths, targets, load_judges(), calibration_power=0.5)
+    assert images.shape == (2, 3, 32, 32) and 0 <= m["shape_acc"].value <= 1
