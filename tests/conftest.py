@@ -1,7 +1,12 @@
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # One thread per test process: the suite runs two processes on two cores.
 torch.set_num_threads(1)
@@ -13,3 +18,17 @@ os.environ.setdefault("CI", "1")  # notebooks and entry points run their smoke s
 def gen():
     """A fresh, seeded generator: tests never touch the global RNG."""
     return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture
+def run_benchmark():
+    """``run_benchmark(name, *args)``: ``benchmarks/<name>.py`` in a subprocess from the
+    repository root (as a user runs it); fails the test with its stderr unless it exits 0, and
+    returns its stdout."""
+    def run(name: str, *args, timeout: int = 300) -> str:
+        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{name}.py"),
+                               *map(str, args)], capture_output=True, text=True,
+                              timeout=timeout, cwd=ROOT)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout
+    return run

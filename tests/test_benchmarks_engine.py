@@ -6,20 +6,12 @@ exact in any mode: every variant draws the same noise and must end at the same i
 """
 
 import json
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_engine_overhead_quick(tmp_path):
+def test_engine_overhead_quick(tmp_path, run_benchmark):
     out = tmp_path / "engine.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "engine_overhead.py"),
-                           "--quick", "--json", str(out)], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
-    assert "engine / bare" in proc.stdout and "pyro_kernel" in proc.stdout
+    stdout = run_benchmark("engine_overhead", "--quick", "--json", str(out))
+    assert "engine / bare" in stdout and "pyro_kernel" in stdout
     res = json.loads(out.read_text())
     for key in ("ratio_engine", "ratio_pyro", "ratio_pyro_potential"):
         assert 0 < res[key] < 100, (key, res[key])
@@ -35,16 +27,14 @@ def test_engine_overhead_quick(tmp_path):
     assert 15_000 < res["params"] < 25_000
 
 
-def test_sampler_sweep_quick(tmp_path):
+def test_sampler_sweep_quick(tmp_path, run_benchmark):
     out = tmp_path / "sweep.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sampler_sweep.py"),
-                           "--concept", "color", "--n", "8", "--quick", "--json", str(out)],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
+    stdout = run_benchmark("sampler_sweep", "--concept", "color", "--n", "8", "--quick",
+                           "--json", str(out))
     rows = json.loads(out.read_text())["rows"]
     assert [r["variant"] for r in rows][0] == "recommended"
     assert {r["best_of"] for r in rows} == {1, 2}
     assert any(len(r["phases"]) == 2 for r in rows)  # an annealing row
     for r in rows:
         assert 0 <= r["color_acc"] <= 1 and 0 <= r["object_rate"] <= 1
-    assert "best of 2 by energy" in proc.stdout
+    assert "best of 2 by energy" in stdout

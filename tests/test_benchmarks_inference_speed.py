@@ -6,22 +6,15 @@ are positive, and that both models' MAEs are real errors on the same scenes.
 
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("map_images_per_s", "map_mae", "energy_map_48_s", "reference_map_images_per_s",
         "reference_map_mae")
 
 
-def test_inference_speed_quick(tmp_path):
+def test_inference_speed_quick(tmp_path, run_benchmark):
     out = tmp_path / "speed.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "inference_speed.py"),
-                           "--quick", "--json", str(out)], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
-    assert "images/s" in proc.stdout and "of the" in proc.stdout
+    stdout = run_benchmark("inference_speed", "--quick", "--json", str(out))
+    assert "images/s" in stdout and "of the" in stdout
     res = json.loads(out.read_text())
     for key in KEYS + ("trunk_gflops", "matmul_gflops", "trunk_fraction_of_peak"):
         assert math.isfinite(res[key]) and res[key] > 0, (key, res[key])
@@ -30,15 +23,12 @@ def test_inference_speed_quick(tmp_path):
     assert res["settings"]["model_net"]["type"] == "LateEnergyNet"  # position_late
 
 
-def test_late_model_quick(tmp_path):
+def test_late_model_quick(tmp_path, run_benchmark):
     from conceptebm.checkpoints import load_energy
     from conceptebm.energies import LateEnergyNet
 
     out = tmp_path / "late.safetensors"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "late_model.py"), "--quick",
-                           "--out", str(out)], capture_output=True, text=True, timeout=300,
-                          cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
+    run_benchmark("late_model", "--quick", "--out", str(out))
     net = load_energy(out)
     assert isinstance(net, LateEnergyNet) and net.config["width"] == 4
     # the readout starts at the fitted camera projection: x grows to the right, y upward

@@ -6,20 +6,12 @@ was timed, the times are positive, and the projection follows from them.
 
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_train_speed_quick(tmp_path):
+def test_train_speed_quick(tmp_path, run_benchmark):
     out = tmp_path / "speed.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_speed.py"),
-                           "--quick", "--json", str(out)], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
-    assert "s/it" in proc.stdout and "contrastive_late" in proc.stdout
+    stdout = run_benchmark("train_speed", "--quick", "--json", str(out))
+    assert "s/it" in stdout and "contrastive_late" in stdout
     res = json.loads(out.read_text())
     assert set(res["results"]) == {"position_cd", "contrastive_conv", "contrastive_late"}
     for recipe, variants in res["results"].items():

@@ -1,17 +1,12 @@
 """The shipped judges load and read fresh renders correctly: a real check of the weights."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from conceptebm.datasets import make_dataset
 from conceptebm.evaluate import SHIPPED, load_judges, score_generations
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +43,10 @@ def test_shipped_judges_read_fresh_renders(judge):
     assert red == pytest.approx((labels["color"] == 0).double().mean().item(), abs=0.05)
 
 
-def test_benchmark_quick(tmp_path):
+def test_benchmark_quick(tmp_path, run_benchmark):
     out = tmp_path / "judges.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "judges.py"), "--quick",
-                           "--json", str(out)], capture_output=True, text=True, timeout=300,
-                          cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
-    assert "color_acc" in proc.stdout
+    stdout = run_benchmark("judges", "--quick", "--json", str(out))
+    assert "color_acc" in stdout
     result = json.loads(out.read_text())
     for key in ("color_acc", "shape_acc", "position_acc", "position_acc_0.15", "position_mae",
                 "size_mae", "noisy_color_acc", "noisy_position_mae"):
