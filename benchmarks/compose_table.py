@@ -43,6 +43,12 @@ def _slice(targets: dict, s: int, e: int) -> dict:
     return {k: v[s:e] for k, v in targets.items()}
 
 
+def _served(tree) -> dict:
+    """The concepts a row's expression routes to another shipped model (two objects:
+    position -> position_cd)."""
+    return {c: m for c, m in serving_models(tree).items() if m != c}
+
+
 def run(args) -> dict:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -55,15 +61,15 @@ def run(args) -> dict:
     targets = draw_targets(args.n, num_colors, torch.Generator().manual_seed(args.seed))
     loaded = {}  # a row's serving models (serving_models: two objects use position_cd)
 
-    def models_for(row):
-        serve = {c: m for c, m in serving_models(row.tree(targets)).items() if m != c}
+    def models_for(serve: dict):
         key = tuple(sorted(serve.items()))
         if key not in loaded:
             loaded[key] = load_concepts(needed, device=device, checkpoints=checkpoints,
                                         serve=serve)
         return loaded[key]
 
-    cm = models_for(rows[0]) if rows else load_concepts(needed, device=device)
+    cm = models_for(_served(rows[0].tree(targets))) if rows else load_concepts(needed,
+                                                                                 device=device)
     settings = cm.settings.replace(num_steps=args.steps or STEPS, step_size=args.step_size,
                                    noise_scale=args.noise_scale)
     judge = load_judges().to(device)
@@ -77,12 +83,13 @@ def run(args) -> dict:
                              "scales": cm.scales}}
     for row in rows:
         t0 = time.time()
-        cm = models_for(row)
+        tree = row.tree(targets)
+        served = _served(tree)
+        cm = models_for(served)
         scales = None if args.raw else composition_scales(cm.scales, args.calibration_power)
-        row_settings = composition_settings(cm, row.tree(targets), steps=args.steps,
+        row_settings = composition_settings(cm, tree, steps=args.steps,
                                             step_size=args.step_size,
                                             noise_scale=args.noise_scale)
-        served = {c: m for c, m in serving_models(row.tree(targets)).items() if m != c}
         images, preds = [], []
         for s in range(0, args.n, args.batch):
             tb = {k: v.to(device) for k, v in _slice(targets, s, s + args.batch).items()}

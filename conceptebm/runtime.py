@@ -45,6 +45,7 @@ _M_MMAP_THRESHOLD = -3
 _KEEP_BYTES = 64 << 20  # buffers below this come from the heap, and this much stays mapped
 
 _done: bool | None = None
+_gc_frozen = False
 
 
 def tune_allocator() -> bool:
@@ -76,7 +77,12 @@ def freeze_gc() -> int:
 
 
 def tune_process() -> bool:
-    """:func:`tune_allocator` and :func:`freeze_gc`; True when the allocator was tuned."""
+    """:func:`tune_allocator` and :func:`freeze_gc`, each once per process (a program that
+    calls the command line several times, as the tests do, freezes only its start-up
+    objects, not every later caller's); True when the allocator was tuned."""
+    global _gc_frozen
     tuned = tune_allocator()
-    freeze_gc()
+    if not _gc_frozen:
+        freeze_gc()
+        _gc_frozen = True
     return tuned

@@ -37,3 +37,12 @@ def test_allocator_tuning_is_applied_once_and_can_be_turned_off():
     if sys.platform.startswith("linux") and os.path.exists("/lib/x86_64-linux-gnu/libc.so.6"):
         assert first == "True"
     assert _tuned("default") == ["False", "False"]
+
+
+def test_tune_process_freezes_the_start_up_objects_once():
+    code = ("import gc; from conceptebm.runtime import tune_process as t; t(); "
+            "n = gc.get_freeze_count(); keep = [object() for _ in range(1000)]; t(); "
+            "print(n > 0, gc.get_freeze_count() == n)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split() == ["True", "True"]
