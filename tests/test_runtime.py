@@ -41,7 +41,7 @@ def test_allocator_tuning_is_applied_once_and_can_be_turned_off():
 
 def test_tune_process_freezes_the_start_up_objects_once():
     code = ("import gc; from conceptebm.runtime import tune_process as t; t(); "
-            "n = gc.get_freeze_count(); keep = [object() for _ in range(1000)]; t(); "
+            "n = gc.get_freeze_count(); keep = [[] for _ in range(1000)]; t(); "
             "print(n > 0, gc.get_freeze_count() == n)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
