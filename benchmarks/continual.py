@@ -23,6 +23,7 @@ from ``--run-dir``. JSON keys (flat): ``ebm.stage1.position``, ``ebm.stage2.posi
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -61,6 +62,14 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    if args.n is not None and args.n < 2:
+        p.error(f"--n must be >= 2 (standard errors), got {args.n}")
+    for name in ("minutes_per_stage", "gan_minutes"):
+        value = getattr(args, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            p.error(f"--{name.replace('_', '-')} must be a number > 0, got {value}")
+    if args.threads is not None and args.threads < 1:
+        p.error(f"--threads must be >= 1, got {args.threads}")
     if args.threads:
         torch.set_num_threads(args.threads)
     make = ContinualSettings.quick_settings if args.quick else ContinualSettings
