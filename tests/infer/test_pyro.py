@@ -149,6 +149,33 @@ def test_potential_sums_to_pyro_potential_in_both_spaces():
     assert pot_c.bounds == (-1.0, 1.0) and pot_u.bounds is None
 
 
+def test_potential_per_chain_honours_scale_and_mask_on_energy_factors():
+    # The potential reads an energy_factor's E from its site (not Pyro's Unit log-prob); a
+    # poutine.scale or poutine.mask around the factor must still weigh it as Pyro does.
+    views = torch.randn(3, 2, dtype=F64, generator=_gen(1)) * 0.3
+    keep = torch.tensor([True, False, True])
+
+    def model(net, views, particles):
+        with pyro.plate("particles", particles, dim=-2):
+            box = dist.Uniform(views.new_tensor(-1.0), views.new_tensor(1.0))
+            c = pyro.sample("c", box.expand([2]).to_event(1))
+            with pyro.plate("views", 3, dim=-1), poutine.scale(scale=0.5), \
+                    poutine.mask(mask=keep):
+                energy_factor("ebm", net, views, c, event_dim=1)
+            pyro.sample("prior", dist.Normal(c.new_zeros(()), 1.0).expand([2]).to_event(1),
+                        obs=c)
+
+    args = (ViewEnergy(), views, 4)
+    pot = ModelPotential(model, args)
+    c = torch.rand(4, 1, 2, dtype=F64, generator=_gen(2)) * 2 - 1
+    tr = poutine.trace(poutine.condition(model, data={"c": c})).get_trace(*args)
+    tr.compute_log_prob()
+    want = -(tr.nodes["ebm"]["log_prob"].sum(-1) + tr.nodes["prior"]["log_prob"][:, 0])
+    torch.testing.assert_close(pot(c), want)
+    assert not torch.equal(want, -(tr.nodes["prior"]["log_prob"][:, 0] +  # the mask matters
+                                   tr.nodes["ebm"]["fn"].log_prob(c.new_empty(4, 3, 0)).sum(-1)))
+
+
 def test_potential_errors_are_loud():
     with pytest.raises(ValueError, match="pass init="):
         ModelPotential(gaussian_model, (4,))  # an improper prior cannot be sampled

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 
 import pyro
+import pyro.distributions as dist
 import torch
 from pyro.poutine.runtime import get_plates
 from torch import Tensor
@@ -33,6 +34,9 @@ from torch import Tensor
 from conceptebm.energies.base import ConditionalEnergy, Energy
 
 __all__ = ["energy_factor", "plate_shape"]
+
+#: key of a factor site's ``infer`` dict holding the energy ``E`` (the site's log-prob is -E)
+ENERGY_KEY = "conceptebm_energy"
 
 
 def plate_shape() -> tuple[int, ...]:
@@ -90,7 +94,7 @@ def energy_factor(name: str, energy, x: Tensor, c=None, *, event_dim: int) -> Te
     event = x.shape[x.dim() - event_dim:]
     if c is None:
         lead = x.shape[: x.dim() - event_dim]
-        e = energy(x.reshape(-1, *event))  # (N,)
+        e = energy(_flat(x, lead, event))  # (N,)
     else:
         if not isinstance(c, Tensor):
             concept = getattr(energy, "concept", None)
@@ -102,18 +106,30 @@ def energy_factor(name: str, energy, x: Tensor, c=None, *, event_dim: int) -> Te
         # the common case, equal leading shapes, skips torch.broadcast_shapes: ~28 us a call
         # inside Pyro's handlers, once per sampler step (benchmarks/engine_overhead.py)
         lead = lead_x if lead_x == lead_c else torch.broadcast_shapes(lead_x, lead_c)
-        xf = x.expand(*lead, *event).reshape(-1, *event)  # (N, *event)
-        cf = c.expand(*lead, c.shape[-1]).reshape(-1, c.shape[-1])  # (N, dim)
+        xf = _flat(x, lead, event)  # (N, *event)
+        cf = _flat(c, lead, c.shape[-1:])  # (N, dim)
         e = energy(xf, cf)  # (N,)
     n = math.prod(lead)
     if not isinstance(e, Tensor) or e.shape != (n,):
         got = tuple(e.shape) if isinstance(e, Tensor) else type(e).__name__
         raise ValueError(f"energy_factor {name!r}: the energy returned {got} for a flattened "
                          f"batch of {n}; it must return shape ({n},)")
-    e = e.reshape(lead)
+    if len(lead) != 1:
+        e = e.reshape(lead)
     _check_plates(name, tuple(lead))
-    pyro.factor(name, -e)
+    # pyro.factor(name, -e), spelled out so the site also carries E itself: ModelPotential
+    # sums energies from there instead of from Pyro's Unit log-prob (-E, expanded twice)
+    unit = dist.Unit(-e)
+    pyro.sample(name, unit, obs=unit.sample(), infer={"is_auxiliary": True, ENERGY_KEY: e})
     return e
+
+
+def _flat(t: Tensor, lead: tuple, event: tuple) -> Tensor:
+    """``t`` broadcast to ``(*lead, *event)`` and flattened to ``(N, *event)``; returned as it
+    is when it already has that shape (one plate: no view ops for the backward pass to walk)."""
+    if len(lead) == 1 and t.shape[:1] == lead and t.dim() == 1 + len(event):
+        return t
+    return t.expand(*lead, *event).reshape(-1, *event)
 
 
 def _check_plates(name: str, lead: tuple[int, ...]) -> None:

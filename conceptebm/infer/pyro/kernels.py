@@ -19,6 +19,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
+import pyro
 import torch
 from pyro.infer.autoguide.initialization import init_to_uniform
 from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
@@ -328,7 +329,8 @@ def run_kernel(kernel: _EngineKernel, num_steps: int, *model_args, warmup_steps:
         kernel.initial_params = initial_params
     kernel.setup(warmup_steps, *model_args, **model_kwargs)
     params = kernel.initial_params
-    for _ in tqdm(range(warmup_steps + num_steps), desc="pyro kernel", disable=not progress,
-                  leave=False):
-        params = kernel.sample(params)
+    with pyro.validation_enabled(False):  # as pyro.infer.MCMC does; once, not every step
+        for _ in tqdm(range(warmup_steps + num_steps), desc="pyro kernel",
+                      disable=not progress, leave=False):
+            params = kernel.sample(params)
     return {k: v.detach() for k, v in kernel.constrained(params).items()}
