@@ -332,6 +332,12 @@ def test_run_kernel_generation_is_the_engine_langevin():
                       bounds=(0, 1), generator=_gen(2))
     torch.testing.assert_close(out, direct)
     assert net(out, c).mean() < net(x0, c).mean()  # the chains moved downhill
+    # unadjusted steps accept every chain; a step that is not finite raises instead
+    assert kernel.diagnostics()["acceptance rate"] == 1.0
+    assert kernel.diagnostics()["nonfinite"] == 0 and kernel.logging()["acc. prob"] == "1.000"
+    fresh = LangevinKernel(image_model, step_size=10.0, noise_scale=0.005)
+    fresh.setup(0, net, c)
+    assert fresh.diagnostics()["acceptance rate"] == 0.0  # no step taken yet
 
 
 # ------------------------------------------------------------------ concept inference

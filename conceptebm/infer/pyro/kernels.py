@@ -69,6 +69,8 @@ class _TensorTarget:
 class _EngineKernel(MCMCKernel):
     """Shared machinery: target construction, state caching, counters, Pyro's interface."""
 
+    _metropolis = True  # False: steps without an accept test (their tallies are known)
+
     def __init__(self, model=None, *, potential_fn=None, step_size=0.01, space="constrained",
                  latent: Sequence[str] | None = None, chain_plate: str | None = None,
                  bounds="auto", boundary: str = "clamp", grad_clip: float | None = None,
@@ -151,9 +153,10 @@ class _EngineKernel(MCMCKernel):
         warm = self._t < self._warmup_steps
         self._adapt(info, warm)
         if not warm:
-            self._accepted += info.accepted
-            self._accept_prob += info.accept_prob
-            self._nonfinite += info.nonfinite
+            if self._metropolis:  # unadjusted steps accept every chain (or raise): no tally
+                self._accepted += info.accepted
+                self._accept_prob += info.accept_prob
+                self._nonfinite += info.nonfinite
             self._counted += 1
         self._t += 1
         self._state = state
@@ -171,14 +174,19 @@ class _EngineKernel(MCMCKernel):
         return {k: self.transforms[k].inv(v) if k in self.transforms else v
                 for k, v in params.items()}
 
-    def logging(self) -> OrderedDict:
+    def _rates(self) -> tuple[float, float]:
+        """(acceptance rate, mean acceptance probability) over the kept steps."""
+        if not self._metropolis:
+            return (1.0, 1.0) if self._counted else (0.0, 0.0)
         n = max(self._counted, 1)
+        return float(self._accepted.mean()) / n, float(self._accept_prob.mean()) / n
+
+    def logging(self) -> OrderedDict:
         return OrderedDict([("step size", f"{self._mean_eps():.2e}"),
-                            ("acc. prob", f"{float(self._accept_prob.mean()) / n:.3f}")])
+                            ("acc. prob", f"{self._rates()[1]:.3f}")])
 
     def diagnostics(self) -> dict:
-        n = max(self._counted, 1)
-        return {"acceptance rate": float(self._accepted.mean()) / n,
+        return {"acceptance rate": self._rates()[0],
                 "nonfinite": int(self._nonfinite.sum()),
                 "step size": self._mean_eps()}
 
@@ -219,6 +227,8 @@ class LangevinKernel(_EngineKernel):
         >>> mcmc.get_samples()["x"].shape
         torch.Size([20, 16, 2])
     """
+
+    _metropolis = False
 
     def __init__(self, model=None, *, potential_fn=None, step_size=0.01,
                  noise_scale: float | None = None, boundary: str = "clamp", **kw):
