@@ -42,14 +42,22 @@ What made the engine read slower than it is (issue 15), found by timing variants
 * full garbage collections. A Pyro model allocates hundreds of Python objects a step, which
   sets off a full collection every few hundred steps, and each walked the ~180k objects of the
   imported modules. The tuned run freezes them first (``gc.freeze``, as the command does).
-* what is left on the Pyro path is Pyro's own bookkeeping: tracing the conditioned model
-  (0.14 ms a step), reading the trace (0.09 ms) and the backward pass through it (0.1 ms),
-  measured with a trivial energy. Unpaired
-minima of separate runs, as used before, read the engine slower than the Pyro path in one run
-of three (1.255 vs 1.104) although the engine does strictly less work: each variant's minimum
-came from a different moment of the machine's load, and the Pyro paths' many small Python
-objects left garbage whose collection could land inside the next variant's timing. On a CUDA
-device it uses synchronized wall-clock time instead.
+* the Pyro path's own glue (issue 15, second pass). ``ModelPotential`` re-ran the model under
+  three stacked handlers (``block(trace(condition(...)))``) and summed the sites' log-probs:
+  an ``energy_factor``'s log-prob is Pyro's ``Unit`` distribution's ``-E`` expanded twice, so
+  the backward pass walked six extra ops a step. Now one handler conditions, records and
+  blocks (no ``Trace``), the potential reads each factor's ``E`` off its site (the backward
+  graph is the net's own: same op list as the engine path's), ``unpack`` makes no no-op views,
+  ``run_kernel`` switches Pyro's validation off once per loop (as ``pyro.infer.MCMC`` does)
+  and unadjusted kernels skip the acceptance tallies. Tiny net: Pyro path minus engine path
+  340 -> 190 us a step. What is left is the model itself: its plate (a subsample site), its
+  prior's construction and its ``pyro.sample`` / ``pyro.factor`` sites, ~0.15 ms a step.
+
+Unpaired minima of separate runs, as used before, read the engine slower than the Pyro path in
+one run of three (1.255 vs 1.104) although the engine does strictly less work: each variant's
+minimum came from a different moment of the machine's load, and the Pyro paths' many small
+Python objects left garbage whose collection could land inside the next variant's timing. On
+a CUDA device it uses synchronized wall-clock time instead.
 
 JSON keys: ``ratio_engine``, ``ratio_pyro`` (pyro_kernel), ``ratio_pyro_potential``: medians of
 the paired ratios; ``*_ci95``: their 95% intervals; ``verdict_engine`` / ``verdict_pyro`` against

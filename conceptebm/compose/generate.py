@@ -18,6 +18,7 @@ from conceptebm.compose.calibrate import energy_gap
 from conceptebm.compose.defaults import MULTI_INSTANCE, STEPS
 from conceptebm.compose.expr import _atom_names, repeated_concepts
 from conceptebm.energies import ConditionalEnergy, Energy, Or
+from conceptebm.energies.ops import StepMatched
 from conceptebm.infer import initial_samples, langevin
 from conceptebm.infer.settings import DEFAULT, SamplerSettings
 
@@ -33,29 +34,6 @@ class ConceptModels:
     scales: dict[str, float] = field(default_factory=dict)
     settings: SamplerSettings = DEFAULT
     image_shape: tuple[int, int, int] = (3, 32, 32)
-
-
-class StepMatched(ConditionalEnergy):
-    """``factor * E(x|c)`` of a model trained with another Langevin step size.
-
-    One chain samples a composition with one step size. A model trained with step ``s`` (the
-    shipped shape model: 1) would be moved ``100 / s`` times too far by the others' step 100;
-    scaling its energy by ``s / 100`` makes the shared step move it as its own sampler would.
-    The step ``s`` is the base's own (``base.sampler.step_size``); the wrapper's settings are
-    the base's with ``step_size = shared_step``.
-    """
-
-    def __init__(self, base: ConditionalEnergy, shared_step: float):
-        if base.sampler is None:
-            raise ValueError(f"StepMatched: the {base.concept.name} model records no sampler "
-                             "settings, so its step size is unknown; build it with "
-                             "sampler=SamplerSettings(step_size=...)")
-        super().__init__(base.concept, sampler=base.sampler.replace(step_size=shared_step))
-        self.base, self.factor = base, base.sampler.step_size / self.sampler.step_size
-        self.image_size = getattr(base, "image_size", None)
-
-    def energy(self, x: Tensor, c: Tensor) -> Tensor:
-        return self.factor * self.base(x, c)
 
 
 def _match_step_sizes(models: dict) -> dict:

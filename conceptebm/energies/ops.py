@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from conceptebm.energies.base import ConditionalEnergy, Energy
 
-__all__ = ["And", "Or", "Not", "Scale", "require_grounded", "split_labels",
+__all__ = ["And", "Or", "Not", "Scale", "StepMatched", "require_grounded", "split_labels",
            "conditioned_energy"]
 
 # Binding strength for the repr, as in the expression language: ~ > * > & > |.
@@ -198,6 +198,42 @@ class Scale(Energy):
 
     def __repr__(self) -> str:
         return f"{self.t:.3g}*{_wrap(self.term, _PREC['Scale'] + 1)}"
+
+
+class StepMatched(ConditionalEnergy):
+    """``factor * E(x|c)`` of a model trained with another Langevin step size.
+
+    One chain samples a composition with one step size. A model trained with step ``s`` (the
+    shipped shape model: 1) would be moved ``100 / s`` times too far by the others' step 100;
+    scaling its energy by ``s / 100`` makes the shared step move it as its own sampler would.
+    The step ``s`` is the base's own (``base.sampler.step_size``); the wrapper's settings are
+    the base's with ``step_size = shared_step``. Composed generation uses it, and so does the
+    continual-learning training chain for frozen EBMs trained with another step.
+
+    Example:
+        >>> from conceptebm.concepts import Concept
+        >>> from conceptebm.infer import SamplerSettings
+        >>> class Sq(ConditionalEnergy):
+        ...     def energy(self, x, c):
+        ...         return ((x - c) ** 2).sum(-1)
+        >>> steep = Sq(Concept.continuous("p", dim=1), sampler=SamplerSettings(step_size=1.0))
+        >>> m = StepMatched(steep, 100.0)   # in a chain of step 100
+        >>> m.factor, round(float(m(torch.ones(1, 1), torch.zeros(1, 1))), 6), m.sampler.step_size
+        (0.01, 0.01, 100.0)
+    """
+
+    def __init__(self, base: ConditionalEnergy, shared_step: float):
+        if base.sampler is None:
+            raise ValueError(f"StepMatched: the {base.concept.name} model records no sampler "
+                             "settings, so its step size is unknown; build it with "
+                             "sampler=SamplerSettings(step_size=...)")
+        super().__init__(base.concept, sampler=base.sampler.replace(step_size=shared_step))
+        self.base, self.factor = base, base.sampler.step_size / self.sampler.step_size
+        self.image_size = getattr(base, "image_size", None)
+        self.channels = getattr(base, "channels", 3)
+
+    def energy(self, x: Tensor, c: Tensor) -> Tensor:
+        return self.factor * self.base(x, c)
 
 
 def require_grounded(energy: Energy) -> None:

@@ -11,10 +11,13 @@ Three stages, each a dataset and a concept (:data:`STAGES`):
 **How the frozen models enter.** Stage k trains only the new concept's EBM through
 :func:`conceptebm.train.train` with ``TrainConfig.frozen`` = the exported checkpoints of the
 earlier stages (their EMA weights, as selected by the in-loop judge score). Every training
-negative is a short-run Langevin chain (K steps, step 100, noise 0.005, replay buffer) on
-``E_new(x | c_new) + sum_j E_j(x | c_j)``, with every ``c`` read off the same real batch (our
-datasets label every concept in every stage); the loss scores E_new alone; the frozen nets
-are in eval mode with ``requires_grad=False`` and outside the optimizer.
+negative is a short-run Langevin chain (K steps, the new EBM's step: 100 for position and
+colour, 1 for shape; noise 0.005, replay buffer) on ``E_new(x | c_new) + sum_j w_j E_j(x | c_j)``,
+with every ``c`` read off the same real batch (our datasets label every concept in every
+stage) and ``w_j`` = E_j's own step / the chain's (:func:`conceptebm.train.match_steps`: the
+chain moves each frozen EBM as its own sampler did; 1 when the steps agree); the loss scores
+E_new alone; the frozen nets are in eval mode with ``requires_grad=False`` and outside the
+optimizer. Generation composes them the same way, with the newest EBM's sampler.
 
 **Evaluation.** After stage k, ``n`` targets are drawn from held-out scenes of stage k's
 dataset (uniform positions; cube or sphere; any colour in stage 3): one generation per target
@@ -63,7 +66,7 @@ from conceptebm.evaluate import load_judges
 from conceptebm.evaluate.metrics import score_generations
 from conceptebm.evaluate.quality import generate
 from conceptebm.plotting import save_figure
-from conceptebm.train import TrainConfig, make_config, train
+from conceptebm.train import TrainConfig, make_config, match_steps, train
 
 __all__ = ["Stage", "STAGES", "SHAPES", "GAN_VARIANTS", "ContinualSettings", "ContinualResult",
            "stage_config", "start_config", "train_ebm_stage", "train_gan_stage", "eval_targets",
@@ -104,18 +107,22 @@ class ContinualSettings:
         # position: the shipped position recipe (CD + contrastive term 0.1, cosine)
         {"iterations": 2500, "lr_schedule": "cosine", "contrastive_weight": 0.1},
         # shape: pixels as 2x-1 (what lets our conv net tell shapes apart, README) and a
-        # stronger concept-contrastive term (ranking the labels is what shape lacks)
+        # stronger concept-contrastive term (ranking the labels is what shape lacks). The
+        # shipped shape recipe (a discriminative start, then CD at step 1 and T = 1, with the
+        # frozen position EBM step-matched, x 100) was tried here: its energies reached the L2
+        # bound (E+ -4.9, E- +4.9) by iteration 300 and its in-loop shape accuracy stayed at
+        # 0.39-0.40 through iteration 770 (README, "Continual learning")
         {"iterations": 2000, "lr_schedule": "cosine", "contrastive_weight": 0.3,
          "center_input": True},
         # color: the shipped color recipe (CD, cosine)
         {"iterations": 1500, "lr_schedule": "cosine"},
     )
-    #: per stage, None or the settings of a discriminative start (start_config), e.g.
-    #: {"iterations": 800, "contrastive_temperature": 0.01}. Off: measured on the shape stage
-    #: (frozen position EBM), such a start ranks cube / sphere on real scenes (MAP accuracy
-    #: 0.995 at 500 iterations, 30 s), but CD from it drove E+ / E- to -5 / +5 (the L2 bound)
-    #: within 30-200 iterations at lr 5e-4 and at lr 1e-4 with contrastive weight 1, and its
-    #: generations stayed at shape accuracy 0.39
+    #: per stage, None or the settings of a discriminative start (start_config): the
+    #: contrastive objective alone, whose best weights start the stage's CD run, e.g.
+    #: {"iterations": 2500} (T = 1, the shipped shape model's start: shape classification
+    #: 1.00 on real stage-2 scenes in 26 s). Off: CD from such a start, at step 100 with
+    #: T = 0.01 or at step 1 with T = 1, drove E+ / E- to the L2 bound within 200-300
+    #: iterations and its generations stayed at shape accuracy 0.39-0.40
     starts: tuple = (None, None, None)
     common: dict = field(default_factory=lambda: {
         "eval_every": 250, "eval_samples": 100, "eval_steps": 60, "time_limit_min": 13.0})
@@ -138,9 +145,9 @@ class ContinualSettings:
         tiny = {"iterations": 4, "width": 4, "blocks": 1, "embed_dim": 8, "dataset_size": 256,
                 "batch_size": 8, "sampler_steps": 3, "buffer_size": 64, "checkpoint_every": 2,
                 "log_every": 1}
-        base = dict(n_eval=16, ebm=(dict(tiny), {**tiny, "center_input": True}, dict(tiny)),
-                    starts=(None, {"iterations": 3, "contrastive_temperature": 0.01,
-                                   "eval_every": 3}, None),
+        base = dict(n_eval=16, ebm=(dict(tiny), {**tiny, "center_input": True,
+                                                  "step_size": 1.0}, dict(tiny)),
+                    starts=(None, {"iterations": 3, "eval_every": 3}, None),
                     common={"eval_every": 2, "eval_samples": 8, "eval_steps": 3},
                     gan_steps=3, gan_minutes=1.0, gan_batch=8,
                     gan_options={"g_width": 16, "d_width": 4}, quick=True,
@@ -338,7 +345,10 @@ def evaluate_ebm(paths: list[str], targets: dict[str, Tensor], judge, *, seed: i
     if calibration_power is not None:
         weights = calibration_weights(models, len(models), calibration_power, seed=seed)
         models = [_Weighted(m, w).eval() for m, w in zip(models, weights, strict=True)]
-    net, frozen = models[-1], models[:-1]  # the newest EBM, ANDed with the earlier ones
+    # the newest EBM, ANDed with the earlier ones, each step-matched to the newest one's
+    # sampler as in training (conceptebm.train.match_steps)
+    net = models[-1]
+    frozen = match_steps(models[:-1], net.sampler.step_size)
     c = torch.cat([m.concept.encode(targets[m.concept.name]).reshape(
         len(targets[m.concept.name]), -1) for m in [net, *frozen]], dim=1)  # (n, L_all)
     gen = torch.Generator().manual_seed(EVAL_SEED + seed)

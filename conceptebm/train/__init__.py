@@ -35,7 +35,7 @@ from conceptebm.train.config import (
     make_config,
     smoke_config,
 )
-from conceptebm.train.continual import freeze, load_frozen
+from conceptebm.train.continual import freeze, load_frozen, match_steps
 from conceptebm.train.loop import TrainingDiverged, TrainResult, lr_at, train, training_seed
 from conceptebm.train.loss import (
     cd_loss,
@@ -87,6 +87,7 @@ __all__ = [
     "load_energy",
     "freeze",
     "load_frozen",
+    "match_steps",
     "DEFAULT_SAMPLER",
     "generation_quality",
     "inference_quality",

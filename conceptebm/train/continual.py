@@ -8,6 +8,13 @@ parameters have ``requires_grad=False`` and are not in the optimizer, so they ca
 ``TrainConfig.frozen`` lists them as checkpoint paths or shipped names
 (``conceptebm.pretrained``); each one's concept must be a label of the training dataset.
 
+The chain has one step size, the new EBM's (``TrainConfig.step_size``). A frozen EBM trained
+with another step enters it step-matched (:func:`match_steps`): its energy scaled by its own
+step over the chain's, so the shared chain moves it as its own sampler did. Without that, a
+shape EBM trained with step 1 (steep energies, the shipped recipe) beside a position EBM
+trained with step 100 would see position move 100 times too little; the composition that
+generates afterwards (:func:`conceptebm.compose.generate`) matches steps the same way.
+
 Example:
     >>> frozen = load_frozen(["position"])
     >>> [e.concept.name for e in frozen]
@@ -20,9 +27,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from conceptebm.checkpoints import load_energy
-from conceptebm.energies import ConditionalEnergy
+from conceptebm.energies import ConditionalEnergy, StepMatched
 
-__all__ = ["load_frozen", "freeze"]
+__all__ = ["load_frozen", "freeze", "match_steps"]
 
 
 def freeze(energy: ConditionalEnergy) -> ConditionalEnergy:
@@ -49,4 +56,25 @@ def load_frozen(specs: Sequence[str | ConditionalEnergy], device=None) -> list[C
     names = [e.concept.name for e in out]
     if len(set(names)) != len(names):
         raise ValueError(f"frozen EBMs must be for distinct concepts, got {names}")
+    return out
+
+
+def match_steps(frozen: Sequence[ConditionalEnergy], step_size: float
+                ) -> list[ConditionalEnergy]:
+    """Each frozen EBM as a chain of step ``step_size`` should see it: wrapped in
+    :class:`~conceptebm.energies.StepMatched` when its recorded step differs (models without
+    recorded settings are left as they are); parameters stay the frozen ones.
+
+    Example:
+        >>> from conceptebm import pretrained
+        >>> shape = freeze(pretrained.load("shape"))     # trained with step 1
+        >>> [type(e).__name__ for e in match_steps([shape], 100.0)]
+        ['StepMatched']
+        >>> match_steps([shape], shape.sampler.step_size)[0] is shape
+        True
+    """
+    out = []
+    for f in frozen:
+        own = f.sampler.step_size if f.sampler is not None else None
+        out.append(StepMatched(f, step_size).eval() if own and own != step_size else f)
     return out

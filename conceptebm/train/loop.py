@@ -57,7 +57,7 @@ from conceptebm.train import distributed as D
 from conceptebm.train.augment import augment_real
 from conceptebm.train.buffer import ReplayBuffer
 from conceptebm.train.config import TrainConfig
-from conceptebm.train.continual import load_frozen
+from conceptebm.train.continual import load_frozen, match_steps
 from conceptebm.train.logs import CsvLog, plot_training
 from conceptebm.train.loss import wrong_concept_values
 from conceptebm.train.objective import make_objective
@@ -220,7 +220,8 @@ def train(config: TrainConfig, *, dataset=None, eval_dataset=None, judge=None,
         easy = make_dataset(config.curriculum_dataset, size=config.dataset_size,
                             seed=config.seed, image_size=config.image_size)
         _dataset_concept(easy, config.concept)
-    frozen = load_frozen(config.frozen, device=device)
+    # frozen earlier EBMs, each scaled to move in this chain's step as in its own sampler
+    frozen = match_steps(load_frozen(config.frozen, device=device), config.step_size)
     for f in frozen:
         _dataset_concept(dataset, f.concept.name)
     with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG

@@ -2,7 +2,7 @@ import torch
 from conftest import SquaresDataset
 
 from conceptebm.concepts import Concept
-from conceptebm.energies import And
+from conceptebm.energies import And, StepMatched
 from conceptebm.energies.nets import ConvEnergyNet
 from conceptebm.train import conditioned_energy, save_checkpoint, smoke_config, train
 
@@ -57,3 +57,38 @@ def test_conditioned_energy_sums_frozen_terms():
     x = torch.rand(1, 3, 16, 16)
     expected = col(x, c[:, :2]) + pos(x, c[:, 2:])
     torch.testing.assert_close(e(x), expected)
+
+
+def test_a_frozen_ebm_trained_with_another_step_enters_the_chain_step_matched(tmp_path):
+    # A frozen EBM recorded with step 1 in a chain of step 100 must be scaled by 1/100 (else
+    # the chain moves it 100x too far); one recorded with the chain's own step is left alone.
+    old = ConvEnergyNet(SquaresDataset.concepts["position"], image_size=16, width=4,
+                        embed_dim=8)
+    steep, same = tmp_path / "steep.safetensors", tmp_path / "same.safetensors"
+    save_checkpoint(steep, {"model": old.state_dict()},
+                    {"net": old.config, "sampler": {"step_size": 1.0}})
+    save_checkpoint(same, {"model": old.state_dict()},
+                    {"net": old.config, "sampler": {"step_size": 100.0}})
+    import conceptebm.train.loop as loop
+
+    seen, real = [], loop.sample_images
+
+    def spy(*a, frozen=(), **k):
+        seen.append(list(frozen))
+        return real(*a, frozen=frozen, **k)
+
+    loop.sample_images = spy
+    try:
+        for path in (steep, same):
+            cfg = smoke_config(concept="color", image_size=16, frozen=[str(path)],
+                               eval_every=0, iterations=1, step_size=100.0,
+                               out_dir=str(tmp_path / path.stem))
+            train(cfg, dataset=SquaresDataset(32), progress=False)
+    finally:
+        loop.sample_images = real
+    (matched,), (plain,) = seen[0], seen[-1]
+    assert isinstance(matched, StepMatched) and matched.factor == 0.01
+    assert not isinstance(plain, StepMatched)
+    x, c = torch.rand(2, 3, 16, 16), torch.zeros(2, 2)
+    torch.testing.assert_close(matched(x, c), 0.01 * plain(x, c))
+    assert all(not p.requires_grad for p in matched.parameters())
