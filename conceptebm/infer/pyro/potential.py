@@ -90,7 +90,7 @@ class _Sites(Messenger):
     Sets the named sample sites to ``data`` (observed), keeps each sample site's message in
     :attr:`sites` (name -> message; no copies, no ``Trace`` graph) and hides every message from
     the handlers outside, as ``poutine.block`` does. The potential runs the model once per
-    sampler step, and the three stacked handlers cost about 0.1 ms a run of Python bookkeeping
+    sampler step, and the three stacked handlers cost about 0.05 ms a run of Python bookkeeping
     (``benchmarks/engine_overhead.py``). The validated ``Trace`` of the model is built once,
     at construction.
     """
