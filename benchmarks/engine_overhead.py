@@ -21,9 +21,10 @@ Timing on a shared machine: each of ``--repeats`` repeats (30) runs the four var
 back in a rotated order, after a full garbage collection, with process CPU time and one
 thread, ``--inner`` times (3), and keeps each variant's fastest run (interference from other
 jobs only adds time); the ratio of each variant to ``bare`` is taken *within* a repeat
-(paired), so load that drifts between repeats cancels. The reported ratio is the median of the paired ratios with a
-distribution-free 95% interval (order statistics), and a target counts as met only when the
-whole interval is under it ("inconclusive" when the machine was too noisy to tell).
+(paired), so load that drifts between repeats cancels. The reported ratio is the median of
+the paired ratios with a distribution-free 95% interval (order statistics), and a target
+counts as met only when the whole interval is under it ("inconclusive" when the machine was
+too noisy to tell).
 
 What made the engine read slower than it is (issue 15), found by timing variants in between
 (a bare loop calling the bound energy, a bare loop of ``langevin_step``, the full ``langevin``):

@@ -21,8 +21,8 @@ from torch import Tensor, nn
 
 from conceptebm.energies.base import ConditionalEnergy, Energy
 
-__all__ = ["And", "Or", "Not", "Scale", "StepMatched", "require_grounded", "split_labels",
-           "conditioned_energy"]
+__all__ = ["And", "Or", "Not", "Scale", "ScaledConditional", "StepMatched", "require_grounded",
+           "split_labels", "conditioned_energy"]
 
 # Binding strength for the repr, as in the expression language: ~ > * > & > |.
 _PREC = {"Or": 1, "And": 2, "Scale": 3, "Not": 4}
@@ -200,7 +200,36 @@ class Scale(Energy):
         return f"{self.t:.3g}*{_wrap(self.term, _PREC['Scale'] + 1)}"
 
 
-class StepMatched(ConditionalEnergy):
+class ScaledConditional(ConditionalEnergy):
+    """``factor * E(x|c)``: a conditional energy with a fixed positive weight, keeping the
+    base's concept, sampler settings (unless ``sampler`` is given) and image attributes. A term
+    of a weighted conjunction, e.g. the continual experiment's calibrated one.
+
+    Example:
+        >>> from conceptebm.concepts import Concept
+        >>> class Sq(ConditionalEnergy):
+        ...     def energy(self, x, c):
+        ...         return ((x - c) ** 2).sum(-1)
+        >>> half = ScaledConditional(Sq(Concept.continuous("p", dim=1)), 0.5)
+        >>> float(half(torch.full((1, 1), 2.0), torch.zeros(1, 1)))
+        2.0
+    """
+
+    def __init__(self, base: ConditionalEnergy, factor: float, *, sampler=None):
+        factor = float(factor)
+        if not (math.isfinite(factor) and factor > 0):
+            raise ValueError(f"ScaledConditional factor must be a finite number > 0, got "
+                             f"{factor}; a negative weight is a negation: use Not")
+        super().__init__(base.concept, sampler=sampler if sampler is not None else base.sampler)
+        self.base, self.factor = base, factor
+        self.image_size = getattr(base, "image_size", None)
+        self.channels = getattr(base, "channels", 3)
+
+    def energy(self, x: Tensor, c: Tensor) -> Tensor:
+        return self.factor * self.base(x, c)
+
+
+class StepMatched(ScaledConditional):
     """``factor * E(x|c)`` of a model trained with another Langevin step size.
 
     One chain samples a composition with one step size. A model trained with step ``s`` (the
@@ -227,13 +256,8 @@ class StepMatched(ConditionalEnergy):
             raise ValueError(f"StepMatched: the {base.concept.name} model records no sampler "
                              "settings, so its step size is unknown; build it with "
                              "sampler=SamplerSettings(step_size=...)")
-        super().__init__(base.concept, sampler=base.sampler.replace(step_size=shared_step))
-        self.base, self.factor = base, base.sampler.step_size / self.sampler.step_size
-        self.image_size = getattr(base, "image_size", None)
-        self.channels = getattr(base, "channels", 3)
-
-    def energy(self, x: Tensor, c: Tensor) -> Tensor:
-        return self.factor * self.base(x, c)
+        super().__init__(base, base.sampler.step_size / shared_step,
+                         sampler=base.sampler.replace(step_size=shared_step))
 
 
 def require_grounded(energy: Energy) -> None:

@@ -61,7 +61,7 @@ from conceptebm.baselines.gan import ConditionalGAN, fit, load_gan, save_gan
 from conceptebm.checkpoints import atomic_write_text, export_weights, load_checkpoint, load_energy
 from conceptebm.compose.calibrate import energy_gap, reference_scale
 from conceptebm.datasets import make_dataset
-from conceptebm.energies import ConditionalEnergy
+from conceptebm.energies import ScaledConditional
 from conceptebm.evaluate import load_judges
 from conceptebm.evaluate.metrics import score_generations
 from conceptebm.evaluate.quality import generate
@@ -308,19 +308,6 @@ def _flat(prefix: str, metrics: dict, concepts) -> dict:
     return out
 
 
-class _Weighted(ConditionalEnergy):
-    """``weight * E(x | c)``: one term of a calibrated conjunction."""
-
-    def __init__(self, base: ConditionalEnergy, weight: float):
-        super().__init__(base.concept, sampler=base.sampler)
-        self.base, self.weight = base, float(weight)
-        self.image_size = getattr(base, "image_size", None)
-        self.channels = getattr(base, "channels", 3)
-
-    def energy(self, x: Tensor, c: Tensor) -> Tensor:
-        return self.weight * self.base(x, c)
-
-
 def calibration_weights(models, k: int, power: float, *, seed: int = 0,
                         n: int = 256) -> list[float]:
     """Weights ``(ref / gap_i) ** power`` of stage ``k``'s models, ``gap_i`` measured on ``n``
@@ -344,7 +331,7 @@ def evaluate_ebm(paths: list[str], targets: dict[str, Tensor], judge, *, seed: i
     models = [load_energy(p).requires_grad_(False) for p in paths]
     if calibration_power is not None:
         weights = calibration_weights(models, len(models), calibration_power, seed=seed)
-        models = [_Weighted(m, w).eval() for m, w in zip(models, weights, strict=True)]
+        models = [ScaledConditional(m, w).eval() for m, w in zip(models, weights, strict=True)]
     # the newest EBM, ANDed with the earlier ones, each step-matched to the newest one's
     # sampler as in training (conceptebm.train.match_steps)
     net = models[-1]
