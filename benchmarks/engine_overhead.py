@@ -309,6 +309,9 @@ def main(argv=None) -> int:
     for name in ("batch", "steps", "repeats", "inner"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.json is not None and args.json.is_dir():
+        p.error(f"--json {args.json} is a directory; give a file path such as "
+                "out/engine_overhead.json")
     if args.quick:
         res = run(batch=8, steps=5, repeats=3, size=16, seed=args.seed, device=args.device,
                   allocator=args.allocator, inner=1)
