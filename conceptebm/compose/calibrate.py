@@ -31,13 +31,29 @@ from conceptebm.energies import ConditionalEnergy
 __all__ = ["energy_gap", "random_other_values", "reference_scale", "composition_scales"]
 
 
-def random_other_values(concept, c: Tensor, generator=None) -> Tensor:
-    """For encoded values ``c (B, dim)``, draw a random *other* value per row."""
+def random_other_values(concept, c: Tensor, generator=None, *,
+                        values: Tensor | None = None) -> Tensor:
+    """For encoded values ``c (B, dim)``, draw a random *other* value per row.
+
+    ``values``: for a categorical concept, the indices to draw from (default: all of the
+    concept's values); every row's own value must be among them. A model trained on data that
+    holds only some values (a continual stage's cubes and spheres of a three-shape concept) is
+    then measured against the values it was taught, not against ones it never saw.
+    """
     b = c.shape[0]
     if concept.is_categorical:
         true = c.argmax(-1)  # (B,)
-        shift = torch.randint(1, concept.dim, (b,), generator=generator, device=c.device)
-        return torch.nn.functional.one_hot((true + shift) % concept.dim, concept.dim).to(c)
+        if values is None or len(values) == concept.dim:
+            shift = torch.randint(1, concept.dim, (b,), generator=generator, device=c.device)
+            return torch.nn.functional.one_hot((true + shift) % concept.dim, concept.dim).to(c)
+        values = torch.as_tensor(values, device=c.device).unique()  # sorted
+        k = len(values)
+        slot = torch.searchsorted(values, true)  # each row's place among the values
+        if k < 2 or not (values[slot.clamp(max=k - 1)] == true).all():
+            raise ValueError(f"{concept.name}: need at least two values, among them every "
+                             f"row's own; got values {values.tolist()}")
+        shift = torch.randint(1, k, (b,), generator=generator, device=c.device)
+        return torch.nn.functional.one_hot(values[(slot + shift) % k], concept.dim).to(c)
     u = torch.rand((b, concept.dim), generator=generator, device=c.device, dtype=c.dtype)
     return concept.low + (concept.high - concept.low) * u
 
@@ -48,6 +64,9 @@ def energy_gap(model: ConditionalEnergy, images: Tensor, labels, *, negatives: i
     """Mean ``E(x|c') - E(x|c)`` over real ``images (N, C, H, W)`` with labels ``c`` (raw or
     encoded) and ``negatives`` random other values ``c'`` per image. Must be > 0 for a model
     that prefers the right concept; a non-positive gap raises (the model cannot be calibrated).
+    For a categorical concept ``c'`` is drawn among the values the labels hold: a value absent
+    from the data says nothing about the model's scale (a model never shown a cylinder may put
+    it anywhere), and drawing it inflated a continual shape EBM's gap 3x.
     """
     concept = model.concept
     c = concept.encode(labels, device=images.device, dtype=images.dtype)
@@ -56,12 +75,13 @@ def energy_gap(model: ConditionalEnergy, images: Tensor, labels, *, negatives: i
                          f"encoded to {tuple(c.shape)}")
     if negatives < 1:
         raise ValueError(f"negatives must be >= 1, got {negatives}")
+    values = c.argmax(-1).unique() if concept.is_categorical else None
     gaps = []
     for start in range(0, images.shape[0], batch_size):
         x, ci = images[start:start + batch_size], c[start:start + batch_size]
         e_true = model(x, ci)  # (b,)
         for _ in range(negatives):
-            e_wrong = model(x, random_other_values(concept, ci, generator))
+            e_wrong = model(x, random_other_values(concept, ci, generator, values=values))
             gaps.append(e_wrong - e_true)
     gap = torch.cat(gaps)
     if not torch.isfinite(gap).all():

@@ -225,7 +225,7 @@ def metric_names(concept: Concept) -> list[str]:
 
 def score_predictions(predictions: Mapping[str, Tensor], targets: Mapping,
                       concepts: Mapping[str, Concept], *,
-                      present: Tensor | None = None) -> dict:
+                      present: Tensor | None = None, joint: bool = False) -> dict:
     """Score judged ``predictions`` against the ``targets`` the images were conditioned on.
 
     Args:
@@ -239,14 +239,17 @@ def score_predictions(predictions: Mapping[str, Tensor], targets: Mapping,
         present: optional ``(n,)`` bool (:func:`object_present`): images without an object
             count as wrong in every accuracy (errors are averaged over all images as judged),
             and ``object_rate`` is reported.
+        joint: also report ``all_acc``, the share of images right on *every* target concept
+            at once (a continuous one within its first tolerance): what a conjunction asks.
 
     Returns:
         ``{metric name: Metric}``: ``<name>_acc`` for a categorical concept; for a continuous
         one ``<name>_acc`` (Euclidean distance below its first accuracy tolerance),
         ``<name>_acc_<tol>`` for each further tolerance, and ``<name>_mae``;
-        ``object_rate`` with ``present``.
+        ``object_rate`` with ``present``; ``all_acc`` with ``joint``.
     """
     out: dict[str, Metric] = {}
+    hits = []  # (n,) bool per target concept, for ``joint``
     if present is not None:
         present = torch.as_tensor(present, dtype=torch.bool)
         out["object_rate"] = binomial_metric(present)
@@ -261,6 +264,7 @@ def score_predictions(predictions: Mapping[str, Tensor], targets: Mapping,
             if present is not None:
                 pred = torch.where(present.to(pred.device), pred, torch.full_like(pred, -1))
             out[f"{name}_acc"] = class_accuracy(pred, target)
+            hits.append(pred == target)
             continue
         names = metric_names(concept)
         if concept.accuracy_tolerances:
@@ -270,7 +274,13 @@ def score_predictions(predictions: Mapping[str, Tensor], targets: Mapping,
                 if present is not None:
                     hit = hit & present.to(hit.device)
                 out[key] = binomial_metric(hit)
+                if key == names[0]:
+                    hits.append(hit)
+        elif joint:
+            raise ValueError(f"joint: {name!r} declares no accuracy tolerance to be right within")
         out[names[-1]] = mean_absolute_error(pred, target)
+    if joint and hits:
+        out["all_acc"] = binomial_metric(torch.stack(hits).all(0))
     return out
 
 

@@ -37,6 +37,30 @@ def test_gap_of_categorical_concept_and_other_values_differ(gen):
     assert energy_gap(Quadratic(concept, 1.5), onehot, idx, generator=gen) == pytest.approx(3.0)
 
 
+def test_categorical_gap_is_measured_against_the_values_the_data_holds(gen):
+    # a model never shown "y" puts it far away (k_y = 50): drawing it would inflate the gap
+    concept = Concept.categorical("shape", ["r", "g", "b", "y"])
+
+    class Unseen(Quadratic):
+        def energy(self, x, c):
+            return super().energy(x, c) + 50.0 * c[:, 3]
+
+    idx = torch.randint(0, 3, (600,), generator=gen)  # the data holds r, g and b only
+    onehot = concept.encode(idx).double()
+    # |onehot - other|^2 = 2 for any other value: the gap is exactly 2k when "y" is not drawn
+    assert energy_gap(Unseen(concept, 1.5), onehot, idx, generator=gen) == pytest.approx(3.0)
+    other = random_other_values(concept, onehot, gen, values=torch.tensor([0, 1, 2]))
+    assert set(other.argmax(1).tolist()) == {0, 1, 2} and (other.argmax(1) != idx).all()
+    with pytest.raises(ValueError, match="every row's own"):
+        random_other_values(concept, onehot, gen, values=torch.tensor([0, 1]))
+    # every value present: the draw is the unrestricted one (same generator, same values)
+    all4 = torch.randint(0, 4, (50,), generator=gen)
+    g1, g2 = (torch.Generator().manual_seed(5) for _ in range(2))
+    oh = concept.encode(all4)
+    assert torch.equal(random_other_values(concept, oh, g1),
+                       random_other_values(concept, oh, g2, values=torch.arange(4)))
+
+
 def test_a_model_that_prefers_wrong_values_cannot_be_calibrated(gen):
     concept = Concept.continuous("p", 1)
     c = torch.rand(100, 1, generator=gen) * 2 - 1

@@ -95,6 +95,23 @@ def test_score_predictions_broadcasts_and_names_metrics():
         scores["size_mae"])
 
 
+def test_joint_accuracy_needs_every_concept_right_in_the_same_image():
+    # position within 0.4 of (0, 0): images 0 and 3; colour right: images 1, 2 and 3
+    predictions = {"position": PRED_POS, "color": torch.tensor([0, 0, 1, 0, 2]),
+                   "size": torch.full((5, 1), 0.5)}
+    targets = {"position": (0.0, 0.0), "color": torch.tensor([1, 0, 1, 0, 0])}
+    scores = score_predictions(predictions, targets, CONCEPTS, joint=True)
+    assert scores["position_acc"].value == pytest.approx(0.4)
+    assert scores["color_acc"].value == pytest.approx(0.6)
+    assert scores["all_acc"] == pytest.approx((0.2, math.sqrt(0.16 / 5)))  # image 3 alone
+    assert "all_acc" not in score_predictions(predictions, targets, CONCEPTS)
+    absent = torch.tensor([True, True, True, False, True])  # image 3 shows no object
+    assert score_predictions(predictions, targets, CONCEPTS, present=absent,
+                             joint=True)["all_acc"].value == 0
+    with pytest.raises(ValueError, match="no accuracy tolerance"):
+        score_predictions(predictions, {**targets, "size": 0.5}, CONCEPTS, joint=True)
+
+
 @pytest.mark.parametrize("targets, match", [
     ({"shape": "cube"}, "judge knows"),
     ({"color": "purple"}, "unknown color 'purple'"),
