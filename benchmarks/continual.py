@@ -14,8 +14,12 @@ paper's baseline). See :mod:`conceptebm.experiments.continual` for the protocol.
 Resumable: stage checkpoints in ``--out-dir`` are reused, an interrupted EBM stage resumes
 from ``--run-dir``. JSON keys (flat): ``ebm.stage1.position``, ``ebm.stage2.position``,
 ``ebm.stage2.shape``, ``ebm.stage3.{position,shape,color}``, the same for
-``ebm_calibrated.`` (the conjunction weighted as ``conceptebm sample`` weights it), ``gan.`` and
-``gan_paper.``, each with a ``.se`` twin (binomial standard error), ``<model>.stageK.minutes``
+``ebm_calibrated.`` (the conjunction weighted as ``conceptebm sample`` weights it),
+``ebm_selected.`` (the calibration power and chain length chosen on validation targets, judged
+on the test targets; ``.power``, ``.steps``, and every tried one's validation scores under
+``ebm_selected.stageK.valid.p<power>.s<steps>.``), ``gan.`` and ``gan_paper.``, each with a
+``.se`` twin (binomial standard error), ``<model>.stageK.all`` (every judged concept right in
+the same image; EBM rows), ``<model>.stageK.minutes``
 (training minutes of that stage), ``<model>.stageK.object_rate``, ``paper.*`` (Table 2),
 ``command``, ``n``.
 """
@@ -90,7 +94,7 @@ def main(argv=None) -> int:
     result = run_continual(settings, command=command, log=lambda s: print(s, flush=True))
     m = result.metrics
 
-    models = [k for k in ("ebm", "ebm_calibrated", "gan", "gan_paper")
+    models = [k for k in ("ebm", "ebm_calibrated", "ebm_selected", "gan", "gan_paper")
               if f"{k}.stage1.position" in m]
     header = "| model | stage 1: position | stage 2: position, shape | stage 3: position, " \
              "shape, color | minutes per stage |"
@@ -108,6 +112,14 @@ def main(argv=None) -> int:
         minutes = ("" if f"{model}.stage1.minutes" not in m else
                    " / ".join(f"{m[f'{model}.stage{k}.minutes']:.1f}" for k in (1, 2, 3)))
         print(f"| {model} | " + " | ".join(cells) + f" | {minutes} |")
+    if "ebm_selected.stage1.position" in m:
+        print("chosen on validation: " + "; ".join(
+            f"stage {k}: power {m[f'ebm_selected.stage{k}.power']:g}, "
+            f"{m[f'ebm_selected.stage{k}.steps']} steps" for k in (1, 2, 3)))
+        print("every concept right in one image (all): " + "; ".join(
+            f"{model} " + " / ".join(f"{m[f'{model}.stage{k}.all']:.3f}" for k in (1, 2, 3))
+            for model in ("ebm", "ebm_calibrated", "ebm_selected")
+            if f"{model}.stage3.all" in m))
 
     figure = args.figure or (os.path.join(settings.out_dir, "continual_quick.png") if args.quick
                              else "benchmarks/figures/continual.png")

@@ -96,6 +96,8 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, type=_FINITE, nargs=2, default=None, help=help_text)
         elif hint == list[str]:
             p.add_argument(flag, nargs="*", default=None, help=help_text)
+        elif hint == list[float]:
+            p.add_argument(flag, type=_FINITE, nargs="*", default=None, help=help_text)
         else:  # pragma: no cover - a new field type needs a line here
             raise TypeError(f"no command-line form for TrainConfig.{f.name}: {hint}")
 

@@ -49,9 +49,10 @@ protocol on tiny nets in seconds; ``tests/experiments`` does):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -71,10 +72,14 @@ from conceptebm.train import TrainConfig, make_config, match_steps, train
 __all__ = ["Stage", "STAGES", "SHAPES", "GAN_VARIANTS", "ContinualSettings", "ContinualResult",
            "stage_config", "start_config", "train_ebm_stage", "train_gan_stage", "eval_targets",
            "evaluate_ebm", "evaluate_gan", "run_continual", "plot_figure8", "JUDGED",
-           "gan_given", "write_json"]
+           "gan_given", "write_json", "select_composition", "SELECT_SEED",
+           "stage_selection", "frozen_weights"]
 
 SHAPES = ("cube", "sphere")  # the paper's box and sphere
 EVAL_SEED = 20_261_129  # held-out targets: another seed than any training stream
+#: validation targets (composition selection): eval_targets(k, n, seed=SELECT_SEED + seed),
+#: scenes of another seed than the test targets (EVAL_SEED + seed) and the calibration scenes
+SELECT_SEED = 2000
 GAN_VARIANTS = ("all", "paper")
 
 
@@ -136,6 +141,17 @@ class ContinualSettings:
     #: weighted by (ref / gap) ** p, its energy gap measured on the stage's real scenes
     #: (conceptebm.compose.calibrate; p = 0.5 is compose's default); None: raw sum only
     calibration_power: float | None = 0.5
+    #: also judge the conjunction composed as chosen on validation targets
+    #: (``ebm_selected.*``, :func:`select_composition`): every calibration power in
+    #: ``select_powers`` (0 = the raw sum) and chain length in ``select_steps`` is tried on
+    #: ``n_select`` held-out targets of another seed than the test ones; the one with the most
+    #: generations right on every concept at once is judged on the test targets. None: off
+    select_powers: tuple | None = (0.0, 0.25, 0.5, 0.75, 1.0)
+    select_steps: tuple = (60, 300)
+    n_select: int = 200
+    #: stage k >= 3 trains inside the composition stage k - 1 chose: its frozen EBMs weighted
+    #: by that stage's selected calibration power (:func:`frozen_weights`); False: weights 1
+    train_as_selected: bool = True
     quick: bool = False
     image_size: int = 32
 
@@ -151,13 +167,17 @@ class ContinualSettings:
                     common={"eval_every": 2, "eval_samples": 8, "eval_steps": 3},
                     gan_steps=3, gan_minutes=1.0, gan_batch=8,
                     gan_options={"g_width": 16, "d_width": 4}, quick=True,
-                    calibration_power=None)  # untrained nets have no energy gap to measure
+                    # untrained nets have no energy gap to measure: only the raw sum (power 0)
+                    calibration_power=None, select_powers=(0.0,), select_steps=(2, 3),
+                    n_select=8)
         return cls(**{**base, **overrides})
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["ebm"] = [dict(e) for e in self.ebm]
         d["starts"] = [dict(e) if e else None for e in self.starts]
+        d["select_powers"] = None if self.select_powers is None else list(self.select_powers)
+        d["select_steps"] = list(self.select_steps)
         return d
 
 
@@ -173,11 +193,14 @@ def _stage_dataset(stage: Stage, size: int, seed: int, image_size: int):
                         **stage.options)
 
 
-def stage_config(k: int, settings: ContinualSettings, frozen: list[str]) -> TrainConfig:
-    """The :class:`TrainConfig` of EBM stage ``k`` (1-based) with ``frozen`` earlier EBMs."""
+def stage_config(k: int, settings: ContinualSettings, frozen: list[str],
+                 frozen_weights: list[float] | None = None) -> TrainConfig:
+    """The :class:`TrainConfig` of EBM stage ``k`` (1-based) with ``frozen`` earlier EBMs
+    (weighted by ``frozen_weights`` in the training chain; default 1 each)."""
     stage = STAGES[k - 1]
     return TrainConfig(concept=stage.concept, dataset=stage.dataset, seed=settings.seed,
                        image_size=settings.image_size, frozen=list(frozen),
+                       frozen_weights=list(frozen_weights or []),
                        out_dir=str(Path(settings.run_dir) / f"stage{k}_{stage.concept}"),
                        **{**settings.common, **settings.ebm[k - 1]})
 
@@ -215,7 +238,8 @@ def train_ebm_stage(k: int, settings: ContinualSettings, *, command: str = "",
     if missing:
         raise FileNotFoundError(f"stage {k} needs the earlier stages' checkpoints {missing}; "
                                 "train the stages in order (run_continual does)")
-    config = stage_config(k, settings, frozen)
+    weights = frozen_weights(k, settings) if settings.train_as_selected else None
+    config = stage_config(k, settings, frozen, weights)
     stage = STAGES[k - 1]
     data = _stage_dataset(stage, config.dataset_size, settings.seed, settings.image_size)
     held = _stage_dataset(stage, config.eval_samples, settings.seed + 1_000_003,
@@ -242,6 +266,7 @@ def train_ebm_stage(k: int, settings: ContinualSettings, *, command: str = "",
                    best_iteration=int(best["iteration"]),
                    trained_iterations=int(last["iteration"]), stopped=result.stopped,
                    metrics=best.get("metrics", {}), command=command,
+                   frozen_weights=list(config.frozen_weights),
                    stage=k, dataset=stage.dataset, dataset_options=stage.options)
     return {"path": str(dest), "minutes": minutes, "iteration": int(best["iteration"]),
             "best_iteration": int(best["iteration"]), "reused": False}
@@ -303,6 +328,9 @@ def _flat(prefix: str, metrics: dict, concepts) -> dict:
     for c in concepts:
         m = metrics[f"{c}_acc"]
         out[f"{prefix}.{c}"], out[f"{prefix}.{c}.se"] = float(m.value), float(m.stderr)
+    if "all_acc" in metrics:  # every judged concept right in the same image
+        out[f"{prefix}.all"], out[f"{prefix}.all.se"] = (float(metrics["all_acc"].value),
+                                                         float(metrics["all_acc"].stderr))
     if "object_rate" in metrics:
         out[f"{prefix}.object_rate"] = float(metrics["object_rate"].value)
     return out
@@ -323,13 +351,14 @@ def calibration_weights(models, k: int, power: float, *, seed: int = 0,
 
 
 def evaluate_ebm(paths: list[str], targets: dict[str, Tensor], judge, *, seed: int = 0,
-                 chunk: int = 250, calibration_power: float | None = None
-                 ) -> tuple[dict, Tensor]:
+                 chunk: int = 250, calibration_power: float | None = None,
+                 num_steps: int | None = None) -> tuple[dict, Tensor]:
     """Generate one image per target from the conjunction of the EBMs in ``paths`` (in stage
-    order) and judge the targets' concepts; returns (metrics, images). With a
-    ``calibration_power`` each EBM is weighted (:func:`calibration_weights`) first."""
+    order) and judge the targets' concepts (and ``all_acc``: all of them in one image);
+    returns (metrics, images). With a ``calibration_power`` each EBM is weighted
+    (:func:`calibration_weights`) first; ``num_steps`` overrides the chain length."""
     models = [load_energy(p).requires_grad_(False) for p in paths]
-    if calibration_power is not None:
+    if calibration_power:  # 0: every weight is 1, the raw sum
         weights = calibration_weights(models, len(models), calibration_power, seed=seed)
         models = [ScaledConditional(m, w).eval() for m, w in zip(models, weights, strict=True)]
     # the newest EBM, ANDed with the earlier ones, each step-matched to the newest one's
@@ -338,12 +367,82 @@ def evaluate_ebm(paths: list[str], targets: dict[str, Tensor], judge, *, seed: i
     frozen = match_steps(models[:-1], net.sampler.step_size)
     c = torch.cat([m.concept.encode(targets[m.concept.name]).reshape(
         len(targets[m.concept.name]), -1) for m in [net, *frozen]], dim=1)  # (n, L_all)
+    sampler = net.sampler if num_steps is None else replace(net.sampler, num_steps=num_steps)
     gen = torch.Generator().manual_seed(EVAL_SEED + seed)
-    images = torch.cat([generate(net, c[s:s + chunk], net.sampler, frozen=frozen,
+    images = torch.cat([generate(net, c[s:s + chunk], sampler, frozen=frozen,
                                  generator=gen) for s in range(0, len(c), chunk)])
     with torch.no_grad():
-        metrics = score_generations(judge, images, targets)
+        metrics = score_generations(judge, images, targets, joint=True)
     return metrics, images
+
+
+def select_composition(paths: list[str], k: int, judge, *, powers=(0.0, 0.5, 1.0),
+                       steps=(60,), n: int = 200, seed: int = 0) -> tuple[dict, dict]:
+    """Choose how stage ``k``'s conjunction is composed, on validation targets.
+
+    Every calibration power in ``powers`` (each EBM weighted by ``(ref / gap) ** power``,
+    :func:`calibration_weights`; 0 is the raw sum) and chain length in ``steps`` generates
+    for ``n`` validation targets (held-out scenes of another seed than the test targets,
+    :data:`SELECT_SEED`) that the judges read. The choice is the one with the most
+    generations right on *every* concept at once (``all_acc``: what the conjunction asks;
+    per-concept accuracies can each be bought by giving up another), the first listed on a
+    tie. Returns ``({"power", "steps"}, {(power, steps): metrics})``.
+
+    Stage 1 has one EBM, whose weight is 1 whatever the power: only ``steps`` is tried.
+    """
+    targets = eval_targets(k, n, seed=SELECT_SEED + seed)
+    powers = (0.0,) if len(paths) == 1 else tuple(powers)
+    tried = {}
+    for power in powers:
+        for num_steps in steps:
+            tried[(power, num_steps)], _ = evaluate_ebm(
+                paths, targets, judge, seed=seed, calibration_power=power, num_steps=num_steps)
+    best = max(tried, key=lambda key: tried[key]["all_acc"].value)  # first on a tie
+    return {"power": best[0], "steps": best[1]}, tried
+
+
+def _selection_path(settings: ContinualSettings, k: int) -> Path:
+    return Path(settings.out_dir) / f"stage{k}_selection.json"
+
+
+def stage_selection(k: int, settings: ContinualSettings, judge=None) -> dict:
+    """Stage ``k``'s composition chosen on validation (:func:`select_composition` with the
+    settings' grid): ``{"power", "steps", "valid": {"p<power>.s<steps>": {concept: acc}}}``.
+    Kept next to the stage checkpoints (``stage<k>_selection.json``) and reused while the
+    checkpoints and the grid are the same; computed and written otherwise."""
+    paths = [str(_ebm_path(settings, j)) for j in range(1, k + 1)]
+    grid = {"powers": list(settings.select_powers or (0.0,)),
+            "steps": list(settings.select_steps), "n": settings.n_select,
+            "seed": settings.seed,
+            "checkpoints": [hashlib.sha256(Path(q).read_bytes()).hexdigest()[:16]
+                            for q in paths]}
+    path = _selection_path(settings, k)
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved.get("grid") == grid:
+            return saved
+    chosen, tried = select_composition(paths, k, judge or load_judges(),
+                                       powers=grid["powers"], steps=grid["steps"],
+                                       n=settings.n_select, seed=settings.seed)
+    out = {**chosen, "grid": grid,
+           "valid": {f"p{pw:g}.s{st}": {n: float(v.value) for n, v in m.items()}
+                     for (pw, st), m in tried.items()}}
+    atomic_write_text(path, json.dumps(out, indent=2, sort_keys=True))
+    return out
+
+
+def frozen_weights(k: int, settings: ContinualSettings) -> list[float]:
+    """The weights of stage ``k``'s frozen EBMs in its training chain: the calibration
+    weights (:func:`calibration_weights`) of the power stage ``k - 1`` chose on validation
+    (:func:`stage_selection`), so the new EBM learns beside the composition that generation
+    then uses. Stage 2 has one frozen EBM: weight 1 (a single model is not reweighted)."""
+    if k <= 2:
+        return [1.0] * (k - 1)
+    power = stage_selection(k - 1, settings)["power"]
+    if not power:
+        return [1.0] * (k - 1)
+    models = [load_energy(_ebm_path(settings, j)).requires_grad_(False) for j in range(1, k)]
+    return calibration_weights(models, k - 1, power, seed=settings.seed)
 
 
 def evaluate_gan(gan: ConditionalGAN, given, targets: dict[str, Tensor], judge, *,
@@ -391,6 +490,23 @@ def run_continual(settings: ContinualSettings, *, command: str = "", progress: b
                 metrics.update(_flat(f"ebm_calibrated.stage{k}", m, JUDGED[k]))
             say(f"ebm calibrated stage {k}: " + ", ".join(
                 f"{c} {metrics[f'ebm_calibrated.stage{k}.{c}']:.3f}" for c in JUDGED[k]))
+        if settings.select_powers is not None:
+            t1 = time.time()
+            chosen = stage_selection(k, settings, judge)
+            for key, accs in chosen["valid"].items():
+                metrics.update({f"ebm_selected.stage{k}.valid.{key}.{n.removesuffix('_acc')}": v
+                                for n, v in accs.items() if n.endswith("_acc")})
+            m, images = evaluate_ebm(ebm_paths, targets, judge, seed=settings.seed,
+                                     calibration_power=chosen["power"],
+                                     num_steps=chosen["steps"])
+            metrics.update(_flat(f"ebm_selected.stage{k}", m, JUDGED[k]))
+            metrics[f"ebm_selected.stage{k}.power"] = chosen["power"]
+            metrics[f"ebm_selected.stage{k}.steps"] = chosen["steps"]
+            metrics[f"ebm_selected.stage{k}.select_minutes"] = (time.time() - t1) / 60
+            samples[("ebm_selected", k)] = (images[:32], {c: v[:32] for c, v in targets.items()})
+            say(f"ebm selected stage {k} (power {chosen['power']:g}, {chosen['steps']} steps): "
+                + ", ".join(f"{c} {metrics[f'ebm_selected.stage{k}.{c}']:.3f}"
+                            for c in JUDGED[k]))
     for variant in settings.gan_variants:
         prefix = "gan" if variant == "all" else f"gan_{variant}"
         for k in (1, 2, 3):
@@ -445,7 +561,8 @@ def _show(targets: dict, m: int) -> Tensor:
 
 
 def plot_figure8(result: ContinualResult, path, *, per_row: int = 4,
-                 models: tuple[str, ...] = ("ebm", "gan", "gan_paper")) -> Path:
+                 models: tuple[str, ...] = ("ebm", "ebm_selected", "gan", "gan_paper")
+                 ) -> Path:
     """Figure 8: a row per stage, ``per_row`` samples of each model side by side, each
     titled with its target (position, shape, colour as far as the stage knows them)."""
     import matplotlib
@@ -471,7 +588,9 @@ def plot_figure8(result: ContinualResult, path, *, per_row: int = 4,
                     ax.set_title(_target_text(targets, j), fontsize=6)
                 if j == 0:
                     ax.set_ylabel(f"stage {k}\n{model.upper()}", fontsize=7)
-    names = {"ebm": "EBM (conjunction of the stages' EBMs)", "gan": "GAN given all labels so far",
+    names = {"ebm": "EBM (conjunction of the stages' EBMs)",
+             "ebm_selected": "the same, composed as chosen on validation",
+             "gan": "GAN given all labels so far",
              "gan_paper": "GAN given the stage's concept (paper)"}
     fig.suptitle("Continual learning (Figure 8): stage 1 position, stage 2 + shape, "
                  "stage 3 + colour; titles are the targets\n"

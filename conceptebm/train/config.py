@@ -127,10 +127,13 @@ class TrainConfig:
     out_dir: str = "runs/position"  # checkpoints, metrics.csv, loss.png
     frozen: list[str] = field(default_factory=list)  # continual learning: earlier EBMs
     #          (checkpoint paths or pretrained names) summed into the sampler, no gradient
+    frozen_weights: list[float] = field(default_factory=list)  # a weight > 0 per frozen
+    #          EBM in the sampler's sum (after step matching); empty: every weight 1
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)
         self.frozen = list(self.frozen)
+        self.frozen_weights = [float(w) for w in self.frozen_weights]
         self.validate()
 
     def validate(self) -> None:
@@ -187,6 +190,10 @@ class TrainConfig:
         need(0 < self.contrastive_near_scale <= 1, "contrastive_near_scale",
              "must lie in (0, 1] (a fraction of the concept's range)")
         need(self.augment_jitter < 1, "augment_jitter", "must lie in [0, 1)")
+        need(not self.frozen_weights or len(self.frozen_weights) == len(self.frozen),
+             "frozen_weights", f"must give one weight per frozen EBM ({len(self.frozen)})")
+        need(all(math.isfinite(w) and w > 0 for w in self.frozen_weights), "frozen_weights",
+             "must be finite numbers > 0")
         need(int(self.eval_grid) == self.eval_grid and self.eval_grid >= 2, "eval_grid",
              "must be an integer >= 2")
 

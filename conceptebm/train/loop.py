@@ -44,6 +44,7 @@ from conceptebm.checkpoints import (
     load_state,
     save_checkpoint,
 )
+from conceptebm.energies import ScaledConditional
 from conceptebm.energies.nets import ConvEnergyNet
 from conceptebm.evaluate.calibration import checkpoint_calibration
 from conceptebm.evaluate.heldout_map import judge_free
@@ -222,6 +223,9 @@ def train(config: TrainConfig, *, dataset=None, eval_dataset=None, judge=None,
         _dataset_concept(easy, config.concept)
     # frozen earlier EBMs, each scaled to move in this chain's step as in its own sampler
     frozen = match_steps(load_frozen(config.frozen, device=device), config.step_size)
+    if config.frozen_weights:  # then weighted as the composition they enter asks
+        frozen = [f if w == 1 else ScaledConditional(f, w).eval()
+                  for f, w in zip(frozen, config.frozen_weights, strict=True)]
     for f in frozen:
         _dataset_concept(dataset, f.concept.name)
     with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG

@@ -84,6 +84,14 @@ def test_benchmark_quick_writes_the_keys(tmp_path):
         for k in (1, 2, 3):
             assert m[f"{model}.stage{k}.minutes"] >= 0
     assert not any(k.startswith("ebm_calibrated.") for k in m)  # quick: nothing to calibrate
+    for k in (1, 2, 3):  # the composition chosen on validation targets, judged on the test ones
+        assert m[f"ebm_selected.stage{k}.power"] == 0.0  # quick: the raw sum only
+        assert m[f"ebm_selected.stage{k}.steps"] in (2, 3)
+        assert 0 <= m[f"ebm_selected.stage{k}.all"] <= m[f"ebm_selected.stage{k}.position"]
+        for steps in (2, 3):
+            assert 0 <= m[f"ebm_selected.stage{k}.valid.p0.s{steps}.all"] <= 1
+    assert 0 <= m["ebm.stage3.all"] <= min(m[f"ebm.stage3.{c}"] for c in
+                                           ("position", "shape", "color"))
     assert m["paper.ebm.stage3.color"] == 0.521 and m["n"] == 16
     assert (tmp_path / "ckpt" / "continual_quick.png").stat().st_size > 1000
     assert (tmp_path / "ckpt" / "stage3_color.json").exists()
@@ -100,7 +108,8 @@ def test_calibration_weights_of_the_committed_stages():
     w = calibration_weights(models, 2, 1.0, n=32)
     assert abs(math.log(w[0]) + math.log(w[1])) < 1e-9
     half = calibration_weights(models, 2, 0.5, n=32)
-    torch.testing.assert_close(torch.tensor(half) ** 2, torch.tensor(w), rtol=1e-9, atol=0)
+    torch.testing.assert_close(torch.tensor(half, dtype=torch.float64) ** 2,
+                               torch.tensor(w, dtype=torch.float64), rtol=1e-9, atol=0)
     assert calibration_weights(models, 2, 0.0, n=32) == [1.0, 1.0]
 
 
@@ -114,3 +123,29 @@ def test_a_calibrated_conjunction_generates(tmp_path):
     targets = {"position": torch.zeros(2, 2), "shape": torch.tensor([0, 1])}
     m, images = evaluate_ebm(paths, targets, load_judges(), calibration_power=0.5)
     assert images.shape == (2, 3, 32, 32) and 0 <= m["shape_acc"].value <= 1
+
+
+def test_composition_is_chosen_by_validation_accuracy_on_every_concept(monkeypatch):
+    import conceptebm.experiments.continual as exp
+    from conceptebm.evaluate.metrics import Metric
+
+    seen = []
+
+    def fake(paths, targets, judge, *, seed, calibration_power, num_steps):
+        seen.append((calibration_power, num_steps, len(targets["position"])))
+        # power 0.5 buys position, 1.0 shape; only (0.5, 300) gets both in the same images
+        joint = {(0.5, 300): 0.6, (1.0, 300): 0.6}.get((calibration_power, num_steps), 0.3)
+        return {"all_acc": Metric(joint, 0.0)}, None
+
+    monkeypatch.setattr(exp, "evaluate_ebm", fake)
+    chosen, tried = exp.select_composition(["a", "b"], 2, None, powers=(0.0, 0.5, 1.0),
+                                           steps=(60, 300), n=7)
+    assert chosen == {"power": 0.5, "steps": 300}  # the first of the tie, in listed order
+    assert sorted(tried) == [(p, s) for p in (0.0, 0.5, 1.0) for s in (60, 300)]
+    assert {n for *_, n in seen} == {7}
+    # validation targets are other scenes than the test targets
+    assert not torch.equal(exp.eval_targets(2, 7, seed=exp.SELECT_SEED)["position"],
+                           exp.eval_targets(2, 7)["position"])
+    seen.clear()  # one EBM: its weight is 1 at any power, so only the chain length is tried
+    chosen, tried = exp.select_composition(["a"], 1, None, powers=(0.5, 1.0), steps=(60, 300))
+    assert sorted(tried) == [(0.0, 60), (0.0, 300)] and chosen == {"power": 0.0, "steps": 60}

@@ -1,3 +1,6 @@
+import json
+
+import pytest
 import torch
 from conftest import SquaresDataset
 
@@ -92,3 +95,41 @@ def test_a_frozen_ebm_trained_with_another_step_enters_the_chain_step_matched(tm
     x, c = torch.rand(2, 3, 16, 16), torch.zeros(2, 2)
     torch.testing.assert_close(matched(x, c), 0.01 * plain(x, c))
     assert all(not p.requires_grad for p in matched.parameters())
+
+
+def test_frozen_weights_scale_each_frozen_ebm_in_the_chain_after_step_matching(tmp_path):
+    old = ConvEnergyNet(SquaresDataset.concepts["position"], image_size=16, width=4,
+                        embed_dim=8)
+    steep = tmp_path / "steep.safetensors"
+    save_checkpoint(steep, {"model": old.state_dict()},
+                    {"net": old.config, "sampler": {"step_size": 1.0}})
+    import conceptebm.train.loop as loop
+
+    seen, real = [], loop.sample_images
+
+    def spy(*a, frozen=(), **k):
+        seen.append(list(frozen))
+        return real(*a, frozen=frozen, **k)
+
+    loop.sample_images = spy
+    try:
+        cfg = smoke_config(concept="color", image_size=16, frozen=[str(steep)],
+                           frozen_weights=[3.0], eval_every=0, iterations=1, step_size=100.0,
+                           out_dir=str(tmp_path / "run"))
+        train(cfg, dataset=SquaresDataset(32), progress=False)
+    finally:
+        loop.sample_images = real
+    (weighted,) = seen[0]
+    x, c = torch.rand(2, 3, 16, 16), torch.zeros(2, 2)
+    # 3 x (1 / 100): the weight multiplies the step-matched energy
+    torch.testing.assert_close(weighted(x, c), 0.03 * old.eval()(x, c))
+    assert all(not p.requires_grad for p in weighted.parameters())
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["frozen_weights"] == [3.0]
+
+
+@pytest.mark.parametrize("weights, match", [([1.0, 2.0], "one weight per frozen EBM"),
+                                            ([0.0], "finite numbers > 0"),
+                                            ([float("nan")], "finite numbers > 0")])
+def test_frozen_weights_are_checked(weights, match):
+    with pytest.raises(ValueError, match=match):
+        smoke_config(concept="color", frozen=["position"], frozen_weights=weights)
