@@ -15,15 +15,26 @@ negative is a short-run Langevin chain (K steps, the new EBM's step: 100 for pos
 colour, 1 for shape; noise 0.005, replay buffer) on ``E_new(x | c_new) + sum_j w_j E_j(x | c_j)``,
 with every ``c`` read off the same real batch (our datasets label every concept in every
 stage) and ``w_j`` = E_j's own step / the chain's (:func:`conceptebm.train.match_steps`: the
-chain moves each frozen EBM as its own sampler did; 1 when the steps agree); the loss scores
-E_new alone; the frozen nets are in eval mode with ``requires_grad=False`` and outside the
+chain moves each frozen EBM as its own sampler did; 1 when the steps agree) times, from stage
+3 on, E_j's weight in the composition stage k - 1 chose (below; :func:`frozen_weights`), so
+the new EBM learns beside the conjunction that generation then uses; the loss scores E_new
+alone; the frozen nets are in eval mode with ``requires_grad=False`` and outside the
 optimizer. Generation composes them the same way, with the newest EBM's sampler.
+
+**How the conjunction is weighted.** EBMs trained apart have arbitrary energy scales; the raw
+sum (the paper's, row ``ebm``) lets the steepest win. After stage k, each calibration power
+``p`` in a grid (weights ``(ref / gap_i) ** p``, gaps measured on real scenes of the stage;
+``p = 0`` is the raw sum) generates for 200 validation targets, and the one with the most
+generations right on every concept at once is judged on the test targets (row
+``ebm_selected``, :func:`select_composition`, :func:`stage_selection`).
 
 **Evaluation.** After stage k, ``n`` targets are drawn from held-out scenes of stage k's
 dataset (uniform positions; cube or sphere; any colour in stage 3): one generation per target
 from the conjunction of the k EBMs (fresh low-frequency noise, the stages' test-time
 sampler), read by the shipped judges: position accuracy within 0.4 (the paper's), shape and
 colour accuracy, with binomial standard errors; a generation that shows no object is wrong.
+Shape is also read by a second reader (:func:`read_shapes`), and the readers by themselves
+on the targets' real scenes (``real.*``).
 
 **The GAN baseline** (:mod:`conceptebm.baselines.gan`): one conditional GAN trained on the
 same three datasets in sequence, one ``fit`` per stage, weights carried on (each stage starts
