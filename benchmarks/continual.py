@@ -19,7 +19,9 @@ from ``--run-dir``. JSON keys (flat): ``ebm.stage1.position``, ``ebm.stage2.posi
 on the test targets; ``.power``, ``.steps``, and every tried one's validation scores under
 ``ebm_selected.stageK.valid.p<power>.s<steps>.``), ``gan.`` and ``gan_paper.``, each with a
 ``.se`` twin (binomial standard error), ``<model>.stageK.all`` (every judged concept right in
-the same image; EBM rows), ``<model>.stageK.minutes``
+the same image; EBM rows), ``<model>.stageK.shape_reader2`` (shape as a second reader, the
+shipped shape EBM, reads it), ``real.stageK.*`` (the readers on the targets' real scenes),
+``<model>.stageK.minutes``
 (training minutes of that stage), ``<model>.stageK.object_rate``, ``paper.*`` (Table 2),
 ``command``, ``n``.
 """
@@ -120,6 +122,11 @@ def main(argv=None) -> int:
             f"{model} " + " / ".join(f"{m[f'{model}.stage{k}.all']:.3f}" for k in (1, 2, 3))
             for model in ("ebm", "ebm_calibrated", "ebm_selected")
             if f"{model}.stage3.all" in m))
+    print("shape as the second reader (the shipped shape EBM) reads it, stage 2 / 3: " + "; ".join(
+        f"{model} " + " / ".join(f"{m[f'{model}.stage{k}.shape_reader2']:.3f}" for k in (2, 3))
+        for model in (*models, "real") if f"{model}.stage3.shape_reader2" in m)
+        + "; the judges on the real scenes: " + " / ".join(
+            f"{m[f'real.stage{k}.shape']:.3f}" for k in (2, 3) if f"real.stage{k}.shape" in m))
 
     figure = args.figure or (os.path.join(settings.out_dir, "continual_quick.png") if args.quick
                              else "benchmarks/figures/continual.png")

@@ -166,3 +166,21 @@ def test_the_second_shape_reader_reads_real_scenes():
         hits = read_shapes(x, chunk=40) == labels["shape"]
         assert hits.float().mean() >= 0.85, name
         assert set(read_shapes(x).tolist()) <= {0, 1}  # only the stage's shapes
+
+
+def test_train_as_selected_weights_the_frozen_ebms_by_the_earlier_stage_choice(monkeypatch):
+    import conceptebm.experiments.continual as exp
+
+    folder = ROOT / "benchmarks" / "checkpoints" / "continual"
+    settings = ContinualSettings(out_dir=str(folder), train_as_selected=True)
+    monkeypatch.setattr(exp, "stage_selection", lambda k, s, judge=None: {"power": 0.5})
+    models = [load_energy(folder / f"{n}.safetensors").requires_grad_(False)
+              for n in ("stage1_position", "stage2_shape")]
+    weights = exp.frozen_weights(3, settings)
+    assert weights == exp.calibration_weights(models, 2, 0.5, seed=settings.seed)
+    assert weights[1] > 1 > weights[0]  # shape's energy gap is the smaller: weighted up
+    assert exp.frozen_weights(2, settings) == [1.0]  # one frozen EBM is not reweighted
+    monkeypatch.setattr(exp, "stage_selection", lambda k, s, judge=None: {"power": 0.0})
+    assert exp.frozen_weights(3, settings) == [1.0, 1.0]  # the raw sum
+    cfg = exp.stage_config(3, settings, ["a.safetensors", "b.safetensors"], weights)
+    assert cfg.frozen_weights == weights
