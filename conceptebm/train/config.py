@@ -85,6 +85,11 @@ class TrainConfig:
     augment_blur: float = 0.0  # Gaussian blur on half the images, sigma ~ U(0, this) pixels
     augment_jitter: float = 0.0  # brightness and contrast x U(1 - j, 1 + j) per image (the same
     #                              for all channels; changes shading, so not for color/shade)
+    augment_channels: bool = False  # the colour channels of every real image and every
+    #                              negative put in a random order (one of 6) before the loss:
+    #                              both sides of the contrast in every colour, so a concept that
+    #                              must not read colour (shape, learnt on one colour) cannot
+    #                              use it; not for color
     # ---- data schedule -----------------------------------------------------------------
     n_views: int = 0  # views per scene of the "multiview" dataset (0: its default)
     curriculum: int = 0  # the first iterations draw from curriculum_dataset instead (easy
@@ -190,6 +195,8 @@ class TrainConfig:
         need(0 < self.contrastive_near_scale <= 1, "contrastive_near_scale",
              "must lie in (0, 1] (a fraction of the concept's range)")
         need(self.augment_jitter < 1, "augment_jitter", "must lie in [0, 1)")
+        need(not (self.augment_channels and self.concept == "color"), "augment_channels",
+             "permutes the very colours a color EBM must learn; turn it off for color")
         need(not self.frozen_weights or len(self.frozen_weights) == len(self.frozen),
              "frozen_weights", f"must give one weight per frozen EBM ({len(self.frozen)})")
         need(all(math.isfinite(w) and w > 0 for w in self.frozen_weights), "frozen_weights",
