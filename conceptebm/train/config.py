@@ -48,6 +48,8 @@ class TrainConfig:
     embed_dim: int = 64  # label embedding width for FiLM
     spectral_norm: bool = False  # official code: on; prototype: not needed at this size
     center_input: bool = False  # pixels as 2x-1: needed to learn shape (see ConvEnergyNet)
+    gray_input: bool = False  # the net sees the mean of the colour channels: colour-blind,
+    #                           for a concept learnt on one colour (see ConvEnergyNet); not color
     downsample: str = "stride"  # "stride" (4x4/2 convs) or "pool" (3x3 conv + 2x2 avg pool)
     init_weights: str = ""  # checkpoint whose weights start the net (same net config), e.g.
     #                         a discriminative start from benchmarks/multiview_model.py
@@ -195,6 +197,8 @@ class TrainConfig:
         need(0 < self.contrastive_near_scale <= 1, "contrastive_near_scale",
              "must lie in (0, 1] (a fraction of the concept's range)")
         need(self.augment_jitter < 1, "augment_jitter", "must lie in [0, 1)")
+        need(not (self.gray_input and self.concept == "color"), "gray_input",
+             "hides the very colours a color EBM must learn; turn it off for color")
         need(not (self.augment_channels and self.concept == "color"), "augment_channels",
              "permutes the very colours a color EBM must learn; turn it off for color")
         need(not self.frozen_weights or len(self.frozen_weights) == len(self.frozen),
@@ -213,6 +217,7 @@ class TrainConfig:
         return {"image_size": self.image_size, "width": self.width, "blocks": self.blocks,
                 "embed_dim": self.embed_dim, "spectral_norm": self.spectral_norm,
                 **({"center_input": True} if self.center_input else {}),
+                **({"gray_input": True} if self.gray_input else {}),
                 **({"downsample": self.downsample} if self.downsample != "stride" else {})}
 
     def build_net(self, concept):
