@@ -24,7 +24,7 @@ from torch import Tensor
 
 from conceptebm.evaluate.augment import add_pixel_noise, gaussian_blur
 
-__all__ = ["augment_real", "brightness_contrast_jitter", "permute_channels"]
+__all__ = ["augment_real", "brightness_contrast_jitter"]
 
 
 def brightness_contrast_jitter(images: Tensor, amount: float, *, generator=None) -> Tensor:
@@ -35,21 +35,6 @@ def brightness_contrast_jitter(images: Tensor, amount: float, *, generator=None)
     brightness, contrast = 1 + amount * (2 * u[0] - 1), 1 + amount * (2 * u[1] - 1)
     mean = images.mean(dim=(1, 2, 3), keepdim=True)  # (B, 1, 1, 1)
     return ((images - mean) * contrast + mean * brightness).clamp(0.0, 1.0)
-
-
-def permute_channels(images: Tensor, *, generator=None) -> Tensor:
-    """Each image ``(B, C, H, W)`` with its channels in a random order (uniform over the
-    ``C!`` orders): a purple object becomes one of six colours, its shading kept.
-
-    Example:
-        >>> x = torch.stack([torch.full((4, 4), v) for v in (0.1, 0.5, 0.9)])[None]
-        >>> y = permute_channels(x.expand(8, 3, 4, 4), generator=torch.Generator().manual_seed(0))
-        >>> sorted(y[0, :, 0, 0].tolist()) == sorted(x[0, :, 0, 0].tolist())
-        True
-    """
-    b, ch = images.shape[:2]
-    order = torch.rand(b, ch, generator=generator, device=images.device).argsort(dim=1)
-    return images.gather(1, order[:, :, None, None].expand_as(images))
 
 
 def augment_real(images: Tensor, *, noise: float = 0.0, blur: float = 0.0, jitter: float = 0.0,

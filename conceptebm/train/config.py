@@ -49,7 +49,8 @@ class TrainConfig:
     spectral_norm: bool = False  # official code: on; prototype: not needed at this size
     center_input: bool = False  # pixels as 2x-1: needed to learn shape (see ConvEnergyNet)
     gray_input: bool = False  # the net sees the mean of the colour channels: colour-blind,
-    #                           for a concept learnt on one colour (see ConvEnergyNet); not color
+    #                           for a concept learnt on one colour (see ConvEnergyNet); never
+    #                           for a concept read from colour
     downsample: str = "stride"  # "stride" (4x4/2 convs) or "pool" (3x3 conv + 2x2 avg pool)
     init_weights: str = ""  # checkpoint whose weights start the net (same net config), e.g.
     #                         a discriminative start from benchmarks/multiview_model.py
@@ -87,11 +88,6 @@ class TrainConfig:
     augment_blur: float = 0.0  # Gaussian blur on half the images, sigma ~ U(0, this) pixels
     augment_jitter: float = 0.0  # brightness and contrast x U(1 - j, 1 + j) per image (the same
     #                              for all channels; changes shading, so not for color/shade)
-    augment_channels: bool = False  # the colour channels of every real image and every
-    #                              negative put in a random order (one of 6) before the loss:
-    #                              both sides of the contrast in every colour, so a concept that
-    #                              must not read colour (shape, learnt on one colour) cannot
-    #                              use it; not for color
     # ---- data schedule -----------------------------------------------------------------
     n_views: int = 0  # views per scene of the "multiview" dataset (0: its default)
     curriculum: int = 0  # the first iterations draw from curriculum_dataset instead (easy
@@ -197,10 +193,6 @@ class TrainConfig:
         need(0 < self.contrastive_near_scale <= 1, "contrastive_near_scale",
              "must lie in (0, 1] (a fraction of the concept's range)")
         need(self.augment_jitter < 1, "augment_jitter", "must lie in [0, 1)")
-        need(not (self.gray_input and self.concept == "color"), "gray_input",
-             "hides the very colours a color EBM must learn; turn it off for color")
-        need(not (self.augment_channels and self.concept == "color"), "augment_channels",
-             "permutes the very colours a color EBM must learn; turn it off for color")
         need(not self.frozen_weights or len(self.frozen_weights) == len(self.frozen),
              "frozen_weights", f"must give one weight per frozen EBM ({len(self.frozen)})")
         need(all(math.isfinite(w) and w > 0 for w in self.frozen_weights), "frozen_weights",

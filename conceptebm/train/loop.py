@@ -55,7 +55,7 @@ from conceptebm.evaluate.quality import (
 )
 from conceptebm.schedules import warmup_cosine
 from conceptebm.train import distributed as D
-from conceptebm.train.augment import augment_real, permute_channels
+from conceptebm.train.augment import augment_real
 from conceptebm.train.buffer import ReplayBuffer
 from conceptebm.train.config import TrainConfig
 from conceptebm.train.continual import load_frozen, match_steps
@@ -363,11 +363,7 @@ def train(config: TrainConfig, *, dataset=None, eval_dataset=None, judge=None,
                                         generator=gen)
                    if config.contrastive_weight else None)  # (B, M, L)
         if sampler_ok:
-            x_pos_l, x_neg_l = x_pos, x_neg  # what the loss sees (the buffer keeps x_neg)
-            if config.augment_channels:  # both sides of the contrast in random colours
-                x_pos_l = permute_channels(x_pos, generator=gen)
-                x_neg_l = None if x_neg is None else permute_channels(x_neg, generator=gen)
-            loss, stats = model(x_pos_l, c_own, x_neg_l, c_run_own, c_wrong)
+            loss, stats = model(x_pos, c_own, x_neg, c_run_own, c_wrong)
             e_max = torch.stack([v.abs() for k, v in stats.items() if k.startswith("e_")]).max()
             bad = torch.stack([(~torch.isfinite(loss)).float(), torch.nan_to_num(e_max, nan=1e30)])
         else:
