@@ -246,10 +246,6 @@ class ConvEnergyNet(ConditionalEnergy):
             at chance (cross-entropy log 3) for 1,500 iterations on [0, 1] inputs and reaches
             0.97 accuracy with centred ones. Off by default so that the shipped position and
             colour recipes (and their checkpoints) keep their meaning.
-        gray_input: feed the mean of the colour channels instead of the channels: the energy
-            is then colour-blind by construction (the same for a purple and a green object of
-            the same brightness pattern), for a concept that must not read colour but is
-            learnt on one colour (the continual stage-2 shape EBM sees purple only).
         downsample: ``"stride"`` (4x4 stride-2 convs, the prototype's layout) or ``"pool"``
             (3x3 convs followed by 2x2 average pooling). Strided 4x4 kernels give the input
             gradient a checkerboard pattern that Langevin chains paint into the samples
@@ -262,8 +258,7 @@ class ConvEnergyNet(ConditionalEnergy):
     def __init__(self, concept: Concept | Sequence[Concept], *, image_size: int = 32,
                  channels: int = 3, width: int = 16, blocks: int = 0, embed_dim: int = 64,
                  spectral_norm: bool = False, label_maps: bool = True, coord_conv: bool = True,
-                 center_input: bool = False, downsample: str = "stride",
-                 gray_input: bool = False, sampler=None):
+                 center_input: bool = False, downsample: str = "stride", sampler=None):
         if downsample not in ("stride", "pool"):
             raise ValueError(f"ConvEnergyNet: downsample must be 'stride' or 'pool', "
                              f"got {downsample!r}")
@@ -283,11 +278,9 @@ class ConvEnergyNet(ConditionalEnergy):
             self.config["center_input"] = True
         if downsample != "stride":
             self.config["downsample"] = downsample
-        if gray_input:
-            self.config["gray_input"] = True
         self.image_size, self.channels = int(image_size), int(channels)
         self.label_maps, self.coord_conv = bool(label_maps), bool(coord_conv)
-        self.center_input, self.gray_input = bool(center_input), bool(gray_input)
+        self.center_input = bool(center_input)
         wrap = nn.utils.parametrizations.spectral_norm if spectral_norm else _identity
 
         scale, shift = concept_scaling(concept)
@@ -299,7 +292,7 @@ class ConvEnergyNet(ConditionalEnergy):
 
         self.embed = nn.Sequential(nn.Linear(concept.dim, embed_dim), nn.SiLU(),
                                    nn.Linear(embed_dim, embed_dim))
-        c_in = (1 if gray_input else channels) + 2 * self.coord_conv + concept.dim * self.label_maps
+        c_in = channels + 2 * self.coord_conv + concept.dim * self.label_maps
         # The plain path is the CPU prototype's net (16/32/32/64 channels for w = 16): a
         # 4x4/2 stem, a 3x3 conv at H/2, then 4x4/2 convs down to 4x4. Residual blocks
         # (``blocks``) are optional extras at every level above 4x4: our nets with one block
@@ -334,8 +327,7 @@ class ConvEnergyNet(ConditionalEnergy):
             )
         cn = self.normalise(c.to(x))  # (B, L)
         emb = self.embed(cn)  # (B, embed_dim)
-        px = x.mean(dim=1, keepdim=True) if self.gray_input else x  # (B, 1 or C, H, W)
-        inputs = [px * 2.0 - 1.0 if self.center_input else px]
+        inputs = [x * 2.0 - 1.0 if self.center_input else x]
         if self.coord_conv:
             inputs.append(self.coords.to(x).expand(b, -1, -1, -1))  # (B, 2, H, W)
         if self.label_maps:

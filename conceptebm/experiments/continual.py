@@ -229,7 +229,6 @@ def start_config(k: int, settings: ContinualSettings, config: TrainConfig) -> Tr
     EBMs) with the stage's net options and ``settings.starts[k - 1]``; its best weights start
     the stage's CD run (``init_weights``)."""
     net_opts = {f: getattr(config, f) for f in ("width", "blocks", "embed_dim", "center_input",
-                                                 "gray_input",
                                                  "spectral_norm", "downsample", "image_size",
                                                  "dataset_size", "seed", "concept", "dataset")}
     quick = {f: getattr(config, f) for f in ("batch_size", "checkpoint_every", "log_every")}

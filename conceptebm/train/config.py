@@ -48,9 +48,6 @@ class TrainConfig:
     embed_dim: int = 64  # label embedding width for FiLM
     spectral_norm: bool = False  # official code: on; prototype: not needed at this size
     center_input: bool = False  # pixels as 2x-1: needed to learn shape (see ConvEnergyNet)
-    gray_input: bool = False  # the net sees the mean of the colour channels: colour-blind,
-    #                           for a concept learnt on one colour (see ConvEnergyNet); never
-    #                           for a concept read from colour
     downsample: str = "stride"  # "stride" (4x4/2 convs) or "pool" (3x3 conv + 2x2 avg pool)
     init_weights: str = ""  # checkpoint whose weights start the net (same net config), e.g.
     #                         a discriminative start from benchmarks/multiview_model.py
@@ -209,7 +206,6 @@ class TrainConfig:
         return {"image_size": self.image_size, "width": self.width, "blocks": self.blocks,
                 "embed_dim": self.embed_dim, "spectral_norm": self.spectral_norm,
                 **({"center_input": True} if self.center_input else {}),
-                **({"gray_input": True} if self.gray_input else {}),
                 **({"downsample": self.downsample} if self.downsample != "stride" else {})}
 
     def build_net(self, concept):

@@ -85,31 +85,6 @@ def test_center_input_feeds_2x_minus_1_and_round_trips():
     assert not build_energy_net(plain.config).center_input
 
 
-def test_gray_input_is_colour_blind_and_round_trips(gen):
-    concept = Concept.categorical("shape", ("sphere", "cube", "cylinder"))
-    net = ConvEnergyNet(concept, width=4, embed_dim=8, center_input=True, gray_input=True)
-    x = torch.rand(4, 3, 32, 32, generator=gen)
-    c = concept.encode(["cube", "sphere", "cylinder", "cube"])
-    e = net(x, c)
-    # any recolouring that keeps each pixel's channel mean: a channel permutation, or grey
-    torch.testing.assert_close(net(x[:, [2, 0, 1]], c), e)
-    torch.testing.assert_close(net(x.mean(1, keepdim=True).expand_as(x), c), e)
-    assert net.stem.conv.in_channels == 1 + 2 + 3  # one grey channel, coordinates, labels
-    rebuilt = build_energy_net(net.config)
-    rebuilt.load_state_dict(net.state_dict())
-    assert rebuilt.gray_input and torch.equal(rebuilt(x, c), e)
-    assert "gray_input" not in ConvEnergyNet(concept, width=4).config  # old configs unchanged
-    colourful = ConvEnergyNet(concept, width=4, embed_dim=8, center_input=True)
-    assert not torch.allclose(colourful(x[:, [2, 0, 1]], c), colourful(x, c))
-
-
-def test_train_config_passes_gray_input_to_the_net():
-    from conceptebm.train import smoke_config
-
-    assert smoke_config(concept="shape", gray_input=True).net_config()["gray_input"]
-    assert "gray_input" not in smoke_config(concept="shape").net_config()
-
-
 @pytest.mark.parametrize("size", [16, 32, 64])
 def test_pooled_layout_halves_like_the_strided_one_and_round_trips(size, gen):
     pooled = ConvEnergyNet(COLOR, image_size=size, width=4, downsample="pool")
