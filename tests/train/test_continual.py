@@ -62,16 +62,20 @@ def test_conditioned_energy_sums_frozen_terms():
     torch.testing.assert_close(e(x), expected)
 
 
-def test_a_frozen_ebm_trained_with_another_step_enters_the_chain_step_matched(tmp_path):
-    # A frozen EBM recorded with step 1 in a chain of step 100 must be scaled by 1/100 (else
-    # the chain moves it 100x too far); one recorded with the chain's own step is left alone.
-    old = ConvEnergyNet(SquaresDataset.concepts["position"], image_size=16, width=4,
-                        embed_dim=8)
-    steep, same = tmp_path / "steep.safetensors", tmp_path / "same.safetensors"
-    save_checkpoint(steep, {"model": old.state_dict()},
-                    {"net": old.config, "sampler": {"step_size": 1.0}})
-    save_checkpoint(same, {"model": old.state_dict()},
-                    {"net": old.config, "sampler": {"step_size": 100.0}})
+OLD = ConvEnergyNet(SquaresDataset.concepts["position"], image_size=16, width=4,
+                    embed_dim=8).eval()  # a tiny earlier EBM, saved by the tests below
+
+
+def _position_ebm_saved(path, step_size):
+    """:data:`OLD` saved as if trained with Langevin step ``step_size``."""
+    save_checkpoint(path, {"model": OLD.state_dict()},
+                    {"net": OLD.config, "sampler": {"step_size": step_size}})
+    return OLD
+
+
+def _frozen_in_the_chain(tmp_path, monkeypatch, name, **overrides):
+    """Train a color EBM one iteration (chain step 100) and return the frozen energies the
+    sampler was handed."""
     import conceptebm.train.loop as loop
 
     seen, real = [], loop.sample_images
@@ -80,16 +84,22 @@ def test_a_frozen_ebm_trained_with_another_step_enters_the_chain_step_matched(tm
         seen.append(list(frozen))
         return real(*a, frozen=frozen, **k)
 
-    loop.sample_images = spy
-    try:
-        for path in (steep, same):
-            cfg = smoke_config(concept="color", image_size=16, frozen=[str(path)],
-                               eval_every=0, iterations=1, step_size=100.0,
-                               out_dir=str(tmp_path / path.stem))
-            train(cfg, dataset=SquaresDataset(32), progress=False)
-    finally:
-        loop.sample_images = real
-    (matched,), (plain,) = seen[0], seen[-1]
+    monkeypatch.setattr(loop, "sample_images", spy)
+    cfg = smoke_config(concept="color", image_size=16, eval_every=0, iterations=1,
+                       step_size=100.0, out_dir=str(tmp_path / name), **overrides)
+    train(cfg, dataset=SquaresDataset(32), progress=False)
+    return seen[0]
+
+
+def test_a_frozen_ebm_trained_with_another_step_enters_the_chain_step_matched(tmp_path,
+                                                                               monkeypatch):
+    # A frozen EBM recorded with step 1 in a chain of step 100 must be scaled by 1/100 (else
+    # the chain moves it 100x too far); one recorded with the chain's own step is left alone.
+    steep, same = tmp_path / "steep.safetensors", tmp_path / "same.safetensors"
+    _position_ebm_saved(steep, 1.0)
+    _position_ebm_saved(same, 100.0)
+    (matched,) = _frozen_in_the_chain(tmp_path, monkeypatch, "steep", frozen=[str(steep)])
+    (plain,) = _frozen_in_the_chain(tmp_path, monkeypatch, "same", frozen=[str(same)])
     assert isinstance(matched, StepMatched) and matched.factor == 0.01
     assert not isinstance(plain, StepMatched)
     x, c = torch.rand(2, 3, 16, 16), torch.zeros(2, 2)
@@ -97,32 +107,15 @@ def test_a_frozen_ebm_trained_with_another_step_enters_the_chain_step_matched(tm
     assert all(not p.requires_grad for p in matched.parameters())
 
 
-def test_frozen_weights_scale_each_frozen_ebm_in_the_chain_after_step_matching(tmp_path):
-    old = ConvEnergyNet(SquaresDataset.concepts["position"], image_size=16, width=4,
-                        embed_dim=8)
+def test_frozen_weights_scale_each_frozen_ebm_in_the_chain_after_step_matching(tmp_path,
+                                                                                monkeypatch):
     steep = tmp_path / "steep.safetensors"
-    save_checkpoint(steep, {"model": old.state_dict()},
-                    {"net": old.config, "sampler": {"step_size": 1.0}})
-    import conceptebm.train.loop as loop
-
-    seen, real = [], loop.sample_images
-
-    def spy(*a, frozen=(), **k):
-        seen.append(list(frozen))
-        return real(*a, frozen=frozen, **k)
-
-    loop.sample_images = spy
-    try:
-        cfg = smoke_config(concept="color", image_size=16, frozen=[str(steep)],
-                           frozen_weights=[3.0], eval_every=0, iterations=1, step_size=100.0,
-                           out_dir=str(tmp_path / "run"))
-        train(cfg, dataset=SquaresDataset(32), progress=False)
-    finally:
-        loop.sample_images = real
-    (weighted,) = seen[0]
+    old = _position_ebm_saved(steep, 1.0)
+    (weighted,) = _frozen_in_the_chain(tmp_path, monkeypatch, "run", frozen=[str(steep)],
+                                       frozen_weights=[3.0])
     x, c = torch.rand(2, 3, 16, 16), torch.zeros(2, 2)
     # 3 x (1 / 100): the weight multiplies the step-matched energy
-    torch.testing.assert_close(weighted(x, c), 0.03 * old.eval()(x, c))
+    torch.testing.assert_close(weighted(x, c), 0.03 * old(x, c))
     assert all(not p.requires_grad for p in weighted.parameters())
     assert json.loads((tmp_path / "run" / "config.json").read_text())["frozen_weights"] == [3.0]
 
