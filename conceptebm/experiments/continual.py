@@ -461,13 +461,19 @@ def stage_selection(k: int, settings: ContinualSettings, judge=None) -> dict:
     """Stage ``k``'s composition chosen on validation (:func:`select_composition` with the
     settings' grid): ``{"power", "steps", "valid": {"p<power>.s<steps>": {concept: acc}}}``.
     Kept next to the stage checkpoints (``stage<k>_selection.json``) and reused while the
-    checkpoints and the grid are the same; computed and written otherwise."""
+    checkpoints, the shipped judges and the grid are the same; computed and written otherwise.
+    ``judge``: the shipped judges, if the caller has them loaded."""
+    from conceptebm.evaluate.checkpoint import SHIPPED
+
+    def digest(path) -> str:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
     paths = [str(_ebm_path(settings, j)) for j in range(1, k + 1)]
     grid = {"powers": list(settings.select_powers or (0.0,)),
             "steps": list(settings.select_steps), "n": settings.n_select,
             "seed": settings.seed,
-            "checkpoints": [hashlib.sha256(Path(q).read_bytes()).hexdigest()[:16]
-                            for q in paths]}
+            "checkpoints": [digest(q) for q in paths],
+            "judges": digest(SHIPPED.with_suffix(".safetensors"))}
     path = _selection_path(settings, k)
     if path.exists():
         saved = json.loads(path.read_text())

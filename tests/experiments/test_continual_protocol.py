@@ -184,3 +184,32 @@ def test_train_as_selected_weights_the_frozen_ebms_by_the_earlier_stage_choice(m
     assert exp.frozen_weights(3, settings) == [1.0, 1.0]  # the raw sum
     cfg = exp.stage_config(3, settings, ["a.safetensors", "b.safetensors"], weights)
     assert cfg.frozen_weights == weights
+
+
+def test_a_stage_selection_is_reused_until_its_checkpoints_or_grid_change(tmp_path,
+                                                                          monkeypatch):
+    import shutil
+
+    import conceptebm.experiments.continual as exp
+    from conceptebm.evaluate.metrics import Metric
+
+    calls = []
+
+    def fake(paths, k, judge, **kw):
+        calls.append(kw)
+        return {"power": 0.0, "steps": kw["steps"][0]}, {
+            (0.0, kw["steps"][0]): {"all_acc": Metric(0.5, 0.1), "object_rate": Metric(1, 0)}}
+
+    monkeypatch.setattr(exp, "select_composition", fake)
+    ckpt = tmp_path / "stage1_position.safetensors"
+    shutil.copy(ROOT / "benchmarks" / "checkpoints" / "continual" / ckpt.name, ckpt)
+    settings = ContinualSettings(out_dir=str(tmp_path), select_steps=(60,), n_select=4)
+    first = exp.stage_selection(1, settings, judge=object())
+    assert first["valid"] == {"p0.s60": {"all_acc": 0.5, "object_rate": 1.0}}
+    assert exp.stage_selection(1, settings, judge=object()) == first and len(calls) == 1
+    settings.n_select = 5  # another grid: chosen again
+    exp.stage_selection(1, settings, judge=object())
+    assert len(calls) == 2
+    ckpt.write_bytes(ckpt.read_bytes() + b" ")  # another checkpoint: chosen again
+    exp.stage_selection(1, settings, judge=object())
+    assert len(calls) == 3 and (tmp_path / "stage1_selection.json").exists()
