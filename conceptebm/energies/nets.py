@@ -251,6 +251,11 @@ class ConvEnergyNet(ConditionalEnergy):
             gradient a checkerboard pattern that Langevin chains paint into the samples
             (``cpu-prototype.md``, failure mode 7); pooling spreads the gradient evenly, at
             about twice the cost of the strided layers.
+        head: ``"flatten"`` (the last feature map flattened into a linear layer: a weight per
+            place, so the energy knows where things are) or ``"pool"`` (the feature map
+            averaged over space, then linear: the same weights at every place, so what is
+            learnt in one region carries to others; where things are then comes only from
+            the coordinate channels).
 
     ``config`` holds everything needed to rebuild the net with :func:`build_energy_net`.
     """
@@ -258,10 +263,13 @@ class ConvEnergyNet(ConditionalEnergy):
     def __init__(self, concept: Concept | Sequence[Concept], *, image_size: int = 32,
                  channels: int = 3, width: int = 16, blocks: int = 0, embed_dim: int = 64,
                  spectral_norm: bool = False, label_maps: bool = True, coord_conv: bool = True,
-                 center_input: bool = False, downsample: str = "stride", sampler=None):
+                 center_input: bool = False, downsample: str = "stride", head: str = "flatten",
+                 sampler=None):
         if downsample not in ("stride", "pool"):
             raise ValueError(f"ConvEnergyNet: downsample must be 'stride' or 'pool', "
                              f"got {downsample!r}")
+        if head not in ("flatten", "pool"):
+            raise ValueError(f"ConvEnergyNet: head must be 'flatten' or 'pool', got {head!r}")
         if not isinstance(concept, Concept):
             concept = JointConcept.of(concept)
         super().__init__(concept, sampler=sampler)
@@ -278,6 +286,9 @@ class ConvEnergyNet(ConditionalEnergy):
             self.config["center_input"] = True
         if downsample != "stride":
             self.config["downsample"] = downsample
+        if head != "flatten":
+            self.config["head"] = head
+        self.pool_head = head == "pool"
         self.image_size, self.channels = int(image_size), int(channels)
         self.label_maps, self.coord_conv = bool(label_maps), bool(coord_conv)
         self.center_input = bool(center_input)
@@ -311,7 +322,8 @@ class ConvEnergyNet(ConditionalEnergy):
             if res > 4:
                 stages.extend(_ResBlock(c, embed_dim, wrap) for _ in range(blocks))
         self.stages = nn.ModuleList(stages)
-        self.head = nn.Linear(c * res * res, 1)  # flatten keeps where things are
+        # flatten keeps where things are; pooling shares the weights across places
+        self.head = nn.Linear(c if self.pool_head else c * res * res, 1)
 
     def normalise(self, c: Tensor) -> Tensor:
         """Encoded concept -> network input: continuous parts in [-1, 1]."""
@@ -335,7 +347,8 @@ class ConvEnergyNet(ConditionalEnergy):
         h = self.stem(torch.cat(inputs, dim=1), emb)  # (B, w, H/2, W/2)
         for layer in self.stages:
             h = layer(h, emb)
-        return self.head(h.flatten(1)).squeeze(1)  # (B,)
+        h = h.mean(dim=(2, 3)) if self.pool_head else h.flatten(1)  # (B, c) or (B, c*r*r)
+        return self.head(h).squeeze(1)  # (B,)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

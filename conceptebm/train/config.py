@@ -30,6 +30,7 @@ FIELD_CHOICES = {"objective": OBJECTIVES, "net": NETS}
 LR_SCHEDULES = ("constant", "cosine")
 SAMPLER_INITS = ("smooth", "uniform")
 DOWNSAMPLES = ("stride", "pool")
+HEADS = ("flatten", "pool")
 
 
 @dataclass
@@ -49,6 +50,8 @@ class TrainConfig:
     spectral_norm: bool = False  # official code: on; prototype: not needed at this size
     center_input: bool = False  # pixels as 2x-1: needed to learn shape (see ConvEnergyNet)
     downsample: str = "stride"  # "stride" (4x4/2 convs) or "pool" (3x3 conv + 2x2 avg pool)
+    head: str = "flatten"  # "flatten" (a weight per place) or "pool" (averaged over space:
+    #                        what is learnt in one region carries to others)
     init_weights: str = ""  # checkpoint whose weights start the net (same net config), e.g.
     #                         a discriminative start from benchmarks/multiview_model.py
     # ---- optimisation ------------------------------------------------------------------
@@ -170,6 +173,7 @@ class TrainConfig:
         need(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"must be one of {LR_SCHEDULES}")
         need(0 < self.lr_min_ratio <= 1, "lr_min_ratio", "must lie in (0, 1]")
         need(self.downsample in DOWNSAMPLES, "downsample", f"must be one of {DOWNSAMPLES}")
+        need(self.head in HEADS, "head", f"must be one of {HEADS}")
         need(self.net in NETS, "net", f"must be one of {NETS}")
         need(self.init in SAMPLER_INITS, "init", f"must be one of {SAMPLER_INITS}")
         need(self.ema is None or 0 < self.ema < 1, "ema", "must be None or lie in (0, 1)")
@@ -206,7 +210,8 @@ class TrainConfig:
         return {"image_size": self.image_size, "width": self.width, "blocks": self.blocks,
                 "embed_dim": self.embed_dim, "spectral_norm": self.spectral_norm,
                 **({"center_input": True} if self.center_input else {}),
-                **({"downsample": self.downsample} if self.downsample != "stride" else {})}
+                **({"downsample": self.downsample} if self.downsample != "stride" else {}),
+                **({"head": self.head} if self.head != "flatten" else {})}
 
     def build_net(self, concept):
         """A fresh net of family ``net`` for ``concept``, with this config's model options."""

@@ -85,6 +85,28 @@ def test_center_input_feeds_2x_minus_1_and_round_trips():
     assert not build_energy_net(plain.config).center_input
 
 
+def test_pooled_head_averages_the_last_map_over_space_and_round_trips(gen):
+    net = ConvEnergyNet(SIZE, image_size=32, width=4, embed_dim=8, head="pool")
+    assert net.head.in_features == 16  # 4w channels, no weight per place (4x4 of them)
+    x = torch.rand(3, 3, 32, 32, generator=gen)
+    c = SIZE.encode(torch.full((3, 1), 0.5))
+    maps = {}
+    net.stages[-1].register_forward_hook(lambda m, i, o: maps.__setitem__("h", o))
+    e = net(x, c)
+    torch.testing.assert_close(e, net.head(maps["h"].mean(dim=(2, 3))).squeeze(1))
+    twin = build_energy_net(net.config)
+    twin.load_state_dict(net.state_dict())
+    assert twin.config["head"] == "pool" and torch.equal(twin(x, c), e)
+    assert "head" not in ConvEnergyNet(SIZE, width=4).config  # old configs unchanged
+    with pytest.raises(ValueError, match="head must be"):
+        ConvEnergyNet(SIZE, width=4, head="max")
+    from conceptebm.train import smoke_config
+
+    assert smoke_config(concept="size", head="pool").net_config()["head"] == "pool"
+    with pytest.raises(ValueError, match="head"):
+        smoke_config(concept="size", head="max")
+
+
 @pytest.mark.parametrize("size", [16, 32, 64])
 def test_pooled_layout_halves_like_the_strided_one_and_round_trips(size, gen):
     pooled = ConvEnergyNet(COLOR, image_size=size, width=4, downsample="pool")
