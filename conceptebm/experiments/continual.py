@@ -85,7 +85,7 @@ __all__ = ["Stage", "STAGES", "SHAPES", "GAN_VARIANTS", "ContinualSettings", "Co
            "stage_config", "start_config", "train_ebm_stage", "train_gan_stage", "eval_targets",
            "evaluate_ebm", "evaluate_gan", "run_continual", "plot_figure8", "JUDGED",
            "gan_given", "write_json", "select_composition", "SELECT_SEED",
-           "stage_selection", "frozen_weights", "read_shapes"]
+           "stage_selection", "frozen_weights", "read_shapes", "stage_gaps"]
 
 SHAPES = ("cube", "sphere")  # the paper's box and sphere
 EVAL_SEED = 20_261_129  # held-out targets: another seed than any training stream
@@ -194,8 +194,6 @@ class ContinualSettings:
         d = asdict(self)
         d["ebm"] = [dict(e) for e in self.ebm]
         d["starts"] = [dict(e) if e else None for e in self.starts]
-        d["select_powers"] = None if self.select_powers is None else list(self.select_powers)
-        d["select_steps"] = list(self.select_steps)
         return d
 
 
@@ -388,30 +386,44 @@ def _second_reading(prefix: str, images: Tensor, targets: dict) -> dict:
             float(m.stderr)}
 
 
-def calibration_weights(models, k: int, power: float, *, seed: int = 0,
-                        n: int = 256) -> list[float]:
-    """Weights ``(ref / gap_i) ** power`` of stage ``k``'s models, ``gap_i`` measured on ``n``
-    real scenes of the stage's dataset (:func:`conceptebm.compose.calibrate.energy_gap`),
-    ``ref`` their geometric mean: what ``conceptebm sample`` does to shipped models."""
+def stage_gaps(models, k: int, *, seed: int = 0, n: int = 256) -> list[float]:
+    """Energy gaps of stage ``k``'s models, measured on ``n`` real scenes of the stage's
+    dataset (:func:`conceptebm.compose.calibrate.energy_gap`; seeded, so reproducible)."""
     images, labels = _stage_dataset(STAGES[k - 1], n, EVAL_SEED + 1000 + seed,
                                     32).batch(torch.arange(n))
     gen = torch.Generator().manual_seed(seed)
-    gaps = {str(i): energy_gap(m, images, labels[m.concept.name], generator=gen)
-            for i, m in enumerate(models)}
-    ref = reference_scale(gaps, list(gaps))
-    return [(ref / gaps[str(i)]) ** power for i in range(len(models))]
+    return [energy_gap(m, images, labels[m.concept.name], generator=gen) for m in models]
+
+
+def _weights(gaps: list[float], power: float) -> list[float]:
+    """``(ref / gap_i) ** power``, ``ref`` the gaps' geometric mean."""
+    named = {str(i): g for i, g in enumerate(gaps)}
+    ref = reference_scale(named, list(named))
+    return [(ref / g) ** power for g in gaps]
+
+
+def calibration_weights(models, k: int, power: float, *, seed: int = 0,
+                        n: int = 256) -> list[float]:
+    """Weights ``(ref / gap_i) ** power`` of stage ``k``'s models, ``gap_i`` their
+    :func:`stage_gaps`, ``ref`` the gaps' geometric mean: what ``conceptebm sample`` does to
+    shipped models."""
+    return _weights(stage_gaps(models, k, seed=seed, n=n), power)
 
 
 def evaluate_ebm(paths: list[str], targets: dict[str, Tensor], judge, *, seed: int = 0,
                  chunk: int = 250, calibration_power: float | None = None,
-                 num_steps: int | None = None) -> tuple[dict, Tensor]:
+                 num_steps: int | None = None, gaps: list[float] | None = None
+                 ) -> tuple[dict, Tensor]:
     """Generate one image per target from the conjunction of the EBMs in ``paths`` (in stage
     order) and judge the targets' concepts (and ``all_acc``: all of them in one image);
     returns (metrics, images). With a ``calibration_power`` each EBM is weighted
-    (:func:`calibration_weights`) first; ``num_steps`` overrides the chain length."""
+    (:func:`calibration_weights`; from ``gaps`` when they were measured already, else
+    measured here) first; ``num_steps`` overrides the chain length."""
     models = [load_energy(p).requires_grad_(False) for p in paths]
     if calibration_power:  # 0: every weight is 1, the raw sum
-        weights = calibration_weights(models, len(models), calibration_power, seed=seed)
+        if gaps is None:
+            gaps = stage_gaps(models, len(models), seed=seed)
+        weights = _weights(gaps, calibration_power)
         models = [ScaledConditional(m, w).eval() for m, w in zip(models, weights, strict=True)]
     # the newest EBM, ANDed with the earlier ones, each step-matched to the newest one's
     # sampler as in training (conceptebm.train.match_steps)
@@ -444,11 +456,15 @@ def select_composition(paths: list[str], k: int, judge, *, powers=(0.0, 0.5, 1.0
     """
     targets = eval_targets(k, n, seed=SELECT_SEED + seed)
     powers = (0.0,) if len(paths) == 1 else tuple(powers)
+    gaps = None  # measured once for every power
+    if any(powers):
+        gaps = stage_gaps([load_energy(p).requires_grad_(False) for p in paths], k, seed=seed)
     tried = {}
     for power in powers:
         for num_steps in steps:
             tried[(power, num_steps)], _ = evaluate_ebm(
-                paths, targets, judge, seed=seed, calibration_power=power, num_steps=num_steps)
+                paths, targets, judge, seed=seed, calibration_power=power, num_steps=num_steps,
+                gaps=gaps)
     best = max(tried, key=lambda key: tried[key]["all_acc"].value)  # first on a tie
     return {"power": best[0], "steps": best[1]}, tried
 

@@ -133,17 +133,23 @@ def test_composition_is_chosen_by_validation_accuracy_on_every_concept(monkeypat
     import conceptebm.experiments.continual as exp
     from conceptebm.evaluate.metrics import Metric
 
-    seen = []
+    seen, measured = [], []
 
-    def fake(paths, targets, judge, *, seed, calibration_power, num_steps):
+    def fake(paths, targets, judge, *, seed, calibration_power, num_steps, gaps):
+        # the gaps measured once, for every power; none for one EBM (weight 1)
+        assert gaps == ([0.3, 0.1] if len(paths) == 2 else None)
         seen.append((calibration_power, num_steps, len(targets["position"])))
         # power 0.5 buys position, 1.0 shape; only (0.5, 300) gets both in the same images
         joint = {(0.5, 300): 0.6, (1.0, 300): 0.6}.get((calibration_power, num_steps), 0.3)
         return {"all_acc": Metric(joint, 0.0)}, None
 
     monkeypatch.setattr(exp, "evaluate_ebm", fake)
+    monkeypatch.setattr(exp, "load_energy", lambda path: torch.nn.Linear(1, 1))
+    monkeypatch.setattr(exp, "stage_gaps", lambda models, k, seed: measured.append(k) or
+                        [0.3, 0.1])
     chosen, tried = exp.select_composition(["a", "b"], 2, None, powers=(0.0, 0.5, 1.0),
                                            steps=(60, 300), n=7)
+    assert measured == [2]
     assert chosen == {"power": 0.5, "steps": 300}  # the first of the tie, in listed order
     assert sorted(tried) == [(p, s) for p in (0.0, 0.5, 1.0) for s in (60, 300)]
     assert {n for *_, n in seen} == {7}
