@@ -41,6 +41,7 @@ from conceptebm.concepts import Concept
 from conceptebm.energies.base import ConditionalEnergy
 
 __all__ = ["ConvEnergyNet", "JointConcept", "build_energy_net", "concept_from_dict",
+           "hue_invariant_pixels",
            "concept_scaling"]
 
 
@@ -256,6 +257,12 @@ class ConvEnergyNet(ConditionalEnergy):
             averaged over space, then linear: the same weights at every place, so what is
             learnt in one region carries to others; where things are then comes only from
             the coordinate channels).
+        hue_invariant: feed each pixel as its value ``max(r, g, b)`` and chroma
+            ``max - min`` (two channels, centred like the pixels under ``center_input``)
+            instead of its colour. Both are the same for every hue at a given brightness and
+            saturation, so a net trained on objects of one colour sees shape the same way on
+            every colour; the gradient reaches only each pixel's largest and smallest
+            channel, so in a composition another EBM (a colour's) decides the hue.
 
     ``config`` holds everything needed to rebuild the net with :func:`build_energy_net`.
     """
@@ -264,7 +271,7 @@ class ConvEnergyNet(ConditionalEnergy):
                  channels: int = 3, width: int = 16, blocks: int = 0, embed_dim: int = 64,
                  spectral_norm: bool = False, label_maps: bool = True, coord_conv: bool = True,
                  center_input: bool = False, downsample: str = "stride", head: str = "flatten",
-                 sampler=None):
+                 hue_invariant: bool = False, sampler=None):
         if downsample not in ("stride", "pool"):
             raise ValueError(f"ConvEnergyNet: downsample must be 'stride' or 'pool', "
                              f"got {downsample!r}")
@@ -288,6 +295,12 @@ class ConvEnergyNet(ConditionalEnergy):
             self.config["downsample"] = downsample
         if head != "flatten":
             self.config["head"] = head
+        if hue_invariant:
+            if channels != 3:
+                raise ValueError(f"ConvEnergyNet: hue_invariant needs RGB images (channels=3), "
+                                 f"got channels={channels}")
+            self.config["hue_invariant"] = True
+        self.hue_invariant = bool(hue_invariant)
         self.pool_head = head == "pool"
         self.image_size, self.channels = int(image_size), int(channels)
         self.label_maps, self.coord_conv = bool(label_maps), bool(coord_conv)
@@ -303,7 +316,8 @@ class ConvEnergyNet(ConditionalEnergy):
 
         self.embed = nn.Sequential(nn.Linear(concept.dim, embed_dim), nn.SiLU(),
                                    nn.Linear(embed_dim, embed_dim))
-        c_in = channels + 2 * self.coord_conv + concept.dim * self.label_maps
+        pixel_channels = 2 if self.hue_invariant else channels  # value and chroma, or colour
+        c_in = pixel_channels + 2 * self.coord_conv + concept.dim * self.label_maps
         # The plain path is the CPU prototype's net (16/32/32/64 channels for w = 16): a
         # 4x4/2 stem, a 3x3 conv at H/2, then 4x4/2 convs down to 4x4. Residual blocks
         # (``blocks``) are optional extras at every level above 4x4: our nets with one block
@@ -339,7 +353,8 @@ class ConvEnergyNet(ConditionalEnergy):
             )
         cn = self.normalise(c.to(x))  # (B, L)
         emb = self.embed(cn)  # (B, embed_dim)
-        inputs = [x * 2.0 - 1.0 if self.center_input else x]
+        pixels = hue_invariant_pixels(x) if self.hue_invariant else x  # (B, 2 or C, H, W)
+        inputs = [pixels * 2.0 - 1.0 if self.center_input else pixels]
         if self.coord_conv:
             inputs.append(self.coords.to(x).expand(b, -1, -1, -1))  # (B, 2, H, W)
         if self.label_maps:
@@ -352,6 +367,21 @@ class ConvEnergyNet(ConditionalEnergy):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def hue_invariant_pixels(x: Tensor) -> Tensor:
+    """``(B, 3, H, W)`` RGB -> ``(B, 2, H, W)``: each pixel's value ``max(r, g, b)`` and
+    chroma ``max - min``, in [0, 1] for pixels in [0, 1] (HSV's V and V * S).
+
+    Example:
+        >>> red, blue, grey = [0.9, 0.1, 0.1], [0.1, 0.1, 0.9], [0.5, 0.5, 0.5]
+        >>> x = torch.tensor([red, blue, grey]).T.reshape(1, 3, 1, 3)  # a 1x3 image
+        >>> hue_invariant_pixels(x).reshape(2, 3)
+        tensor([[0.9000, 0.9000, 0.5000],
+                [0.8000, 0.8000, 0.0000]])
+    """
+    hi, lo = x.amax(dim=1, keepdim=True), x.amin(dim=1, keepdim=True)
+    return torch.cat([hi, hi - lo], dim=1)
 
 
 _NETS = {"ConvEnergyNet": ConvEnergyNet}

@@ -52,6 +52,8 @@ class TrainConfig:
     downsample: str = "stride"  # "stride" (4x4/2 convs) or "pool" (3x3 conv + 2x2 avg pool)
     head: str = "flatten"  # "flatten" (a weight per place) or "pool" (averaged over space:
     #                        what is learnt in one region carries to others)
+    hue_invariant: bool = False  # the net sees value and chroma, not the colour: what it
+    #                              learns on one colour carries to the others (ConvEnergyNet)
     init_weights: str = ""  # checkpoint whose weights start the net (same net config), e.g.
     #                         a discriminative start from benchmarks/multiview_model.py
     # ---- optimisation ------------------------------------------------------------------
@@ -211,7 +213,8 @@ class TrainConfig:
                 "embed_dim": self.embed_dim, "spectral_norm": self.spectral_norm,
                 **({"center_input": True} if self.center_input else {}),
                 **({"downsample": self.downsample} if self.downsample != "stride" else {}),
-                **({"head": self.head} if self.head != "flatten" else {})}
+                **({"head": self.head} if self.head != "flatten" else {}),
+                **({"hue_invariant": True} if self.hue_invariant else {})}
 
     def build_net(self, concept):
         """A fresh net of family ``net`` for ``concept``, with this config's model options."""

@@ -107,6 +107,32 @@ def test_pooled_head_averages_the_last_map_over_space_and_round_trips(gen):
         smoke_config(concept="size", head="max")
 
 
+def test_hue_invariant_net_sees_every_hue_alike_and_round_trips(gen):
+    net = ConvEnergyNet(COLOR, image_size=16, width=4, embed_dim=8, center_input=True,
+                        hue_invariant=True)
+    plain = ConvEnergyNet(COLOR, image_size=16, width=4, embed_dim=8, center_input=True)
+    x = torch.rand(3, 3, 16, 16, generator=gen, requires_grad=True)
+    c = COLOR.encode(torch.tensor([0, 1, 2]))
+    e = net(x, c)
+    # permuting the channels changes every pixel's hue but neither its max nor its min
+    for perm in ([1, 2, 0], [2, 0, 1], [0, 2, 1]):
+        torch.testing.assert_close(net(x[:, perm], c), e)
+        assert not torch.allclose(plain(x[:, perm], c), plain(x, c))
+    # the gradient reaches each pixel's largest and smallest channel only
+    (g,) = torch.autograd.grad(e.sum(), x)
+    middle = x.detach().argsort(dim=1)[:, 1:2]  # (B, 1, H, W): neither max nor min
+    assert g.gather(1, middle).abs().max() == 0 and g.abs().sum() > 0
+    twin = build_energy_net(net.config)
+    twin.load_state_dict(net.state_dict())
+    assert twin.config["hue_invariant"] is True and torch.equal(twin(x, c), e)
+    assert "hue_invariant" not in plain.config  # old configs unchanged
+    with pytest.raises(ValueError, match="hue_invariant needs RGB"):
+        ConvEnergyNet(COLOR, channels=1, width=4, hue_invariant=True)
+    from conceptebm.train import smoke_config
+
+    assert smoke_config(concept="shape", hue_invariant=True).net_config()["hue_invariant"]
+
+
 @pytest.mark.parametrize("size", [16, 32, 64])
 def test_pooled_layout_halves_like_the_strided_one_and_round_trips(size, gen):
     pooled = ConvEnergyNet(COLOR, image_size=size, width=4, downsample="pool")
