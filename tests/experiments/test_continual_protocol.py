@@ -17,6 +17,8 @@ from conceptebm.experiments.continual import (
     STAGES,
     ContinualSettings,
     gan_given,
+    stage_config,
+    start_config,
     train_ebm_stage,
 )
 
@@ -59,6 +61,20 @@ def test_frozen_models_get_no_gradient_in_every_stage(tmp_path, monkeypatch):
     before = Path(paths[0]).stat().st_mtime_ns
     again = train_ebm_stage(1, settings)
     assert again["reused"] and Path(paths[0]).stat().st_mtime_ns == before
+
+
+def test_a_discriminative_start_builds_the_stage_net():
+    # its best weights start the stage's CD run, so every net option has to carry over
+    settings = ContinualSettings(ebm=({}, {"center_input": True, "hue_invariant": True,
+                                           "head": "pool", "downsample": "pool", "width": 8},
+                                      {}), starts=(None, {"iterations": 10}, None))
+    config = stage_config(2, settings, frozen=["stage1.safetensors"])
+    start = start_config(2, settings, config)
+    assert start.objective == "contrastive" and start.frozen == []
+    concept = STAGES[1]
+    assert start.net_config() == config.net_config()
+    assert start.net_config()["hue_invariant"] and start.net_config()["head"] == "pool"
+    assert (start.concept, start.dataset) == (concept.concept, concept.dataset)
 
 
 def test_gan_label_variants():
