@@ -31,6 +31,9 @@ LR_SCHEDULES = ("constant", "cosine")
 SAMPLER_INITS = ("smooth", "uniform")
 DOWNSAMPLES = ("stride", "pool")
 HEADS = ("flatten", "pool")
+#: model options only the conv net reads, with their defaults (refused, not ignored, for "late")
+CONV_ONLY = {"spectral_norm": False, "downsample": "stride", "head": "flatten",
+             "hue_invariant": False}
 
 
 @dataclass
@@ -177,6 +180,11 @@ class TrainConfig:
         need(self.downsample in DOWNSAMPLES, "downsample", f"must be one of {DOWNSAMPLES}")
         need(self.head in HEADS, "head", f"must be one of {HEADS}")
         need(self.net in NETS, "net", f"must be one of {NETS}")
+        conv_only = [f"{n}={getattr(self, n)!r}" for n, default in CONV_ONLY.items()
+                     if getattr(self, n) != default]
+        need(self.net != "late" or not conv_only, "net",
+             f"must be 'conv' with the conv net's options {', '.join(conv_only)} (a late net "
+             "does not read them: drop them)")
         need(self.init in SAMPLER_INITS, "init", f"must be one of {SAMPLER_INITS}")
         need(self.ema is None or 0 < self.ema < 1, "ema", "must be None or lie in (0, 1)")
         need(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "must be None or > 0")

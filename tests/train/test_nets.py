@@ -184,3 +184,7 @@ def test_the_one_loop_trains_a_late_net(tmp_path, objective):
     torch.testing.assert_close(twin(x, c), result.net.eval()(x, c))
     with pytest.raises(ValueError, match="net"):
         smoke_config(net="unet")
+    # the conv net's options are refused for a late net, not silently ignored
+    for option in ({"hue_invariant": True}, {"head": "pool"}, {"downsample": "pool"}):
+        with pytest.raises(ValueError, match="must be 'conv' with the conv net's options"):
+            smoke_config(concept="position", net="late", **option)
