@@ -117,6 +117,24 @@ def test_benchmark_quick_writes_the_keys(tmp_path):
     assert (tmp_path / "ckpt" / "stage3_color.json").exists()
 
 
+def test_the_committed_shape_ebm_reads_shape_on_colours_it_never_saw():
+    # stage 2 sees purple objects only; its net sees value and chroma, not the colour, so it
+    # tells cube from sphere on every colour (0.79 on 512 scenes; chance is 0.5)
+    from conceptebm.datasets import make_dataset
+
+    shape = load_energy(ROOT / "benchmarks" / "checkpoints" / "continual" /
+                        "stage2_shape.safetensors").requires_grad_(False)
+    assert shape.config.get("hue_invariant") is True
+    images, labels = make_dataset("continual_color", size=256, seed=777, image_size=32,
+                                  shapes=("cube", "sphere")).batch(torch.arange(256))
+    s = labels["shape"]
+    with torch.no_grad():
+        e = torch.stack([shape(images, shape.concept.encode(torch.full_like(s, v)))
+                         for v in (0, 1)], dim=1)  # (256, 2): energy of sphere, cube
+    acc = (e.argmin(dim=1) == s).double().mean().item()
+    assert acc > 0.5 + 4 * math.sqrt(0.25 / 256), acc  # 4 standard errors above chance
+
+
 def test_calibration_weights_of_the_committed_stages():
     # the stage-2 conjunction's weights (ref / gap) ** p: their geometric mean is 1, the model
     # with the larger energy gap gets the smaller weight, and p = 0 is the raw sum
