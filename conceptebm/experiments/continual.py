@@ -85,7 +85,8 @@ __all__ = ["Stage", "STAGES", "SHAPES", "GAN_VARIANTS", "ContinualSettings", "Co
            "stage_config", "start_config", "train_ebm_stage", "train_gan_stage", "eval_targets",
            "evaluate_ebm", "evaluate_gan", "run_continual", "plot_figure8", "JUDGED",
            "gan_given", "write_json", "select_composition", "SELECT_SEED",
-           "stage_selection", "frozen_weights", "read_shapes", "stage_gaps"]
+           "stage_selection", "frozen_weights", "read_shapes", "stage_gaps",
+           "shape_transfer", "TRANSFER_SCENES"]
 
 SHAPES = ("cube", "sphere")  # the paper's box and sphere
 EVAL_SEED = 20_261_129  # held-out targets: another seed than any training stream
@@ -365,13 +366,14 @@ def _shape_reader():
 
 
 @torch.no_grad()
-def read_shapes(images: Tensor, *, chunk: int = 250) -> Tensor:
+def read_shapes(images: Tensor, *, chunk: int = 250, reader=None) -> Tensor:
     """A second reader of shape, ``(n,)`` indices among :data:`SHAPES`' values: the shipped
     shape EBM (trained on the general scenes with another recipe than the judges) picks the
     stage's shape (cube or sphere) with the lower energy. On real stage-2 scenes it agrees
     with the labels 0.98 of the time (200 scenes); where it and the judges part on
-    generations, the images are off the scenes the judges were trained on."""
-    reader = _shape_reader()
+    generations, the images are off the scenes the judges were trained on. ``reader``: another
+    shape EBM to read with (e.g. a stage-2 one, :func:`shape_transfer`)."""
+    reader = _shape_reader() if reader is None else reader
     idx = torch.tensor([reader.concept.index(v) for v in SHAPES])
     out = []
     for x in images.split(chunk):
@@ -379,6 +381,33 @@ def read_shapes(images: Tensor, *, chunk: int = 250) -> Tensor:
                          .flatten() for i in idx], 1)  # (b, len(SHAPES))
         out.append(idx[e.argmin(1)])
     return torch.cat(out)
+
+
+#: where :func:`shape_transfer` reads: the stage-2 scenes (purple) and the stage-3 ones
+#: (every colour), both with :data:`SHAPES` only
+TRANSFER_SCENES = {"purple": "continual_shape", "every_color": "continual_color"}
+
+
+def shape_transfer(reader, *, n: int = 512, seed: int = 777) -> dict:
+    """How well a shape EBM tells :data:`SHAPES` apart by energy (:func:`read_shapes` with
+    ``reader``) on ``n`` real scenes of one colour (purple, what stage 2 trains on) and of
+    every colour (stage 3's scenes): ``{"purple": Metric, "every_color": Metric}``. A shape
+    EBM whose reading holds across colours is what stage 3 shape needs.
+
+    Example:
+        >>> from conceptebm.energies.nets import ConvEnergyNet
+        >>> from conceptebm.datasets import scene_concepts
+        >>> net = ConvEnergyNet(scene_concepts()["shape"], width=4, hue_invariant=True)
+        >>> m = shape_transfer(net.requires_grad_(False), n=8)
+        >>> sorted(m), 0 <= m["purple"].value <= 1
+        (['every_color', 'purple'], True)
+    """
+    out = {}
+    for name, dataset in TRANSFER_SCENES.items():
+        images, labels = make_dataset(dataset, size=n, seed=seed, image_size=reader.image_size,
+                                      shapes=SHAPES).batch(torch.arange(n))
+        out[name] = binomial_metric(read_shapes(images, reader=reader) == labels["shape"])
+    return out
 
 
 def _second_reading(prefix: str, images: Tensor, targets: dict) -> dict:

@@ -120,19 +120,33 @@ def test_benchmark_quick_writes_the_keys(tmp_path):
 def test_the_committed_shape_ebm_reads_shape_on_colours_it_never_saw():
     # stage 2 sees purple objects only; its net sees value and chroma, not the colour, so it
     # tells cube from sphere on every colour (0.79 on 512 scenes; chance is 0.5)
-    from conceptebm.datasets import make_dataset
+    from conceptebm.experiments.continual import shape_transfer
 
     shape = load_energy(ROOT / "benchmarks" / "checkpoints" / "continual" /
                         "stage2_shape.safetensors").requires_grad_(False)
     assert shape.config.get("hue_invariant") is True
-    images, labels = make_dataset("continual_color", size=256, seed=777, image_size=32,
-                                  shapes=("cube", "sphere")).batch(torch.arange(256))
-    s = labels["shape"]
-    with torch.no_grad():
-        e = torch.stack([shape(images, shape.concept.encode(torch.full_like(s, v)))
-                         for v in (0, 1)], dim=1)  # (256, 2): energy of sphere, cube
-    acc = (e.argmin(dim=1) == s).double().mean().item()
-    assert acc > 0.5 + 4 * math.sqrt(0.25 / 256), acc  # 4 standard errors above chance
+    m = shape_transfer(shape, n=256)
+    for name in ("purple", "every_color"):  # 4 standard errors above chance
+        assert m[name].value > 0.5 + 4 * math.sqrt(0.25 / 256), (name, m[name].value)
+
+
+def test_hue_invariance_benchmark_quick(tmp_path):
+    out = tmp_path / "hue.json"
+    proc = subprocess.run([sys.executable, "benchmarks/hue_invariance.py", "--quick", "--json",
+                           str(out), "--run-dir", str(tmp_path / "runs"), "--threads", "1"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = json.loads(out.read_text())
+    for name in ("rgb", "hue"):
+        assert m[f"{name}.minutes"] > 0
+        for key in ("purple", "every_color"):
+            assert 0 <= m[f"{name}.{key}"] <= 1 and m[f"{name}.{key}.se"] >= 0
+    for net in ("rgb", "hue"):  # the two nets differ only in what they see
+        config = json.loads((tmp_path / "runs" / net / "config.json").read_text())
+        assert config["hue_invariant"] is (net == "hue")
+    bad = subprocess.run([sys.executable, "benchmarks/hue_invariance.py", "--n", "0"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert bad.returncode == 2 and "--n must be >= 1" in bad.stderr
 
 
 def test_calibration_weights_of_the_committed_stages():
