@@ -28,7 +28,8 @@ from torch import Tensor
 
 from conceptebm.energies import ConditionalEnergy
 
-__all__ = ["energy_gap", "random_other_values", "reference_scale", "composition_scales"]
+__all__ = ["energy_gap", "random_other_values", "reference_scale", "composition_scales",
+           "fit_temperature"]
 
 
 def random_other_values(concept, c: Tensor, generator=None, *,
@@ -92,6 +93,59 @@ def energy_gap(model: ConditionalEnergy, images: Tensor, labels, *, negatives: i
             f"{concept.name} model gives wrong concept values lower energy than right ones on "
             f"average (gap {value:.3g}); it cannot be calibrated. Is it trained on this data?")
     return value
+
+
+def fit_temperature(model: ConditionalEnergy, images: Tensor, labels, *,
+                    batch_size: int = 256) -> float:
+    """The temperature T that makes ``softmax(-E(x | v) / T)`` over a categorical concept's
+    values the best classifier of ``labels`` on real ``images`` (maximum likelihood; the
+    negative log-likelihood is convex in 1 / T, so the optimum is unique). What
+    :class:`~conceptebm.energies.NotAny` reads its probabilities with.
+
+    Example:
+        >>> from conceptebm.concepts import Concept
+        >>> class Match(ConditionalEnergy):
+        ...     def energy(self, x, c):
+        ...         return -(x * c).sum(-1)
+        >>> color = Match(Concept.categorical("color", ["red", "green"]))
+        >>> g = torch.Generator().manual_seed(0)
+        >>> y = torch.randint(0, 2, (20000,), generator=g)
+        >>> # logits -E / T with T = 0.5: x holds E = -0.5 * logit for each value
+        >>> logits = torch.randn(20000, 2, generator=g) + 1.5 * torch.nn.functional.one_hot(y)
+        >>> y = torch.distributions.Categorical(logits=logits).sample()  # labels from softmax
+        >>> round(fit_temperature(color, 0.5 * logits, y), 2)
+        0.5
+    """
+    concept = model.concept
+    if not concept.is_categorical:
+        raise ValueError(f"fit_temperature needs a categorical concept, got {concept.name!r} "
+                         f"({concept.kind})")
+    y = torch.as_tensor(concept.encode(labels)).reshape(len(images), -1).argmax(-1)
+    k = len(concept.values)
+    with torch.no_grad():
+        e = torch.cat([torch.stack([model(x, concept.encode(torch.full((len(x),), v))
+                                           .to(x).reshape(len(x), -1)) for v in range(k)], 1)
+                       for x in images.split(batch_size)]).double()  # (N, K)
+    if not torch.isfinite(e).all():
+        raise FloatingPointError(f"{concept.name} model returned non-finite energies")
+
+    def nll(beta: float) -> float:  # convex in beta = 1 / T
+        return float(torch.nn.functional.cross_entropy(-e * beta, y.to(e.device)))
+
+    spread = float(e.std()) or 1.0
+    lo, hi = 0.0, 1e3 / spread  # golden-section search on beta
+    ratio = (math.sqrt(5) - 1) / 2
+    for _ in range(200):
+        a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+        if nll(a) <= nll(b):
+            hi = b
+        else:
+            lo = a
+    beta = (lo + hi) / 2
+    if beta <= 0 or nll(beta) >= nll(0.0):
+        raise ValueError(f"{concept.name} model does not classify its labels better than chance "
+                         "on these images; it has no temperature to fit")
+    return 1.0 / beta
 
 
 def reference_scale(scales: Mapping[str, float], names) -> float:

@@ -7,6 +7,7 @@ from conceptebm.energies.nets import ConvEnergyNet, JointConcept, build_energy_n
 from conceptebm.energies.ops import (
     And,
     Not,
+    NotAny,
     Or,
     Scale,
     ScaledConditional,
@@ -24,6 +25,7 @@ __all__ = [
     "And",
     "Or",
     "Not",
+    "NotAny",
     "Scale",
     "ScaledConditional",
     "StepMatched",

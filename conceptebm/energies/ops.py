@@ -6,6 +6,10 @@
 * ``Not(a, alpha)`` / ``~a``: negation, energy ``-alpha * E_a``; only meaningful grounded by
   another concept, ``b & ~a`` = ``E_b - alpha * E_a`` (eq. 9, alpha = 0.01 in the paper).
 * ``Scale(a, t)`` / ``t * a``: a weight or inverse temperature, ``t * E_a`` with t > 0.
+* ``NotAny(cond, values, temperature)``: a categorical concept's value is none of ``values``,
+  read through the classifier the conditional energy defines (``p(v | x)`` a softmax of
+  ``-E(x | v) / T``): energy ``-T * log(1 - sum_v p(v | x))``, bounded below by 0, so leaving
+  the data earns nothing (``Not``'s ``-alpha * E`` keeps falling there).
 
 Operators nest to any depth; samplers refuse expressions that are not grounded
 (:attr:`Energy.is_grounded`), such as a bare negation.
@@ -21,8 +25,8 @@ from torch import Tensor, nn
 
 from conceptebm.energies.base import ConditionalEnergy, Energy
 
-__all__ = ["And", "Or", "Not", "Scale", "ScaledConditional", "StepMatched", "require_grounded",
-           "split_labels", "conditioned_energy"]
+__all__ = ["And", "Or", "Not", "NotAny", "Scale", "ScaledConditional", "StepMatched",
+           "require_grounded", "split_labels", "conditioned_energy"]
 
 # Binding strength for the repr, as in the expression language: ~ > * > & > |.
 _PREC = {"Or": 1, "And": 2, "Scale": 3, "Not": 4}
@@ -170,6 +174,74 @@ class Not(Energy):
     def __repr__(self) -> str:
         inner = _wrap(self.term, _PREC["Not"])
         return f"~{inner}" if self.alpha == 0.01 else f"Not({self.term!r}, alpha={self.alpha:g})"
+
+
+class NotAny(Energy):
+    """The categorical concept of ``cond`` takes none of ``values``, through its classifier.
+
+    A conditional energy over K mutually exclusive values defines ``p(v | x) =
+    softmax_v(-E(x | v) / T)``. ``NotAny`` is ``-T * log p(value not in S | x) = -T * log(1 -
+    sum_{v in S} p(v | x))``: zero when the classifier rules S out, large when it reads a value
+    of S. Unlike ``Not`` (``-alpha * E``, which rewards images unlike *every* value, so a
+    sampler leaves the data), it is bounded below; and several excluded values of one concept
+    enter together, as the probability that none of them holds (``NotAny(color, 7 colours)``
+    leaves the eighth). ``T``: the classifier's temperature, fitted on labelled images by
+    :func:`conceptebm.compose.calibrate.fit_temperature`. Not grounded: AND it with another
+    concept.
+
+    Args:
+        cond: a :class:`ConditionalEnergy` over a categorical concept.
+        values: the excluded values (names or indices), the same for every chain, or a
+            ``(batch, K)`` bool tensor, True where a chain excludes that value.
+        temperature: T > 0, in the units of ``cond``'s energies.
+
+    Example:
+        >>> import torch
+        >>> from conceptebm.concepts import Concept
+        >>> class Match(ConditionalEnergy):
+        ...     def energy(self, x, c):
+        ...         return -(x * c).sum(-1)
+        >>> color = Match(Concept.categorical("color", ["red", "green", "blue"]))
+        >>> x = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # reads red, blue
+        >>> NotAny(color, ["red", "green"], temperature=1.0)(x).round(decimals=3)
+        tensor([2.2400, 0.5510])
+    """
+
+    is_grounded = False
+
+    def __init__(self, cond: ConditionalEnergy, values, temperature: float):
+        super().__init__()
+        concept = getattr(cond, "concept", None)
+        if not isinstance(cond, ConditionalEnergy) or not concept.is_categorical:
+            raise ValueError(f"NotAny needs a ConditionalEnergy over a categorical concept, "
+                             f"got {cond!r}")
+        self.cond, self.temperature = cond, _positive("NotAny temperature", temperature)
+        k = len(concept.values)
+        if isinstance(values, Tensor):
+            mask = values.to(torch.bool)
+            if mask.dim() != 2 or mask.shape[1] != k:
+                raise ValueError(f"NotAny values as a tensor must be (batch, {k}) bools, got "
+                                 f"shape {tuple(values.shape)}")
+        else:
+            index = [concept.index(v) for v in values]
+            mask = torch.zeros(1, k, dtype=torch.bool)
+            mask[0, index] = True
+        if mask.all(dim=1).any() or not mask.any(dim=1).all():
+            raise ValueError(f"NotAny must exclude at least one and not all of {concept.name}'s "
+                             f"{k} values; got {mask.sum(dim=1).tolist()} excluded")
+        self.register_buffer("mask", mask, persistent=False)  # (1 or batch, K)
+
+    def energy(self, x: Tensor) -> Tensor:
+        concept, b = self.cond.concept, x.shape[0]
+        e = torch.stack([self.cond(x, concept.encode(torch.full((b,), v, device=x.device))
+                                   .to(x.dtype).reshape(b, -1))
+                         for v in range(len(concept.values))], dim=1)  # (B, K)
+        log_p = torch.log_softmax(-e / self.temperature, dim=1)
+        kept = log_p.masked_fill(self.mask.to(x.device).expand(b, -1), float("-inf"))
+        return -self.temperature * torch.logsumexp(kept, dim=1)  # -T log p(none of S | x)
+
+    def __repr__(self) -> str:
+        return f"NotAny({self.cond.concept.name}, {int(self.mask[0].sum())} values)"
 
 
 class Scale(Energy):

@@ -72,3 +72,63 @@ def test_reference_scale_is_geometric_mean():
     assert reference_scale({"a": 4.0, "b": 1.0, "c": 9.0}, ["a", "c"]) == pytest.approx(6.0)
     with pytest.raises(ValueError, match="positive"):
         reference_scale({"a": 0.0}, ["a"])
+
+
+class Match(ConditionalEnergy):
+    """E(x|c) = -x . one_hot(c): x holds minus the energy of every value."""
+
+    def energy(self, x, c):
+        return -(x * c).sum(-1)
+
+
+COLORS = Concept.categorical("color", ["red", "green", "blue", "cyan"])
+
+
+@pytest.mark.parametrize("t", [0.002, 0.5, 3.0])
+def test_fit_temperature_recovers_the_softmax_labels_were_drawn_from(t, gen):
+    from conceptebm.compose.calibrate import fit_temperature
+
+    logits = torch.randn(20000, 4, generator=gen, dtype=torch.float64) * 2
+    y = torch.distributions.Categorical(logits=logits).sample()
+    # E(x|v) = -t * logit_v, so softmax(-E / T) is the labels' law at T = t; the MLE of 1/T
+    # from 20,000 draws has a relative error of about 1 %
+    assert fit_temperature(Match(COLORS), t * logits, y) == pytest.approx(t, rel=0.05)
+    with pytest.raises(ValueError, match="categorical"):
+        fit_temperature(Quadratic(Concept.continuous("p", 1), 1.0), torch.zeros(4, 1),
+                        torch.zeros(4, 1))
+    with pytest.raises(ValueError, match="better than chance"):  # energies that ignore x
+        fit_temperature(Match(COLORS), torch.zeros(100, 4, dtype=torch.float64),
+                        torch.randint(0, 4, (100,), generator=gen))
+
+
+def test_not_any_is_minus_t_log_of_the_probability_that_none_of_the_values_holds(gen):
+    from conceptebm.energies import Not, NotAny
+
+    x = torch.randn(64, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    t = 0.7
+    p = torch.softmax(x / t, dim=1)  # -E / T = x / T
+    e = NotAny(Match(COLORS), ["red", "blue"], temperature=t)(x)
+    torch.testing.assert_close(e, -t * torch.log(p[:, 1] + p[:, 3]))
+    assert (e >= 0).all()  # bounded below, unlike Not
+    (g,) = torch.autograd.grad(e.sum(), x)
+    assert torch.isfinite(g).all()
+    # leaving the data: an x ever less green drives Not(green) down without bound, NotAny to 0
+    far = torch.tensor([[0.0, -50.0, 0.0, 0.0]], dtype=torch.float64)
+    assert Not(Match(COLORS).given("green"), alpha=1.0)(far) < -49
+    assert 0 <= NotAny(Match(COLORS), ["green"], temperature=t)(far) < 1e-12
+    # per chain: a (batch, K) mask; excluding every value but one is that value's
+    # classifier energy -T log p(v | x)
+    mask = torch.ones(64, 4, dtype=torch.bool)
+    keep = torch.randint(0, 4, (64,), generator=gen)
+    mask[torch.arange(64), keep] = False
+    e = NotAny(Match(COLORS), mask, temperature=t)(x)
+    torch.testing.assert_close(e, -t * torch.log(p.gather(1, keep[:, None]).squeeze(1)))
+    assert not NotAny(Match(COLORS), ["red"], temperature=t).is_grounded
+    for bad, match in ((["red", "green", "blue", "cyan"], "not all"), ([], "at least one"),
+                       (torch.ones(3, 2, dtype=torch.bool), r"\(batch, 4\)")):
+        with pytest.raises(ValueError, match=match):
+            NotAny(Match(COLORS), bad, temperature=t)
+    with pytest.raises(ValueError, match="temperature"):
+        NotAny(Match(COLORS), ["red"], temperature=0.0)
+    with pytest.raises(ValueError, match="categorical"):
+        NotAny(Quadratic(Concept.continuous("p", 1), 1.0), [0], temperature=1.0)
