@@ -20,7 +20,6 @@ JSON keys (flat): ``<model>.purple``, ``<model>.every_color`` (accuracy) with ``
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -30,7 +29,7 @@ import torch
 
 from conceptebm.checkpoints import load_checkpoint, load_energy
 from conceptebm.datasets import make_dataset
-from conceptebm.experiments.continual import SHAPES, STAGES, shape_transfer
+from conceptebm.experiments.continual import SHAPES, STAGES, shape_transfer, write_json
 from conceptebm.train import make_config, train
 
 COMMITTED = "benchmarks/checkpoints/continual/stage2_shape.safetensors"
@@ -98,9 +97,7 @@ def main(argv=None) -> int:
               f"{m['every_color'].value:.3f} +- {m['every_color'].stderr:.3f} |")
     print(f"read in {time.time() - t0:.1f} s; chance 0.5")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(metrics, indent=2, sort_keys=True))
-        print(f"wrote {args.json}")
+        print(f"wrote {write_json(metrics, args.json)}")
     return 0
 
 

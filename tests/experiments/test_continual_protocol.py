@@ -83,12 +83,18 @@ def test_gan_label_variants():
     assert gan_given(1, "paper") == gan_given(1, "all") == ("position",)
 
 
-def test_benchmark_quick_writes_the_keys(tmp_path):
-    out = tmp_path / "continual.json"
-    proc = subprocess.run([sys.executable, "benchmarks/continual.py", "--quick", "--json",
-                           str(out), "--out-dir", str(tmp_path / "ckpt"), "--threads", "1"],
+def _quick(script: str, out: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run ``benchmarks/<script> --quick --json out`` on one thread; it must succeed."""
+    proc = subprocess.run([sys.executable, f"benchmarks/{script}", "--quick", "--json",
+                           str(out), "--threads", "1", *args],
                           capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_benchmark_quick_writes_the_keys(tmp_path):
+    out = tmp_path / "continual.json"
+    proc = _quick("continual.py", out, "--out-dir", str(tmp_path / "ckpt"))
     assert "| ebm |" in proc.stdout and "| paper gan |" in proc.stdout
     m = json.loads(out.read_text())
     keys = ["stage1.position", "stage2.position", "stage2.shape", "stage3.position",
@@ -132,10 +138,7 @@ def test_the_committed_shape_ebm_reads_shape_on_colours_it_never_saw():
 
 def test_hue_invariance_benchmark_quick(tmp_path):
     out = tmp_path / "hue.json"
-    proc = subprocess.run([sys.executable, "benchmarks/hue_invariance.py", "--quick", "--json",
-                           str(out), "--run-dir", str(tmp_path / "runs"), "--threads", "1"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _quick("hue_invariance.py", out, "--run-dir", str(tmp_path / "runs"))
     m = json.loads(out.read_text())
     for name in ("rgb", "hue"):
         assert m[f"{name}.minutes"] > 0
