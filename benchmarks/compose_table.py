@@ -80,6 +80,8 @@ def run(args) -> dict:
                              "temperature": args.temperature, "calibrated": not args.raw,
                              "mixture_or": not args.energy_or,
                              "calibration_power": args.calibration_power,
+                             "negation": args.negation, "negation_weight": args.negation_weight,
+                             "temperatures": cm.temperatures,
                              "scales": cm.scales}}
     for row in rows:
         t0 = time.time()
@@ -94,7 +96,10 @@ def run(args) -> dict:
         for s in range(0, args.n, args.batch):
             tb = {k: v.to(device) for k, v in _slice(targets, s, s + args.batch).items()}
             energy = row_energy(row, tb, cm.models, alpha=args.alpha,
-                                temperature=args.temperature, scales=scales)
+                                temperature=args.temperature, scales=scales,
+                                temperatures=(cm.temperatures if args.negation == "classifier"
+                                              else None),
+                                negation_weight=args.negation_weight)
             x = generate(energy, tb["pos"].shape[0], row_settings, cm.image_shape, generator=gen,
                          device=device, mixture_or=not args.energy_or)
             preds.append(judge.predict(x))
@@ -133,6 +138,11 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--energy-or", action="store_true",
                    help="sample disjunctions by Langevin on the soft-min energy (eq. 8) instead "
                         "of as the mixture they define")
+    p.add_argument("--negation", choices=("energy", "classifier"), default="energy",
+                   help="energy: NOT as -alpha * E (eq. 9); classifier: negated categorical "
+                        "concepts through their classifier (conceptebm.energies.NotAny)")
+    p.add_argument("--negation-weight", type=float, default=1.0,
+                   help="weight of a classifier negation (with --negation classifier)")
     p.add_argument("--rows", nargs="*", help="only these row keys")
     p.add_argument("--extras", action="store_true",
                    help="also implication, four-concept conjunction and two objects")

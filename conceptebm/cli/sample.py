@@ -20,7 +20,7 @@ from conceptebm.cli import validate
 from conceptebm.cli.validate import CommandError
 from conceptebm.compose import defaults
 from conceptebm.compose.calibrate import composition_scales
-from conceptebm.compose.expr import ExpressionError, _atom_names, build, parse
+from conceptebm.compose.expr import ExpressionError, Neg, _atom_names, build, parse
 from conceptebm.plotting import save_grid
 
 # Sane ranges of the composition knobs (defaults.ALPHA = 0.05, defaults.TEMPERATURE = 0.1):
@@ -28,6 +28,7 @@ from conceptebm.plotting import save_grid
 # 1 already makes OR act like AND (see conceptebm.compose.defaults).
 MAX_ALPHA = 1.0
 MAX_TEMPERATURE = 10.0
+MAX_NEGATION_WEIGHT = 100.0
 
 # a grid of more images than this is unreadable, and all chains run as one batch
 MAX_GRID = 1024
@@ -53,6 +54,14 @@ def _check(args: argparse.Namespace) -> None:
                            "--each DIR to write each image to a file instead")
 
 
+def _negated_names(node) -> set[str]:
+    """Concepts that appear negated (``~name=value``) in a parsed expression."""
+    if isinstance(node, Neg):
+        return _atom_names(node.term)
+    return set().union(*(_negated_names(t) for t in getattr(node, "terms", ())),
+                       _negated_names(node.term) if hasattr(node, "term") else set())
+
+
 def _main(args: argparse.Namespace) -> int:
     from conceptebm.compose.generate import (
         composition_settings,
@@ -67,9 +76,18 @@ def _main(args: argparse.Namespace) -> int:
     device = torch.device(args.device)
     cm = load_concepts(sorted(_atom_names(args.tree)), device=device,
                        serve=serving_models(args.tree))  # several objects: position_cd
+    temperatures = None
+    if args.negation == "classifier":
+        temperatures = cm.temperatures
+        missing = sorted(n for n in _negated_names(args.tree)
+                         if cm.models[n].concept.is_categorical and n not in temperatures)
+        if missing:
+            raise CommandError(f"--negation classifier: the {missing[0]} model does not "
+                               "classify real scenes better than chance; use --negation energy")
     energy = build(args.tree, cm.models, alpha=args.alpha, temperature=args.temperature,
                    scales=None if args.raw else composition_scales(cm.scales),
-                   text=args.expression)
+                   text=args.expression, temperatures=temperatures,
+                   negation_weight=args.negation_weight)
     settings = composition_settings(cm, args.tree, steps=args.steps,
                                     step_size=args.step_size, noise_scale=args.noise_scale)
     gen = torch.Generator(device=device).manual_seed(args.seed)
@@ -107,6 +125,16 @@ def register(sub) -> None:
                    default=defaults.TEMPERATURE,
                    help="disjunction temperature (in energy-gap units unless --raw), in "
                         f"(0, {MAX_TEMPERATURE:g}] (default {defaults.TEMPERATURE})")
+    p.add_argument("--negation", choices=("energy", "classifier"), default="energy",
+                   help="energy: ~a is -alpha * E_a (the paper's eq. 9); classifier: a negated "
+                        "categorical concept (colour, shape) through the classifier its EBM "
+                        "defines, the negated values of one concept together "
+                        "(conceptebm.energies.NotAny; bounded, so leaving the data earns "
+                        "nothing)")
+    p.add_argument("--negation-weight", type=validate.real(0, MAX_NEGATION_WEIGHT, low_open=True),
+                   default=defaults.NEGATION_WEIGHT,
+                   help="weight of a classifier negation, in (0, "
+                        f"{MAX_NEGATION_WEIGHT:g}] (default {defaults.NEGATION_WEIGHT})")
     p.add_argument("--raw", action="store_true",
                    help="compose the raw energies (paper's equations, no calibration)")
     p.add_argument("--steps", type=validate.integer(1, 100_000), default=None,

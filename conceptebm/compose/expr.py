@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 
 from conceptebm.compose.calibrate import reference_scale
-from conceptebm.energies import And, ConditionalEnergy, Energy, Not, Or, Scale
+from conceptebm.energies import And, ConditionalEnergy, Energy, Not, NotAny, Or, Scale
 
 __all__ = ["ExpressionError", "Atom", "Conj", "Disj", "Neg", "Weighted", "parse", "build",
            "compile_expression", "MAX_LENGTH", "MAX_DEPTH", "MAX_WEIGHT"]
@@ -236,7 +236,9 @@ def parse(text: str):
 # ----------------------------------------------------------------------------- building
 def build(tree, models: Mapping[str, ConditionalEnergy] | Callable[[str], ConditionalEnergy],
           *, alpha: float = 0.01, temperature: float = 1.0,
-          scales: Mapping[str, float] | None = None, text: str = "") -> Energy:
+          scales: Mapping[str, float] | None = None, text: str = "",
+          temperatures: Mapping[str, float] | None = None,
+          negation_weight: float = 1.0) -> Energy:
     """Turn a parsed tree into an Energy.
 
     Args:
@@ -250,6 +252,12 @@ def build(tree, models: Mapping[str, ConditionalEnergy] | Callable[[str], Condit
             used), so all concepts weigh the same and the raw models' step size still fits.
             ``None`` composes the raw energies, exactly as the paper's equations.
         text: the source text, for error messages.
+        temperatures: categorical concept name -> classifier temperature
+            (:func:`conceptebm.compose.calibrate.fit_temperature`). A negated atom of such a
+            concept becomes :class:`~conceptebm.energies.NotAny` instead of ``Not``, and the
+            negated atoms of one concept ANDed together become one ``NotAny`` (none of those
+            values), weighted ``negation_weight`` (times the concept's calibration weight);
+            ``alpha`` then weighs only the other negations.
     """
     weights: dict[str, float] = {}
     if scales is not None:
@@ -269,6 +277,31 @@ def build(tree, models: Mapping[str, ConditionalEnergy] | Callable[[str], Condit
             raise ExpressionError(f"unknown concept {atom.name!r}; known concepts: {known}",
                                   text, atom.pos) from None
 
+    temperatures = dict(temperatures or {})
+
+    def not_any(atoms: list[Atom]) -> Energy:
+        # one NotAny for the atoms' values (per chain when they hold tensors)
+        model = lookup(atoms[0])
+        concept = model.concept
+        mask = None
+        for atom in atoms:
+            try:
+                index = concept.encode(atom.value).reshape(-1, len(concept.values)).argmax(-1)
+            except ValueError as err:
+                raise ExpressionError(str(err), text, atom.pos) from None
+            hit = torch.nn.functional.one_hot(index, len(concept.values)).bool()  # (1|n, K)
+            mask = hit if mask is None else mask | hit
+        if mask.all(dim=1).any():
+            raise ExpressionError(f"the negations exclude every value of {concept.name!r}: "
+                                  "nothing is left", text, atoms[0].pos)
+        term = NotAny(model, mask, temperatures[concept.name])
+        w = weights.get(concept.name, 1.0) * negation_weight
+        return term if w == 1.0 else Scale(term, w)
+
+    def classifier_negation(node) -> bool:
+        return (isinstance(node, Neg) and isinstance(node.term, Atom)
+                and node.term.name in temperatures)
+
     def go(node) -> Energy:
         if isinstance(node, Atom):
             model = lookup(node)
@@ -279,13 +312,20 @@ def build(tree, models: Mapping[str, ConditionalEnergy] | Callable[[str], Condit
             w = weights.get(node.name, 1.0)
             return bound if w == 1.0 else Scale(bound, w)
         if isinstance(node, Conj):
-            return And(*(go(t) for t in node.terms))
+            groups: dict[str, list[Atom]] = {}
+            for t in node.terms:
+                if classifier_negation(t):
+                    groups.setdefault(t.term.name, []).append(t.term)
+            terms = [go(t) for t in node.terms if not classifier_negation(t)]
+            return And(*terms, *(not_any(atoms) for atoms in groups.values()))
         if isinstance(node, Disj):
             return Or(*(go(t) for t in node.terms), temperature=temperature)
         if isinstance(node, Neg):
             if isinstance(node.term, Neg):
                 raise ExpressionError("double negation ~~ is not defined", text,
                                       _first_pos(node))
+            if classifier_negation(node):
+                return not_any([node.term])
             return Not(go(node.term), alpha=alpha)
         if isinstance(node, Weighted):
             return Scale(go(node.term), node.weight)
@@ -358,7 +398,9 @@ def _first_pos(node) -> int:
 
 
 def compile_expression(text: str, models, *, alpha: float = 0.01, temperature: float = 1.0,
-                       scales: Mapping[str, float] | None = None) -> Energy:
+                       scales: Mapping[str, float] | None = None,
+                       temperatures: Mapping[str, float] | None = None,
+                       negation_weight: float = 1.0) -> Energy:
     """``build(parse(text), models, ...)`` in one call.
 
     Example:
@@ -368,4 +410,4 @@ def compile_expression(text: str, models, *, alpha: float = 0.01, temperature: f
         position(0.3,-0.2) & ~color('red')
     """
     return build(parse(text), models, alpha=alpha, temperature=temperature, scales=scales,
-                 text=text)
+                 text=text, temperatures=temperatures, negation_weight=negation_weight)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from conceptebm.compose.calibrate import energy_gap
+from conceptebm.compose.calibrate import energy_gap, fit_temperature
 from conceptebm.compose.defaults import MULTI_INSTANCE, STEPS
 from conceptebm.compose.expr import _atom_names, repeated_concepts
 from conceptebm.energies import ConditionalEnergy, Energy, Or
@@ -34,6 +34,9 @@ class ConceptModels:
     scales: dict[str, float] = field(default_factory=dict)
     settings: SamplerSettings = DEFAULT
     image_shape: tuple[int, int, int] = (3, 32, 32)
+    #: categorical concept -> classifier temperature on the same scenes (fit_temperature);
+    #: what a negation through the classifier (build's ``temperatures``) reads
+    temperatures: dict[str, float] = field(default_factory=dict)
 
 
 def _match_step_sizes(models: dict) -> dict:
@@ -110,10 +113,17 @@ def load_concepts(names: Sequence[str] = ("position", "color", "shape", "size"),
     gen = torch.Generator(device=images.device).manual_seed(seed)
     scales = {n: energy_gap(m, images, labels[n].to(images.device), generator=gen)
               for n, m in models.items()}
+    temperatures = {}
+    for n, m in models.items():
+        if m.concept.is_categorical:
+            try:
+                temperatures[n] = fit_temperature(m, images, labels[n].to(images.device))
+            except ValueError:  # no better than chance: no classifier to negate through
+                pass
     per = [DEFAULT if m.sampler is None else m.sampler for m in models.values()]
     settings = max(per, key=lambda s: s.num_steps)
     size = images.shape[-1]
-    return ConceptModels(models, scales, settings, (3, size, size))
+    return ConceptModels(models, scales, settings, (3, size, size), temperatures)
 
 
 class BranchChoice(Energy):

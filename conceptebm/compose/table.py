@@ -310,9 +310,13 @@ def row_energy(
     alpha: float,
     temperature: float,
     scales: Mapping[str, float] | None,
+    temperatures: Mapping[str, float] | None = None,
+    negation_weight: float = 1.0,
 ) -> Energy:
-    """The composed energy of ``row`` with one chain per target."""
-    return build(row.tree(targets), models, alpha=alpha, temperature=temperature, scales=scales)
+    """The composed energy of ``row`` with one chain per target (``temperatures``: negate
+    those categorical concepts through their classifier, :func:`build`)."""
+    return build(row.tree(targets), models, alpha=alpha, temperature=temperature, scales=scales,
+                 temperatures=temperatures, negation_weight=negation_weight)
 
 
 def score_row(

@@ -12,3 +12,26 @@ def test_sample_writes_the_path_it_prints(tmp_path, capsys, monkeypatch):
     printed = capsys.readouterr().out
     assert f"wrote 3 samples to {out}" in printed and out.stat().st_size > 1000
     assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.jpg"]
+
+
+def test_sample_negates_through_the_classifier(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "grid.png"
+    assert main(["sample", "position=(0.3,-0.2) & ~color=red & ~color=blue", "-n", "2",
+                 "--steps", "2", "--negation", "classifier", "--negation-weight", "2",
+                 "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "NotAny(color, 2 values)" in printed and out.stat().st_size > 500
+    # a colour model no better than chance has no classifier to negate through
+    from conceptebm.compose import generate as gen_module
+
+    real = gen_module.load_concepts
+
+    def no_classifier(*a, **k):
+        cm = real(*a, **k)
+        cm.temperatures.clear()
+        return cm
+
+    monkeypatch.setattr(gen_module, "load_concepts", no_classifier)
+    assert main(["sample", "position=(0.3,-0.2) & ~color=red", "-n", "2", "--steps", "2",
+                 "--negation", "classifier", "-o", str(out)]) == 2
+    assert "better than chance" in capsys.readouterr().err

@@ -208,3 +208,44 @@ def test_fuzz_nesting_depth_and_length(text, extra):
     else:
         assert e.is_grounded
         e(torch.randn(2, 3))  # and the built energy evaluates (no recursion limit there)
+
+
+def test_classifier_negation_groups_one_concepts_negated_values(gen):
+    from conceptebm.compose.expr import build
+    from conceptebm.energies import NotAny
+
+    t = {"color": 0.5, "shape": 2.0}
+    e = compile_expression("position=(0.1,0.2) & ~color=red & ~color=blue & ~shape=cube",
+                           MODELS, temperatures=t, negation_weight=3.0)
+    assert isinstance(e, And)
+    parts = {type(p.term).__name__ if isinstance(p, Scale) else type(p).__name__
+             for p in e.terms}
+    assert parts == {"Bound", "NotAny"} and len(e.terms) == 3  # two NotAny, one per concept
+    color = next(p.term for p in e.terms if isinstance(p, Scale) and p.term.cond.concept.name
+                 == "color")
+    assert color.mask.tolist() == [[True, False, True]] and color.temperature == 0.5
+    # the energy: position's plus 3 * -T log p(green | x) plus 3 * -T log(1 - p(cube | x))
+    x = torch.randn(5, 4, generator=gen, dtype=torch.float64)
+    col_e = torch.stack([MODELS["color"](x, MODELS["color"].concept.encode(
+        torch.full((5,), v)).to(x)) for v in range(3)], 1)
+    p_col = torch.softmax(-col_e / 0.5, 1)
+    shp_e = torch.stack([MODELS["shape"](x, MODELS["shape"].concept.encode(
+        torch.full((5,), v)).to(x)) for v in range(3)], 1)
+    p_shp = torch.softmax(-shp_e / 2.0, 1)
+    pos = MODELS["position"].given((0.1, 0.2))(x)
+    want = pos + 3 * -0.5 * torch.log(p_col[:, 1]) + 3 * -2.0 * torch.log(1 - p_shp[:, 1])
+    torch.testing.assert_close(e(x), want)
+    # without temperatures, or for a concept without one, it is the paper's Not
+    plain = compile_expression("position=(0.1,0.2) & ~color=red", MODELS)
+    assert isinstance(plain.terms[1], Not)
+    other = compile_expression("position=(0.1,0.2) & ~size=0.3", MODELS, temperatures=t)
+    assert isinstance(other.terms[1], Not)
+    # per-chain values (tensors, as the table rows use) give a per-chain mask
+    tree = Conj((Atom("position", (0.0, 0.0), 0), Neg(Atom("color", torch.tensor([0, 1]), 0)),
+                 Neg(Atom("color", torch.tensor([1, 1]), 0))))
+    e = build(tree, MODELS, temperatures=t)
+    (na,) = [p for p in e.terms if isinstance(p, NotAny)]
+    assert na.mask.tolist() == [[True, True, False], [False, True, False]]
+    with pytest.raises(ExpressionError, match="exclude every value"):
+        compile_expression("position=(0,0) & ~color=red & ~color=green & ~color=blue", MODELS,
+                           temperatures=t)
