@@ -27,6 +27,12 @@
   shipped models (n = 200-500, ``--rows pos_and_not_color --alpha A``): alpha 0.03 gave
   position / negated-color rate 0.995 / 0.085, 0.05 gave 0.945 / 0.040, 0.1 gave 0.620 / 0.032,
   0.3 gave 0.115 / 0.005. 0.05 is the largest weight that keeps the position.
+* ``NEGATION_WEIGHT``: weight of a negation through the classifier (``--negation
+  classifier``, :class:`conceptebm.energies.NotAny`), times the concept's calibration weight.
+  n = 200 (``benchmarks/compose_table.py --negation classifier --negation-weight W``):
+  Position AND NOT Color, W = 1 / 3 / 10: position 1.000 each, negated colour 0.050 / 0.030 /
+  0.030; the implication row (``--extras --rows implication``): colour 0.385 / 0.175 / 0.120,
+  position 0.395 / 0.195 / 0.050. 1 is the best implication and keeps NOT Color at 0.05.
 """
 
 CALIBRATION_POWER = 0.5
