@@ -180,13 +180,17 @@ ROWS: tuple[Row, ...] = (
 )
 
 
-def _implication_tree(t: dict, num_colors: int):
+def _implication_tree(t: dict, num_colors: int, *, position_once: bool = False):
     # (Pos AND NOT Col_1) AND ... AND (Pos AND NOT Col_{K-1}) implies the one color left
     # (paper section 4.2). Chain i negates every color but its target t["col"][i].
+    # position_once: Pos AND NOT Col_1 AND ... AND NOT Col_{K-1}, the same statement (A AND A
+    # is A) with the position energy entering once instead of K - 1 times
     col = t["col"]
-    terms = []
+    terms = [Atom("position", t["pos"], 0)] if position_once else []
     for k in range(1, num_colors):
-        terms += [Atom("position", t["pos"], 0), Neg(Atom("color", (col + k) % num_colors, 0))]
+        if not position_once:
+            terms.append(Atom("position", t["pos"], 0))
+        terms.append(Neg(Atom("color", (col + k) % num_colors, 0)))
     return Conj(tuple(terms))
 
 
@@ -263,12 +267,22 @@ def _concept_scores(p: dict, t: dict) -> dict[str, Metric]:
 
 
 def extra_rows(num_colors: int) -> tuple[Row, ...]:
-    """Beyond Table 1: implication, four-concept conjunction (Figure 4), two objects (Fig. 7)."""
+    """Beyond Table 1: implication (as the paper writes it, and with the position once),
+    four-concept conjunction (Figure 4), two objects (Fig. 7)."""
     return (
         Row(
             "implication",
             "(Pos AND NOT Col_k) for all k but one",
             lambda t: _implication_tree(t, num_colors),
+            lambda p, t, x=None: {
+                **_pos_scores(p["position"], t["pos"]),
+                **_col(p["color"], t["col"]),
+            },
+        ),
+        Row(
+            "implication_once",
+            "Pos AND NOT Col_k for all k but one",
+            lambda t: _implication_tree(t, num_colors, position_once=True),
             lambda p, t, x=None: {
                 **_pos_scores(p["position"], t["pos"]),
                 **_col(p["color"], t["col"]),

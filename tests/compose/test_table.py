@@ -48,6 +48,10 @@ def test_implication_negates_every_color_but_the_target(gen):
         ((x[:, :8] - o) ** 2).sum(1) for o in others)
     torch.testing.assert_close(e(x), hand)
     assert not any((o == onehot).all(1).any() for o in others)
+    # the same statement with the position once: its energy enters once, the negations alike
+    once = next(r for r in extra_rows(8) if r.key == "implication_once")
+    e1 = row_energy(once, t, MODELS, alpha=0.1, temperature=1.0, scales=None)
+    torch.testing.assert_close(e1(x), hand - 6 * ((x[:, :2] - t["pos"]) ** 2).sum(1))
 
 
 def test_scores_of_perfect_and_wrong_predictions(gen):
