@@ -57,7 +57,8 @@ def parse(argv):
         if value is not None and value < 1:
             p.error(f"--{name} must be >= 1, got {value}")
     try:
-        weights = [float(w) for w in (args.weights or "0.3,1,3,10").split(",")]
+        weights = [float(w) for w in (args.weights if args.weights is not None
+                                      else "0.3,1,3,10").split(",")]
     except ValueError:
         p.error(f"--weights must be comma-separated numbers, got {args.weights!r}")
     if not all(math.isfinite(w) and w > 0 for w in weights):

@@ -18,7 +18,7 @@ def test_implication_benchmark_quick_writes_the_keys(tmp_path):
     for w in ("w1", "w3"):
         for key in ("color", "position"):
             assert 0 <= m[f"{w}.{key}"] <= 1 and m[f"{w}.{key}.se"] >= 0
-    for bad in (["--weights", "1,x"], ["--weights", "0"], ["--n", "0"]):
+    for bad in (["--weights", "1,x"], ["--weights", "0"], ["--weights", ""], ["--n", "0"]):
         proc = subprocess.run([sys.executable, "benchmarks/implication.py", *bad],
                               capture_output=True, text=True, cwd=ROOT, timeout=120)
         assert proc.returncode == 2 and "error:" in proc.stderr and "Traceback" not in proc.stderr
