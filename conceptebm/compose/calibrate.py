@@ -95,8 +95,7 @@ def energy_gap(model: ConditionalEnergy, images: Tensor, labels, *, negatives: i
     return value
 
 
-def fit_temperature(model: ConditionalEnergy, images: Tensor, labels, *,
-                    batch_size: int = 256) -> float:
+def fit_temperature(model: ConditionalEnergy, images: Tensor, labels) -> float:
     """The temperature T that makes ``softmax(-E(x | v) / T)`` over a categorical concept's
     values the best classifier of ``labels`` on real ``images`` (maximum likelihood; the
     negative log-likelihood is convex in 1 / T, so the optimum is unique). What
@@ -120,12 +119,10 @@ def fit_temperature(model: ConditionalEnergy, images: Tensor, labels, *,
     if not concept.is_categorical:
         raise ValueError(f"fit_temperature needs a categorical concept, got {concept.name!r} "
                          f"({concept.kind})")
+    from conceptebm.infer.optimize import map_categorical
+
     y = torch.as_tensor(concept.encode(labels)).reshape(len(images), -1).argmax(-1)
-    k = len(concept.values)
-    with torch.no_grad():
-        e = torch.cat([torch.stack([model(x, concept.encode(torch.full((len(x),), v))
-                                           .to(x).reshape(len(x), -1)) for v in range(k)], 1)
-                       for x in images.split(batch_size)]).double()  # (N, K)
+    e = map_categorical(model, images, event_dim=images.dim() - 1).energies.double()  # (N, K)
     if not torch.isfinite(e).all():
         raise FloatingPointError(f"{concept.name} model returned non-finite energies")
 

@@ -230,12 +230,13 @@ class NotAny(Energy):
             raise ValueError(f"NotAny must exclude at least one and not all of {concept.name}'s "
                              f"{k} values; got {mask.sum(dim=1).tolist()} excluded")
         self.register_buffer("mask", mask, persistent=False)  # (1 or batch, K)
+        codes = concept.encode(torch.arange(k)).reshape(k, -1)  # encoded once, not per step
+        self.register_buffer("codes", codes, persistent=False)
 
     def energy(self, x: Tensor) -> Tensor:
-        concept, b = self.cond.concept, x.shape[0]
-        e = torch.stack([self.cond(x, concept.encode(torch.full((b,), v, device=x.device))
-                                   .to(x.dtype).reshape(b, -1))
-                         for v in range(len(concept.values))], dim=1)  # (B, K)
+        b = x.shape[0]
+        codes = self.codes.to(x)  # (K, K): every value's encoding
+        e = torch.stack([self.cond(x, code.expand(b, -1)) for code in codes], dim=1)  # (B, K)
         log_p = torch.log_softmax(-e / self.temperature, dim=1)
         kept = log_p.masked_fill(self.mask.to(x.device).expand(b, -1), float("-inf"))
         return -self.temperature * torch.logsumexp(kept, dim=1)  # -T log p(none of S | x)
