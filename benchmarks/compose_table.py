@@ -65,7 +65,7 @@ def run(args) -> dict:
         key = tuple(sorted(serve.items()))
         if key not in loaded:
             loaded[key] = load_concepts(needed, device=device, checkpoints=checkpoints,
-                                        serve=serve)
+                                        serve=serve, temperatures=args.negation == "classifier")
         return loaded[key]
 
     cm = models_for(_served(rows[0].tree(targets))) if rows else load_concepts(needed,

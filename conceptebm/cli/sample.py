@@ -75,7 +75,8 @@ def _main(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     cm = load_concepts(sorted(_atom_names(args.tree)), device=device,
-                       serve=serving_models(args.tree))  # several objects: position_cd
+                       serve=serving_models(args.tree),  # several objects: position_cd
+                       temperatures=args.negation == "classifier")
     temperatures = None
     if args.negation == "classifier":
         temperatures = cm.temperatures

@@ -90,12 +90,15 @@ def composition_settings(cm: ConceptModels, tree, *, steps: int | None = None,
 def load_concepts(names: Sequence[str] = ("position", "color", "shape", "size"), *,
                   device=None, calibration_images: int = 256, seed: int = 0,
                   checkpoints: Mapping[str, str] | None = None,
-                  serve: Mapping[str, str] | None = None) -> ConceptModels:
+                  serve: Mapping[str, str] | None = None,
+                  temperatures: bool = False) -> ConceptModels:
     """Load shipped models (or ``checkpoints``: name -> checkpoint path, e.g. a training
     snapshot), measure their energy gaps on ``calibration_images`` real general scenes (seeded,
     so the result is reproducible) and merge their sampler settings (the most steps any of
     them recommends). ``serve`` maps a concept to another shipped model for it (e.g.
-    :func:`serving_models` of an expression); the models stay keyed by concept."""
+    :func:`serving_models` of an expression); the models stay keyed by concept.
+    ``temperatures``: also fit each categorical model's classifier temperature on the same
+    scenes (for negation through the classifier; a model at chance gets none)."""
     from conceptebm import pretrained
     from conceptebm.checkpoints import load_energy
     from conceptebm.datasets import make_dataset
@@ -113,17 +116,17 @@ def load_concepts(names: Sequence[str] = ("position", "color", "shape", "size"),
     gen = torch.Generator(device=images.device).manual_seed(seed)
     scales = {n: energy_gap(m, images, labels[n].to(images.device), generator=gen)
               for n, m in models.items()}
-    temperatures = {}
+    fitted = {}
     for n, m in models.items():
-        if m.concept.is_categorical:
+        if temperatures and m.concept.is_categorical:
             try:
-                temperatures[n] = fit_temperature(m, images, labels[n].to(images.device))
+                fitted[n] = fit_temperature(m, images, labels[n].to(images.device))
             except ValueError:  # no better than chance: no classifier to negate through
                 pass
     per = [DEFAULT if m.sampler is None else m.sampler for m in models.values()]
     settings = max(per, key=lambda s: s.num_steps)
     size = images.shape[-1]
-    return ConceptModels(models, scales, settings, (3, size, size), temperatures)
+    return ConceptModels(models, scales, settings, (3, size, size), fitted)
 
 
 class BranchChoice(Energy):

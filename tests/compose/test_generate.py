@@ -145,3 +145,13 @@ def test_the_same_value_repeated_is_one_object():
     t = draw_targets(4, 8, torch.Generator().manual_seed(0))
     assert serving_models(rows["implication"].tree(t))["position"] == "position"
     assert serving_models(rows["two_objects"].tree(t))["position"] == "position_cd"
+
+
+def test_classifier_temperatures_are_fitted_only_when_asked_for():
+    from conceptebm.compose.generate import load_concepts
+
+    plain = load_concepts(["position", "color"], calibration_images=64)
+    assert plain.temperatures == {}
+    cm = load_concepts(["position", "color"], calibration_images=64, temperatures=True)
+    assert set(cm.temperatures) == {"color"}  # categorical concepts only
+    assert 0 < cm.temperatures["color"] < cm.scales["color"]  # T below the energy gap
