@@ -263,6 +263,11 @@ class ConvEnergyNet(ConditionalEnergy):
             saturation, so a net trained on objects of one colour sees shape the same way on
             every colour; the gradient reaches only each pixel's largest and smallest
             channel, so in a composition another EBM (a colour's) decides the hue.
+        pixel_prior: add an unconditional energy of each pixel's colour, averaged over the
+            image (two 1x1 convs: no spatial context and no concept, so it can learn which
+            colours the data's pixels take but not what shape they form). With
+            ``hue_invariant`` it gives back the hues of the training data that the invariant
+            trunk leaves free, without letting the shape features depend on them.
 
     ``config`` holds everything needed to rebuild the net with :func:`build_energy_net`.
     """
@@ -271,7 +276,7 @@ class ConvEnergyNet(ConditionalEnergy):
                  channels: int = 3, width: int = 16, blocks: int = 0, embed_dim: int = 64,
                  spectral_norm: bool = False, label_maps: bool = True, coord_conv: bool = True,
                  center_input: bool = False, downsample: str = "stride", head: str = "flatten",
-                 hue_invariant: bool = False, sampler=None):
+                 hue_invariant: bool = False, pixel_prior: bool = False, sampler=None):
         if downsample not in ("stride", "pool"):
             raise ValueError(f"ConvEnergyNet: downsample must be 'stride' or 'pool', "
                              f"got {downsample!r}")
@@ -301,6 +306,8 @@ class ConvEnergyNet(ConditionalEnergy):
                                  f"got channels={channels}")
             self.config["hue_invariant"] = True
         self.hue_invariant = bool(hue_invariant)
+        if pixel_prior:
+            self.config["pixel_prior"] = True
         self.pool_head = head == "pool"
         self.image_size, self.channels = int(image_size), int(channels)
         self.label_maps, self.coord_conv = bool(label_maps), bool(coord_conv)
@@ -338,6 +345,10 @@ class ConvEnergyNet(ConditionalEnergy):
         self.stages = nn.ModuleList(stages)
         # flatten keeps where things are; pooling shares the weights across places
         self.head = nn.Linear(c if self.pool_head else c * res * res, 1)
+        # per-pixel colour energy (1x1 convs): no spatial context, no concept
+        self.pixel_prior = nn.Sequential(
+            nn.Conv2d(channels, width, 1), nn.SiLU(), nn.Conv2d(width, 1, 1)
+        ) if pixel_prior else None
 
     def normalise(self, c: Tensor) -> Tensor:
         """Encoded concept -> network input: continuous parts in [-1, 1]."""
@@ -363,7 +374,10 @@ class ConvEnergyNet(ConditionalEnergy):
         for layer in self.stages:
             h = layer(h, emb)
         h = h.mean(dim=(2, 3)) if self.pool_head else h.flatten(1)  # (B, c) or (B, c*r*r)
-        return self.head(h).squeeze(1)  # (B,)
+        e = self.head(h).squeeze(1)  # (B,)
+        if self.pixel_prior is not None:
+            e = e + self.pixel_prior(x * 2.0 - 1.0).mean(dim=(1, 2, 3))  # (B,)
+        return e
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -233,8 +233,9 @@ def start_config(k: int, settings: ContinualSettings, config: TrainConfig) -> Tr
     the stage's CD run (``init_weights``)."""
     net_opts = {f: getattr(config, f) for f in ("net", "width", "blocks", "embed_dim",
                                                  "center_input", "spectral_norm", "downsample",
-                                                 "head", "hue_invariant", "image_size",
-                                                 "dataset_size", "seed", "concept", "dataset")}
+                                                 "head", "hue_invariant", "pixel_prior",
+                                                 "image_size", "dataset_size", "seed", "concept",
+                                                 "dataset")}
     quick = {f: getattr(config, f) for f in ("batch_size", "checkpoint_every", "log_every")}
     return make_config(objective="contrastive", **net_opts, **(quick if settings.quick else {}),
                        eval_samples=config.eval_samples,

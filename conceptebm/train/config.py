@@ -33,7 +33,7 @@ DOWNSAMPLES = ("stride", "pool")
 HEADS = ("flatten", "pool")
 #: model options only the conv net reads, with their defaults (refused, not ignored, for "late")
 CONV_ONLY = {"spectral_norm": False, "downsample": "stride", "head": "flatten",
-             "hue_invariant": False}
+             "hue_invariant": False, "pixel_prior": False}
 
 
 @dataclass
@@ -57,6 +57,8 @@ class TrainConfig:
     #                        what is learnt in one region carries to others)
     hue_invariant: bool = False  # the net sees value and chroma, not the colour: what it
     #                              learns on one colour carries to the others (ConvEnergyNet)
+    pixel_prior: bool = False  # an unconditional per-pixel colour energy (1x1 convs) added
+    #                            to the net: the data's hues, never its shapes (ConvEnergyNet)
     init_weights: str = ""  # checkpoint whose weights start the net (same net config), e.g.
     #                         a discriminative start from benchmarks/multiview_model.py
     # ---- optimisation ------------------------------------------------------------------
@@ -222,7 +224,8 @@ class TrainConfig:
                 **({"center_input": True} if self.center_input else {}),
                 **({"downsample": self.downsample} if self.downsample != "stride" else {}),
                 **({"head": self.head} if self.head != "flatten" else {}),
-                **({"hue_invariant": True} if self.hue_invariant else {})}
+                **({"hue_invariant": True} if self.hue_invariant else {}),
+                **({"pixel_prior": True} if self.pixel_prior else {})}
 
     def build_net(self, concept):
         """A fresh net of family ``net`` for ``concept``, with this config's model options."""

@@ -133,6 +133,33 @@ def test_hue_invariant_net_sees_every_hue_alike_and_round_trips(gen):
     assert smoke_config(concept="shape", hue_invariant=True).net_config()["hue_invariant"]
 
 
+def test_pixel_prior_is_unconditional_and_blind_to_arrangement(gen):
+    net = ConvEnergyNet(COLOR, image_size=16, width=4, embed_dim=8, center_input=True,
+                        hue_invariant=True, pixel_prior=True)
+    bare = ConvEnergyNet(COLOR, image_size=16, width=4, embed_dim=8, center_input=True,
+                         hue_invariant=True)
+    missing = bare.load_state_dict(net.state_dict(), strict=False).unexpected_keys
+    assert missing and all(k.startswith("pixel_prior.") for k in missing)
+    x = torch.rand(4, 3, 16, 16, generator=gen, requires_grad=True)
+    c = COLOR.encode(torch.tensor([0, 1, 2, 0]))
+    prior = net(x, c) - bare(x, c)  # (4,): what the prior adds
+    assert prior.abs().min() > 0
+    # the same for every concept value: unconditional, so the concept ranking is the trunk's
+    torch.testing.assert_close(net(x, c.roll(1, 0)) - bare(x, c.roll(1, 0)), prior)
+    # the same for any arrangement of the same pixels: it cannot encode a shape
+    shuffled = x.flatten(2)[:, :, torch.randperm(256, generator=gen)].reshape(x.shape)
+    torch.testing.assert_close(net(shuffled, c) - bare(shuffled, c), prior)
+    # but it reads hue, which the invariant trunk cannot
+    assert not torch.allclose(net(x[:, [1, 2, 0]], c), net(x, c))
+    twin = build_energy_net(net.config)
+    twin.load_state_dict(net.state_dict())
+    assert twin.config["pixel_prior"] is True and torch.equal(twin(x, c), net(x, c))
+    assert "pixel_prior" not in bare.config
+    from conceptebm.train import smoke_config
+
+    assert smoke_config(concept="shape", pixel_prior=True).net_config()["pixel_prior"]
+
+
 @pytest.mark.parametrize("size", [16, 32, 64])
 def test_pooled_layout_halves_like_the_strided_one_and_round_trips(size, gen):
     pooled = ConvEnergyNet(COLOR, image_size=size, width=4, downsample="pool")
@@ -185,6 +212,7 @@ def test_the_one_loop_trains_a_late_net(tmp_path, objective):
     with pytest.raises(ValueError, match="net"):
         smoke_config(net="unet")
     # the conv net's options are refused for a late net, not silently ignored
-    for option in ({"hue_invariant": True}, {"head": "pool"}, {"downsample": "pool"}):
+    for option in ({"hue_invariant": True}, {"head": "pool"}, {"downsample": "pool"},
+                   {"pixel_prior": True}):
         with pytest.raises(ValueError, match="must be 'conv' with the conv net's options"):
             smoke_config(concept="position", net="late", **option)
