@@ -65,7 +65,7 @@ def run(args) -> dict:
         key = tuple(sorted(serve.items()))
         if key not in loaded:
             loaded[key] = load_concepts(needed, device=device, checkpoints=checkpoints,
-                                        serve=serve, temperatures=args.negation == "classifier")
+                                        serve=serve, temperatures=args.negation != "energy")
         return loaded[key]
 
     cm = models_for(_served(rows[0].tree(targets))) if rows else load_concepts(needed,
@@ -97,9 +97,10 @@ def run(args) -> dict:
             tb = {k: v.to(device) for k, v in _slice(targets, s, s + args.batch).items()}
             energy = row_energy(row, tb, cm.models, alpha=args.alpha,
                                 temperature=args.temperature, scales=scales,
-                                temperatures=(cm.temperatures if args.negation == "classifier"
+                                temperatures=(cm.temperatures if args.negation != "energy"
                                               else None),
-                                negation_weight=args.negation_weight)
+                                negation_weight=args.negation_weight,
+                                closed_world=args.negation == "complement")
             x = generate(energy, tb["pos"].shape[0], row_settings, cm.image_shape, generator=gen,
                          device=device, mixture_or=not args.energy_or)
             preds.append(judge.predict(x))
@@ -138,11 +139,13 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--energy-or", action="store_true",
                    help="sample disjunctions by Langevin on the soft-min energy (eq. 8) instead "
                         "of as the mixture they define")
-    p.add_argument("--negation", choices=("energy", "classifier"), default="energy",
-                   help="energy: NOT as -alpha * E (eq. 9); classifier: negated categorical "
-                        "concepts through their classifier (conceptebm.energies.NotAny)")
+    p.add_argument("--negation", choices=("energy", "classifier", "complement"),
+                   default="energy",
+                   help="energy: NOT as -alpha * E (eq. 9); classifier: negated concepts "
+                        "through their classifier (conceptebm.energies.NotAny / NotNear); "
+                        "complement: the same in a closed world, the values left")
     p.add_argument("--negation-weight", type=float, default=1.0,
-                   help="weight of a classifier negation (with --negation classifier)")
+                   help="weight of a classifier / complement negation")
     p.add_argument("--rows", nargs="*", help="only these row keys")
     p.add_argument("--extras", action="store_true",
                    help="also implication, four-concept conjunction and two objects")

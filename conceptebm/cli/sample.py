@@ -76,19 +76,21 @@ def _main(args: argparse.Namespace) -> int:
     device = torch.device(args.device)
     cm = load_concepts(sorted(_atom_names(args.tree)), device=device,
                        serve=serving_models(args.tree),  # several objects: position_cd
-                       temperatures=args.negation == "classifier")
+                       temperatures=args.negation != "energy")
     temperatures = None
-    if args.negation == "classifier":
+    if args.negation != "energy":
         temperatures = cm.temperatures
-        missing = sorted(n for n in _negated_names(args.tree)
-                         if cm.models[n].concept.is_categorical and n not in temperatures)
+        missing = sorted(n for n in _negated_names(args.tree) if n not in temperatures)
         if missing:
-            raise CommandError(f"--negation classifier: the {missing[0]} model does not "
-                               "classify real scenes better than chance; use --negation energy")
+            raise CommandError(f"--negation {args.negation}: the {missing[0]} model has no "
+                               "classifier to negate through (no better than chance on real "
+                               "scenes, or a continuous concept without a tolerance); use "
+                               "--negation energy")
     energy = build(args.tree, cm.models, alpha=args.alpha, temperature=args.temperature,
                    scales=None if args.raw else composition_scales(cm.scales),
                    text=args.expression, temperatures=temperatures,
-                   negation_weight=args.negation_weight)
+                   negation_weight=args.negation_weight,
+                   closed_world=args.negation == "complement")
     settings = composition_settings(cm, args.tree, steps=args.steps,
                                     step_size=args.step_size, noise_scale=args.noise_scale)
     gen = torch.Generator(device=device).manual_seed(args.seed)
@@ -126,15 +128,17 @@ def register(sub) -> None:
                    default=defaults.TEMPERATURE,
                    help="disjunction temperature (in energy-gap units unless --raw), in "
                         f"(0, {MAX_TEMPERATURE:g}] (default {defaults.TEMPERATURE})")
-    p.add_argument("--negation", choices=("energy", "classifier"), default="energy",
+    p.add_argument("--negation", choices=("energy", "classifier", "complement"),
+                   default="energy",
                    help="energy: ~a is -alpha * E_a (the paper's eq. 9); classifier: a negated "
-                        "categorical concept (colour, shape) through the classifier its EBM "
-                        "defines, the negated values of one concept together "
-                        "(conceptebm.energies.NotAny; bounded, so leaving the data earns "
-                        "nothing)")
+                        "concept through the classifier its EBM defines, the negated values "
+                        "of one concept together (conceptebm.energies.NotAny, NotNear for a "
+                        "position: not within its tolerance; bounded, so leaving the data "
+                        "earns nothing); complement: the same read in a closed world, one of "
+                        "the values left (their disjunction: ~color=red is another colour)")
     p.add_argument("--negation-weight", type=validate.real(0, MAX_NEGATION_WEIGHT, low_open=True),
                    default=defaults.NEGATION_WEIGHT,
-                   help="weight of a classifier negation, in (0, "
+                   help="weight of a classifier or complement negation, in (0, "
                         f"{MAX_NEGATION_WEIGHT:g}] (default {defaults.NEGATION_WEIGHT})")
     p.add_argument("--raw", action="store_true",
                    help="compose the raw energies (paper's equations, no calibration)")

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 
 from conceptebm.compose.calibrate import reference_scale
-from conceptebm.energies import And, ConditionalEnergy, Energy, Not, NotAny, Or, Scale
+from conceptebm.energies import And, ConditionalEnergy, Energy, Not, NotAny, NotNear, Or, Scale
 
 __all__ = ["ExpressionError", "Atom", "Conj", "Disj", "Neg", "Weighted", "parse", "build",
            "compile_expression", "MAX_LENGTH", "MAX_DEPTH", "MAX_WEIGHT"]
@@ -238,7 +238,7 @@ def build(tree, models: Mapping[str, ConditionalEnergy] | Callable[[str], Condit
           *, alpha: float = 0.01, temperature: float = 1.0,
           scales: Mapping[str, float] | None = None, text: str = "",
           temperatures: Mapping[str, float] | None = None,
-          negation_weight: float = 1.0) -> Energy:
+          negation_weight: float = 1.0, closed_world: bool = False) -> Energy:
     """Turn a parsed tree into an Energy.
 
     Args:
@@ -252,12 +252,19 @@ def build(tree, models: Mapping[str, ConditionalEnergy] | Callable[[str], Condit
             used), so all concepts weigh the same and the raw models' step size still fits.
             ``None`` composes the raw energies, exactly as the paper's equations.
         text: the source text, for error messages.
-        temperatures: categorical concept name -> classifier temperature
+        temperatures: concept name -> classifier temperature
             (:func:`conceptebm.compose.calibrate.fit_temperature`). A negated atom of such a
-            concept becomes :class:`~conceptebm.energies.NotAny` instead of ``Not``, and the
-            negated atoms of one concept ANDed together become one ``NotAny`` (none of those
-            values), weighted ``negation_weight`` (times the concept's calibration weight);
-            ``alpha`` then weighs only the other negations.
+            concept is read through the classifier its model defines instead of ``Not``:
+            :class:`~conceptebm.energies.NotAny` for a categorical concept,
+            :class:`~conceptebm.energies.NotNear` (not within the concept's tolerance, on
+            its candidate grid) for a continuous one. The negated atoms of one concept ANDed
+            together become one such term (none of those values), weighted
+            ``negation_weight`` (times the concept's calibration weight); ``alpha`` then
+            weighs only the other negations.
+        closed_world: with ``temperatures``, read "not v" as "one of the other values" (the
+            concept takes one of its values): the disjunction of the values left, grounded
+            (``closed_world`` of ``NotAny`` / ``NotNear``). ``~color=red`` then asks for an
+            object of another colour, and stands alone.
     """
     weights: dict[str, float] = {}
     if scales is not None:
@@ -280,9 +287,17 @@ def build(tree, models: Mapping[str, ConditionalEnergy] | Callable[[str], Condit
     temperatures = dict(temperatures or {})
 
     def not_any(atoms: list[Atom]) -> Energy:
-        # one NotAny for the atoms' values (per chain when they hold tensors)
+        # one NotAny / NotNear for the atoms' values (per chain when they hold tensors)
         model = lookup(atoms[0])
         concept = model.concept
+        if not concept.is_categorical:
+            try:
+                term = NotNear(model, [a.value for a in atoms], temperatures[concept.name],
+                               closed_world=closed_world)
+            except ValueError as err:
+                raise ExpressionError(str(err), text, atoms[0].pos) from None
+            w = weights.get(concept.name, 1.0) * negation_weight
+            return term if w == 1.0 else Scale(term, w)
         mask = None
         for atom in atoms:
             try:
@@ -294,7 +309,7 @@ def build(tree, models: Mapping[str, ConditionalEnergy] | Callable[[str], Condit
         if mask.all(dim=1).any():
             raise ExpressionError(f"the negations exclude every value of {concept.name!r}: "
                                   "nothing is left", text, atoms[0].pos)
-        term = NotAny(model, mask, temperatures[concept.name])
+        term = NotAny(model, mask, temperatures[concept.name], closed_world=closed_world)
         w = weights.get(concept.name, 1.0) * negation_weight
         return term if w == 1.0 else Scale(term, w)
 
@@ -400,7 +415,7 @@ def _first_pos(node) -> int:
 def compile_expression(text: str, models, *, alpha: float = 0.01, temperature: float = 1.0,
                        scales: Mapping[str, float] | None = None,
                        temperatures: Mapping[str, float] | None = None,
-                       negation_weight: float = 1.0) -> Energy:
+                       negation_weight: float = 1.0, closed_world: bool = False) -> Energy:
     """``build(parse(text), models, ...)`` in one call.
 
     Example:
@@ -410,4 +425,5 @@ def compile_expression(text: str, models, *, alpha: float = 0.01, temperature: f
         position(0.3,-0.2) & ~color('red')
     """
     return build(parse(text), models, alpha=alpha, temperature=temperature, scales=scales,
-                 text=text, temperatures=temperatures, negation_weight=negation_weight)
+                 text=text, temperatures=temperatures, negation_weight=negation_weight,
+                 closed_world=closed_world)

@@ -34,7 +34,7 @@ class ConceptModels:
     scales: dict[str, float] = field(default_factory=dict)
     settings: SamplerSettings = DEFAULT
     image_shape: tuple[int, int, int] = (3, 32, 32)
-    #: categorical concept -> classifier temperature on the same scenes (fit_temperature);
+    #: concept -> classifier temperature on the same scenes (fit_temperature);
     #: what a negation through the classifier (build's ``temperatures``) reads
     temperatures: dict[str, float] = field(default_factory=dict)
 
@@ -97,8 +97,9 @@ def load_concepts(names: Sequence[str] = ("position", "color", "shape", "size"),
     so the result is reproducible) and merge their sampler settings (the most steps any of
     them recommends). ``serve`` maps a concept to another shipped model for it (e.g.
     :func:`serving_models` of an expression); the models stay keyed by concept.
-    ``temperatures``: also fit each categorical model's classifier temperature on the same
-    scenes (for negation through the classifier; a model at chance gets none)."""
+    ``temperatures``: also fit each model's classifier temperature on the same scenes, for
+    negation through the classifier (categorical concepts, and continuous ones that declare
+    a tolerance; a model at chance gets none)."""
     from conceptebm import pretrained
     from conceptebm.checkpoints import load_energy
     from conceptebm.datasets import make_dataset
@@ -118,7 +119,8 @@ def load_concepts(names: Sequence[str] = ("position", "color", "shape", "size"),
               for n, m in models.items()}
     fitted = {}
     for n, m in models.items():
-        if temperatures and m.concept.is_categorical:
+        negatable = m.concept.is_categorical or bool(m.concept.accuracy_tolerances)
+        if temperatures and negatable:  # a continuous concept: over NotNear's grid
             try:
                 fitted[n] = fit_temperature(m, images, labels[n].to(images.device))
             except ValueError:  # no better than chance: no classifier to negate through

@@ -326,11 +326,14 @@ def row_energy(
     scales: Mapping[str, float] | None,
     temperatures: Mapping[str, float] | None = None,
     negation_weight: float = 1.0,
+    closed_world: bool = False,
 ) -> Energy:
     """The composed energy of ``row`` with one chain per target (``temperatures``: negate
-    those categorical concepts through their classifier, :func:`build`)."""
+    those concepts through their classifier, ``closed_world``: as the values left,
+    :func:`build`)."""
     return build(row.tree(targets), models, alpha=alpha, temperature=temperature, scales=scales,
-                 temperatures=temperatures, negation_weight=negation_weight)
+                 temperatures=temperatures, negation_weight=negation_weight,
+                 closed_world=closed_world)
 
 
 def score_row(

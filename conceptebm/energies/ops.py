@@ -9,7 +9,10 @@
 * ``NotAny(cond, values, temperature)``: a categorical concept's value is none of ``values``,
   read through the classifier the conditional energy defines (``p(v | x)`` a softmax of
   ``-E(x | v) / T``): energy ``-T * log(1 - sum_v p(v | x))``, bounded below by 0, so leaving
-  the data earns nothing (``Not``'s ``-alpha * E`` keeps falling there).
+  the data earns nothing (``Not``'s ``-alpha * E`` keeps falling there). ``closed_world``:
+  one of the values left instead (their disjunction), grounded.
+* ``NotNear(cond, value, temperature, radius=)``: the same for a continuous concept, over a
+  grid of candidate values: not within ``radius`` of ``value``.
 
 Operators nest to any depth; samplers refuse expressions that are not grounded
 (:attr:`Energy.is_grounded`), such as a bare negation.
@@ -25,7 +28,7 @@ from torch import Tensor, nn
 
 from conceptebm.energies.base import ConditionalEnergy, Energy
 
-__all__ = ["And", "Or", "Not", "NotAny", "Scale", "ScaledConditional", "StepMatched",
+__all__ = ["And", "Or", "Not", "NotAny", "NotNear", "Scale", "ScaledConditional", "StepMatched",
            "require_grounded", "split_labels", "conditioned_energy"]
 
 # Binding strength for the repr, as in the expression language: ~ > * > & > |.
@@ -176,7 +179,54 @@ class Not(Energy):
         return f"~{inner}" if self.alpha == 0.01 else f"Not({self.term!r}, alpha={self.alpha:g})"
 
 
-class NotAny(Energy):
+class _ClassifierNegation(Energy):
+    """Shared by :class:`NotAny` and :class:`NotNear`: a conditional energy read as a
+    classifier over ``K`` candidate values, ``p(v | x) = softmax_v(-E(x | v) / T)``, and a
+    ``(1 or batch, K)`` mask of the values a chain excludes.
+
+    Open world (default): ``-T * log p(value not excluded | x)``, zero when the classifier
+    rules the excluded values out, bounded below, so not grounded. Closed world: the concept
+    takes one of the candidate values, so "not S" is the disjunction of the values left,
+    ``-T * logsumexp_{v not in S}(-E(x | v) / T)``: the open-world energy plus the concept's
+    marginal energy (the image must show *some* value); grounded.
+    """
+
+    def __init__(self, cond: ConditionalEnergy, codes: Tensor, mask: Tensor,
+                 temperature: float, closed_world: bool):
+        super().__init__()
+        self.cond, self.temperature = cond, _positive(f"{type(self).__name__} temperature",
+                                                      temperature)
+        self.closed_world = bool(closed_world)
+        if mask.all(dim=1).any() or not mask.any(dim=1).all():
+            raise ValueError(f"{type(self).__name__} must exclude at least one and not all of "
+                             f"{cond.concept.name}'s {mask.shape[1]} candidate values; got "
+                             f"{sorted(set(mask.sum(dim=1).tolist()))} excluded")
+        self.register_buffer("mask", mask, persistent=False)  # (1 or batch, K)
+        self.register_buffer("codes", codes, persistent=False)  # (K, dim): encoded once
+
+    @property
+    def is_grounded(self) -> bool:  # type: ignore[override]
+        return self.closed_world
+
+    def candidate_energies(self, x: Tensor) -> Tensor:
+        """``E(x | v)`` for every candidate value: ``(B, K)``."""
+        b, codes = x.shape[0], self.codes.to(x)
+        if type(self.cond).features is ConditionalEnergy.features:  # early conditioning:
+            # one pass per value (looping beats a K-times larger batch on CPU)
+            return torch.stack([self.cond(x, code.expand(b, -1)) for code in codes], dim=1)
+        f = self.cond.features(x)  # a late net's trunk once, its head per value
+        return self.cond.energy_from_features(f, codes.expand(b, -1, -1))
+
+    def energy(self, x: Tensor) -> Tensor:
+        b = x.shape[0]
+        logits = -self.candidate_energies(x) / self.temperature  # (B, K)
+        if not self.closed_world:
+            logits = torch.log_softmax(logits, dim=1)
+        kept = logits.masked_fill(self.mask.to(x.device).expand(b, -1), float("-inf"))
+        return -self.temperature * torch.logsumexp(kept, dim=1)
+
+
+class NotAny(_ClassifierNegation):
     """The categorical concept of ``cond`` takes none of ``values``, through its classifier.
 
     A conditional energy over K mutually exclusive values defines ``p(v | x) =
@@ -189,11 +239,17 @@ class NotAny(Energy):
     :func:`conceptebm.compose.calibrate.fit_temperature`. Not grounded: AND it with another
     concept.
 
+    ``closed_world=True`` reads "none of S" as "one of the values left" (the concept takes one
+    of its K values): ``-T * logsumexp_{v not in S}(-E(x | v) / T)``, the disjunction (eq. 7
+    at temperature T) of the values left, which is grounded; with one value left it is that
+    value's energy.
+
     Args:
         cond: a :class:`ConditionalEnergy` over a categorical concept.
         values: the excluded values (names or indices), the same for every chain, or a
             ``(batch, K)`` bool tensor, True where a chain excludes that value.
         temperature: T > 0, in the units of ``cond``'s energies.
+        closed_world: see above.
 
     Example:
         >>> import torch
@@ -205,17 +261,16 @@ class NotAny(Energy):
         >>> x = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # reads red, blue
         >>> NotAny(color, ["red", "green"], temperature=1.0)(x).round(decimals=3)
         tensor([2.2400, 0.5510])
+        >>> NotAny(color, ["red", "green"], 1.0, closed_world=True)(x)  # = E(x | blue)
+        tensor([-0., -1.])
     """
 
-    is_grounded = False
-
-    def __init__(self, cond: ConditionalEnergy, values, temperature: float):
-        super().__init__()
+    def __init__(self, cond: ConditionalEnergy, values, temperature: float, *,
+                 closed_world: bool = False):
         concept = getattr(cond, "concept", None)
         if not isinstance(cond, ConditionalEnergy) or not concept.is_categorical:
             raise ValueError(f"NotAny needs a ConditionalEnergy over a categorical concept, "
                              f"got {cond!r}")
-        self.cond, self.temperature = cond, _positive("NotAny temperature", temperature)
         k = len(concept.values)
         if isinstance(values, Tensor):
             mask = values.to(torch.bool)
@@ -226,23 +281,87 @@ class NotAny(Energy):
             index = [concept.index(v) for v in values]
             mask = torch.zeros(1, k, dtype=torch.bool)
             mask[0, index] = True
-        if mask.all(dim=1).any() or not mask.any(dim=1).all():
-            raise ValueError(f"NotAny must exclude at least one and not all of {concept.name}'s "
-                             f"{k} values; got {mask.sum(dim=1).tolist()} excluded")
-        self.register_buffer("mask", mask, persistent=False)  # (1 or batch, K)
-        codes = concept.encode(torch.arange(k)).reshape(k, -1)  # encoded once, not per step
-        self.register_buffer("codes", codes, persistent=False)
-
-    def energy(self, x: Tensor) -> Tensor:
-        b = x.shape[0]
-        codes = self.codes.to(x)  # (K, K): every value's encoding
-        e = torch.stack([self.cond(x, code.expand(b, -1)) for code in codes], dim=1)  # (B, K)
-        log_p = torch.log_softmax(-e / self.temperature, dim=1)
-        kept = log_p.masked_fill(self.mask.to(x.device).expand(b, -1), float("-inf"))
-        return -self.temperature * torch.logsumexp(kept, dim=1)  # -T log p(none of S | x)
+        codes = concept.encode(torch.arange(k)).reshape(k, -1)  # (K, K)
+        super().__init__(cond, codes, mask, temperature, closed_world)
 
     def __repr__(self) -> str:
-        return f"NotAny({self.cond.concept.name}, {int(self.mask[0].sum())} values)"
+        world = ", closed world" if self.closed_world else ""
+        k = int(self.mask[0].sum())
+        return f"NotAny({self.cond.concept.name}, {k} value{'s' * (k != 1)}{world})"
+
+
+def candidate_grid(concept, points: int) -> Tensor:
+    """``points ** dim`` values on a regular grid over a continuous concept's box:
+    ``(points ** dim, dim)``, end points included."""
+    if points < 2:
+        raise ValueError(f"a candidate grid needs >= 2 points per axis, got {points}")
+    axis = torch.linspace(concept.low, concept.high, points)
+    mesh = torch.meshgrid(*([axis] * concept.dim), indexing="ij")
+    return torch.stack([m.reshape(-1) for m in mesh], dim=1)
+
+
+class NotNear(_ClassifierNegation):
+    """A continuous concept of ``cond`` is not within ``radius`` of any of ``values``, through
+    its classifier over a grid of candidate values.
+
+    The continuous counterpart of :class:`NotAny`: ``p(v | x) = softmax_v(-E(x | v) / T)``
+    over ``grid ** dim`` candidates spanning the concept's box, the excluded ones within
+    ``radius`` (Euclidean) of one of ``values``. Open world: ``-T * log p(v excluded | x)``;
+    ``closed_world=True``: the soft minimum (eq. 7 at temperature T) of the energies of the
+    candidates left ("somewhere else"), grounded. Costs ``grid ** dim`` evaluations of
+    ``cond`` per call (one trunk pass for a late net).
+
+    Args:
+        cond: a :class:`ConditionalEnergy` over a continuous concept.
+        values: the values to stay away from, a sequence of values each ``(dim,)`` or one
+            per chain ``(batch, dim)``.
+        temperature: T > 0, in the units of ``cond``'s energies
+            (:func:`conceptebm.compose.calibrate.fit_temperature`).
+        radius: ``None``: the concept's main accuracy tolerance (0.4 for a position on
+            [-1, 1]^2).
+        grid: candidate points per axis.
+        closed_world: see above.
+
+    Example:
+        >>> import torch
+        >>> from conceptebm.concepts import Concept
+        >>> class Dist(ConditionalEnergy):
+        ...     def energy(self, x, c):
+        ...         return ((x - c) ** 2).sum(-1)
+        >>> pos = Dist(Concept.continuous("position", dim=2))
+        >>> near = NotNear(pos, [(0.0, 0.0)], temperature=0.1, grid=5)
+        >>> x = torch.tensor([[0.0, 0.0], [1.0, 1.0]])  # at the value, far from it
+        >>> near(x) > 0.1, near(x) < 1e-3
+        (tensor([ True, False]), tensor([False,  True]))
+    """
+
+    def __init__(self, cond: ConditionalEnergy, values, temperature: float, *,
+                 radius: float | None = None, grid: int = 9, closed_world: bool = False):
+        concept = getattr(cond, "concept", None)
+        if not isinstance(cond, ConditionalEnergy) or concept.is_categorical:
+            raise ValueError(f"NotNear needs a ConditionalEnergy over a continuous concept, "
+                             f"got {cond!r}")
+        if radius is None:
+            if not concept.accuracy_tolerances:
+                raise ValueError(f"NotNear: {concept.name!r} declares no tolerance; "
+                                 "give a radius")
+            radius = concept.accuracy_tolerances[0]
+        radius = _positive("NotNear radius", radius)
+        codes = candidate_grid(concept, int(grid))  # (K, dim)
+        if isinstance(values, Tensor) or not len(values):
+            raise ValueError("NotNear values must be a non-empty sequence of values, e.g. "
+                             "[(0.3, -0.2)]")
+        mask = None
+        for value in values:
+            center = concept.encode(value).reshape(-1, concept.dim)  # (1 or batch, dim)
+            near = torch.cdist(center.to(codes), codes) <= radius  # (1 or batch, K)
+            mask = near if mask is None else mask | near
+        super().__init__(cond, codes, mask, temperature, closed_world)
+        self.radius = radius
+
+    def __repr__(self) -> str:
+        world = ", closed world" if self.closed_world else ""
+        return f"NotNear({self.cond.concept.name}, r={self.radius:g}{world})"
 
 
 class Scale(Energy):

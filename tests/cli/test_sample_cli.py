@@ -21,6 +21,12 @@ def test_sample_negates_through_the_classifier(tmp_path, capsys, monkeypatch):
                  "-o", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "NotAny(color, 2 values)" in printed and out.stat().st_size > 500
+    # the closed world: a negation stands alone (another colour)
+    assert main(["sample", "~color=red", "-n", "2", "--steps", "2", "--negation", "complement",
+                 "-o", str(out)]) == 0
+    assert "NotAny(color, 1 value, closed world)" in capsys.readouterr().out
+    assert main(["sample", "~color=red", "-n", "2", "--steps", "2", "-o", str(out)]) == 2
+    assert "no positive concept" in capsys.readouterr().err
     # a colour model no better than chance has no classifier to negate through
     from conceptebm.compose import generate as gen_module
 

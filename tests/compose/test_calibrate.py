@@ -89,13 +89,10 @@ def test_fit_temperature_recovers_the_softmax_labels_were_drawn_from(t, gen):
     from conceptebm.compose.calibrate import fit_temperature
 
     logits = torch.randn(20000, 4, generator=gen, dtype=torch.float64) * 2
-    y = torch.distributions.Categorical(logits=logits).sample()
+    y = torch.multinomial(logits.softmax(1), 1, generator=gen)[:, 0]
     # E(x|v) = -t * logit_v, so softmax(-E / T) is the labels' law at T = t; the MLE of 1/T
     # from 20,000 draws has a relative error of about 1 %
     assert fit_temperature(Match(COLORS), t * logits, y) == pytest.approx(t, rel=0.05)
-    with pytest.raises(ValueError, match="categorical"):
-        fit_temperature(Quadratic(Concept.continuous("p", 1), 1.0), torch.zeros(4, 1),
-                        torch.zeros(4, 1))
     with pytest.raises(ValueError, match="better than chance"):  # energies that ignore x
         fit_temperature(Match(COLORS), torch.zeros(100, 4, dtype=torch.float64),
                         torch.randint(0, 4, (100,), generator=gen))
@@ -132,3 +129,92 @@ def test_not_any_is_minus_t_log_of_the_probability_that_none_of_the_values_holds
         NotAny(Match(COLORS), ["red"], temperature=0.0)
     with pytest.raises(ValueError, match="categorical"):
         NotAny(Quadratic(Concept.continuous("p", 1), 1.0), [0], temperature=1.0)
+
+
+def test_fit_temperature_of_a_continuous_concept_is_the_likelihood_optimum_on_its_grid(gen):
+    from conceptebm.compose.calibrate import fit_temperature
+    from conceptebm.energies.ops import candidate_grid
+
+    concept = Concept.continuous("position", 2)
+    c = torch.rand(2000, 2, generator=gen, dtype=torch.float64) * 2 - 1
+    x = c + 0.1 * torch.randn(2000, 2, generator=gen, dtype=torch.float64)  # noisy readings
+    model = Quadratic(concept, 2.0)
+    t = fit_temperature(model, x, c, grid=9)
+    # the optimum of the grid classifier's negative log-likelihood, each label its nearest
+    # grid point: a little hotter or colder is worse
+    codes = candidate_grid(concept, 9).double()
+    y = torch.cdist(c, codes).argmin(1)
+    e = 2.0 * torch.cdist(x, codes) ** 2
+
+    def nll(temp):
+        return float(torch.nn.functional.cross_entropy(-e / temp, y))
+
+    assert nll(t) < nll(1.05 * t) and nll(t) < nll(t / 1.05)
+    assert candidate_grid(concept, 9).shape == (81, 2)
+    assert candidate_grid(Concept.continuous("s", 1, 0.2, 0.4), 3).flatten().tolist() == \
+        pytest.approx([0.2, 0.3, 0.4])
+
+
+def test_closed_world_negation_is_the_disjunction_of_the_values_left(gen):
+    from conceptebm.energies import NotAny, Or
+
+    x = torch.randn(32, 4, generator=gen, dtype=torch.float64)
+    t = 0.3
+    closed = NotAny(Match(COLORS), ["red", "blue"], temperature=t, closed_world=True)
+    left = Or(Match(COLORS).given("green"), Match(COLORS).given("cyan"), temperature=t)
+    torch.testing.assert_close(closed(x), left(x))
+    assert closed.is_grounded and "closed world" in repr(closed)
+    # = the open-world energy plus the concept's marginal energy -T logsumexp(-E / T)
+    open_ = NotAny(Match(COLORS), ["red", "blue"], temperature=t)(x)
+    torch.testing.assert_close(closed(x), open_ - t * torch.logsumexp(x / t, 1))
+    # one value left: that value's energy
+    one = NotAny(Match(COLORS), ["red", "blue", "cyan"], t, closed_world=True)(x)
+    torch.testing.assert_close(one, Match(COLORS).given("green")(x))
+
+
+def test_not_near_excludes_the_grid_points_within_the_radius(gen):
+    from conceptebm.energies import NotNear
+    from conceptebm.energies.ops import candidate_grid
+
+    concept = Concept.continuous("position", 2)  # tolerance 0.4 on [-1, 1]^2
+    model = Quadratic(concept, 5.0)
+    codes = candidate_grid(concept, 9).double()
+    x = torch.rand(16, 2, generator=gen, dtype=torch.float64) * 2 - 1
+    t = 0.2
+    e = 5.0 * torch.cdist(x, codes) ** 2  # (16, 81)
+    away = torch.cdist(torch.tensor([[0.5, 0.5], [-1.0, 0.0]]).double(), codes) > 0.4
+    away = away.all(0)  # far from both values
+    near = NotNear(model, [(0.5, 0.5), (-1.0, 0.0)], temperature=t)
+    assert near.radius == 0.4 and int((~near.mask).sum()) == int(away.sum())
+    logp = torch.log_softmax(-e / t, 1)
+    torch.testing.assert_close(near(x), -t * torch.logsumexp(logp[:, away], 1))
+    closed = NotNear(model, [(0.5, 0.5), (-1.0, 0.0)], t, closed_world=True)
+    torch.testing.assert_close(closed(x), -t * torch.logsumexp(-e[:, away] / t, 1))
+    assert not near.is_grounded and closed.is_grounded
+    # an x at the value costs more than one far from it; per chain values give per chain masks
+    at = NotNear(model, [torch.tensor([[0.5, 0.5], [-0.5, -0.5]])], t, radius=0.3)
+    xs = torch.tensor([[0.5, 0.5], [0.5, 0.5]], dtype=torch.float64)
+    ea = at(xs)
+    assert ea[0] > 0.3 and ea[1] < 1e-6 and at.mask.shape == (2, 81)
+    for bad, match in (([], "non-empty"), ([(0.0, 0.0)], "not all")):
+        with pytest.raises(ValueError, match=match):
+            NotNear(model, bad, t, radius=5.0 if bad else None)
+    with pytest.raises(ValueError, match="continuous"):
+        NotNear(Match(COLORS), [(0.0, 0.0)], t)
+    with pytest.raises(ValueError, match="give a radius"):
+        NotNear(Quadratic(Concept.continuous("s", 1), 1.0), [0.0], t)
+
+
+def test_not_near_reads_a_late_net_once_per_image(gen):
+    from conceptebm.energies import LateEnergyNet, NotNear
+
+    concept = Concept.continuous("position", 2)
+    net = LateEnergyNet(concept, image_size=16, width=4, features=8).double()
+    x = torch.rand(3, 3, 16, 16, generator=gen, dtype=torch.float64)
+    near = NotNear(net, [(0.0, 0.0)], temperature=0.5, grid=5)
+    calls = []
+    net.register_forward_pre_hook(lambda *a: calls.append(1))  # full passes, one per value
+    e_late = near.candidate_energies(x)
+    assert not calls  # trunk once, head per value
+    loop = torch.stack([net(x, c.expand(3, -1)) for c in near.codes.to(x)], 1)
+    torch.testing.assert_close(e_late, loop)

@@ -249,3 +249,27 @@ def test_classifier_negation_groups_one_concepts_negated_values(gen):
     with pytest.raises(ExpressionError, match="exclude every value"):
         compile_expression("position=(0,0) & ~color=red & ~color=green & ~color=blue", MODELS,
                            temperatures=t)
+
+
+def test_classifier_negation_of_a_position_and_the_closed_world(gen):
+    from conceptebm.energies import NotAny, NotNear, Or
+
+    t = {"color": 0.5, "position": 0.2}
+    e = compile_expression("color=red & ~position=(0.5,0.5) & ~position=(-1,0)", MODELS,
+                           temperatures=t)
+    (nn,) = [p for p in e.terms if isinstance(p, NotNear)]
+    assert nn.radius == 0.4 and nn.temperature == 0.2 and not nn.closed_world
+    # the two values' balls in one term
+    alone = NotNear(MODELS["position"], [(0.5, 0.5)], 0.2)
+    assert int(nn.mask.sum()) > int(alone.mask.sum())
+    # closed world: "not red" is another colour, grounded on its own
+    with pytest.raises(ExpressionError, match="no positive concept"):
+        compile_expression("~color=red", MODELS, temperatures=t)
+    closed = compile_expression("~color=red", MODELS, temperatures=t, closed_world=True)
+    assert isinstance(closed, NotAny) and closed.is_grounded
+    x = torch.randn(6, 4, generator=gen, dtype=torch.float64)
+    want = Or(MODELS["color"].given("green"), MODELS["color"].given("blue"), temperature=0.5)
+    torch.testing.assert_close(closed(x), want(x))
+    # a continuous concept without a tolerance cannot be negated so
+    with pytest.raises(ExpressionError, match="give a radius"):
+        compile_expression("color=red & ~size=0.3", MODELS, temperatures={"size": 1.0})

@@ -153,5 +153,7 @@ def test_classifier_temperatures_are_fitted_only_when_asked_for():
     plain = load_concepts(["position", "color"], calibration_images=64)
     assert plain.temperatures == {}
     cm = load_concepts(["position", "color"], calibration_images=64, temperatures=True)
-    assert set(cm.temperatures) == {"color"}  # categorical concepts only
-    assert 0 < cm.temperatures["color"] < cm.scales["color"]  # T below the energy gap
+    # categorical concepts, and continuous ones with a tolerance (over NotNear's grid)
+    assert set(cm.temperatures) == {"color", "position"}
+    for name in ("color", "position"):
+        assert 0 < cm.temperatures[name] < cm.scales[name]  # T below the energy gap
