@@ -41,7 +41,7 @@ from conceptebm.concepts import Concept
 from conceptebm.energies.base import ConditionalEnergy
 
 __all__ = ["ConvEnergyNet", "JointConcept", "build_energy_net", "concept_from_dict",
-           "hue_invariant_pixels",
+           "hue_invariant_pixels", "hue_agreement",
            "concept_scaling"]
 
 
@@ -263,6 +263,12 @@ class ConvEnergyNet(ConditionalEnergy):
             saturation, so a net trained on objects of one colour sees shape the same way on
             every colour; the gradient reaches only each pixel's largest and smallest
             channel, so in a composition another EBM (a colour's) decides the hue.
+        hue_agreement: with ``hue_invariant``, also feed how each pixel's colour agrees with
+            its right and lower neighbours' (the dot product of their chroma vectors, the
+            colours less their grey): unchanged by recolouring the whole image (any rotation or
+            reflection about the grey axis, every channel permutation among them) but not by
+            speckles, so the net can learn that an object is one colour without learning
+            which.
         pixel_prior: add an unconditional energy of each pixel's colour, averaged over the
             image (two 1x1 convs: no spatial context and no concept, so it can learn which
             colours the data's pixels take but not what shape they form). With
@@ -276,7 +282,8 @@ class ConvEnergyNet(ConditionalEnergy):
                  channels: int = 3, width: int = 16, blocks: int = 0, embed_dim: int = 64,
                  spectral_norm: bool = False, label_maps: bool = True, coord_conv: bool = True,
                  center_input: bool = False, downsample: str = "stride", head: str = "flatten",
-                 hue_invariant: bool = False, pixel_prior: bool = False, sampler=None):
+                 hue_invariant: bool = False, hue_agreement: bool = False,
+                 pixel_prior: bool = False, sampler=None):
         if downsample not in ("stride", "pool"):
             raise ValueError(f"ConvEnergyNet: downsample must be 'stride' or 'pool', "
                              f"got {downsample!r}")
@@ -306,6 +313,11 @@ class ConvEnergyNet(ConditionalEnergy):
                                  f"got channels={channels}")
             self.config["hue_invariant"] = True
         self.hue_invariant = bool(hue_invariant)
+        if hue_agreement:
+            if not hue_invariant:
+                raise ValueError("ConvEnergyNet: hue_agreement extends hue_invariant; pass both")
+            self.config["hue_agreement"] = True
+        self.hue_agreement = bool(hue_agreement)
         if pixel_prior:
             self.config["pixel_prior"] = True
         self.pool_head = head == "pool"
@@ -323,7 +335,8 @@ class ConvEnergyNet(ConditionalEnergy):
 
         self.embed = nn.Sequential(nn.Linear(concept.dim, embed_dim), nn.SiLU(),
                                    nn.Linear(embed_dim, embed_dim))
-        pixel_channels = 2 if self.hue_invariant else channels  # value and chroma, or colour
+        # value and chroma (and the two agreements), or colour
+        pixel_channels = 2 + 2 * self.hue_agreement if self.hue_invariant else channels
         c_in = pixel_channels + 2 * self.coord_conv + concept.dim * self.label_maps
         # The plain path is the CPU prototype's net (16/32/32/64 channels for w = 16): a
         # 4x4/2 stem, a 3x3 conv at H/2, then 4x4/2 convs down to 4x4. Residual blocks
@@ -366,6 +379,8 @@ class ConvEnergyNet(ConditionalEnergy):
         emb = self.embed(cn)  # (B, embed_dim)
         pixels = hue_invariant_pixels(x) if self.hue_invariant else x  # (B, 2 or C, H, W)
         inputs = [pixels * 2.0 - 1.0 if self.center_input else pixels]
+        if self.hue_agreement:
+            inputs.append(hue_agreement(x))  # (B, 2, H, W)
         if self.coord_conv:
             inputs.append(self.coords.to(x).expand(b, -1, -1, -1))  # (B, 2, H, W)
         if self.label_maps:
@@ -402,6 +417,29 @@ def hue_invariant_pixels(x: Tensor) -> Tensor:
     """
     hi, lo = x.amax(dim=1, keepdim=True), x.amin(dim=1, keepdim=True)
     return torch.cat([hi, hi - lo], dim=1)
+
+
+def hue_agreement(x: Tensor) -> Tensor:
+    """``(B, 3, H, W)`` RGB -> ``(B, 2, H, W)``: the dot product of each pixel's chroma vector
+    (its colour less its grey, ``x - mean_rgb(x)``) with its right and its lower neighbour's,
+    times 4 (so a saturated pair reads about 1); zero past the border. Positive where
+    neighbours share a hue, negative across opposite hues, zero next to grey; invariant to any
+    rotation or reflection of every colour about the grey axis.
+
+    Example:
+        >>> red, cyan = [0.9, 0.1, 0.1], [0.1, 0.9, 0.9]
+        >>> x = torch.tensor([red, red, cyan]).T.reshape(1, 3, 1, 3)  # a 1x3 image
+        >>> hue_agreement(x)[0, 0]  # right neighbours: red-red agree, red-cyan oppose
+        tensor([[ 1.7067, -1.7067,  0.0000]])
+        >>> torch.allclose(hue_agreement(x[:, [2, 0, 1]]), hue_agreement(x))  # recoloured
+        True
+    """
+    chroma = x - x.mean(dim=1, keepdim=True)  # (B, 3, H, W)
+    right = (chroma[..., :, :-1] * chroma[..., :, 1:]).sum(1, keepdim=True)  # (B, 1, H, W-1)
+    down = (chroma[..., :-1, :] * chroma[..., 1:, :]).sum(1, keepdim=True)  # (B, 1, H-1, W)
+    right = torch.nn.functional.pad(right, (0, 1, 0, 0))
+    down = torch.nn.functional.pad(down, (0, 0, 0, 1))
+    return 4.0 * torch.cat([right, down], dim=1)
 
 
 _NETS = {"ConvEnergyNet": ConvEnergyNet}

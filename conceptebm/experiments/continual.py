@@ -233,7 +233,8 @@ def start_config(k: int, settings: ContinualSettings, config: TrainConfig) -> Tr
     the stage's CD run (``init_weights``)."""
     net_opts = {f: getattr(config, f) for f in ("net", "width", "blocks", "embed_dim",
                                                  "center_input", "spectral_norm", "downsample",
-                                                 "head", "hue_invariant", "pixel_prior",
+                                                 "head", "hue_invariant", "hue_agreement",
+                                                 "pixel_prior",
                                                  "image_size", "dataset_size", "seed", "concept",
                                                  "dataset")}
     quick = {f: getattr(config, f) for f in ("batch_size", "checkpoint_every", "log_every")}

@@ -33,7 +33,7 @@ DOWNSAMPLES = ("stride", "pool")
 HEADS = ("flatten", "pool")
 #: model options only the conv net reads, with their defaults (refused, not ignored, for "late")
 CONV_ONLY = {"spectral_norm": False, "downsample": "stride", "head": "flatten",
-             "hue_invariant": False, "pixel_prior": False}
+             "hue_invariant": False, "hue_agreement": False, "pixel_prior": False}
 
 
 @dataclass
@@ -57,6 +57,8 @@ class TrainConfig:
     #                        what is learnt in one region carries to others)
     hue_invariant: bool = False  # the net sees value and chroma, not the colour: what it
     #                              learns on one colour carries to the others (ConvEnergyNet)
+    hue_agreement: bool = False  # with hue_invariant: also how each pixel's colour agrees with
+    #                              its neighbours' (one colour per object, not which)
     pixel_prior: bool = False  # an unconditional per-pixel colour energy (1x1 convs) added
     #                            to the net: the data's hues, never its shapes (ConvEnergyNet)
     init_weights: str = ""  # checkpoint whose weights start the net (same net config), e.g.
@@ -187,6 +189,8 @@ class TrainConfig:
         need(self.net != "late" or not conv_only, "net",
              f"must be 'conv' with the conv net's options {', '.join(conv_only)} (a late net "
              "does not read them: drop them)")
+        need(not self.hue_agreement or self.hue_invariant, "hue_agreement",
+             "extends hue_invariant: pass --hue-invariant too")
         need(self.init in SAMPLER_INITS, "init", f"must be one of {SAMPLER_INITS}")
         need(self.ema is None or 0 < self.ema < 1, "ema", "must be None or lie in (0, 1)")
         need(self.grad_clip is None or self.grad_clip > 0, "grad_clip", "must be None or > 0")
@@ -225,6 +229,7 @@ class TrainConfig:
                 **({"downsample": self.downsample} if self.downsample != "stride" else {}),
                 **({"head": self.head} if self.head != "flatten" else {}),
                 **({"hue_invariant": True} if self.hue_invariant else {}),
+                **({"hue_agreement": True} if self.hue_agreement else {}),
                 **({"pixel_prior": True} if self.pixel_prior else {})}
 
     def build_net(self, concept):

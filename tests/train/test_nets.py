@@ -133,6 +133,40 @@ def test_hue_invariant_net_sees_every_hue_alike_and_round_trips(gen):
     assert smoke_config(concept="shape", hue_invariant=True).net_config()["hue_invariant"]
 
 
+def test_hue_agreement_sees_speckles_but_not_which_colour(gen):
+    import itertools
+
+    net = ConvEnergyNet(COLOR, image_size=16, width=4, embed_dim=8, center_input=True,
+                        hue_invariant=True, hue_agreement=True)
+    blind = ConvEnergyNet(COLOR, image_size=16, width=4, embed_dim=8, center_input=True,
+                          hue_invariant=True)
+    x = torch.rand(3, 3, 16, 16, generator=gen)
+    c = COLOR.encode(torch.tensor([0, 1, 2]))
+    e = net(x, c)
+    for perm in itertools.permutations(range(3)):  # every recolouring by channel permutation
+        torch.testing.assert_close(net(x[:, list(perm)], c), e)
+    # one red object against red and green speckles: the same value and chroma everywhere
+    red, green = torch.tensor([0.9, 0.1, 0.1]), torch.tensor([0.1, 0.9, 0.1])
+    uniform = red[:, None, None].expand(3, 16, 16)
+    checker = (torch.arange(16)[:, None] + torch.arange(16)) % 2 == 0  # (16, 16)
+    speckled = torch.where(checker, red[:, None, None], green[:, None, None])
+    both = torch.stack([uniform, speckled])
+    c2 = COLOR.encode(torch.tensor([0, 0]))
+    assert torch.allclose(blind(both, c2)[0], blind(both, c2)[1])  # blind to speckles
+    assert not torch.allclose(net(both, c2)[0], net(both, c2)[1])
+    twin = build_energy_net(net.config)
+    twin.load_state_dict(net.state_dict())
+    assert twin.config["hue_agreement"] is True and torch.equal(twin(x, c), e)
+    with pytest.raises(ValueError, match="extends hue_invariant"):
+        ConvEnergyNet(COLOR, width=4, hue_agreement=True)
+    from conceptebm.train import smoke_config
+
+    with pytest.raises(ValueError, match="hue_agreement"):
+        smoke_config(concept="shape", hue_agreement=True)
+    assert smoke_config(concept="shape", hue_invariant=True,
+                        hue_agreement=True).net_config()["hue_agreement"]
+
+
 def test_pixel_prior_is_unconditional_and_blind_to_arrangement(gen):
     net = ConvEnergyNet(COLOR, image_size=16, width=4, embed_dim=8, center_input=True,
                         hue_invariant=True, pixel_prior=True)
@@ -213,6 +247,6 @@ def test_the_one_loop_trains_a_late_net(tmp_path, objective):
         smoke_config(net="unet")
     # the conv net's options are refused for a late net, not silently ignored
     for option in ({"hue_invariant": True}, {"head": "pool"}, {"downsample": "pool"},
-                   {"pixel_prior": True}):
+                   {"pixel_prior": True}, {"hue_invariant": True, "hue_agreement": True}):
         with pytest.raises(ValueError, match="must be 'conv' with the conv net's options"):
             smoke_config(concept="position", net="late", **option)
