@@ -350,7 +350,8 @@ def build(tree, models: Mapping[str, ConditionalEnergy] | Callable[[str], Condit
     if not energy.is_grounded:
         raise ExpressionError(
             "the expression has no positive concept to ground its negation (paper eq. 9): "
-            "add one, e.g. `position=(0.3,-0.2) & ~color=red`", text, 0)
+            "add one, e.g. `position=(0.3,-0.2) & ~color=red`, or read negations as the "
+            "values left (closed_world=True; conceptebm sample --negation complement)", text, 0)
     return energy
 
 
