@@ -76,7 +76,8 @@ def _main(args: argparse.Namespace) -> int:
     device = torch.device(args.device)
     cm = load_concepts(sorted(_atom_names(args.tree)), device=device,
                        serve=serving_models(args.tree),  # several objects: position_cd
-                       temperatures=args.negation != "energy")
+                       temperatures=(args.negation != "energy"
+                                     and _negated_names(args.tree)))
     temperatures = None
     if args.negation != "energy":
         temperatures = cm.temperatures

@@ -8,7 +8,7 @@ energy from fresh low-frequency noise.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -91,7 +91,7 @@ def load_concepts(names: Sequence[str] = ("position", "color", "shape", "size"),
                   device=None, calibration_images: int = 256, seed: int = 0,
                   checkpoints: Mapping[str, str] | None = None,
                   serve: Mapping[str, str] | None = None,
-                  temperatures: bool = False) -> ConceptModels:
+                  temperatures: bool | Collection[str] = False) -> ConceptModels:
     """Load shipped models (or ``checkpoints``: name -> checkpoint path, e.g. a training
     snapshot), measure their energy gaps on ``calibration_images`` real general scenes (seeded,
     so the result is reproducible) and merge their sampler settings (the most steps any of
@@ -99,7 +99,8 @@ def load_concepts(names: Sequence[str] = ("position", "color", "shape", "size"),
     :func:`serving_models` of an expression); the models stay keyed by concept.
     ``temperatures``: also fit each model's classifier temperature on the same scenes, for
     negation through the classifier (categorical concepts, and continuous ones that declare
-    a tolerance; a model at chance gets none)."""
+    a tolerance; a model at chance gets none); ``True`` for every model, or the names of
+    the concepts to fit (a position's costs 81 passes per scene: fit what is negated)."""
     from conceptebm import pretrained
     from conceptebm.checkpoints import load_energy
     from conceptebm.datasets import make_dataset
@@ -120,7 +121,8 @@ def load_concepts(names: Sequence[str] = ("position", "color", "shape", "size"),
     fitted = {}
     for n, m in models.items():
         negatable = m.concept.is_categorical or bool(m.concept.accuracy_tolerances)
-        if temperatures and negatable:  # a continuous concept: over NotNear's grid
+        wanted = temperatures is True or (temperatures is not False and n in temperatures)
+        if wanted and negatable:  # a continuous concept: over NotNear's grid
             try:
                 fitted[n] = fit_temperature(m, images, labels[n].to(images.device))
             except ValueError:  # no better than chance: no classifier to negate through

@@ -157,3 +157,6 @@ def test_classifier_temperatures_are_fitted_only_when_asked_for():
     assert set(cm.temperatures) == {"color", "position"}
     for name in ("color", "position"):
         assert 0 < cm.temperatures[name] < cm.scales[name]  # T below the energy gap
+    # or only the named ones (what an expression negates)
+    only = load_concepts(["position", "color"], calibration_images=64, temperatures={"color"})
+    assert only.temperatures == {"color": cm.temperatures["color"]}
