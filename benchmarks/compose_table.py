@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -159,6 +160,23 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny run for tests")
     args = p.parse_args(argv)
     from conceptebm.compose.defaults import ALPHA, CALIBRATION_POWER, TEMPERATURE
+
+    for name in ("n", "batch", "steps", "threads"):  # counts
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            p.error(f"--{name} must be >= 1, got {value}")
+    for name, low, strict in (("negation_weight", 0, True), ("temperature", 0, True),
+                              ("step_size", 0, True), ("noise_scale", 0, False),
+                              ("alpha", 0, False), ("calibration_power", 0, False)):
+        value = getattr(args, name)
+        if value is not None and not (math.isfinite(value)
+                                      and (value > low if strict else value >= low)):
+            p.error(f"--{name.replace('_', '-')} must be a finite number "
+                    f"{'>' if strict else '>='} {low}, got {value}")
+    known = {r.key for r in ROWS} | {r.key for r in extra_rows(len(PALETTE))}
+    unknown = sorted(set(args.rows or ()) - known)
+    if unknown:
+        p.error(f"--rows: unknown row {unknown[0]!r}; rows: {', '.join(sorted(known))}")
 
     if args.calibration_power is None:
         args.calibration_power = CALIBRATION_POWER
