@@ -15,11 +15,12 @@ Resumable: stage checkpoints in ``--out-dir`` are reused, an interrupted EBM sta
 from ``--run-dir``. JSON keys (flat): ``ebm.stage1.position``, ``ebm.stage2.position``,
 ``ebm.stage2.shape``, ``ebm.stage3.{position,shape,color}``, the same for
 ``ebm_calibrated.`` (the conjunction weighted as ``conceptebm sample`` weights it),
-``ebm_selected.`` (the calibration power and chain length chosen on validation targets, judged
-on the test targets; ``.power``, ``.steps``, and every tried one's validation scores under
-``ebm_selected.stageK.valid.p<power>.s<steps>.``), ``gan.`` and ``gan_paper.``, each with a
-``.se`` twin (binomial standard error), ``<model>.stageK.all`` (every judged concept right in
-the same image; EBM rows), ``<model>.stageK.shape_reader2`` (shape as a second reader, the
+``ebm_selected.`` (the calibration power, chain length and start chosen on validation targets,
+judged on the test targets; ``.power``, ``.steps``, ``.from_previous`` (1: the chains continue
+the stage before's generations), and every tried one's validation scores under
+``ebm_selected.stageK.valid.p<power>.s<steps>[.previous].``), ``gan.`` and ``gan_paper.``,
+each with a ``.se`` twin (binomial standard error), ``<model>.stageK.all`` (every judged concept
+right in the same image; EBM rows), ``<model>.stageK.shape_reader2`` (shape as a second reader, the
 shipped shape EBM, reads it), ``real.stageK.*`` (the readers on the targets' real scenes),
 ``<model>.stageK.minutes``
 (training minutes of that stage), ``<model>.stageK.object_rate``, ``paper.*`` (Table 2),
@@ -117,7 +118,9 @@ def main(argv=None) -> int:
     if "ebm_selected.stage1.position" in m:
         print("chosen on validation: " + "; ".join(
             f"stage {k}: power {m[f'ebm_selected.stage{k}.power']:g}, "
-            f"{m[f'ebm_selected.stage{k}.steps']} steps" for k in (1, 2, 3)))
+            f"{m[f'ebm_selected.stage{k}.steps']} steps"
+            + (" from the stage before's images" if m.get(f"ebm_selected.stage{k}.from_previous")
+               else " from noise") for k in (1, 2, 3)))
         print("every concept right in one image (all): " + "; ".join(
             f"{model} " + " / ".join(f"{m[f'{model}.stage{k}.all']:.3f}" for k in (1, 2, 3))
             for model in ("ebm", "ebm_calibrated", "ebm_selected")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 import conceptebm.train.continual as continual
@@ -112,6 +113,9 @@ def test_benchmark_quick_writes_the_keys(tmp_path):
         assert 0 <= m[f"ebm_selected.stage{k}.all"] <= m[f"ebm_selected.stage{k}.position"]
         for steps in (2, 3):
             assert 0 <= m[f"ebm_selected.stage{k}.valid.p0.s{steps}.all"] <= 1
+            # later stages also tried continuing the stage before's chains
+            assert (f"ebm_selected.stage{k}.valid.p0.s{steps}.previous.all" in m) == (k > 1)
+        assert m[f"ebm_selected.stage{k}.from_previous"] in ((0.0,) if k == 1 else (0.0, 1.0))
     for model in ("ebm", "ebm_selected", "gan", "real"):  # the second reader of shape
         assert 0 <= m[f"{model}.stage2.shape_reader2"] <= 1
     assert "ebm.stage1.shape_reader2" not in m
@@ -186,9 +190,10 @@ def test_composition_is_chosen_by_validation_accuracy_on_every_concept(monkeypat
 
     seen, measured = [], []
 
-    def fake(paths, targets, judge, *, seed, calibration_power, num_steps, gaps):
+    def fake(paths, targets, judge, *, seed, calibration_power, num_steps, gaps, x0):
         # the gaps measured once, for every power; none for one EBM (weight 1)
         assert gaps == ([0.3, 0.1] if len(paths) == 2 else None)
+        assert x0 is None  # every chain from noise
         seen.append((calibration_power, num_steps, len(targets["position"])))
         # power 0.5 buys position, 1.0 shape; only (0.5, 300) gets both in the same images
         joint = {(0.5, 300): 0.6, (1.0, 300): 0.6}.get((calibration_power, num_steps), 0.3)
@@ -201,15 +206,89 @@ def test_composition_is_chosen_by_validation_accuracy_on_every_concept(monkeypat
     chosen, tried = exp.select_composition(["a", "b"], 2, None, powers=(0.0, 0.5, 1.0),
                                            steps=(60, 300), n=7)
     assert measured == [2]
-    assert chosen == {"power": 0.5, "steps": 300}  # the first of the tie, in listed order
-    assert sorted(tried) == [(p, s) for p in (0.0, 0.5, 1.0) for s in (60, 300)]
+    # the first of the tie, in listed order
+    assert chosen == {"power": 0.5, "steps": 300, "start": "noise"}
+    assert sorted(tried) == [(p, s, "noise") for p in (0.0, 0.5, 1.0) for s in (60, 300)]
     assert {n for *_, n in seen} == {7}
     # validation targets are other scenes than the test targets
     assert not torch.equal(exp.eval_targets(2, 7, seed=exp.SELECT_SEED)["position"],
                            exp.eval_targets(2, 7)["position"])
     seen.clear()  # one EBM: its weight is 1 at any power, so only the chain length is tried
     chosen, tried = exp.select_composition(["a"], 1, None, powers=(0.5, 1.0), steps=(60, 300))
-    assert sorted(tried) == [(0.0, 60), (0.0, 300)] and chosen == {"power": 0.0, "steps": 60}
+    assert sorted(tried) == [(0.0, 60, "noise"), (0.0, 300, "noise")]
+    assert chosen == {"power": 0.0, "steps": 60, "start": "noise"}
+
+
+def test_a_stage_may_start_from_the_stage_befores_images(monkeypatch):
+    import conceptebm.experiments.continual as exp
+    from conceptebm.evaluate.metrics import Metric
+
+    drawn, starts = [], []
+
+    def previous(targets):  # stage k - 1's generations for the validation targets
+        drawn.append(len(targets["position"]))
+        return torch.full((len(targets["position"]), 3, 4, 4), 0.25)
+
+    def fake(paths, targets, judge, *, seed, calibration_power, num_steps, gaps, x0):
+        starts.append(None if x0 is None else float(x0.mean()))
+        # continuing the stage before's chains gets more of them right on every concept
+        return {"all_acc": Metric(0.3 if x0 is None else 0.5, 0.0)}, None
+
+    monkeypatch.setattr(exp, "evaluate_ebm", fake)
+    chosen, tried = exp.select_composition(["a", "b"], 2, None, powers=(0.0,),
+                                           starts=exp.STARTS, n=5, previous=previous)
+    assert drawn == [5]  # drawn once, for every power and chain length
+    assert starts == [None, 0.25]
+    assert chosen == {"power": 0.0, "steps": 60, "start": "previous"}
+    assert sorted(tried) == [(0.0, 60, "noise"), (0.0, 60, "previous")]
+    # stage 1 has no stage before it: only noise
+    _, tried = exp.select_composition(["a"], 1, None, starts=exp.STARTS, previous=previous)
+    assert [key[2] for key in tried] == ["noise"]
+    for bad in (("pretrained",), ()):
+        with pytest.raises(ValueError, match="starts must be among"):
+            exp.select_composition(["a", "b"], 2, None, starts=bad)
+    with pytest.raises(ValueError, match="needs previous"):
+        exp.select_composition(["a", "b"], 2, None, starts=("previous",))
+
+
+def test_stage_images_continue_the_chosen_chains_of_the_stages_before(monkeypatch):
+    import conceptebm.experiments.continual as exp
+
+    choice = {1: {"power": 0.0, "steps": 60, "start": "noise"},
+              2: {"power": 0.5, "steps": 60, "start": "previous"},
+              3: {"power": 0.25, "steps": 30, "start": "previous"}}
+    calls = []
+
+    def fake(paths, targets, *, seed, calibration_power, num_steps, x0):
+        calls.append((len(paths), calibration_power, num_steps, x0))
+        return torch.full((2, 3, 4, 4), float(len(paths)))  # stage k's images are all k
+
+    monkeypatch.setattr(exp, "stage_selection", lambda k, s, judge=None: choice[k])
+    monkeypatch.setattr(exp, "compose_images", fake)
+    out = exp.stage_images(3, ContinualSettings(), {"position": torch.zeros(2, 2)})
+    assert float(out.mean()) == 3
+    assert [c[:3] for c in calls] == [(1, 0.0, 60), (2, 0.5, 60), (3, 0.25, 30)]
+    assert calls[0][3] is None  # stage 1 from noise; each later one from the one before
+    assert float(calls[1][3].mean()) == 1 and float(calls[2][3].mean()) == 2
+    calls.clear()
+    choice[3]["start"] = "noise"  # from noise: the stages before are not drawn at all
+    exp.stage_images(3, ContinualSettings(), {"position": torch.zeros(2, 2)})
+    assert [c[0] for c in calls] == [3] and calls[0][3] is None
+
+
+def test_composed_chains_start_where_they_are_told(tmp_path):
+    from conceptebm.experiments.continual import compose_images
+
+    folder = ROOT / "benchmarks" / "checkpoints" / "continual"
+    paths = [str(folder / "stage1_position.safetensors")]
+    targets = {"position": torch.zeros(3, 2)}
+    x0 = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    cont = compose_images(paths, targets, num_steps=1, x0=x0)
+    fresh = compose_images(paths, targets, num_steps=1)
+    # one Langevin step moves the chain a little from where it started
+    assert (cont - x0).abs().mean() < 0.5 * (fresh - x0).abs().mean()
+    with pytest.raises(ValueError, match="x0 holds 2 images for 3 targets"):
+        compose_images(paths, targets, num_steps=1, x0=x0[:2])
 
 
 def test_the_second_shape_reader_reads_real_scenes():
@@ -254,8 +333,9 @@ def test_a_stage_selection_is_reused_until_its_checkpoints_or_grid_change(tmp_pa
 
     def fake(paths, k, judge, **kw):
         calls.append(kw)
-        return {"power": 0.0, "steps": kw["steps"][0]}, {
-            (0.0, kw["steps"][0]): {"all_acc": Metric(0.5, 0.1), "object_rate": Metric(1, 0)}}
+        return {"power": 0.0, "steps": kw["steps"][0], "start": "noise"}, {
+            (0.0, kw["steps"][0], "noise"): {"all_acc": Metric(0.5, 0.1),
+                                             "object_rate": Metric(1, 0)}}
 
     monkeypatch.setattr(exp, "select_composition", fake)
     ckpt = tmp_path / "stage1_position.safetensors"
