@@ -185,7 +185,10 @@ class ContinualSettings:
     #: or ``"previous"``: stage k's chain continues the images stage k - 1's composition (as
     #: chosen) generated for the same targets, so each stage refines what the stage before
     #: drew (the position is set before the colour EBM, which pulls on the object, enters).
-    #: Stage 3 with the committed EBMs: validation every concept 0.525 -> 0.xxx (README)
+    #: Stage 3 with the committed EBMs: validation every concept 0.525 -> 0.570, test
+    #: position 0.744 -> 0.840 (power 0.25 from noise -> power 1 from stage 2's images;
+    #: README); stage 2 keeps noise (0.880 against 0.710: a purple cube is a poor start for
+    #: a sphere)
     select_starts: tuple = STARTS
     n_select: int = 200
     #: True: stage k >= 3 trains inside the composition stage k - 1 chose, its frozen EBMs
