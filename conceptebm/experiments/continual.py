@@ -202,6 +202,19 @@ class ContinualSettings:
     quick: bool = False
     image_size: int = 32
 
+    def __post_init__(self) -> None:  # fail here, not after a stage's training
+        bad = [v for v in self.select_starts if v not in STARTS]
+        if bad or not self.select_starts:
+            raise ValueError(f"ContinualSettings.select_starts must be a non-empty tuple of "
+                             f"{STARTS}, got {tuple(self.select_starts)!r}")
+        if len(self.ebm) != len(STAGES) or len(self.starts) != len(STAGES):
+            raise ValueError(f"ContinualSettings.ebm and .starts need one entry per stage "
+                             f"({len(STAGES)}), got {len(self.ebm)} and {len(self.starts)}")
+        for name in ("n_eval", "n_select"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"ContinualSettings.{name} must be >= 1, got "
+                                 f"{getattr(self, name)!r}")
+
     @classmethod
     def quick_settings(cls, **overrides) -> ContinualSettings:
         """Tiny nets and a few steps: the whole protocol in seconds (tests, ``--quick``)."""

@@ -350,3 +350,13 @@ def test_a_stage_selection_is_reused_until_its_checkpoints_or_grid_change(tmp_pa
     ckpt.write_bytes(ckpt.read_bytes() + b" ")  # another checkpoint: chosen again
     exp.stage_selection(1, settings, judge=object())
     assert len(calls) == 3 and (tmp_path / "stage1_selection.json").exists()
+
+
+def test_settings_refuse_what_would_fail_after_a_stage_trained():
+    for bad, match in (({"select_starts": ("pretrained",)}, "select_starts"),
+                       ({"select_starts": ()}, "select_starts"),
+                       ({"ebm": ({},)}, "one entry per stage"),
+                       ({"n_select": 0}, "n_select must be >= 1")):
+        with pytest.raises(ValueError, match=match):
+            ContinualSettings(**bad)
+    assert ContinualSettings(select_starts=("noise",)).select_starts == ("noise",)
