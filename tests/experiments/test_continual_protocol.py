@@ -185,7 +185,7 @@ def test_a_calibrated_conjunction_generates(tmp_path):
 
 
 def test_composition_is_chosen_by_validation_accuracy_on_every_concept(monkeypatch):
-    import conceptebm.experiments.continual as exp
+    import conceptebm.experiments.continual.selection as exp
     from conceptebm.evaluate.metrics import Metric
 
     seen, measured = [], []
@@ -220,7 +220,7 @@ def test_composition_is_chosen_by_validation_accuracy_on_every_concept(monkeypat
 
 
 def test_a_stage_may_start_from_the_stage_befores_images(monkeypatch):
-    import conceptebm.experiments.continual as exp
+    import conceptebm.experiments.continual.selection as exp
     from conceptebm.evaluate.metrics import Metric
 
     drawn, starts = [], []
@@ -252,7 +252,7 @@ def test_a_stage_may_start_from_the_stage_befores_images(monkeypatch):
 
 
 def test_stage_images_continue_the_chosen_chains_of_the_stages_before(monkeypatch):
-    import conceptebm.experiments.continual as exp
+    import conceptebm.experiments.continual.selection as exp
 
     choice = {1: {"power": 0.0, "steps": 60, "start": "noise"},
               2: {"power": 0.5, "steps": 60, "start": "previous"},
@@ -305,7 +305,7 @@ def test_the_second_shape_reader_reads_real_scenes():
 
 
 def test_train_as_selected_weights_the_frozen_ebms_by_the_earlier_stage_choice(monkeypatch):
-    import conceptebm.experiments.continual as exp
+    import conceptebm.experiments.continual.selection as exp
 
     folder = ROOT / "benchmarks" / "checkpoints" / "continual"
     settings = ContinualSettings(out_dir=str(folder), train_as_selected=True)
@@ -318,7 +318,7 @@ def test_train_as_selected_weights_the_frozen_ebms_by_the_earlier_stage_choice(m
     assert exp.frozen_weights(2, settings) == [1.0]  # one frozen EBM is not reweighted
     monkeypatch.setattr(exp, "stage_selection", lambda k, s, judge=None: {"power": 0.0})
     assert exp.frozen_weights(3, settings) == [1.0, 1.0]  # the raw sum
-    cfg = exp.stage_config(3, settings, ["a.safetensors", "b.safetensors"], weights)
+    cfg = stage_config(3, settings, ["a.safetensors", "b.safetensors"], weights)
     assert cfg.frozen_weights == weights
 
 
@@ -326,7 +326,7 @@ def test_a_stage_selection_is_reused_until_its_checkpoints_or_grid_change(tmp_pa
                                                                           monkeypatch):
     import shutil
 
-    import conceptebm.experiments.continual as exp
+    import conceptebm.experiments.continual.selection as exp
     from conceptebm.evaluate.metrics import Metric
 
     calls = []
