@@ -34,12 +34,14 @@ import math
 import os
 import sys
 import time
+from pathlib import Path
 
 import torch
 
 from conceptebm.experiments.continual import (
     JUDGED,
     ContinualSettings,
+    plot_accuracy,
     plot_figure8,
     run_continual,
     write_json,
@@ -61,7 +63,8 @@ def main(argv=None) -> int:
     p.add_argument("--run-dir", default=None, help="full training runs (default runs/continual)")
     p.add_argument("--figure", default=None,
                    help="Figure 8 PNG (default benchmarks/figures/continual.png; "
-                        "--quick: OUT_DIR/continual_quick.png)")
+                        "--quick: OUT_DIR/continual_quick.png); Table 2 as bars goes beside it "
+                        "as <name>_accuracy.png")
     p.add_argument("--n", type=int, default=None, help="generations judged per stage (500)")
     p.add_argument("--minutes-per-stage", type=float, default=None,
                    help="time limit of each EBM stage (13)")
@@ -134,7 +137,9 @@ def main(argv=None) -> int:
     figure = args.figure or (os.path.join(settings.out_dir, "continual_quick.png") if args.quick
                              else "benchmarks/figures/continual.png")
     plot_figure8(result, figure)
-    print(f"figure: {figure}; {(time.time() - t0) / 60:.1f} min in all")
+    accuracy = Path(figure).with_name(Path(figure).stem + "_accuracy.png")  # Table 2 as bars
+    plot_accuracy(m, accuracy, paper=PAPER)
+    print(f"figures: {figure}, {accuracy}; {(time.time() - t0) / 60:.1f} min in all")
     if args.json:
         write_json(m, args.json, command=command, n=settings.n_eval,
                    settings=settings.to_dict(), paths=result.paths,

@@ -124,6 +124,7 @@ def test_benchmark_quick_writes_the_keys(tmp_path):
                                            ("position", "shape", "color"))
     assert m["paper.ebm.stage3.color"] == 0.521 and m["n"] == 16
     assert (tmp_path / "ckpt" / "continual_quick.png").stat().st_size > 1000
+    assert (tmp_path / "ckpt" / "continual_quick_accuracy.png").stat().st_size > 1000
     assert (tmp_path / "ckpt" / "stage3_color.json").exists()
 
 

@@ -66,7 +66,13 @@ protocol on tiny nets in seconds; ``tests/experiments`` does):
 """
 
 from conceptebm.experiments.continual.readers import TRANSFER_SCENES, read_shapes, shape_transfer
-from conceptebm.experiments.continual.run import plot_figure8, run_continual, write_json
+from conceptebm.experiments.continual.run import (
+    ACCURACY_MODELS,
+    plot_accuracy,
+    plot_figure8,
+    run_continual,
+    write_json,
+)
 from conceptebm.experiments.continual.selection import (
     calibration_weights,
     compose_images,
@@ -101,4 +107,4 @@ __all__ = ["Stage", "STAGES", "SHAPES", "GAN_VARIANTS", "STARTS", "JUDGED", "EVA
            "stage_gaps", "calibration_weights", "compose_images", "evaluate_ebm",
            "select_composition", "stage_selection", "stage_images", "frozen_weights",
            "read_shapes", "shape_transfer", "TRANSFER_SCENES", "run_continual", "plot_figure8",
-           "write_json"]
+           "plot_accuracy", "ACCURACY_MODELS", "write_json"]

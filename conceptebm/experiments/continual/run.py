@@ -27,7 +27,8 @@ from conceptebm.experiments.continual.settings import (
 from conceptebm.experiments.continual.training import evaluate_gan, train_ebm_stage, train_gan_stage
 from conceptebm.plotting import save_figure
 
-__all__ = ["run_continual", "plot_figure8", "write_json"]
+__all__ = ["run_continual", "plot_figure8", "plot_accuracy", "ACCURACY_MODELS",
+           "write_json"]
 
 
 def run_continual(settings: ContinualSettings, *, command: str = "", progress: bool = False,
@@ -183,6 +184,73 @@ def plot_figure8(result: ContinualResult, path, *, per_row: int = 4,
                  "stage 3 + colour; titles are the targets\n"
                  + " | ".join(names.get(m, m) for m in models), fontsize=8)
     return save_figure(fig, path, dpi=110)
+
+
+#: the rows :func:`plot_accuracy` draws by default, and their legend names
+ACCURACY_MODELS = {"ebm_selected": "EBM (composed as chosen on validation)",
+                   "gan": "GAN given all labels so far",
+                   "gan_paper": "GAN given the stage's concept (paper)"}
+
+
+def plot_accuracy(metrics: dict, path, *, paper: dict | None = None,
+                  models: dict | None = None) -> Path:
+    """Table 2 as a figure: a panel per stage, a group of bars per judged concept, one bar per
+    model (accuracy +- its standard error), with the paper's numbers drawn as targets over each
+    group (``paper``: flat keys like ``"ebm.stage3.position"``; its ``ebm.*`` values as black
+    ticks over the first EBM row, the target; its ``gan.*`` values as crosses over
+    ``gan_paper``, the paper's baseline).
+
+    Example:
+        >>> import tempfile
+        >>> m = {f"ebm_selected.stage{k}.{c}{s}": 0.8 if not s else 0.02
+        ...      for k in (1, 2, 3) for c in JUDGED[k] for s in ("", ".se")}
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     out = plot_accuracy(m, f"{d}/t2.png", paper={"ebm.stage1.position": 0.9},
+        ...                         models={"ebm_selected": "EBM"})
+        ...     out.stat().st_size > 1000
+        True
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = {k: v for k, v in (models or ACCURACY_MODELS).items()
+              if f"{k}.stage1.position" in metrics}
+    paper = paper or {}
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4), gridspec_kw={"width_ratios": [1, 2, 3]},
+                             sharey=True)
+    width = 0.8 / max(len(models), 1)
+    slot = {m: j for j, m in enumerate(models)}
+    # each paper row is drawn over the bar it is compared with: the EBM's over the first EBM
+    # row, the paper's GAN over ours given the stage's concept alone (the paper's baseline)
+    over = {"ebm": next((m for m in models if m.startswith("ebm")), None),
+            "gan": "gan_paper" if "gan_paper" in models else
+            next((m for m in models if m.startswith("gan")), None)}
+    for ax, k in zip(axes, (1, 2, 3), strict=True):
+        for i, c in enumerate(JUDGED[k]):
+            for j, (model, name) in enumerate(models.items()):
+                x = i - 0.4 + width * (j + 0.5)
+                ax.bar(x, metrics[f"{model}.stage{k}.{c}"], width,
+                       yerr=metrics.get(f"{model}.stage{k}.{c}.se"), capsize=2,
+                       color=f"C{j}", label=name if (k, i) == (3, 0) else None)
+            for kind, style in (("ebm", dict(color="black", marker="_", markersize=22,
+                                              mew=2.5)),
+                                ("gan", dict(color="black", marker="x", markersize=7, mew=2))):
+                if f"{kind}.stage{k}.{c}" in paper:
+                    x = i if over[kind] is None else i - 0.4 + width * (slot[over[kind]] + 0.5)
+                    ax.plot([x], [paper[f"{kind}.stage{k}.{c}"]], linestyle="none", **style,
+                            label=f"paper {kind.upper()}" + (" (the target)" if kind == "ebm"
+                                                              else "")
+                            if (k, i) == (3, 0) else None)
+        ax.set_xticks(range(len(JUDGED[k])), JUDGED[k])
+        ax.set_ylim(0, 1.05)
+        ax.set_title(f"stage {k}", fontsize=10)
+    axes[0].set_ylabel("accuracy (judges)")
+    axes[2].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle("Continual learning (Table 2): accuracy after each stage, the paper's numbers "
+                 "as targets", fontsize=9)
+    return save_figure(fig, path)
 
 
 def write_json(metrics: dict, path, **extra) -> Path:
