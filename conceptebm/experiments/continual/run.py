@@ -86,7 +86,7 @@ def run_continual(settings: ContinualSettings, *, command: str = "", progress: b
             metrics.update(_second_reading(f"ebm_selected.stage{k}", images, targets))
             metrics[f"ebm_selected.stage{k}.power"] = chosen["power"]
             metrics[f"ebm_selected.stage{k}.steps"] = chosen["steps"]
-            start = chosen.get("start", "noise")
+            start = chosen["start"]
             metrics[f"ebm_selected.stage{k}.from_previous"] = float(start == "previous")
             metrics[f"ebm_selected.stage{k}.select_minutes"] = (time.time() - t1) / 60
             samples[("ebm_selected", k)] = (images[:32], {c: v[:32] for c, v in targets.items()})
@@ -234,15 +234,14 @@ def plot_accuracy(metrics: dict, path, *, paper: dict | None = None,
                 ax.bar(x, metrics[f"{model}.stage{k}.{c}"], width,
                        yerr=metrics.get(f"{model}.stage{k}.{c}.se"), capsize=2,
                        color=f"C{j}", label=name if (k, i) == (3, 0) else None)
-            for kind, style in (("ebm", dict(color="black", marker="_", markersize=22,
-                                              mew=2.5)),
-                                ("gan", dict(color="black", marker="x", markersize=7, mew=2))):
+            for kind, name, style in (
+                    ("ebm", "paper EBM (the target)",
+                     dict(color="black", marker="_", markersize=22, mew=2.5)),
+                    ("gan", "paper GAN", dict(color="black", marker="x", markersize=7, mew=2))):
                 if f"{kind}.stage{k}.{c}" in paper:
                     x = i if over[kind] is None else i - 0.4 + width * (slot[over[kind]] + 0.5)
                     ax.plot([x], [paper[f"{kind}.stage{k}.{c}"]], linestyle="none", **style,
-                            label=f"paper {kind.upper()}" + (" (the target)" if kind == "ebm"
-                                                              else "")
-                            if (k, i) == (3, 0) else None)
+                            label=name if (k, i) == (3, 0) else None)
         ax.set_xticks(range(len(JUDGED[k])), JUDGED[k])
         ax.set_ylim(0, 1.05)
         ax.set_title(f"stage {k}", fontsize=10)

@@ -199,7 +199,7 @@ def stage_images(k: int, settings: ContinualSettings, targets: dict[str, Tensor]
     for the same targets (recursively, as that stage chose)."""
     chosen = stage_selection(k, settings, judge)
     x0 = (stage_images(k - 1, settings, targets, judge)
-          if chosen.get("start", "noise") == "previous" else None)
+          if chosen["start"] == "previous" else None)
     return compose_images([str(_ebm_path(settings, j)) for j in range(1, k + 1)], targets,
                           seed=settings.seed, calibration_power=chosen["power"],
                           num_steps=chosen["steps"], x0=x0)
