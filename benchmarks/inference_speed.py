@@ -38,7 +38,7 @@ from conceptebm.evaluate import mean_absolute_error
 from conceptebm.infer import concept_grid, energy_map, infer_concept
 from conceptebm.infer.energy_map import image_features
 
-TEST_SEED = 700_001  # held-out renders (as benchmarks/inference.py): no training run uses it
+TEST_SEED = 700_001  # held-out renders (as paper/benchmarks/inference.py): no training run uses it
 
 
 def load_model(spec: str | None):

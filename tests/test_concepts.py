@@ -176,8 +176,8 @@ def test_evaluation_and_training_have_no_special_case_by_concept_name():
              *sorted((root / "conceptebm" / "train").glob("*.py")),
              *sorted((root / "conceptebm" / "infer").rglob("*.py")),
              root / "conceptebm" / "concepts.py",
-             *sorted((root / "benchmarks").glob("train_quality.py")),
-             *sorted((root / "benchmarks").glob("sampler_sweep.py"))]
+             *sorted((root / "paper" / "benchmarks").glob("train_quality.py")),
+             *sorted((root / "paper" / "benchmarks").glob("sampler_sweep.py"))]
     found = [case for f in files for case in _name_cases(f)]
     assert not found, found
 

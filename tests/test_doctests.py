@@ -40,10 +40,17 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+#: The reproduction (``paper/``, not installed; importable from the repository root in tests):
+#: its library modules' examples run too. Its benchmark scripts are not imported.
+PAPER = ROOT.parent / "paper"
+
+
 def _sources() -> dict[str, str]:
-    """Source text of every module of the package, by module name (read, not imported)."""
-    return {_module_name(p): p.read_text() for p in sorted(ROOT.rglob("*.py"))
-            if _module_name(p) not in NOT_IMPORTED}
+    """Source text of every module of the package and of the reproduction's library modules,
+    by module name (read, not imported)."""
+    paths = sorted(ROOT.rglob("*.py")) + sorted(p for p in PAPER.rglob("*.py")
+                                                 if "benchmarks" not in p.parts)
+    return {_module_name(p): p.read_text() for p in paths if _module_name(p) not in NOT_IMPORTED}
 
 
 SOURCES = _sources()
@@ -65,6 +72,7 @@ def run_examples(name: str) -> tuple[doctest.TestResults, str]:
 def test_the_package_has_examples():
     assert len(WITH_EXAMPLES) >= 30, WITH_EXAMPLES
     assert "conceptebm.infer.chain" in WITH_EXAMPLES and "conceptebm.__main__" not in SOURCES
+    assert "paper.baselines.regressor" in WITH_EXAMPLES
 
 
 @pytest.mark.parametrize("name", WITH_EXAMPLES)

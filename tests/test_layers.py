@@ -6,8 +6,11 @@ with a constant name. Each module belongs to a layer (its first name under ``con
 an import of a module in a higher layer is an upward edge. The order, bottom to top:
 
     concepts, schedules, runtime < energies < infer < checkpoints < plotting < datasets
-    < evaluate, pretrained < train, baselines < scenes, compose, experiments < cli
+    < evaluate, pretrained < train < scenes, compose < cli
     < conceptebm/__init__, __main__
+
+The paper's reproduction (``paper/``: experiments, baselines, benchmarks) sits above all of
+them and outside the package: nothing in ``conceptebm`` may import it (checked below).
 
 * ``schedules`` (learning-rate curves) and ``concepts`` import nothing of the package.
 * ``checkpoints`` (safetensors + JSON I/O) rebuilds nets and reads the sampler settings a
@@ -54,10 +57,8 @@ RANK = {
     "evaluate": 6,
     "pretrained": 6,
     "train": 7,
-    "baselines": 7,  # non-EBM generators (GAN, decoder): trained like train/, beside it
     "scenes": 8,
     "compose": 8,
-    "experiments": 8,  # the paper's multi-stage experiments: train + baselines + evaluate
     "cli": 9,
     "__init__": 10,  # conceptebm/__init__.py itself: the package's public surface
     "__main__": 10,
@@ -274,3 +275,42 @@ def test_importing_the_engine_loads_nothing_above_it():
     loaded = set(ast.literal_eval(out.strip()))
     above = {name for name, rank in RANK.items() if rank > RANK["infer"]}
     assert "infer" in loaded and not loaded & above, f"importing conceptebm.infer loaded {loaded}"
+
+
+def _imports_of(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(
+                node.func, "id", "")) in ("import_module", "__import__") and node.args and \
+                isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+            names.add(node.args[0].value)
+    return names
+
+
+def test_the_package_never_imports_the_reproduction():
+    # paper/ is not installed: an import of it from the package would fail in a user's wheel.
+    bad = [f"{path.relative_to(ROOT.parent)} imports {name}"
+           for path in sorted(ROOT.rglob("*.py")) for name in _imports_of(path)
+           if name == "paper" or name.startswith("paper.")]
+    assert not bad, "\n".join(bad)
+    # the check sees a real import of the reproduction where one exists (its own tests)
+    test = Path(__file__).parent / "paper" / "experiments" / "test_cross_product.py"
+    assert "paper.experiments.cross_product" in _imports_of(test)
+
+
+def test_the_wheel_holds_the_package_only():
+    import re
+
+    from setuptools import find_packages
+    text = (ROOT.parent / "pyproject.toml").read_text()
+    section = text.split("[tool.setuptools.packages.find]")[1].split("\n[")[0]
+    lists = {k: re.findall(r'"([^"]+)"', v) for k, v in
+             re.findall(r"^(include|exclude) = (\[.*\])$", section, re.M)}
+    found = find_packages(str(ROOT.parent), include=lists["include"],
+                          exclude=lists.get("exclude", ()))
+    assert "conceptebm" in found and "conceptebm.infer" in found
+    assert not [p for p in found if not p.startswith("conceptebm")], found

@@ -84,7 +84,7 @@ def test_train_quality_benchmark_quick(tmp_path):
 
     root = Path(__file__).resolve().parents[1]
     out = tmp_path / "tq.json"
-    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "train_quality.py"),
+    proc = subprocess.run([sys.executable, "-m", "paper.benchmarks.train_quality",
                            "--quick", "--json", str(out)], capture_output=True, text=True,
                           timeout=600, cwd=root)
     assert proc.returncode == 0, proc.stderr[-3000:]

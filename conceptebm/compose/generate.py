@@ -164,7 +164,7 @@ def choose_branches(energy: Energy, n: int, generator=None) -> Energy:
     mixture is sampled exactly by choosing component i with its weight and then sampling
     p(x|c_i). Langevin on the soft-min energy instead lets each short-run chain fall into the
     branch whose energy drops fastest, which splits the mass unevenly (measured in
-    ``benchmarks/compose_table.py``: 0.74 / 0.26 at any temperature). Anything that is not a
+    ``paper/benchmarks/compose_table.py``: 0.74 / 0.26 at any temperature). Anything that is not a
     top-level disjunction is returned unchanged.
     """
     if not isinstance(energy, Or):

@@ -5,7 +5,7 @@ Each row draws ``n`` random targets, builds the composed energy with one chain p
 and calibrated composition share :func:`~conceptebm.compose.expr.build`), and scores the
 judged generations against what the row asked for.
 
-Rows (keys of the JSON written by ``benchmarks/compose_table.py``):
+Rows (keys of the JSON written by ``paper/benchmarks/compose_table.py``):
 
 ========================  ==============================================================
 ``color``                 Color alone; position scored against an unrelated random target

@@ -1,7 +1,7 @@
 """A "foreign" labelled image set: our renderer with a camera, light, palette, shape names and
 size range that no shipped model saw, written as a user's folder (PNGs + ``labels.csv``).
 
-It stands in for a user's own data in the tests, the notebook and ``benchmarks/user_data.py``.
+It stands in for a user's own data in the tests, the notebook and ``paper/benchmarks/user_data.py``.
 How it differs from every training set of the shipped models (``make_dataset``):
 
 * camera: azimuth 35 deg, elevation 78 deg (nearly top-down; shipped sets: 0 / 60, multi-view

@@ -6,7 +6,7 @@
 standard errors (the metrics follow each concept's declaration: :func:`metric_names`);
 ``generation_quality`` / ``inference_quality`` score a concept EBM (:mod:`.quality`);
 ``score_model``, ``select`` and ``export`` score a model as flat JSON, pick a run's best
-snapshot and ship it (:mod:`.selection`, what ``benchmarks/train_quality.py`` calls).
+snapshot and ship it (:mod:`.selection`, what ``paper/benchmarks/train_quality.py`` calls).
 
 Example:
     >>> import torch

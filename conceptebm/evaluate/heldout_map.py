@@ -6,7 +6,7 @@ them: mean absolute error for continuous concepts (plus the accuracies within th
 tolerances, :attr:`~conceptebm.concepts.Concept.accuracy_tolerances`), accuracy for
 categorical ones. The training loop uses this, on the seeded
 held-out split, for its eval rows and best-checkpoint selection when the data has no judge
-(:func:`judge_free`); ``benchmarks/user_data.py`` also scores it under pixel noise.
+(:func:`judge_free`); ``paper/benchmarks/user_data.py`` also scores it under pixel noise.
 
 Example:
     >>> import torch

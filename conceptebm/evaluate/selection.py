@@ -1,6 +1,6 @@
 """Score a trained concept EBM on held-out scenes, pick a run's best snapshot, ship it.
 
-What ``benchmarks/train_quality.py`` prints and what ``pretrained/<name>.json`` records:
+What ``paper/benchmarks/train_quality.py`` prints and what ``pretrained/<name>.json`` records:
 
 * :func:`score_model`: generation quality (one image per held-out target, judged) and,
   optionally, MAP inference on the held-out images themselves, as flat JSON entries whose keys

@@ -3,7 +3,7 @@
 Each model is ``<name>.safetensors`` (weights plus the net config in its metadata) with a
 ``<name>.json`` twin that records the exact training command, the training time, the
 judge-scored metrics and the recommended sampler settings. They were trained on a 2-core CPU
-with ``conceptebm train`` (see the JSON files and ``benchmarks/train_quality.py``).
+with ``conceptebm train`` (see the JSON files and ``paper/benchmarks/train_quality.py``).
 
 ``load(name)`` returns a ready :class:`~conceptebm.energies.ConditionalEnergy` in eval mode.
 Its recommended sampler settings come from one place, the ``"sampler"`` entry of the model's
@@ -76,7 +76,7 @@ def _path(name: str) -> Path:
     if not path.exists():
         raise FileNotFoundError(
             f"the shipped {name!r} model is missing from {DIR}; retrain it with the command "
-            f"recorded in benchmarks/train_quality.py (conceptebm train --concept {name} ...)"
+            f"recorded in paper/benchmarks/train_quality.py (conceptebm train --concept {name} ...)"
         )
     return path
 

@@ -1,6 +1,6 @@
 """Matplotlib figures for concept inference: an image beside its energy map.
 
-Used by ``conceptebm energy-map``, ``benchmarks/inference.py`` and the notebooks, so every
+Used by ``conceptebm energy-map``, ``paper/benchmarks/inference.py`` and the notebooks, so every
 energy map in the project is drawn the same way: the first concept coordinate (x) runs to the
 right, the second (y) up, low energy dark, the same orientation as a default-camera image.
 

@@ -171,7 +171,7 @@ def test_model_checkpoint_path(tmp_path, capsys, rendered):
 
 
 def test_benchmark_quick_writes_its_keys(tmp_path):
-    """benchmarks/inference.py --quick end to end on tiny untrained checkpoints: this checks
+    """paper/benchmarks/inference.py --quick end to end on tiny untrained checkpoints: this checks
     the plumbing and the report's shape; the real numbers come from the full run."""
     import subprocess
     import sys
@@ -187,7 +187,7 @@ def test_benchmark_quick_writes_its_keys(tmp_path):
     ckpt.save_checkpoint(model, {"model": net.state_dict()}, {"net": net.config})
     root = Path(__file__).resolve().parents[2]
     out = tmp_path / "report.json"
-    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "inference.py"), "--quick",
+    proc = subprocess.run([sys.executable, "-m", "paper.benchmarks.inference", "--quick",
                            "--model", str(model), "--multiview-model", str(model),
                            "--json", str(out), "--out", str(tmp_path / "png")],
                           capture_output=True, text=True, timeout=600, cwd=root)
