@@ -97,6 +97,8 @@ class LabelledImages(Dataset):
         self.declared: set[str] = set()  # labels whose concept the user declared
         self.image_size = images.shape[-1]
         self.shapes = SHAPES
+        # the image file of each item, as the labels file names it (a folder), else None
+        self.files: list[str] | None = None
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -119,6 +121,8 @@ class LabelledImages(Dataset):
         out = LabelledImages(images, labels, self.concepts, palette=self.palette,
                              source=source or self.source, inferred=self.inferred)
         out.declared = set(self.declared)
+        if self.files is not None:
+            out.files = [self.files[i] for i in _as_indices(indices, len(self))]
         return out
 
     def describe(self) -> list[str]:
@@ -364,7 +368,7 @@ def _load_folder(folder: Path, labels_file: Path | None, concepts, declared, col
     x = torch.stack(images)  # (N, 3, H, W) in [0, 1]
     used, labels, inferred = _resolve(sorted(names), raws, wheres, concepts, declared, infer,
                                       str(labels_file))
-    return x, labels, used, inferred, str(labels_file)
+    return x, labels, used, inferred, str(labels_file), [file for file, _, _ in rows]
 
 
 def _load_npz(path: Path, concepts, declared, columns, infer):
@@ -445,17 +449,19 @@ def load_images(path, labels=None, *, concepts: dict[str, Concept] | None = None
     if path.is_dir() and (path / "concepts.json").is_file():
         declared = {**read_concepts(path / "concepts.json"), **declared}
     known = {**scene_concepts(), **declared}
+    files = None
     if path.is_file() and path.suffix.lower() == ".npz":
         x, lab, used, inferred, palette, src = _load_npz(path, known, set(declared), cols, infer)
     elif path.is_dir():
-        x, lab, used, inferred, src = _load_folder(path, labels, known, set(declared), cols,
-                                                   infer)
+        x, lab, used, inferred, src, files = _load_folder(path, labels, known, set(declared),
+                                                          cols, infer)
         palette = dict(PALETTE) if "color" in used and used["color"].values == tuple(
             PALETTE) else None
     else:
         raise ValueError(f"{str(path)!r} is neither a folder of images nor an .npz file; pass "
                          "a folder holding labels.csv / labels.json, or an .npz")
     out = LabelledImages(x, lab, used, palette=palette, source=src, inferred=inferred)
+    out.files = files
     builtin = scene_concepts()
     out.declared = {n for n, c in used.items() if n not in inferred
                     and (n in declared or builtin.get(n) != c)}
