@@ -194,4 +194,5 @@ def generate(energy: Energy, n: int, settings: SamplerSettings,
         energy = choose_branches(energy, n, generator)
     return langevin(energy, x0, num_steps=settings.num_steps, step_size=settings.step_size,
                     noise_scale=settings.noise_scale, bounds=settings.bounds,
-                    generator=generator, progress=progress)
+                    generator=generator, progress=progress,
+                    denoise_steps=settings.denoise_steps)

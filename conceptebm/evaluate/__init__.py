@@ -45,6 +45,7 @@ from conceptebm.evaluate.quality import (
     sampler_settings,
     selection_score,
 )
+from conceptebm.evaluate.realism import frechet_distance, judge_features, realism
 from conceptebm.evaluate.selection import (
     SELECT_SEED,
     TEST_SEED,
@@ -58,6 +59,9 @@ from conceptebm.evaluate.selection import (
 )
 
 __all__ = [
+    "realism",
+    "frechet_distance",
+    "judge_features",
     "Judge",
     "JudgeConfig",
     "JudgeNet",

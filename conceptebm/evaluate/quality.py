@@ -73,7 +73,8 @@ def generate(net: ConditionalEnergy, c: Tensor, sampler: Mapping | None = None, 
                              device=c.device)  # (B, C, H, W)
     energy = conditioned_energy(net, c.to(x0), frozen)
     return langevin(energy, x0, num_steps=s.num_steps, step_size=s.step_size,
-                    noise_scale=s.noise_scale, bounds=s.bounds, generator=generator)
+                    noise_scale=s.noise_scale, bounds=s.bounds, generator=generator,
+                    denoise_steps=s.denoise_steps)
 
 
 def generation_quality(net: ConditionalEnergy, judge, targets, *, sampler: Mapping | None = None,

@@ -60,11 +60,13 @@ class SamplerSettings(Mapping):
         noise_scale: std of the Gaussian noise added each step (>= 0; 0 = gradient descent).
         init: how chains start, one of :data:`IMAGE_INITS`.
         bounds: ``(low, high)`` box the images are clamped to, :data:`IMAGE_BOUNDS` for images.
+        denoise_steps: noise-free steps after ``num_steps`` (0: none); they remove the pixel
+            speckle of the last noisy steps (``paper/RESULTS.md`` measures the realism).
 
     Example:
         >>> s = SamplerSettings(num_steps=60)
         >>> s.num_steps, s["step_size"], sorted(s)
-        (60, 100.0, ['bounds', 'init', 'noise_scale', 'num_steps', 'step_size'])
+        (60, 100.0, ['bounds', 'denoise_steps', 'init', 'noise_scale', 'num_steps', 'step_size'])
         >>> SamplerSettings(step_size=-1)
         Traceback (most recent call last):
         ...
@@ -76,13 +78,16 @@ class SamplerSettings(Mapping):
     noise_scale: float = 0.005
     init: str = "smooth"
     bounds: tuple[float, float] = IMAGE_BOUNDS
+    denoise_steps: int = 0  # noise-free steps that end the chain (see infer.langevin)
 
     def __post_init__(self) -> None:
-        n = self.num_steps
-        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
-            raise _bad("num_steps", n, "must be an integer >= 0",
-                       "pass a whole number of Langevin steps, e.g. num_steps=40")
-        object.__setattr__(self, "num_steps", int(n))
+        for name in ("num_steps", "denoise_steps"):
+            n = getattr(self, name)
+            if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+                raise _bad(name, n, "must be an integer >= 0",
+                           f"pass a whole number of Langevin steps, e.g. {name}=40"
+                           if name == "num_steps" else "e.g. denoise_steps=5, or 0 for none")
+            object.__setattr__(self, name, int(n))
         for name, low in (("step_size", "> 0"), ("noise_scale", ">= 0")):
             v = getattr(self, name)
             ok = (isinstance(v, numbers.Real) and not isinstance(v, bool)

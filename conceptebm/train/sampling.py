@@ -79,7 +79,8 @@ def sample_images(net: ConditionalEnergy, c: Tensor, *, num_steps: int,
                   noise_scale: float = 0.005, init: str = "smooth",
                   bounds: tuple[float, float] = IMAGE_BOUNDS, x0: Tensor | None = None,
                   image_shape: tuple[int, int, int] | None = None,
-                  frozen: Sequence[ConditionalEnergy] = (), generator=None) -> Tensor:
+                  frozen: Sequence[ConditionalEnergy] = (), generator=None,
+                  denoise_steps: int = 0) -> Tensor:
     """Run ``num_steps`` Langevin steps on E(x|c) from ``x0`` (or fresh noise); returns ``(B, C, H,
     W)`` in ``bounds`` ([0, 1]). ``c`` is ``(B, L)`` (concatenated with the frozen energies'
     labels). The sampler keywords are those of a :class:`~conceptebm.infer.SamplerSettings`:
@@ -96,7 +97,8 @@ def sample_images(net: ConditionalEnergy, c: Tensor, *, num_steps: int,
     energy = conditioned_energy(net, c.to(x0), frozen)
     with weights_without_grad([net, *frozen]):  # the chain needs grad_x only
         return langevin(energy, x0, num_steps=num_steps, step_size=step_size,
-                        noise_scale=noise_scale, bounds=bounds, generator=generator)
+                        noise_scale=noise_scale, bounds=bounds, generator=generator,
+                        denoise_steps=denoise_steps)
 
 
 @contextmanager

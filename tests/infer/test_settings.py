@@ -57,8 +57,27 @@ def test_mapping_of_langevin_keywords_gives_the_same_chain_as_explicit_keywords(
         return ((x - 0.3) ** 2).flatten(1).sum(1)  # (chains,)
 
     assert dict(s) == s.kwargs() and set(s) == {"num_steps", "step_size", "noise_scale",
-                                                "init", "bounds"}
+                                                "init", "bounds", "denoise_steps"}
     a = langevin(energy, (3, 3, 4, 4), generator=torch.Generator().manual_seed(0), **s)
     b = langevin(energy, (3, 3, 4, 4), num_steps=4, step_size=0.1, noise_scale=0.05,
                  init="smooth", bounds=(0.0, 1.0), generator=torch.Generator().manual_seed(0))
     assert torch.equal(a, b)
+
+
+def test_denoise_steps_end_the_chain_without_noise():
+    # On a Gaussian, noise-free steps contract every chain toward the mode: the spread of the
+    # samples falls from the stationary ~1 to (1 - step/2)^K after K steps of eq. (3)'s drift.
+    from conceptebm.energies import Gaussian
+    g = Gaussian(torch.zeros(2), 1.0)
+    kw = dict(num_steps=300, step_size=0.1, init="gaussian")
+    plain = langevin(g, (4000, 2), generator=torch.Generator().manual_seed(0), **kw)
+    dn = langevin(g, (4000, 2), generator=torch.Generator().manual_seed(0), denoise_steps=20,
+                  **kw)
+    expected = plain.std().item() * (1 - 0.1 / 2) ** 20
+    assert abs(dn.std().item() - expected) < 0.02
+    s = DEFAULT.replace(denoise_steps=3)
+    assert SamplerSettings.from_dict(s.to_dict()) == s and s.kwargs()["denoise_steps"] == 3
+    with pytest.raises(ValueError, match="denoise_steps must be an integer >= 0"):
+        SamplerSettings(denoise_steps=-1)
+    with pytest.raises(ValueError, match="denoise_steps"):
+        langevin(g, (4, 2), denoise_steps=1.5)
