@@ -28,7 +28,8 @@ import typing
 from pathlib import Path
 
 from conceptebm.cli import validate
-from conceptebm.cli.user_data import add_data_options, data_words, training_data
+from conceptebm.cli.user_data import (add_data_options, data_words, report_test,
+                                      test_option, training_data)
 from conceptebm.cli.validate import CommandError
 
 __all__ = ["register", "config_from_args", "command_line"]
@@ -212,6 +213,9 @@ def _check(args: argparse.Namespace) -> None:
     for spec in config.frozen:
         if spec.endswith(".safetensors") and not Path(spec).is_file():
             raise CommandError(f"--frozen {spec}: no such checkpoint file")
+    if getattr(args, "test", None) is not None and not getattr(args, "data", None):
+        raise CommandError("--test needs --data: a test split is of a user's images (scene "
+                           "datasets draw fresh test scenes by seed)")
     args.train_config, args.overrides = config, notes
 
 
@@ -262,6 +266,7 @@ def _main(args: argparse.Namespace) -> int:
         d = json.loads(record.read_text())
         args.data, args.columns, args.concepts_file, args.holdout = (
             d["data"], d.get("columns"), d.get("concepts_file"), d.get("holdout"))
+        args.test = test_option(d.get("test_arg"))  # the same test split, read at the end
         print(f"[train] resume: on the run's data {d['data']} (from {record})")
     if getattr(args, "data", None):  # a user's images: loaded, described, split (user_data)
         try:
@@ -287,6 +292,7 @@ def _main(args: argparse.Namespace) -> int:
     print(f"trained {config.concept} EBM to iteration {result.iteration} ({result.stopped}); "
           f"best score {result.best_score:.4f} at iteration {result.best_iteration}")
     print(f"checkpoints, metrics.csv, eval.csv and loss.png in {out}")
+    report_test(args, result)  # --test: read once, now that every choice is made
     return 0
 
 

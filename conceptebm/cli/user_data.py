@@ -1,11 +1,17 @@
 """A user's own images on the command line: ``train --data``, and ``--each DIR`` outputs.
 
 * :func:`add_data_options` adds ``--data PATH`` (a folder with labels.csv / labels.json, or an
-  .npz), ``--columns NAME=COL[,COL]``, ``--concepts-file JSON`` and ``--holdout N|FRACTION``
-  to ``conceptebm train``; :func:`training_data` loads the data (concepts declared, built-in,
-  or inferred from the data and printed), makes the seeded held-out split, fits the image
-  size, and records both in ``RUN/data.json`` (the concepts are also in every checkpoint's
-  net config, so ``conceptebm infer --model RUN/best.safetensors`` reads them back).
+  .npz), ``--columns NAME=COL[,COL]``, ``--concepts-file JSON``, ``--holdout N|FRACTION``
+  and ``--test PATH|N|FRACTION`` to ``conceptebm train``; :func:`training_data` loads the
+  data (concepts declared, built-in, or inferred from the data and printed), makes the seeded
+  splits, fits the image size, and records them in ``RUN/data.json`` (the concepts are also
+  in every checkpoint's net config, so ``conceptebm infer --model RUN/best.safetensors`` reads
+  them back).
+* Two splits, two jobs: the held-out (validation) split scores the run while it trains and
+  picks ``best.safetensors``; the optional test split (a folder or .npz of its own, or a
+  seeded count / fraction of ``--data`` set aside before the held-out split is drawn) is read
+  once, after training, by :func:`report_test`, which scores ``best.safetensors`` on it and
+  writes ``RUN/test.json``. Nothing the run chooses sees the test images.
 * :func:`write_each` writes one PNG per image plus ``labels.csv`` (and ``concepts.json``) in
   the loader's own layout (``render --each DIR``, ``sample --each DIR``), so render -> infer
   -> train runs from the shell.
@@ -24,8 +30,8 @@ import argparse
 import json
 from pathlib import Path
 
-__all__ = ["add_data_options", "data_words", "training_data", "write_each",
-           "write_each_sample"]
+__all__ = ["add_data_options", "data_words", "training_data", "report_test", "test_option",
+           "write_each", "write_each_sample"]
 
 
 def _holdout(text: str) -> float:
@@ -41,6 +47,38 @@ def _holdout(text: str) -> float:
 
 
 _holdout.bad = ("abc", "nan", "0", "-5", "1.5")  # what the CLI option walk feeds it
+
+
+def _test_spec(text: str) -> float | str:
+    """``--test``: a count or fraction of ``--data`` (a number), else an existing folder of
+    labelled images or an .npz file."""
+    try:
+        v = float(text)
+    except ValueError:
+        v = None
+    if v is not None:  # a number: a split of --data, held out like --holdout
+        if not (0 < v < 1 or (v >= 1 and v.is_integer())):
+            raise argparse.ArgumentTypeError(f"--test takes a folder or .npz of test images, "
+                                             f"a count >= 1 or a fraction in (0, 1), got "
+                                             f"{text!r}")
+        return v
+    p = Path(text)
+    if not text.strip() or not (p.is_dir() or (p.is_file() and p.suffix.lower() == ".npz")):
+        raise argparse.ArgumentTypeError(f"--test takes a folder of labelled images or an .npz "
+                                         f"(no such folder or .npz file), or a count or "
+                                         f"fraction of --data, got {text!r}")
+    return text
+
+
+_test_spec.bad = ("/nonexistent/conceptebm/test", "nan", "0", "-5", "1.5")
+
+
+def test_option(text: str | None) -> float | str | None:
+    """``--test`` as recorded in ``RUN/data.json`` (for ``--resume``), parsed again."""
+    try:
+        return None if text is None else _test_spec(text)
+    except argparse.ArgumentTypeError as err:
+        raise ValueError(f"the run's recorded {err}") from None
 
 
 def _column_spec(text: str) -> str:
@@ -73,7 +111,13 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
                         "data (ranges printed)")
     g.add_argument("--holdout", type=_holdout, default=None, metavar="N|FRACTION",
                    help="held-out images for evaluation (MAP error / accuracy): a count or a "
-                        "fraction, split with --seed (default 20%%, at most 300)")
+                        "fraction, split with --seed (default 20%%, at most 300); it scores "
+                        "the run while it trains and picks best.safetensors")
+    g.add_argument("--test", type=_test_spec, default=None, metavar="PATH|N|FRACTION",
+                   help="a test split, read once after training and never used to choose "
+                        "anything: a folder or .npz of labelled images of its own, or a count "
+                        "or fraction of --data set aside (with --seed) before the held-out "
+                        "split is drawn; best.safetensors is scored on it into RUN/test.json")
 
 
 def data_words(args: argparse.Namespace) -> list[str]:
@@ -87,7 +131,84 @@ def data_words(args: argparse.Namespace) -> list[str]:
         words += ["--concepts-file", str(args.concepts_file)]
     if getattr(args, "holdout", None) is not None:
         words += ["--holdout", f"{args.holdout:g}"]
+    test = getattr(args, "test", None)
+    if test is not None:
+        words += ["--test", test if isinstance(test, str) else f"{test:g}"]
     return words
+
+
+def _rows(dataset, items) -> dict:
+    """Which items of --data a split holds: their files (a folder) or their indices."""
+    if getattr(dataset, "files", None) is not None:
+        return {"files": [dataset.files[i] for i in items]}
+    return {"indices": list(items)}
+
+
+def _split(ds, size, seed: int, what: str):
+    """``(rest, part, part's item indices)``: a seeded count / fraction of ``ds`` (see
+    :func:`~conceptebm.datasets.split_holdout`), with the option's name in its errors."""
+    import torch
+
+    from conceptebm.datasets.user import split_holdout
+
+    try:
+        rest, part = split_holdout(ds, size, seed=seed)
+    except ValueError as err:
+        raise ValueError(f"{what} {size:g}: {err}") from None
+    perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed)).tolist()
+    return rest, part, sorted(perm[:len(part)])
+
+
+def _test_set(args, ds, concept: str, seed: int):
+    """``(data left for training and validation, its indices in ds, test set, record)``."""
+    from conceptebm.datasets.user import load_images
+
+    spec = getattr(args, "test", None)
+    if spec is None:
+        return ds, list(range(len(ds))), None, None
+    if not isinstance(spec, str):  # a seeded part of --data, drawn before the held-out split
+        rest, test, items = _split(ds, spec, seed, "--test")
+        if len(rest) < 2:
+            raise ValueError(f"--test {spec:g} leaves {len(rest)} of {len(ds)} images for "
+                             "training and the held-out split; set aside fewer (e.g. --test "
+                             "0.2)")
+        kept = sorted(set(range(len(ds))) - set(items))
+        return rest, kept, test, {"source": f"{spec:g} of --data (seed {seed})",
+                                  "size": len(test), **_rows(ds, items)}
+    if Path(spec).resolve() == Path(args.data).resolve():
+        raise ValueError(f"--test {spec} is the training data (--data); name a folder or .npz "
+                         "of other images, or a count / fraction of --data (e.g. --test 0.2)")
+    # the trained concept as the run knows it: a category it never saw, or a value outside a
+    # declared or built-in range, is refused here; a range inferred from --data only warns
+    trained = ds.concepts[concept]
+    inferred_range = concept in ds.inferred and not trained.is_categorical
+    try:
+        test = load_images(spec, concepts=None if inferred_range else {concept: trained},
+                           columns=args.columns, infer=True)
+    except ValueError as err:
+        raise ValueError(f"--test {spec}: {err}") from None
+    if inferred_range and concept in test.labels:
+        v = test.labels[concept]
+        outside = int(((v < trained.low) | (v > trained.high)).any(-1).sum())
+        if outside:
+            print(f"[train] note: {outside} of {len(test)} --test images have a {concept} "
+                  f"outside the range inferred from --data ({trained.low:g}..{trained.high:g})"
+                  "; the model answers within that range")
+    if concept not in test.labels:
+        raise ValueError(f"--test {spec}: no {concept!r} label (its labels: "
+                         f"{', '.join(test.labels) or 'none'}); label the test images like "
+                         "--data")
+    if test.image_size != ds.image_size or test.images.shape[-2] != ds.images.shape[-2]:
+        raise ValueError(f"--test {spec}: its images are {test.images.shape[-1]}x"
+                         f"{test.images.shape[-2]} but those of --data are {ds.image_size}x"
+                         f"{ds.images.shape[-2]}; give both one size")
+    seen = {bytes(x.numpy().tobytes()) for x in ds.images}
+    same = sum(bytes(x.numpy().tobytes()) in seen for x in test.images)
+    if same:
+        print(f"[train] note: {same} of {len(test)} --test images are pixel for pixel images "
+              "of --data; a test split should hold images the run never sees")
+    return ds, list(range(len(ds))), test, {"source": str(spec), "size": len(test),
+                                            **_rows(test, range(len(test)))}
 
 
 def training_data(args: argparse.Namespace, config, explicit: dict | None = None):
@@ -95,6 +216,8 @@ def training_data(args: argparse.Namespace, config, explicit: dict | None = None
 
     ``config.image_size`` follows the images unless ``--image-size`` was given.
     """
+    import torch
+
     from conceptebm.datasets.user import load_images, read_concepts, split_holdout
 
     declared = read_concepts(args.concepts_file) if args.concepts_file else None
@@ -108,18 +231,66 @@ def training_data(args: argparse.Namespace, config, explicit: dict | None = None
     if config.image_size != ds.image_size:
         raise ValueError(f"--image-size {config.image_size} but the images of {args.data} are "
                          f"{ds.image_size}x{ds.image_size}; drop --image-size")
-    train_set, held = split_holdout(ds, args.holdout, seed=config.seed)
+    spec = getattr(args, "test", None)
+    rest, kept, test, test_record = _test_set(args, ds, config.concept, config.seed)
+    try:
+        train_set, held = split_holdout(rest, args.holdout, seed=config.seed)
+    except ValueError as err:
+        shown = "(default)" if args.holdout is None else f"{args.holdout:g}"
+        raise ValueError(f"--holdout {shown}: {err}" + (
+            f" (of the {len(rest)} images left after the {len(test)} of --test)"
+            if test is not None else "")) from None
+    perm = torch.randperm(len(rest), generator=torch.Generator().manual_seed(config.seed))
+    held_items = sorted(kept[i] for i in perm[:len(held)].tolist())
+    train_items = sorted(set(kept) - set(held_items))
     print(f"[train] {args.data}: {len(ds)} images of {ds.image_size}x{ds.image_size}, "
           f"{len(held)} held out (seed {config.seed})")
     for line in ds.describe():
         print(f"[train]   {line}")
+    if test is not None:
+        print(f"[train] test split: {len(test)} images from {test_record['source']}, read "
+              "once after training (never used to choose a checkpoint)")
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "data.json").write_text(json.dumps(
         {"data": str(args.data), "columns": args.columns, "concepts_file": args.concepts_file,
          "holdout": len(held), "split_seed": config.seed, "train": len(train_set),
-         **ds.info()}, indent=1))
+         **ds.info(),
+         # which items each split holds; the held-out ones alone choose the checkpoint
+         "holdout_items": _rows(ds, held_items), "train_items": _rows(ds, train_items),
+         "test_arg": (None if spec is None else spec if isinstance(spec, str)
+                      else f"{spec:g}"),
+         "test": test_record}, indent=1))
+    args.test_set = test
     return config, train_set, held
+
+
+def report_test(args, result) -> dict | None:
+    """After training: score ``best.safetensors`` (else the last weights) once on the
+    ``--test`` split (MAP inference, as the held-out split was scored); print it and write
+    ``RUN/test.json``. ``None`` when no test split was named."""
+    test = getattr(args, "test_set", None)
+    if test is None:
+        return None
+    from conceptebm.checkpoints import load_energy
+    from conceptebm.evaluate.heldout_map import heldout_map_metrics
+
+    out = Path(result.out_dir)
+    best = out / "best.safetensors"
+    net = load_energy(best) if best.is_file() else result.eval_net
+    name = net.concept.name
+    metrics = heldout_map_metrics(net, test.images, test.labels[name])
+    record = {"split": "test", "read": "once, after training; not used for any choice",
+              "checkpoint": best.name if best.is_file() else "last weights",
+              "best_iteration": result.best_iteration, "size": len(test),
+              "source": json.loads((out / "data.json").read_text())["test"]["source"],
+              "metrics": {k: {"value": m.value, "stderr": m.stderr}
+                          for k, m in metrics.items()}}
+    (out / "test.json").write_text(json.dumps(record, indent=1))
+    shown = ", ".join(f"{k} {m.value:.4f} ± {m.stderr:.4f}" for k, m in metrics.items())
+    print(f"test split ({len(test)} images, read once after training, not used for "
+          f"selection): {shown}; in {out / 'test.json'}")
+    return record
 
 
 def write_each(folder, images, labels: dict, concepts: dict, *, start: int = 0,
