@@ -4,7 +4,14 @@ Every :class:`~conceptebm.train.TrainConfig` setting is an option (``--sampler-s
 ``--ema none``...), so the command line and the Python API cannot drift apart. ``--smoke``
 starts from the tiny preset the tests run; ``--resume`` continues a killed run in its
 ``--out-dir``. Under ``torchrun --nproc_per_node N -m conceptebm train ...`` the same command
-trains with DistributedDataParallel.
+trains with DistributedDataParallel (only rank 0 prints).
+
+``--out-dir`` must be a new or empty folder, or a run's own folder (marked by
+``conceptebm-run.json``): a folder holding files a run did not write is refused before anything
+is written. The run's records (``command.txt``, ``data.json``) are written only once the
+options, the data and a resumed checkpoint are accepted, so a refused ``--resume`` leaves the
+run as it was. Ctrl-C or SIGTERM saves a checkpoint, prints one line saying how to resume and
+exits with status 130 / 143.
 
 Examples::
 
@@ -23,13 +30,19 @@ import json
 import os
 import re
 import shlex
+import signal
 import sys
 import typing
 from pathlib import Path
 
 from conceptebm.cli import validate
-from conceptebm.cli.user_data import (add_data_options, data_words, report_test,
-                                      test_option, training_data)
+from conceptebm.cli.user_data import (
+    add_data_options,
+    data_words,
+    report_test,
+    test_option,
+    training_data,
+)
 from conceptebm.cli.validate import CommandError
 
 __all__ = ["register", "config_from_args", "command_line"]
@@ -190,11 +203,21 @@ def _run_config(run: Path) -> dict:
                        "last.safetensors); check --out-dir, or drop --resume to start a new run")
 
 
+def _is_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 prints
+
+
 def _check(args: argparse.Namespace) -> None:
     """Everything the run needs, before any work: the config, its dataset and concept, the
-    files it starts from."""
+    files it starts from, an --out-dir it may write into."""
+    from conceptebm.train.rundir import RunFolderError, check_out_dir
+
     notes: list[str] = []
     config = config_from_args(args, report=notes.append)
+    try:
+        check_out_dir(config.out_dir, resume=bool(args.resume), option="--out-dir")
+    except RunFolderError as err:
+        raise CommandError(str(err).replace("resume=True (--resume)", "--resume")) from None
     if not getattr(args, "data", None):  # a scene dataset: it must have the concept
         from conceptebm.datasets.factories import DATASETS, make_dataset
 
@@ -249,17 +272,20 @@ def command_line(args: argparse.Namespace) -> str:
 def _main(args: argparse.Namespace) -> int:
     import torch
 
+    from conceptebm.checkpoints import atomic_write_text
     from conceptebm.train.checkpoint import CheckpointError
-    from conceptebm.train.loop import TrainingDiverged, train
+    from conceptebm.train.loop import TrainingDiverged, TrainingInterrupted, train
+    from conceptebm.train.rundir import append_line
 
     torch.set_num_threads(args.threads)
     if not hasattr(args, "train_config"):  # called without cli.parse (e.g. from Python)
         _check(args)
     config = args.train_config
+    say = print if _is_main() else (lambda *a, **k: None)
     for line in args.overrides:
-        print(f"[train] resume: {line}")
+        say(f"[train] resume: {line}")
     out = Path(config.out_dir)
-    dataset = eval_dataset = None
+    dataset = eval_dataset = data_record = None
     record = out / "data.json"
     if args.resume and not getattr(args, "data", None) and record.is_file():
         # A run on a user's images continues on the same images and the same split.
@@ -267,27 +293,51 @@ def _main(args: argparse.Namespace) -> int:
         args.data, args.columns, args.concepts_file, args.holdout = (
             d["data"], d.get("columns"), d.get("concepts_file"), d.get("holdout"))
         args.test = test_option(d.get("test_arg"))  # the same test split, read at the end
-        print(f"[train] resume: on the run's data {d['data']} (from {record})")
+        args.resize = d.get("resize", getattr(args, "resize", None))
+        say(f"[train] resume: on the run's data {d['data']} (from {record})")
     if getattr(args, "data", None):  # a user's images: loaded, described, split (user_data)
         try:
-            config, dataset, eval_dataset = training_data(args, config, _explicit(args))
+            config, dataset, eval_dataset, data_record = training_data(
+                args, config, _explicit(args), say=say)
         except ValueError as err:
-            print(f"error: {err}", file=sys.stderr)
+            print(f"error: conceptebm train: {err}", file=sys.stderr)
             return 2
-    # recorded once the data is accepted: a refused --data leaves no run folder behind
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "command.txt", "a") as f:
-        f.write(command_line(args) + "\n")
+
+    def write_records() -> None:
+        # once the folder, the data and a resumed checkpoint are accepted (train's on_start):
+        # a refused --data or --resume leaves the run folder as it was
+        if data_record is not None:
+            atomic_write_text(record, json.dumps(data_record, indent=1))
+        append_line(out / "command.txt", command_line(args))
+
     try:
         result = train(config, dataset=dataset, eval_dataset=eval_dataset, resume=args.resume,
-                       progress=not args.quiet)
+                       progress=not args.quiet, on_start=write_records)
     except TrainingDiverged as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: conceptebm train: {err}", file=sys.stderr)
         return 3
     except (FileExistsError, CheckpointError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        message = str(err).replace("resume=True (--resume)", "--resume")
+        print(f"error: conceptebm train: {message}", file=sys.stderr)
         return 2
-    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports
+    except TrainingInterrupted as err:
+        if _is_main():
+            name = "Ctrl-C (SIGINT)" if err.signum == signal.SIGINT else "SIGTERM"
+            print(f"error: conceptebm train: stopped by {name} after iteration "
+                  f"{err.iteration}; saved {out / 'last.safetensors'}; continue with: "
+                  f"conceptebm train --resume --out-dir {shlex.quote(str(out))}",
+                  file=sys.stderr)
+        return 128 + err.signum
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before the first iteration
+        last = out / "last.safetensors"
+        where = (f"the last checkpoint is {last}; continue with: conceptebm train --resume "
+                 f"--out-dir {shlex.quote(str(out))}" if last.is_file()
+                 else "no checkpoint was written")
+        if _is_main():
+            print(f"error: conceptebm train: stopped by Ctrl-C (SIGINT); {where}",
+                  file=sys.stderr)
+        return 130
+    if not _is_main():  # under torchrun, rank 0 reports
         return 0
     print(f"trained {config.concept} EBM to iteration {result.iteration} ({result.stopped}); "
           f"best score {result.best_score:.4f} at iteration {result.best_iteration}")

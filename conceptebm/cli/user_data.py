@@ -211,8 +211,12 @@ def _test_set(args, ds, concept: str, seed: int):
                                             **_rows(test, range(len(test)))}
 
 
-def training_data(args: argparse.Namespace, config, explicit: dict | None = None):
-    """``(config, train_set, held_out_set)`` for ``--data``; ``ValueError`` names the problem.
+def training_data(args: argparse.Namespace, config, explicit: dict | None = None,
+                  say=print):
+    """``(config, train_set, held_out_set, record)`` for ``--data``; ``ValueError`` names the
+    problem. ``record`` is what the run keeps in ``data.json`` (the caller writes it once the
+    run is accepted, so a refused run leaves its folder as it was); ``say`` prints the summary
+    and the warnings (rank 0 only under DDP).
 
     ``config.image_size`` follows the images unless ``--image-size`` was given.
     """
@@ -243,16 +247,14 @@ def training_data(args: argparse.Namespace, config, explicit: dict | None = None
     perm = torch.randperm(len(rest), generator=torch.Generator().manual_seed(config.seed))
     held_items = sorted(kept[i] for i in perm[:len(held)].tolist())
     train_items = sorted(set(kept) - set(held_items))
-    print(f"[train] {args.data}: {len(ds)} images of {ds.image_size}x{ds.image_size}, "
-          f"{len(held)} held out (seed {config.seed})")
+    say(f"[train] {args.data}: {len(ds)} images of {ds.image_size}x{ds.image_size}, "
+        f"{len(held)} held out (seed {config.seed})")
     for line in ds.describe():
-        print(f"[train]   {line}")
+        say(f"[train]   {line}")
     if test is not None:
-        print(f"[train] test split: {len(test)} images from {test_record['source']}, read "
+        say(f"[train] test split: {len(test)} images from {test_record['source']}, read "
               "once after training (never used to choose a checkpoint)")
-    out = Path(config.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "data.json").write_text(json.dumps(
+    record = (
         {"data": str(args.data), "columns": args.columns, "concepts_file": args.concepts_file,
          "holdout": len(held), "split_seed": config.seed, "train": len(train_set),
          **ds.info(),
@@ -260,9 +262,9 @@ def training_data(args: argparse.Namespace, config, explicit: dict | None = None
          "holdout_items": _rows(ds, held_items), "train_items": _rows(ds, train_items),
          "test_arg": (None if spec is None else spec if isinstance(spec, str)
                       else f"{spec:g}"),
-         "test": test_record}, indent=1))
+         "test": test_record})
     args.test_set = test
-    return config, train_set, held
+    return config, train_set, held, record
 
 
 def report_test(args, result) -> dict | None:

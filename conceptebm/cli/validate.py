@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 __all__ = ["OptionType", "CommandError", "integer", "real", "device", "existing_file",
-           "existing_path", "output_file", "output_dir", "text", "IMAGE_SUFFIXES", "THREADS",
-           "SEED"]
+           "existing_path", "output_file", "output_dir", "text", "write_problem", "IMAGE_SUFFIXES",
+           "THREADS", "SEED"]
 
 # what matplotlib / Pillow write from the suffix alone
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
@@ -59,6 +60,11 @@ class OptionType:
             raise argparse.ArgumentTypeError(f"{self.rule}, got {value!r}{why}") from None
         except (ValueError, TypeError, OverflowError):  # int("abc"), float("x")...
             raise argparse.ArgumentTypeError(f"{self.rule}, got {value!r}") from None
+        except OSError as err:  # a path the system cannot even look at (a name too long...)
+            shown = value if len(value) <= 80 else value[:60] + "..."
+            raise argparse.ArgumentTypeError(f"{self.rule}, got {shown!r} "
+                                             f"({err.strerror or err}; choose another path)"
+                                             ) from None
 
     def __repr__(self) -> str:
         return f"OptionType({self.rule!r})"
@@ -171,6 +177,43 @@ def existing_path(what: str = "file or folder") -> OptionType:
                       "path")
 
 
+def _nearest_existing(p: Path) -> Path:
+    p = p.absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def write_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` (a file or folder to create or write into) cannot be written, or
+    ``None``: a name longer than its file system allows, a file in the way of a folder, or a
+    folder above it without write permission or on a read-only file system. (Root passes the
+    permission check; the write itself then says no, in one line, see ``conceptebm.cli``.)"""
+    p = Path(path)
+    base = _nearest_existing(p)
+    try:
+        limit = os.pathconf(base if base.is_dir() else base.parent, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        limit = 255
+    long = [part for part in p.parts if len(os.fsencode(part)) > limit]
+    if long:
+        return (f"a name of {len(os.fsencode(long[0]))} bytes; this file system allows "
+                f"{limit}: choose a shorter name")
+    if not base.is_dir():
+        return f"{base} is a file, not a folder: choose another path"
+    target = p if p.exists() else base
+    if not os.access(target, os.W_OK):
+        read_only = False
+        try:
+            read_only = bool(os.statvfs(target).f_flag & os.ST_RDONLY)
+        except (OSError, AttributeError):
+            pass
+        return (f"{target} is on a read-only file system: write to a writable disk" if read_only
+                else f"no permission to write in {target}: choose a folder you can write to "
+                     "or change its permissions")
+    return None
+
+
 def output_file(suffixes: Sequence[str] = IMAGE_SUFFIXES, what: str = "image") -> OptionType:
     """A path to write whose suffix says its format (so the file written is the one named:
     ``noext`` is refused rather than silently written as ``noext.png``)."""
@@ -181,6 +224,9 @@ def output_file(suffixes: Sequence[str] = IMAGE_SUFFIXES, what: str = "image") -
             raise _Reason(f"the suffix names the format{hint}")
         if p.exists() and p.is_dir():
             raise _Reason("it is a folder")
+        problem = write_problem(p)
+        if problem:
+            raise _Reason(problem)
         return text
 
     article = "an" if what[0] in "aeiou" else "a"
@@ -195,6 +241,9 @@ def output_dir() -> OptionType:
             raise _Reason("empty")
         if Path(text).exists() and not Path(text).is_dir():
             raise _Reason("a file of that name exists")
+        problem = write_problem(text)
+        if problem:
+            raise _Reason(problem)
         return text
 
     return OptionType("must be a folder path", convert, [""], "folder")

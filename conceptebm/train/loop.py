@@ -14,6 +14,14 @@ score, and write a resumable checkpoint.
 A divergence guard stops the run with :class:`TrainingDiverged` when energies blow up or
 turn non-finite, before the bad update is applied or saved, so the last good checkpoint stays.
 
+Ctrl-C (SIGINT) or SIGTERM during the loop finishes the current iteration, writes the
+resumable checkpoint and raises :class:`TrainingInterrupted` (a ``KeyboardInterrupt`` that
+says where the checkpoint is); a second Ctrl-C stops at once. The run folder is marked as one
+(:mod:`~conceptebm.train.rundir`) and a new run never writes into a folder holding files a run
+did not write. Under DDP every process leaves the process group before it returns or raises,
+and a process that fails makes the others stop with :class:`~conceptebm.train.distributed.
+RankFailed` naming it.
+
 Example (a smoke run: a tiny net for 6 iterations, about 2 s on one core):
     >>> import tempfile
     >>> from conceptebm.train import smoke_config, train
@@ -28,6 +36,8 @@ from __future__ import annotations
 import copy
 import json
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,6 +72,7 @@ from conceptebm.train.continual import load_frozen, match_steps
 from conceptebm.train.logs import CsvLog, plot_training
 from conceptebm.train.loss import wrong_concept_values
 from conceptebm.train.objective import make_objective
+from conceptebm.train.rundir import check_out_dir, mark_run
 from conceptebm.train.sampling import (
     eval_settings,
     fresh_noise,
@@ -71,8 +82,8 @@ from conceptebm.train.sampling import (
 )
 from conceptebm.train.state import check_resumable, load_optimizer, optimizer_tensors
 
-__all__ = ["train", "TrainResult", "TrainingDiverged", "lr_at", "training_seed",
-           "EVAL_SEED_OFFSET"]
+__all__ = ["train", "TrainResult", "TrainingDiverged", "TrainingInterrupted", "lr_at",
+           "training_seed", "EVAL_SEED_OFFSET"]
 
 EVAL_SEED_OFFSET = 1_000_003  # held-out evaluation scenes: another seed than the training data
 RANK_STRIDE = 7919  # training_seed: seed * RANK_STRIDE + rank (one stream per DDP rank)
@@ -81,6 +92,43 @@ RESUME_STRIDE = 104729  # training_seed: a resumed rank > 0 starts a stream of i
 
 class TrainingDiverged(RuntimeError):
     """Energies blew up or turned non-finite; the last good checkpoint was kept."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped the run after iteration ``iteration``; the resumable
+    checkpoint ``checkpoint`` (``None`` when no process of this run writes one) holds it."""
+
+    def __init__(self, signum: int, iteration: int, checkpoint: Path | None):
+        self.signum, self.iteration, self.checkpoint = int(signum), iteration, checkpoint
+        where = (f"the checkpoint {checkpoint} holds iteration {iteration}; continue with "
+                 f"resume=True (conceptebm train --resume --out-dir {checkpoint.parent})"
+                 if checkpoint else f"stopped after iteration {iteration}")
+        super().__init__(f"training stopped by {signal.Signals(self.signum).name}: {where}")
+
+
+class _StopSignals:
+    """While the loop runs: SIGINT / SIGTERM set ``signum`` (the loop stops after the
+    iteration in progress and saves); a second SIGINT raises ``KeyboardInterrupt`` at once.
+    Outside the main thread nothing is installed (signals go to the main thread only)."""
+
+    def __init__(self):
+        self.signum, self._previous = 0, {}
+
+    def _handle(self, signum, frame):  # noqa: ARG002 - the signal module's signature
+        if self.signum == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = self.signum or signum
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        return False
 
 
 @dataclass
@@ -181,7 +229,8 @@ def _start_from(net, path: str, device) -> None:
 
 def train(config: TrainConfig, *, dataset=None, eval_dataset=None, judge=None,
           resume: bool | str = False, progress: bool = True,
-          callback: Callable[[int, dict], None] | None = None) -> TrainResult:
+          callback: Callable[[int, dict], None] | None = None,
+          on_start: Callable[[], None] | None = None) -> TrainResult:
     """Train a concept EBM; see the module docstring and :class:`TrainConfig`.
 
     Args:
@@ -194,17 +243,46 @@ def train(config: TrainConfig, *, dataset=None, eval_dataset=None, judge=None,
         resume: ``True`` continues ``out_dir/last.safetensors`` if present; a path continues
             that checkpoint; ``False`` refuses an out_dir that already holds a run.
         callback: called as ``callback(iteration, stats)`` after every update.
+        on_start: called once by the process that writes (rank 0) when everything was
+            accepted (the folder, the data, a resumed checkpoint) and before the first
+            write of the run, to write its own records (the CLI's ``data.json``).
+
+    Raises:
+        RunFolderError: (a ``FileExistsError``) ``out_dir`` holds a run and ``resume`` is
+            off, or files a run did not write.
+        TrainingInterrupted: SIGINT / SIGTERM, after the checkpoint was written.
+        TrainingDiverged: see the module docstring.
     """
+    owned, clean = not D.initialized(), False
     ctx = D.setup(config.device)
+    try:
+        with _StopSignals() as stop:
+            result = _train(config, ctx, stop, dataset=dataset, eval_dataset=eval_dataset,
+                            judge=judge, resume=resume, progress=progress, callback=callback,
+                            on_start=on_start)
+        clean = True
+        return result
+    except TrainingInterrupted:
+        clean = True  # every process stopped at the same iteration
+        raise
+    except Exception as err:
+        if ctx.enabled:
+            raise D.failure(ctx, err) from (None if isinstance(err, D.RankFailed) else err)
+        raise
+    finally:
+        if owned:
+            D.teardown(ctx, clean=clean)
+
+
+def _train(config: TrainConfig, ctx, stop: _StopSignals, *, dataset, eval_dataset, judge,
+           resume, progress, callback, on_start) -> TrainResult:
     device = torch.device(config.device)
     if device.type == "cuda" and ctx.enabled:
         device = torch.device("cuda", ctx.local_rank)
         torch.cuda.set_device(device)
     out = Path(config.out_dir)
     last_path, best_path = out / "last.safetensors", out / "best.safetensors"
-    if not resume and last_path.exists():
-        raise FileExistsError(f"{out} already holds a training run; pass resume=True (--resume) "
-                              "to continue it, or choose another out_dir")
+    check_out_dir(out, resume=bool(resume))  # nothing of the user's is overwritten
     gen = torch.Generator(device=device).manual_seed(training_seed(config.seed, ctx.rank))
 
     # ---- data and model -------------------------------------------------------------
@@ -300,6 +378,10 @@ def train(config: TrainConfig, *, dataset=None, eval_dataset=None, judge=None,
     eval_sampler = eval_settings(config)  # SamplerSettings: scored here, recorded in checkpoints
     train_sampler = training_settings(config)  # the K-step sampler of the negatives
 
+    if ctx.is_main:  # accepted: from here on the run writes (its manifest first)
+        mark_run(out)
+        if on_start is not None:
+            on_start()
     metrics_log = CsvLog(out / "metrics.csv", resume_after=resumed_from) if ctx.is_main else None
     eval_log = CsvLog(out / "eval.csv", resume_after=resumed_from) if ctx.is_main else None
     meta_base = {"net": net.config, "train": config.to_dict(),
@@ -424,14 +506,21 @@ def train(config: TrainConfig, *, dataset=None, eval_dataset=None, judge=None,
             snap = (ema if ema is not None else net).state_dict()
             save_checkpoint(out / "snapshots" / f"it{it:06d}.safetensors", {"model": snap},
                             {**meta_base, "iteration": it, "elapsed_s": now}, json_twin=False)
-        stop = config.time_limit_min is not None and now > 60 * config.time_limit_min
-        stop = D.broadcast_flag(stop, ctx, device)
-        if ctx.is_main and config.checkpoint_every and (
-                it % config.checkpoint_every == 0 or it == config.iterations or stop):
+        # rank 0's time limit, and a signal received by any process, stop every process
+        timeout = ctx.is_main and config.time_limit_min is not None and \
+            now > 60 * config.time_limit_min
+        flags = D.all_max(torch.tensor([float(timeout), float(stop.signum)], device=device), ctx)
+        timeout, signum = bool(flags[0] > 0), int(flags[1].item())
+        if ctx.is_main and (config.checkpoint_every or signum) and (
+                it % (config.checkpoint_every or it) == 0 or it == config.iterations
+                or timeout or signum):
             save_last(it, now)
         if callback is not None:
             callback(it, row)
-        if stop:
+        if signum:
+            stopped = signal.Signals(signum).name
+            break
+        if timeout:
             stopped = "time limit"
             break
     bar.close()
@@ -440,10 +529,13 @@ def train(config: TrainConfig, *, dataset=None, eval_dataset=None, judge=None,
             if m is not None:
                 m.to(memory_format=torch.contiguous_format)
     if ctx.is_main:
-        if config.checkpoint_every == 0:
+        if config.checkpoint_every == 0 and not stopped.startswith("SIG"):
             save_last(it, elapsed + time.time() - session_t0)
         plot_training(out, title=f"{concept.name} EBM, {out.name}")
         atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
+    if stopped in ("SIGINT", "SIGTERM"):
+        raise TrainingInterrupted(getattr(signal, stopped), it,
+                                  last_path if ctx.is_main else None)
     return TrainResult(net=net, eval_net=ema if ema is not None else net, iteration=it,
                        best_score=best, best_iteration=best_it, out_dir=out, stopped=stopped,
                        evals=evals)
