@@ -12,8 +12,19 @@ from conceptebm.energies import And, ConditionalEnergy, Energy, Not, Or, Scale
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # conceptebm.load (conceptebm.models) resolves on first use, so that importing the engine
+    # (conceptebm.infer, which imports this package first) loads nothing above it
+    if name == "load":
+        from conceptebm.models import load
+
+        return load
+    raise AttributeError(f"module 'conceptebm' has no attribute {name!r}")
+
 __all__ = [
     "__version__",
+    "load",
     "energies",
     "infer",
     "Concept",

@@ -181,7 +181,8 @@ def load_energy(path: str | os.PathLike, *, weights: str = "auto",
                 device=None) -> ConditionalEnergy:
     """Rebuild the conditional energy stored in a checkpoint, in eval mode, carrying the
     sampler settings its record implies (``.sampler``:
-    :meth:`~conceptebm.infer.SamplerSettings.from_record`).
+    :meth:`~conceptebm.infer.SamplerSettings.from_record`), its MAP settings
+    (``.map_settings``) and the record itself (``.record``).
 
     Args:
         weights: ``"model"``, ``"ema"``, or ``"auto"`` (EMA weights when present).
@@ -193,18 +194,23 @@ def load_energy(path: str | os.PathLike, *, weights: str = "auto",
         raise ValueError(f"weights must be 'auto', 'model' or 'ema', got {weights!r}")
     if weights == "auto":
         weights = "ema" if "ema" in ckpt.groups else "model"
-    from conceptebm.infer.settings import SamplerSettings  # lazy: the engine imports pyro
+    from conceptebm.infer.settings import MAPSettings, SamplerSettings  # lazy: imports pyro
 
     try:
         sampler = SamplerSettings.from_record(ckpt.meta)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: bad 'sampler' record: {err}") from None
     try:
+        map_settings = MAPSettings.from_record(ckpt.meta)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: bad 'map' record: {err}") from None
+    try:
         net = build_energy_net(ckpt.meta["net"], sampler=sampler)
     except (ValueError, KeyError, TypeError) as err:  # a record that describes no model
         raise CheckpointError(f"{path}: its net config does not describe a valid model: "
                               f"{err}") from None
     load_state(net, ckpt.group(weights), f"{path} ({weights} weights)")
+    net.attach_record(ckpt.meta, map_settings=map_settings)
     return net.to(device).eval() if device is not None else net.eval()
 
 

@@ -56,6 +56,8 @@ RANK = {
     "datasets": 5,
     "evaluate": 6,
     "pretrained": 6,
+    "models": 6,  # conceptebm.load: a name, checkpoint or run folder -> a model (pretrained,
+    #               checkpoints)
     "train": 7,
     "scenes": 8,
     "compose": 8,

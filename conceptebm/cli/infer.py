@@ -66,7 +66,7 @@ def _infer(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     model = load_model(args.model, args.concept)
-    calibration = model_record(args.model, args.concept).get("energy_calibration")
+    calibration = model.record.get("energy_calibration")
     if calibration is None:
         _warn("this model has no energy_calibration in its record, so whether an image holds "
               "an object at all is not checked (retrain, or see conceptebm.scenes.calibrate)")
@@ -191,7 +191,7 @@ def _energy_map(args: argparse.Namespace) -> int:
         for k, p in enumerate(marks.tolist()):
             print(f"basin {k + 1}: {concept.name} = ({p[0]:+.3f}, {p[1]:+.3f})   "
                   f"(energy {float(found.energy[0, k]):.4g})")
-        calibration = model_record(args.model, args.concept).get("energy_calibration")
+        calibration = model.record.get("energy_calibration")
         if calibration and not bool(object_found(
                 calibration, found.energy[:1, 0], contrast=maps[0].max() - maps[0].min())[0]):
             _warn(f"no object found in {args.image}: its energy is far above, or flatter in "

@@ -8,7 +8,6 @@ error is a :class:`~conceptebm.cli.validate.CommandError` (one ``error:`` line, 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -53,82 +52,36 @@ def looks_like_path(spec: str) -> bool:
     return bool(Path(spec).suffix or "/" in spec or Path(spec).exists())
 
 
-def _run_checkpoint(path: Path) -> Path:
-    """A training run's folder stands for its best checkpoint, else its last."""
-    if path.is_dir():
-        return next((path / f for f in ("best.safetensors", "last.safetensors")
-                     if (path / f).is_file()), path)
-    return path
-
-
 def model_record(spec: str | None, concept: str | None) -> dict:
-    """The JSON record of the model ``load_model(spec, concept)`` loads: its ``.json`` twin
-    (where the shipped models keep ``energy_calibration``), else the checkpoint's own metadata;
-    ``{}`` when neither can be read."""
-    if spec is not None and looks_like_path(spec):
-        path = _run_checkpoint(Path(spec))
-    else:
-        from conceptebm.pretrained import DIR, INFER_DEFAULT
-
-        name = spec or INFER_DEFAULT.get(concept or "position", concept or "position")
-        path = DIR / f"{name}.safetensors"
-    twin = path.with_suffix(".json")
+    """The JSON record of the model ``load_model(spec, concept)`` loads (``{}`` when it cannot
+    be read). Loading the model gives it too, as ``model.record``: prefer that."""
     try:
-        if twin.is_file():
-            return json.loads(twin.read_text())
-        from conceptebm.checkpoints import load_checkpoint
-
-        return load_checkpoint(path).meta
-    except (OSError, ValueError):
+        return dict(load_model(spec, concept).record)
+    except CommandError:
         return {}
 
 
 def load_model(spec: str | None, concept: str | None, device=None):
-    """The model for ``--model spec`` / ``--concept concept``.
-
-    ``spec`` is a checkpoint path (``.safetensors``, from ``conceptebm train``) or a shipped
-    model name; ``None`` means the shipped model of ``concept``. Raises :class:`CommandError`
-    for unknown concepts (listing the known ones), missing files and a model of another concept.
+    """The model for ``--model spec`` / ``--concept concept``, through :func:`conceptebm.load`
+    (a shipped name, a checkpoint or a run folder; ``None``: the shipped reader of
+    ``concept``), with its record (``.record``: calibration, command, metrics) and MAP
+    settings. Every failure is a :class:`CommandError` that names the spec and the fix.
     """
+    from conceptebm.checkpoints import CheckpointError
+    from conceptebm.models import ModelNotFoundError, load
+
     if concept is not None and concept not in KNOWN_CONCEPTS and spec is None:
         raise CommandError(f"unknown concept {concept!r}; known concepts: "
                            f"{', '.join(KNOWN_CONCEPTS)} (or pass --model PATH of a checkpoint)")
-    if spec is None:  # the shipped model for inferring this concept (pretrained.INFER_DEFAULT)
-        from conceptebm.pretrained import INFER_DEFAULT
-
-        concept_name = concept or "position"
-        name = INFER_DEFAULT.get(concept_name, concept_name)
-    else:
-        name = spec
-    if spec is not None and looks_like_path(spec):
-        from conceptebm.checkpoints import CheckpointError, load_energy
-
-        if not Path(spec).exists():
-            raise CommandError(f"model checkpoint not found: {spec}")
-        spec = str(_run_checkpoint(Path(spec)))
-        try:
-            model = load_energy(spec, device=device)  # .sampler from its record, as pretrained
-        except CheckpointError as err:
-            raise CommandError(f"cannot load model {spec}: {err}") from None
-    else:
-        try:
-            from conceptebm import pretrained
-
-            loader = pretrained.load
-        except (ImportError, AttributeError):
-            raise CommandError("this install has no shipped models yet (conceptebm.pretrained."
-                               "load is missing); train one with `conceptebm train` and pass "
-                               "--model PATH/best.safetensors") from None
-        try:
-            model = loader(name, device=device) if device is not None else loader(name)
-        except (KeyError, ValueError, FileNotFoundError) as err:
-            msg = err.args[0] if err.args else str(err)
-            raise CommandError(f"no shipped model {name!r}: {msg}") from None
-    model = model.eval()
-    if concept is not None and model.concept.name != concept:
-        raise CommandError(f"the model {name!r} is a {model.concept.name!r} model, not "
-                           f"{concept!r}; drop --concept or choose a {concept} model")
-    return model.requires_grad_(False)
+    try:
+        model = load(spec, concept=concept, device=device)
+    except ModelNotFoundError as err:
+        raise CommandError(str(err)) from None
+    except CheckpointError as err:
+        raise CommandError(f"cannot load model {spec}: {err}") from None
+    except ValueError as err:
+        raise CommandError(f"{err} (--model / --concept)") from None
+    return model.eval().requires_grad_(False)
 
 
 def load_images(paths, model, resize: bool) -> torch.Tensor:

@@ -129,6 +129,37 @@ class ConditionalEnergy(nn.Module):
                 f"None, got {type(sampler).__name__}; build one with SamplerSettings(...) or "
                 "SamplerSettings.from_dict(record)")
         self._sampler = sampler
+        self._record: dict = {}
+        self._map_settings = None
+
+    def attach_record(self, record: Mapping, *, map_settings=None) -> ConditionalEnergy:
+        """Give the model the record it was loaded from (what :func:`conceptebm.load` and the
+        checkpoint reader do) and the MAP settings it implies; returns the model.
+
+        ``record`` is the checkpoint's JSON record (concept declarations, training command,
+        calibration, metrics, sampler and MAP settings); ``map_settings`` a
+        :class:`~conceptebm.infer.MAPSettings` (``None``: the engine's defaults).
+        """
+        if not isinstance(record, Mapping):
+            raise TypeError(f"record must be a mapping, got {type(record).__name__}")
+        self._record = dict(record)
+        self._map_settings = map_settings
+        return self
+
+    @property
+    def record(self) -> Mapping:
+        """The record the model was loaded with (read-only; empty for a model built in code):
+        ``model.record["command"]``, ``model.record.get("energy_calibration")``, ..."""
+        from types import MappingProxyType
+
+        return MappingProxyType(self._record)
+
+    @property
+    def map_settings(self):
+        """How to read this model's concept off an image (a
+        :class:`~conceptebm.infer.MAPSettings` from its record; ``None``: the engine's
+        defaults). :func:`conceptebm.scenes.infer_concept` uses it unless told otherwise."""
+        return self._map_settings
 
     @property
     def sampler(self) -> SamplerSettings | None:

@@ -66,9 +66,11 @@ from conceptebm.infer.samplers import (
     ula_step,
 )
 from conceptebm.infer.settings import DEFAULT as DEFAULT_SETTINGS
-from conceptebm.infer.settings import IMAGE_BOUNDS, SamplerSettings
+from conceptebm.infer.settings import DEFAULT_MAP, IMAGE_BOUNDS, MAPSettings, SamplerSettings
 
 __all__ = [
+    "MAPSettings",
+    "DEFAULT_MAP",
     "langevin",
     "mala",
     "run_chain",

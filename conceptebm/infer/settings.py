@@ -31,7 +31,8 @@ import numbers
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-__all__ = ["SamplerSettings", "DEFAULT", "IMAGE_BOUNDS", "IMAGE_INITS"]
+__all__ = ["SamplerSettings", "DEFAULT", "IMAGE_BOUNDS", "IMAGE_INITS", "MAPSettings",
+           "DEFAULT_MAP", "MAP_OPTIMIZERS"]
 
 #: Pixel range of every image in the package: samplers clamp generated images to it.
 IMAGE_BOUNDS: tuple[float, float] = (0.0, 1.0)
@@ -188,3 +189,98 @@ class SamplerSettings(Mapping):
 #: models with unless their record says otherwise): 40 steps (twice the training K), step 100,
 #: noise 0.005, from low-frequency noise, clamped to [0, 1].
 DEFAULT = SamplerSettings()
+
+
+#: Optimizers :func:`conceptebm.infer.map_estimate` refines with.
+MAP_OPTIMIZERS = ("adam", "lbfgs")
+
+
+@dataclass(frozen=True)
+class MAPSettings:
+    """How a model's concept is read off an image: MAP search settings, stored in checkpoints
+    (``"map"`` in the record) and carried by loaded models as ``.map_settings``.
+
+    Args:
+        grid: start-grid points per coordinate of a continuous concept (``None``: the
+            concept's default, 17 for a 2-D position; ``0``: ``restarts`` random starts).
+        steps: refinement steps from the best grid points (0: the grid alone).
+        optimizer: ``"adam"`` or ``"lbfgs"``; lr: its step (``None``: the engine's default).
+        restarts: how many of the best grid points are refined.
+        chunk_size: about this many (image, concept value) pairs per network call.
+
+    Example:
+        >>> m = MAPSettings(grid=41)
+        >>> m.grid, m.steps, MAPSettings.from_dict(m.to_dict()) == m
+        (41, 60, True)
+        >>> MAPSettings.from_record({"map": {"grid": 25}}).grid
+        25
+        >>> MAPSettings(steps=-1)
+        Traceback (most recent call last):
+        ...
+        ValueError: MAPSettings: steps must be an integer >= 0, got -1; ...
+    """
+
+    grid: int | None = None
+    steps: int = 60
+    optimizer: str = "adam"
+    lr: float | None = None
+    restarts: int = 1
+    chunk_size: int = 4096
+
+    def __post_init__(self) -> None:
+        for name, low in (("grid", 0), ("steps", 0), ("restarts", 1), ("chunk_size", 1)):
+            v = getattr(self, name)
+            if v is None and name == "grid":
+                continue
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low:
+                default = type(self).__dataclass_fields__[name].default
+                raise ValueError(f"MAPSettings: {name} must be an integer >= {low}, got {v!r}; "
+                                 f"the default is {default!r}")
+            object.__setattr__(self, name, int(v))
+        if self.optimizer not in MAP_OPTIMIZERS:
+            raise ValueError(f"MAPSettings: optimizer must be one of {MAP_OPTIMIZERS}, got "
+                             f"{self.optimizer!r}")
+        if self.lr is not None:
+            ok = (isinstance(self.lr, numbers.Real) and not isinstance(self.lr, bool)
+                  and math.isfinite(self.lr) and self.lr > 0)
+            if not ok:
+                raise ValueError(f"MAPSettings: lr must be a finite number > 0 or None, got "
+                                 f"{self.lr!r}")
+            object.__setattr__(self, "lr", float(self.lr))
+
+    def replace(self, **changes) -> MAPSettings:
+        """A copy with ``changes``; ``None`` values leave a field as it is (so optional
+        command-line options pass straight through)."""
+        unknown = sorted(set(changes) - set(self.__dataclass_fields__))
+        if unknown:
+            raise TypeError(f"MAPSettings has no field(s) {unknown}; fields: "
+                            f"{list(self.__dataclass_fields__)}")
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def kwargs(self) -> dict:
+        """The keyword arguments of :func:`conceptebm.scenes.infer_concept`."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    def to_dict(self) -> dict:
+        """JSON-ready fields, as stored under ``"map"`` in a checkpoint's record."""
+        return self.kwargs()
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> MAPSettings:
+        if not isinstance(d, Mapping):
+            raise TypeError(f"MAPSettings.from_dict needs a mapping, got {type(d).__name__}")
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown MAP setting(s) {unknown} in {dict(d)!r}; known: "
+                             f"{list(cls.__dataclass_fields__)}")
+        return cls(**dict(d))
+
+    @classmethod
+    def from_record(cls, meta: Mapping) -> MAPSettings:
+        """The settings of a checkpoint's record (its ``"map"`` entry), else the defaults."""
+        return cls.from_dict(meta.get("map") or {})
+
+
+#: The MAP recipe of every shipped model unless its record says otherwise: the concept's
+#: default start grid (17 x 17 for a position), 60 Adam steps from the best grid point.
+DEFAULT_MAP = MAPSettings()

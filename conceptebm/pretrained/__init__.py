@@ -9,8 +9,9 @@ with ``conceptebm train`` (see the JSON files and ``paper/benchmarks/train_quali
 Its recommended sampler settings come from one place, the ``"sampler"`` entry of the model's
 JSON record: the loader builds a :class:`~conceptebm.infer.SamplerSettings` from it when it
 constructs the model (``.sampler``, read-only; a mapping of :func:`conceptebm.infer.langevin`
-keywords, so ``**pos.sampler`` works). The rest of the record (command, training time,
-metrics) is :func:`info`; nothing is attached to the model after construction.
+keywords, so ``**pos.sampler`` works), and carries its MAP settings (``.map_settings``) and its
+whole record (``.record``: command, training time, metrics; also :func:`info`).
+:func:`conceptebm.load` loads a shipped name, a checkpoint or a run folder alike.
 
 Example:
     >>> import torch
@@ -75,8 +76,8 @@ def _path(name: str) -> Path:
     path = DIR / f"{name}.safetensors"
     if not path.exists():
         raise FileNotFoundError(
-            f"the shipped {name!r} model is missing from {DIR}; retrain it with the command "
-            f"recorded in paper/benchmarks/train_quality.py (conceptebm train --concept {name} ...)"
+            f"the shipped {name!r} model is missing from {DIR}; reinstall conceptebm, or "
+            f"retrain it with the command in its record ({name}.json, key 'command')"
         )
     return path
 

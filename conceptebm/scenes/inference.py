@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from conceptebm.concepts import Concept
 from conceptebm.infer.energy_map import concept_grid, energy_map
 from conceptebm.infer.optimize import concept_energy, map_categorical, map_estimate
+from conceptebm.infer.settings import DEFAULT_MAP
 
 __all__ = [
     "ConceptEstimate",
@@ -151,8 +152,9 @@ def _default_grid(concept: Concept) -> int:
 
 
 def infer_concept(model, images: Tensor, *, views: bool = False, grid: int | None = None,
-                  steps: int = 60, optimizer: str = "adam", lr: float | None = None,
-                  restarts: int = 1, chunk_size: int = 4096, check_range: bool = True,
+                  steps: int | None = None, optimizer: str | None = None,
+                  lr: float | None = None, restarts: int | None = None,
+                  chunk_size: int | None = None, check_range: bool = True,
                   event_dim: int = 3, generator: torch.Generator | None = None,
                   progress: bool = False) -> ConceptEstimate:
     """MAP estimate of ``model.concept`` for each image (or each multi-view set).
@@ -171,6 +173,11 @@ def infer_concept(model, images: Tensor, *, views: bool = False, grid: int | Non
         chunk_size: about this many (image, concept) pairs per network call on the grid (a
             multi-view set counts ``V`` images).
         check_range: refuse images outside [0, 1] (turn off for non-image data).
+
+    The search settings not given here come from the model's own ``.map_settings`` (a
+    :class:`~conceptebm.infer.MAPSettings` stored in its checkpoint), else
+    :data:`~conceptebm.infer.DEFAULT_MAP` (the concept's default grid, 60 Adam steps, one
+    restart, chunks of 4096).
         event_dim: dims of one observation (3 for images; 1 for vectors).
 
     Categorical concepts are inferred exactly, by the energy of every category.
@@ -180,6 +187,11 @@ def infer_concept(model, images: Tensor, *, views: bool = False, grid: int | Non
     """
     concept = _concept_of(model)
     check_images(images, model, views=views, check_range=check_range, event_dim=event_dim)
+    settings = (getattr(model, "map_settings", None) or DEFAULT_MAP).replace(
+        grid=grid, steps=steps, optimizer=optimizer, lr=lr, restarts=restarts,
+        chunk_size=chunk_size)
+    grid, steps, optimizer, lr = settings.grid, settings.steps, settings.optimizer, settings.lr
+    restarts, chunk_size = settings.restarts, settings.chunk_size
     if concept.is_categorical:
         r = map_categorical(model, images, views=views, event_dim=event_dim,
                             chunk_size=chunk_size)

@@ -24,10 +24,9 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
-from conceptebm.checkpoints import load_energy
 from conceptebm.energies import ConditionalEnergy, StepMatched
+from conceptebm.models import load
 
 __all__ = ["load_frozen", "freeze", "match_steps"]
 
@@ -41,17 +40,14 @@ def freeze(energy: ConditionalEnergy) -> ConditionalEnergy:
 
 
 def load_frozen(specs: Sequence[str | ConditionalEnergy], device=None) -> list[ConditionalEnergy]:
-    """Load earlier EBMs (a checkpoint path, a shipped name, or a module) and freeze them."""
+    """Load earlier EBMs (a shipped name, a checkpoint, a run folder: :func:`conceptebm.load`;
+    or a module) and freeze them."""
     out = []
     for spec in specs:
         if isinstance(spec, ConditionalEnergy):
             energy = spec.to(device) if device is not None else spec
-        elif str(spec).endswith(".safetensors") or Path(str(spec)).exists():
-            energy = load_energy(spec, device=device)
-        else:
-            from conceptebm import pretrained
-
-            energy = pretrained.load(str(spec), device=device)
+        else:  # a shipped name, a checkpoint or a run folder: the one front door
+            energy = load(spec, device=device)
         out.append(freeze(energy))
     names = [e.concept.name for e in out]
     if len(set(names)) != len(names):

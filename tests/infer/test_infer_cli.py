@@ -35,8 +35,9 @@ def standin(monkeypatch):
 
     real_load = infer_cli.load_model
     monkeypatch.setattr(infer_cli, "load_model", fake_load)
-    monkeypatch.setattr(infer_cli, "model_record",
-                        lambda spec, concept: {"energy_calibration": _standin_calibration()})
+    # a loaded model carries its record (conceptebm.load): the calibration lives there
+    model.attach_record({"energy_calibration": _standin_calibration()})
+    seen["model"] = model
     return seen
 
 
@@ -162,7 +163,7 @@ def test_model_checkpoint_path(tmp_path, capsys, rendered):
     assert "argument --temperature: must be a finite number in [1e-06, 1000], got '0'" \
         in capsys.readouterr().err
     assert main(["infer", p, "--model", str(path), "--concept", "position"]) == 2
-    assert "is a 'color' model, not 'position'" in capsys.readouterr().err
+    assert "is a 'color' model, not a 'position' one" in capsys.readouterr().err
     assert main(["infer", p, "--model", str(tmp_path / "nope.safetensors")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
     out_png = tmp_path / "color_map.png"
@@ -241,7 +242,7 @@ def test_views_of_different_scenes_are_flagged(tmp_path, capsys, standin, render
 
 def test_without_a_calibration_it_says_it_cannot_tell(tmp_path, capsys, standin, rendered,
                                                       monkeypatch):
-    monkeypatch.setattr(infer_cli, "model_record", lambda spec, concept: {})
+    standin["model"].attach_record({})
     p = _png(tmp_path / "a.png", rendered[0][0])
     assert main(["infer", p, "--json"]) == 0
     captured = capsys.readouterr()

@@ -21,7 +21,7 @@ def test_new_concept_trains_inside_composition_and_frozen_ebm_gets_no_gradient(t
     calls = {"frozen": 0}
     import conceptebm.train.continual as continual
 
-    real_load = continual.load_energy
+    real_load = continual.load
 
     def counting_load(*a, **k):  # count forward calls of the frozen EBM during training
         e = real_load(*a, **k)
@@ -30,13 +30,13 @@ def test_new_concept_trains_inside_composition_and_frozen_ebm_gets_no_gradient(t
         return e
 
     holder = {}
-    continual.load_energy = counting_load
+    continual.load = counting_load
     try:
         cfg = smoke_config(concept="color", image_size=16, frozen=[str(path)], eval_every=0,
                            iterations=3, out_dir=str(tmp_path / "run"))
         result = train(cfg, dataset=SquaresDataset(32), progress=False)
     finally:
-        continual.load_energy = real_load
+        continual.load = real_load
     frozen = holder["frozen"]
     # the sampler summed the frozen EBM: K steps x iterations forward calls at least
     assert calls["frozen"] >= cfg.sampler_steps * cfg.iterations
