@@ -6,9 +6,11 @@
 Sections (each on held-out renders, seeds apart from any training seed):
 
 * single: MAP position (17x17 grid + 60 Adam steps) on ``--n-single`` scenes of the
-  "position" set, against a supervised regressor with as many parameters as the EBM, trained
-  here on as many images as the EBM saw (``--regressor-images``); clean and perturbed (pixel
-  noise sigma 0.1, 1-3 clutter objects, a light from outside the training range).
+  "position" set, against the reproduction's one supervised regressor
+  (:mod:`paper.baselines.regressor`: the EBM's conv trunk at its width), trained here on as
+  many images as the EBM saw (``--regressor-images``) with its augmentation, snapshot chosen
+  on validation renders; clean and perturbed (pixel noise sigma 0.1, 1-3 clutter objects, a
+  light from outside the training range).
 * multiview: error against the number of views (1, 2, 4, 8) on ``--n-multiview`` scenes of the
   "multiview" set (camera, size, shape, colour and light change between views; eq. 11).
 * two_objects: on ``--n-two`` two-object scenes, whether the two lowest separated basins of the
@@ -55,6 +57,7 @@ from conceptebm.scenes.inference import map_correlation, match_objects
 from conceptebm.scenes.multiview import fit_temperature, interval_coverage
 
 TEST_SEED = 700_001  # held-out renders: no training run uses this seed
+VAL_SEED = 600_001  # the regressor's validation renders (its snapshot choice)
 VIEWS = (1, 2, 4, 8)
 SECTIONS = ("single", "multiview", "two_objects", "nuts")
 UNSEEN_LIGHT = ((100.0, 170.0), (20.0, 35.0), (0.5, 0.65), (0.2, 0.3))  # training: az -70..10,
@@ -83,50 +86,32 @@ def training_record(spec: str) -> dict:
         load_checkpoint(_checkpoint(spec)).meta)
 
 
-class _PositionOnly:
-    """A scene dataset seen through its position label only (a one-head regressor)."""
-
-    def __init__(self, ds):
-        self.ds, self.concepts = ds, {"position": ds.concepts["position"]}
-
-    def __len__(self) -> int:
-        return len(self.ds)
-
-    def batch(self, idx):
-        x, labels = self.ds.batch(idx)
-        return x, {"position": labels["position"]}
-
-
 def regressor_baseline(model, n_images: int | None, batch: int, quick: bool,
                        trained: dict | None = None):
-    """A supervised position regressor with about as many parameters as ``model``, trained
-    on ``n_images`` renders of the same "position" set (seed 0, like the EBM's training data)
-    with no augmentation, so both saw the same kind and number of images."""
-    from conceptebm.evaluate.judge import JudgeConfig, JudgeNet
-    from conceptebm.evaluate.train_judges import JudgeTrainConfig, train_judges
+    """The supervised baseline of the reproduction
+    (:class:`~paper.baselines.regressor.ConceptRegressor`: ``model``'s conv trunk at its width,
+    a value head, MSE), trained on renders of the same "position" set (seed 0, like the EBM's
+    training data) with the EBM's batch size and pixel-noise augmentation, on as many images as
+    the EBM saw (``trained``: its checkpoint's training config; else the TrainConfig defaults,
+    2000 iterations x batch 32), snapshot chosen by its error on ``VAL_SEED`` renders."""
+    from paper.baselines.regressor import fit_regressor
 
-    ebm_params = sum(p.numel() for p in model.parameters())
     size = getattr(model, "image_size", 32)
-    ds = make_dataset("position", size=max(n_images or 64_000, batch), seed=0, image_size=size)
-    pos = {"position": ds.concepts["position"]}
-
-    def params(w: int) -> int:  # the judge layout, widths (w, 2w, 2w, 4w), hidden 8w
-        cfg = JudgeConfig(concepts=tuple(pos.values()), image_size=size,
-                          widths=(w, 2 * w, 2 * w, 4 * w), hidden=8 * w)
-        return sum(p.numel() for p in JudgeNet(cfg).parameters())
-
-    width = min(range(2, 65), key=lambda w: abs(params(w) - ebm_params))
-    # Default: as many images as the EBM saw (``trained``: its checkpoint's training config;
-    # else the TrainConfig defaults, 2000 iterations x batch 32).
     trained = trained or {}
     n = n_images or int(trained.get("iterations", 2000)) * int(trained.get("batch_size", 32))
-    cfg = JudgeTrainConfig(dataset="position", image_size=size, iterations=max(1, n // batch),
-                           batch_size=batch, warmup=min(50, max(1, n // batch // 10)),
-                           noise_frac=0.0, blur_frac=0.0, width=width, hidden=8 * width,
-                           eval_size=0)
-    judge, _ = train_judges(cfg, dataset=_PositionOnly(ds), progress=not quick)
-    return judge, {"params": params(width), "ebm_params": ebm_params, "width": width,
-                   "images": cfg.iterations * batch}
+    ds = make_dataset("position", size=max(n, batch), seed=0, image_size=size)
+    val_x, val_labels = make_dataset("position", size=64 if quick else 500, seed=VAL_SEED,
+                                     image_size=size).batch(range(64 if quick else 500))
+    noise = float(trained.get("augment_noise") or 0.0)
+    reg = fit_regressor(ds, "position", model.concept, iterations=max(1, n // batch),
+                        batch_size=batch, width=int(model.config.get("width", 16)), seed=0,
+                        augment_noise=noise, val=(val_x, val_labels["position"]),
+                        eval_every=max(1, min(250, n // batch // 4)))
+    return reg, {"params": reg.record["params"],
+                 "ebm_params": sum(p.numel() for p in model.parameters()),
+                 "width": reg.record["width"], "images": reg.record["iterations"] * batch,
+                 "augment_noise": noise, "best_update": reg.record["best_iteration"],
+                 "updates": reg.record["iterations"]}
 
 
 def coverage(intervals, truth):
@@ -229,7 +214,7 @@ def single_section(model, args, details) -> None:
         est = infer_concept(model, x, grid=args.grid, steps=args.steps, progress=args.progress)
         ebm_s = time.time() - t0
         rows[name] = {"ebm": _metrics(est.value, truth),
-                      "regressor": _metrics(regressor.predict(x)["position"], truth),
+                      "regressor": _metrics(regressor.predict(x), truth),
                       "ebm_s_per_image": ebm_s / n}
         print(f"single [{name:8s}] EBM MAE {rows[name]['ebm']['mae']:.3f} "
               f"± {rows[name]['ebm']['mae_se']:.3f}   regressor MAE "
