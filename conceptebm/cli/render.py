@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from conceptebm.cli import validate
+from conceptebm.cli.user_data import add_each_options
 from conceptebm.cli.validate import CommandError
 from conceptebm.datasets.factories import DATASETS, make_dataset
 from conceptebm.plotting import save_grid
@@ -60,6 +61,22 @@ def _check(args: argparse.Namespace) -> None:
     if args.n > MAX_GRID and not getattr(args, "each", None):
         raise CommandError(f"-n {args.n}: a grid holds at most {MAX_GRID} images; pass "
                            "--each DIR to write each image to a file instead")
+    _each_folder(args)
+
+
+def _each_folder(args):
+    """The --each folder, checked before any work (nothing of the user's is overwritten)."""
+    from conceptebm.cli.user_data import EachFolder
+
+    if (getattr(args, "append", False) or getattr(args, "force", False)) and not args.each:
+        raise CommandError(f"--{'append' if args.append else 'force'} applies to --each DIR; "
+                           "pass --each DIR or drop it")
+    if not getattr(args, "each", None):
+        return None
+    each = EachFolder(args.each, append=getattr(args, "append", False),
+                      force=getattr(args, "force", False))
+    each.check()
+    return each
 
 
 def batches(ds, start: int, n: int, chunk: int = CHUNK, progress: bool = False):
@@ -100,14 +117,21 @@ def _main(args) -> int:
 
 
 def _write_each(args, ds) -> int:
-    from conceptebm.cli.user_data import write_each
+    from conceptebm.cli import Interrupted
 
     if getattr(ds, "n_objects", 1) != 1 or getattr(ds, "n_views", None):
         raise CommandError(f"--each writes one labelled object per image; {args.name!r} has "
                            "several objects or views per scene (use the grid)")
-    for idx, images, labels in batches(ds, args.start, args.n, progress=args.n > CHUNK):
-        write_each(args.each, images, labels, ds.concepts, start=idx[0],
-                   append=idx[0] != args.start)
+    each = _each_folder(args)
+    try:
+        for _idx, images, labels in batches(ds, args.start, args.n, progress=args.n > CHUNK):
+            each.write(images, labels, ds.concepts)
+    except KeyboardInterrupt as err:  # what was finished stays, listed in labels.csv
+        each.finish()
+        raise Interrupted(getattr(err, "signum", 2),
+                          f"wrote {len(each.written)} of {args.n} images to {args.each}; "
+                          "its labels.csv lists them") from None
+    each.finish()
     print(f"wrote {args.n} PNGs and labels.csv to {args.each} (conceptebm train --data "
           f"{args.each} reads them)")
     return 0
@@ -133,7 +157,10 @@ def register(sub) -> None:
                    help="dataset option, repeatable (e.g. clutter=1,3 colors=red,blue)")
     p.add_argument("--each", type=validate.output_dir(), default=None, metavar="DIR",
                    help="write one PNG per image plus labels.csv to DIR instead of a grid "
-                        "(the layout conceptebm train --data and infer read)")
+                        "(the layout conceptebm train --data and infer read); a folder "
+                        "holding images or labels this tool did not write is refused unless "
+                        "--append or --force")
+    add_each_options(p)
     p.add_argument("--labels", type=validate.output_file((".json",), "JSON"), default=None,
                    help="also write the labels to this JSON file")
     p.add_argument("--threads", type=validate.THREADS, default=2,

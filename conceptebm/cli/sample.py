@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from conceptebm.cli import validate
+from conceptebm.cli.user_data import add_each_options
 from conceptebm.cli.validate import CommandError
 from conceptebm.compose import defaults
 from conceptebm.compose.calibrate import composition_scales
@@ -52,6 +53,9 @@ def _check(args: argparse.Namespace) -> None:
     if args.n > MAX_GRID and not getattr(args, "each", None):
         raise CommandError(f"-n {args.n}: a grid holds at most {MAX_GRID} images; pass "
                            "--each DIR to write each image to a file instead")
+    from conceptebm.cli.render import _each_folder
+
+    _each_folder(args)  # nothing of the user's is overwritten (checked before any model loads)
 
 
 def _negated_names(node) -> set[str]:
@@ -95,20 +99,41 @@ def _main(args: argparse.Namespace) -> int:
     settings = composition_settings(cm, args.tree, steps=args.steps,
                                     step_size=args.step_size, noise_scale=args.noise_scale)
     gen = torch.Generator(device=device).manual_seed(args.seed)
+    if getattr(args, "each", None):  # one PNG per image + labels.csv, each chunk as it ends
+        return _sample_each(args, energy, settings, cm, gen, device)
     chunks = []
     for start in range(0, args.n, CHUNK):  # (n, C, H, W) built CHUNK chains at a time
         chunks.append(generate(energy, min(CHUNK, args.n - start), settings, cm.image_shape,
                                generator=gen, device=device, progress=True).cpu())
     x = torch.cat(chunks)
-    if getattr(args, "each", None):  # one PNG per image + labels.csv (cli/user_data.py)
-        from conceptebm.cli.user_data import write_each_sample
-
-        write_each_sample(args.each, x, args.tree, cm.models, args.expression)
-        print(f"{energy!r}: wrote {args.n} PNGs and labels.csv to {args.each}")
-        return 0
     out = Path(args.output)
     save_grid(x, out, title=repr(energy))
     print(f"{energy!r}: wrote {args.n} samples to {out}")
+    return 0
+
+
+def _sample_each(args, energy, settings, cm, gen, device) -> int:
+    """``--each DIR``: each chunk of chains written as it finishes (Ctrl-C keeps them)."""
+    from conceptebm.cli import Interrupted
+    from conceptebm.cli.render import _each_folder
+    from conceptebm.cli.user_data import sample_labels
+    from conceptebm.compose.generate import generate
+
+    each = _each_folder(args)
+    try:
+        for start in range(0, args.n, CHUNK):
+            x = generate(energy, min(CHUNK, args.n - start), settings, cm.image_shape,
+                         generator=gen, device=device, progress=True).cpu()
+            each.write(x, *sample_labels(args.tree, cm.models, x.shape[0]))
+            if start == 0:
+                each.add_text("expression.txt", args.expression)
+    except KeyboardInterrupt as err:  # the finished chunks stay, listed in labels.csv
+        each.finish()
+        raise Interrupted(getattr(err, "signum", 2),
+                          f"wrote {len(each.written)} of {args.n} samples to {args.each}; "
+                          "its labels.csv lists them") from None
+    each.finish()
+    print(f"{energy!r}: wrote {args.n} PNGs and labels.csv to {args.each}")
     return 0
 
 
@@ -122,7 +147,9 @@ def register(sub) -> None:
                    help="image grid to write (.png, .jpg, .pdf, .svg)")
     p.add_argument("--each", type=validate.output_dir(), default=None, metavar="DIR",
                    help="write one PNG per sample plus labels.csv (the values of a plain "
-                        "conjunction) to DIR instead of a grid")
+                        "conjunction) to DIR instead of a grid; a folder holding images or "
+                        "labels this tool did not write is refused unless --append or --force")
+    add_each_options(p)
     p.add_argument("--alpha", type=validate.real(0, MAX_ALPHA), default=defaults.ALPHA,
                    help=f"negation weight, 0-{MAX_ALPHA:g} (default {defaults.ALPHA})")
     p.add_argument("--temperature", type=validate.real(0, MAX_TEMPERATURE, low_open=True),

@@ -28,10 +28,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 from pathlib import Path
 
 __all__ = ["add_data_options", "data_words", "training_data", "report_test", "test_option",
-           "write_each", "write_each_sample"]
+           "write_each", "write_each_sample", "EachFolder", "add_each_options", "sample_labels",
+           "deferred_signals", "EACH_MANIFEST"]
 
 
 def _holdout(text: str) -> float:
@@ -295,6 +298,219 @@ def report_test(args, result) -> dict | None:
     return record
 
 
+EACH_MANIFEST = ".conceptebm-each.json"  # the files an --each run wrote in its folder
+_EACH_KIND = "conceptebm --each"
+_LABEL_FILES = ("labels.csv", "labels.json", "concepts.json", "expression.txt")
+_IMAGES = (".png", ".jpg", ".jpeg")
+
+
+def add_each_options(p: argparse.ArgumentParser) -> None:
+    """``--append`` and ``--force`` beside a command's ``--each DIR``."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--append", action="store_true",
+                   help="with --each: add the new images to a folder that already holds a "
+                        "labels.csv (new file names; labels.csv keeps listing every image)")
+    g.add_argument("--force", action="store_true",
+                   help="with --each: write into a folder holding images or a labels.csv "
+                        "this tool did not write (files of the same names are replaced)")
+
+
+class EachFolder:
+    """Where ``render --each DIR`` / ``sample --each DIR`` write: one PNG per image plus
+    ``labels.csv`` (and ``concepts.json``, ``expression.txt``), in the layout
+    :func:`~conceptebm.datasets.load_images` reads.
+
+    Nothing of the user's is overwritten: :meth:`check` (before any work) refuses a folder
+    holding images or label files that no ``--each`` wrote (the hidden manifest
+    ``.conceptebm-each.json`` lists what it wrote) unless ``append`` (new names after the
+    folder's own, rows added to its ``labels.csv``, whose columns must match) or ``force``.
+    :meth:`write` writes a chunk: the PNGs, then its rows in one write, then the manifest,
+    with Ctrl-C / SIGTERM held until the chunk is whole, so ``labels.csv`` always lists
+    exactly the images written.
+    """
+
+    def __init__(self, folder, *, append: bool = False, force: bool = False,
+                 option: str = "--each", prefix: str = "img"):
+        self.folder, self.append, self.force = Path(folder), append, force
+        self.option, self.prefix = option, prefix
+        self.written: list[str] = []  # images written by this command
+        self._started = False
+        self._ours: set[str] = set()
+        self._previous: set[str] = set()  # images an earlier --each wrote here
+        self._next = 0
+        self._order: list[int] | None = None  # an appended labels.csv's column order
+
+    # ---------------------------------------------------------------- before any work
+    def _read_manifest(self) -> set[str]:
+        try:
+            data = json.loads((self.folder / EACH_MANIFEST).read_text())
+        except (OSError, ValueError):
+            return set()
+        ok = isinstance(data, dict) and data.get("kind") == _EACH_KIND
+        return set(data.get("files", [])) if ok else set()
+
+    def check(self) -> None:
+        """Raise ``CommandError`` if writing here would overwrite what --each did not write."""
+        from conceptebm.cli.validate import CommandError
+
+        if not self.folder.is_dir():
+            return
+        ours = self._read_manifest()
+        names = sorted(p.name for p in self.folder.iterdir())
+        images = [n for n in names if Path(n).suffix.lower() in _IMAGES]
+        foreign = [n for n in images + [n for n in names if n in _LABEL_FILES]
+                   if n not in ours]
+        if not foreign or self.force:
+            return
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more"
+                                          if len(foreign) > 3 else "")
+        if not self.append:
+            raise CommandError(
+                f"{self.option} {self.folder} holds files this command did not write "
+                f"({shown}); nothing was written: choose a new or empty folder, pass --append "
+                "to add the new images to its labels.csv, or --force to write over files of "
+                "the same names")
+        if not (self.folder / "labels.csv").is_file() and images:
+            raise CommandError(
+                f"--append: {self.folder} holds images ({shown}) but no labels.csv to add "
+                "rows to, so labels.csv would not describe them; label them first, choose "
+                "another folder, or pass --force")
+
+    # ---------------------------------------------------------------- writing
+    def _begin(self, header: list[str], own: dict) -> None:
+        from conceptebm.checkpoints import atomic_write_text
+        from conceptebm.cli.validate import CommandError
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._ours = self._read_manifest()
+        csv_path = self.folder / "labels.csv"
+        if self.append and csv_path.is_file():
+            import csv
+
+            with open(csv_path, newline="") as fh:
+                old = next(csv.reader(fh), [])
+            if sorted(old) == sorted(header):  # the same columns in another order: theirs
+                self._order = [header.index(c) for c in old]
+            else:
+                raise CommandError(
+                    f"--append: {csv_path} has the columns {old} but these images have "
+                    f"{header}; append images of the same concepts, or choose another folder")
+            cj = self.folder / "concepts.json"
+            if own and cj.is_file() and json.loads(cj.read_text()) != own:
+                raise CommandError(f"--append: {cj} declares other concepts than these "
+                                   "images have; choose another folder")
+            if own and not cj.is_file():
+                atomic_write_text(cj, json.dumps(own, indent=1))
+                self._ours.add(cj.name)
+            taken = [int(m.group(1)) for p in self.folder.iterdir()
+                     if (m := re.fullmatch(rf"{self.prefix}_(\d+)\.png", p.name))]
+            self._next = max(taken, default=-1) + 1
+        else:  # a new labels.csv (a fresh folder, --each's own, or --force)
+            if not self.append:
+                self._previous = {n for n in self._ours if Path(n).suffix.lower() in _IMAGES}
+            if own:
+                atomic_write_text(self.folder / "concepts.json", json.dumps(own, indent=1))
+                self._ours.add("concepts.json")
+            elif (self.folder / "concepts.json").is_file() and "concepts.json" in self._ours:
+                (self.folder / "concepts.json").unlink()  # ours, and it would now mislead
+            atomic_write_text(csv_path, _csv_text([header]))
+            self._ours.add("labels.csv")
+        self._started = True
+
+    def _save_manifest(self) -> None:
+        from conceptebm.checkpoints import atomic_write_text
+
+        atomic_write_text(self.folder / EACH_MANIFEST, json.dumps(
+            {"kind": _EACH_KIND, "files": sorted(self._ours | {EACH_MANIFEST})}) + "\n")
+
+    def write(self, images, labels: dict, concepts: dict) -> None:
+        """Write one chunk: ``images (n, 3, H, W)`` in [0, 1] and their labels."""
+        from conceptebm.datasets.images import write_pngs
+        from conceptebm.datasets.user import label_table
+
+        files = [f"{self.prefix}_{self._next + j:05d}.png" for j in range(images.shape[0])]
+        header, rows, own = label_table(files, labels, concepts)
+        with deferred_signals():
+            if not self._started:
+                self._begin(header, own)
+                files = [f"{self.prefix}_{self._next + j:05d}.png"
+                         for j in range(images.shape[0])]
+                header, rows, own = label_table(files, labels, concepts)
+            if self._order is not None:
+                rows = [[r[i] for i in self._order] for r in rows]
+            write_pngs(images, [self.folder / f for f in files])
+            self._ours.update(files)
+            self._previous.difference_update(files)
+            with open(self.folder / "labels.csv", "a", newline="") as fh:
+                fh.write(_csv_text(rows))  # one write per chunk
+                fh.flush()
+                os.fsync(fh.fileno())
+            self._save_manifest()
+            self._next += len(files)
+            self.written += files
+
+    def add_text(self, name: str, line: str) -> None:
+        """``expression.txt``: one line per --each command that wrote here."""
+        from conceptebm.checkpoints import atomic_write_text
+        from conceptebm.train.rundir import append_line
+
+        path = self.folder / name
+        if self.append:
+            append_line(path, line)
+        else:  # a new set of images: its own line (the file was ours, or --force)
+            atomic_write_text(path, line.rstrip("\n") + "\n")
+        self._ours.add(name)
+        self._save_manifest()
+
+    def finish(self) -> None:
+        """Remove the images an earlier --each wrote here that this one did not rewrite (so
+        labels.csv describes every image); never a file of the user's."""
+        for name in sorted(self._previous):
+            (self.folder / name).unlink(missing_ok=True)
+            self._ours.discard(name)
+        self._previous = set()
+        if self._started:
+            self._save_manifest()
+
+
+def _csv_text(rows) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue()
+
+
+class deferred_signals:  # noqa: N801 - used as a statement: ``with deferred_signals():``
+    """Hold SIGINT / SIGTERM while a block runs (a chunk of files and their labels), then
+    stop as they asked: ``KeyboardInterrupt`` (``conceptebm.cli.Interrupted`` for SIGTERM)."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self.caught, self.previous = None, {}
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self.previous[s] = signal.signal(s, self._hold)
+        return self
+
+    def _hold(self, signum, frame):  # noqa: ARG002
+        self.caught = self.caught or signum
+
+    def __exit__(self, *exc):
+        import signal
+
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+        if self.caught and exc[0] is None:
+            from conceptebm.cli import Interrupted
+
+            raise Interrupted(self.caught)
+        return False
+
+
 def write_each(folder, images, labels: dict, concepts: dict, *, start: int = 0,
                append: bool = False) -> Path:
     """One PNG per image plus labels (see :func:`conceptebm.datasets.save_folder`)."""
@@ -303,11 +519,11 @@ def write_each(folder, images, labels: dict, concepts: dict, *, start: int = 0,
     return save_folder(images, labels, concepts, folder, start=start, append=append)
 
 
-def write_each_sample(folder, images, tree, models: dict, expression: str) -> Path:
-    """``sample --each``: the samples with the values of the expression's atoms as labels
-    when it is a plain conjunction (``position=(0.3,-0.2) & color=red``); an expression with
-    ``|``, ``~`` or weights has no single label per image, so only the file names are listed.
-    The expression itself goes to ``expression.txt``."""
+def sample_labels(tree, models: dict, n: int) -> tuple[dict, dict]:
+    """``sample --each``: the labels of ``n`` samples of ``tree``, the values of the
+    expression's atoms when it is a plain conjunction (``position=(0.3,-0.2) & color=red``);
+    an expression with ``|``, ``~`` or weights has no single label per image, so only the file
+    names are listed. ``(labels, concepts)``."""
     import torch
 
     from conceptebm.compose.expr import Atom, Conj
@@ -319,9 +535,17 @@ def write_each_sample(folder, images, tree, models: dict, expression: str) -> Pa
             c = models[t.name].concept
             enc = c.index(t.value) if c.is_categorical else torch.as_tensor(
                 t.value if isinstance(t.value, tuple) else (t.value,), dtype=torch.float32)
-            labels[t.name] = (torch.full((images.shape[0],), enc, dtype=torch.long)
-                              if c.is_categorical else enc[None].expand(images.shape[0], -1))
+            labels[t.name] = (torch.full((n,), enc, dtype=torch.long)
+                              if c.is_categorical else enc[None].expand(n, -1))
             concepts[t.name] = c
-    out = write_each(folder, images, labels, concepts)
-    (out / "expression.txt").write_text(expression + "\n")
-    return out
+    return labels, concepts
+
+
+def write_each_sample(folder, images, tree, models: dict, expression: str) -> Path:
+    """``sample --each`` in one call: the samples, their labels (:func:`sample_labels`) and
+    the expression in ``expression.txt``."""
+    each = EachFolder(folder, force=True)
+    each.write(images, *sample_labels(tree, models, images.shape[0]))
+    each.add_text("expression.txt", expression)
+    each.finish()
+    return Path(folder)

@@ -190,7 +190,7 @@ def write_problem(path: str | os.PathLike) -> str | None:
     folder above it without write permission or on a read-only file system. (Root passes the
     permission check; the write itself then says no, in one line, see ``conceptebm.cli``.)"""
     p = Path(path)
-    base = _nearest_existing(p)
+    base = _nearest_existing(p.parent if p.is_file() else p)  # a file to overwrite: its folder
     try:
         limit = os.pathconf(base if base.is_dir() else base.parent, "PC_NAME_MAX")
     except (OSError, ValueError, AttributeError):

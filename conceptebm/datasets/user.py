@@ -62,7 +62,8 @@ from conceptebm.datasets.declarations import (
 from conceptebm.datasets.images import ImageError, read_image, write_pngs
 from conceptebm.datasets.scene import PALETTE, SHAPES
 
-__all__ = ["LabelledImages", "load_images", "save_npz", "save_folder", "split_holdout",
+__all__ = ["LabelledImages", "load_images", "save_npz", "save_folder", "label_table",
+           "split_holdout",
            "parse_columns",
            "read_concepts", "concept_from_values", "IMAGE_SUFFIXES"]
 
@@ -535,6 +536,27 @@ def _columns_of(name: str, concept: Concept) -> list[str]:
     return [f"{name}_{axes[i] if axes else i}" for i in range(concept.dim)]
 
 
+def label_table(files: Sequence[str], labels: Mapping[str, Tensor],
+                concepts: Mapping[str, Concept]) -> tuple[list[str], list[list[str]], dict]:
+    """``(header, rows, own concepts)`` of a ``labels.csv`` in :func:`load_images`' own layout
+    for images ``files`` (names for categories, ``name_x, name_y`` for 2-D values); ``own``
+    holds the concepts that are not the built-in scene ones (for ``concepts.json``). Labels
+    without a concept are left out."""
+    names = [k for k in labels if k in concepts]
+    header = ["file"] + [c for k in names for c in _columns_of(k, concepts[k])]
+    builtin = scene_concepts()
+    own = {k: concepts[k].to_dict() for k in names if builtin.get(k) != concepts[k]}
+    rows = []
+    for j, name in enumerate(files):
+        row = [name]
+        for k in names:
+            c, v = concepts[k], torch.as_tensor(labels[k][j])
+            row += ([c.values[int(v)]] if c.is_categorical
+                    else [f"{float(t):.6g}" for t in v.reshape(-1)])
+        rows.append(row)
+    return header, rows, own
+
+
 def save_folder(images: Tensor, labels: Mapping[str, Tensor], concepts: Mapping[str, Concept],
                 folder, *, prefix: str = "img", start: int = 0, append: bool = False) -> Path:
     """Write ``images (n, 3, H, W)`` in [0, 1] as ``folder/{prefix}_{i:05d}.png`` with a
@@ -552,13 +574,10 @@ def save_folder(images: Tensor, labels: Mapping[str, Tensor], concepts: Mapping[
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    names = [k for k in labels if k in concepts]
-    header = ["file"] + [c for k in names for c in _columns_of(k, concepts[k])]
-    builtin = scene_concepts()
-    own = {k: concepts[k].to_dict() for k in names if builtin.get(k) != concepts[k]}
+    files = [f"{prefix}_{start + j:05d}.png" for j in range(images.shape[0])]
+    header, rows, own = label_table(files, labels, concepts)
     if own and not append:
         (folder / "concepts.json").write_text(json.dumps(own, indent=1))
-    files = [f"{prefix}_{start + j:05d}.png" for j in range(images.shape[0])]
     write_pngs(images, [folder / f for f in files])
     csv_path = folder / "labels.csv"
     new = not (append and csv_path.is_file())
@@ -566,11 +585,5 @@ def save_folder(images: Tensor, labels: Mapping[str, Tensor], concepts: Mapping[
         w = csv.writer(fh)
         if new:
             w.writerow(header)
-        for j, name in enumerate(files):
-            row = [name]
-            for k in names:
-                c, v = concepts[k], torch.as_tensor(labels[k][j])
-                row += ([c.values[int(v)]] if c.is_categorical
-                        else [f"{float(t):.6g}" for t in v.reshape(-1)])
-            w.writerow(row)
+        w.writerows(rows)
     return folder
