@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 __all__ = ["add_data_options", "data_words", "training_data", "report_test", "test_option",
@@ -121,6 +122,10 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
                         "anything: a folder or .npz of labelled images of its own, or a count "
                         "or fraction of --data set aside (with --seed) before the held-out "
                         "split is drawn; best.safetensors is scored on it into RUN/test.json")
+    g.add_argument("--resize", type=validate.integer(8, 1024), default=None, metavar="SIZE",
+                   help="resize every image to SIZE x SIZE pixels as it is read (images larger "
+                        "than 512 pixels a side, or more than fit in memory, are refused "
+                        "without it, with the estimate)")
 
 
 def data_words(args: argparse.Namespace) -> list[str]:
@@ -137,6 +142,8 @@ def data_words(args: argparse.Namespace) -> list[str]:
     test = getattr(args, "test", None)
     if test is not None:
         words += ["--test", test if isinstance(test, str) else f"{test:g}"]
+    if getattr(args, "resize", None):
+        words += ["--resize", str(args.resize)]
     return words
 
 
@@ -187,7 +194,8 @@ def _test_set(args, ds, concept: str, seed: int):
     inferred_range = concept in ds.inferred and not trained.is_categorical
     try:
         test = load_images(spec, concepts=None if inferred_range else {concept: trained},
-                           columns=args.columns, infer=True)
+                           columns=args.columns, infer=True,
+                           resize=getattr(args, "resize", None))
     except ValueError as err:
         raise ValueError(f"--test {spec}: {err}") from None
     if inferred_range and concept in test.labels:
@@ -228,7 +236,8 @@ def training_data(args: argparse.Namespace, config, explicit: dict | None = None
     from conceptebm.datasets.user import load_images, read_concepts, split_holdout
 
     declared = read_concepts(args.concepts_file) if args.concepts_file else None
-    ds = load_images(args.data, concepts=declared, columns=args.columns, infer=True)
+    ds = load_images(args.data, concepts=declared, columns=args.columns, infer=True,
+                     resize=getattr(args, "resize", None))
     if config.concept not in ds.concepts:
         raise ValueError(f"--concept {config.concept!r} is not a label of {args.data}; its "
                          f"labels: {', '.join(ds.concepts)} (map columns with --columns "
@@ -250,13 +259,18 @@ def training_data(args: argparse.Namespace, config, explicit: dict | None = None
     perm = torch.randperm(len(rest), generator=torch.Generator().manual_seed(config.seed))
     held_items = sorted(kept[i] for i in perm[:len(held)].tolist())
     train_items = sorted(set(kept) - set(held_items))
+    from conceptebm.datasets.user import check_training_labels
+
+    warnings = ds.warnings + check_training_labels(train_set, held, config.concept)
     say(f"[train] {args.data}: {len(ds)} images of {ds.image_size}x{ds.image_size}, "
         f"{len(held)} held out (seed {config.seed})")
+    for line in warnings:
+        say(f"warning: {line}", file=sys.stderr)
     for line in ds.describe():
         say(f"[train]   {line}")
     if test is not None:
         say(f"[train] test split: {len(test)} images from {test_record['source']}, read "
-              "once after training (never used to choose a checkpoint)")
+            "once after training (never used to choose a checkpoint)")
     record = (
         {"data": str(args.data), "columns": args.columns, "concepts_file": args.concepts_file,
          "holdout": len(held), "split_seed": config.seed, "train": len(train_set),
@@ -265,7 +279,7 @@ def training_data(args: argparse.Namespace, config, explicit: dict | None = None
          "holdout_items": _rows(ds, held_items), "train_items": _rows(ds, train_items),
          "test_arg": (None if spec is None else spec if isinstance(spec, str)
                       else f"{spec:g}"),
-         "test": test_record})
+         "test": test_record, "resize": getattr(args, "resize", None)})
     args.test_set = test
     return config, train_set, held, record
 

@@ -22,7 +22,20 @@ concepts ``position``, ``size``, ``color``, ``shape`` when every value fits them
 else: categorical over the sorted names). ``dataset.inferred`` says which were inferred.
 
 Missing files, unreadable images, mixed image sizes, and labels that are missing, of the wrong
-width or out of range raise ``ValueError`` naming the file, the line and the fix.
+width or out of range raise ``ValueError`` naming the file, the line and the fix. Labels are
+also checked for what they claim:
+
+* a file listed twice: with the same labels, kept once (a warning in ``dataset.warnings``);
+  with different labels, refused naming both lines;
+* a cell that is not a number in a label whose other values are numbers (a built-in, declared
+  or inferred numeric concept), refused naming the line and the cell (a word no longer turns a
+  numeric concept into a category);
+* images larger than :data:`MAX_IMAGE_SIDE` pixels a side, or more images than fit in memory,
+  refused before they are all read, with the estimate; ``resize=S`` resizes every image to
+  S x S as it is read;
+* :func:`check_training_labels` (the trained concept, once split): one value or one class
+  (refused: nothing to learn), classes of fewer than :data:`MIN_CLASS_IMAGES` images and
+  held-out images that are near-copies of training images (warnings).
 
 Example (a user's folder, here 12 scenes of the foreign fixture with columns ``x, y``):
     >>> import tempfile
@@ -63,11 +76,14 @@ from conceptebm.datasets.images import ImageError, read_image, write_pngs
 from conceptebm.datasets.scene import PALETTE, SHAPES
 
 __all__ = ["LabelledImages", "load_images", "save_npz", "save_folder", "label_table",
-           "split_holdout",
+           "split_holdout", "check_training_labels", "MAX_IMAGE_SIDE", "MIN_CLASS_IMAGES",
            "parse_columns",
            "read_concepts", "concept_from_values", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+MAX_IMAGE_SIDE = 512  # pixels: larger images are refused unless resized (--resize)
+MIN_CLASS_IMAGES = 5  # a class with fewer images is warned about
+NEAR_COPY = 2 / 255  # mean absolute difference of 8x8 thumbnails below which two images match
 _FILE_COLUMNS = ("file", "filename", "image", "path")
 _AXES = {"x": 0, "y": 1, "z": 2}
 _NPZ_META = ("images", "palette_names", "palette_rgb", "shape_names", "info", "concepts")
@@ -100,6 +116,7 @@ class LabelledImages(Dataset):
         self.shapes = SHAPES
         # the image file of each item, as the labels file names it (a folder), else None
         self.files: list[str] | None = None
+        self.warnings: list[str] = []  # what the loader accepted but the user should know
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -258,6 +275,12 @@ def _json_records(path: Path, columns) -> list[tuple[str, dict, str]]:
         raise ValueError(f"{path} line {err.lineno}: not valid JSON ({err.msg}); fix that "
                          "line") from None
     if isinstance(data, dict):
+        bad = next((k for k, v in data.items() if not isinstance(v, dict)), None)
+        if bad is not None:
+            raise ValueError(f"{path}: the entry {bad!r} holds {type(data[bad]).__name__} "
+                             f"{json.dumps(data[bad])[:40]}, not a record of labels; write "
+                             "labels.json as [{\"file\": \"a.png\", \"size\": 0.3}, ...] or "
+                             "{\"a.png\": {\"size\": 0.3}, ...}")
         data = [{"file": k, **v} for k, v in data.items()]
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
         raise ValueError(f"{path}: expected a list of records [{{\"file\": ..., label: "
@@ -305,6 +328,7 @@ def _resolve(names: Sequence[str], raws: dict[str, list], wheres: list[str],
     and its values: ``(used concepts, {name: tensor}, {name: how inferred})``."""
     used, labels, inferred = {}, {}, {}
     for n in names:
+        _refuse_words_among_numbers(n, raws[n], wheres, concepts.get(n))
         c = concepts.get(n)
         parsed = None
         if c is not None:
@@ -329,7 +353,115 @@ def _resolve(names: Sequence[str], raws: dict[str, list], wheres: list[str],
     return used, labels, inferred
 
 
-def _load_folder(folder: Path, labels_file: Path | None, concepts, declared, columns, infer):
+def _is_number(raw) -> bool:
+    try:
+        [float(v) for v in _cells(raw)]
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _refuse_words_among_numbers(name: str, raws: list, wheres: list[str],
+                                concept: Concept | None) -> None:
+    """A label whose values are numbers but for some cells (a word in a column of sizes) is
+    refused, naming the first such line and cell: reading it as categories would train a
+    model of the wrong kind without a word."""
+    if concept is not None and concept.is_categorical:
+        return  # names or indices, checked by the concept itself
+    numbers = [_is_number(r) for r in raws]
+    if not any(numbers) or all(numbers):
+        return
+    if sum(numbers) < len(numbers) / 2 and concept is None:
+        return  # mostly names: a categorical label with some number-like names
+    i = numbers.index(False)
+    kind = "a built-in numeric concept" if concept is not None else "a numeric label"
+    raise ValueError(f"{wheres[i]}: {name} cell {raws[i]!r} is not a number, but {name} is "
+                     f"{kind} ({sum(numbers)} of its {len(raws)} values are numbers); correct "
+                     f"the cell, or declare {name} categorical in --concepts-file if its "
+                     "values are names")
+
+
+def _dedupe(rows, folder: Path, warnings: list[str]):
+    """A file listed twice: kept once when its labels agree, refused naming both lines when
+    they differ."""
+    def norm(v):
+        cells = _cells(v)
+        try:
+            return tuple(float(c) for c in cells)
+        except (TypeError, ValueError):
+            return tuple(str(c).strip() for c in cells)
+
+    seen: dict[Path, tuple] = {}
+    kept = []
+    for file, rec, where in rows:
+        key = (Path(file) if Path(file).is_absolute() else folder / file).resolve()
+        if key in seen:
+            first_rec, first_where = seen[key]
+            differ = [n for n in rec if norm(rec[n]) != norm(first_rec.get(n))]
+            if differ:
+                n = differ[0]
+                raise ValueError(f"{first_where} and {where} list the same image with "
+                                 f"different labels ({n} {first_rec.get(n)!r} vs {rec[n]!r}); "
+                                 "keep the right line and delete the other")
+            warnings.append(f"{first_where} and {where} list the same image with the same "
+                            "labels; it is used once")
+            continue
+        seen[key] = (rec, where)
+        kept.append((file, rec, where))
+    return kept
+
+
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import os
+
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+
+
+def _check_size(n: int, h: int, w: int, where: str, resize: int | None) -> None:
+    """Refuse images too large to train on before reading them all: the estimate of the
+    images in memory (float32) is in the message."""
+    side = resize or max(h, w)
+    need = n * 3 * (resize or h) * (resize or w) * 4
+    fix = ("pass --resize SIZE (e.g. --resize 64) to resize every image as it is read "
+           "(load_images(resize=SIZE)), or resize them first")
+    if side > MAX_IMAGE_SIDE:
+        raise ValueError(f"{where}: the images are {w}x{h} pixels; the {n} images would take "
+                         f"{_gb(need)} in memory and every training step grows with the "
+                         f"pixels; images larger than {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} are "
+                         f"refused: {fix}")
+    free = _available_memory()
+    if free is not None and need > 0.8 * free:
+        raise ValueError(f"{where}: {n} images of {side}x{side} take {_gb(need)} in memory as "
+                         f"float32, more than the {_gb(free)} available; use fewer images or "
+                         f"smaller ones: {fix}")
+
+
+def _resized(img: Tensor, size: int | None) -> Tensor:
+    """``img (3, H, W)`` or ``(n, 3, H, W)`` at ``size x size`` (antialiased bilinear)."""
+    if size is None or tuple(img.shape[-2:]) == (size, size):
+        return img
+    batch = img if img.dim() == 4 else img[None]
+    out = torch.nn.functional.interpolate(batch, size=(size, size), mode="bilinear",
+                                          antialias=True, align_corners=False).clamp(0, 1)
+    return out if img.dim() == 4 else out[0]
+
+
+def _load_folder(folder: Path, labels_file: Path | None, concepts, declared, columns, infer,
+                 resize: int | None = None, warnings: list[str] | None = None):
     if labels_file is None:
         found = [folder / n for n in ("labels.csv", "labels.json") if (folder / n).is_file()]
         if not found:
@@ -347,6 +479,7 @@ def _load_folder(folder: Path, labels_file: Path | None, concepts, declared, col
             else _json_records(labels_file, columns))
     if not rows:
         raise ValueError(f"{labels_file}: no labelled images; add one row per image")
+    rows = _dedupe(rows, folder, warnings if warnings is not None else [])
     names = list(rows[0][1])
     raws: dict[str, list] = {n: [] for n in names}
     images, wheres, first = [], [], None
@@ -356,6 +489,10 @@ def _load_folder(folder: Path, labels_file: Path | None, concepts, declared, col
             raise ValueError(f"{where}: {file!r} is not a PNG or JPEG file; convert it or "
                              "delete the row")
         img = _read_image(path, where)
+        if first is None:
+            _check_size(len(rows), img.shape[1], img.shape[2], where, resize)
+        if resize is not None:
+            img = _resized(img, resize)
         if first is None:
             first = (file, img.shape)
         elif img.shape != first[1]:
@@ -372,7 +509,7 @@ def _load_folder(folder: Path, labels_file: Path | None, concepts, declared, col
     return x, labels, used, inferred, str(labels_file), [file for file, _, _ in rows]
 
 
-def _load_npz(path: Path, concepts, declared, columns, infer):
+def _load_npz(path: Path, concepts, declared, columns, infer, resize: int | None = None):
     try:
         data = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as err:
@@ -385,8 +522,11 @@ def _load_npz(path: Path, concepts, declared, columns, infer):
     if ims.ndim != 4 or 3 not in (ims.shape[1], ims.shape[-1]):
         raise ValueError(f"{path.name}: 'images' must be (N, H, W, 3) or (N, 3, H, W), got "
                          f"{ims.shape}; stack RGB images along a first axis")
+    chw = not (ims.shape[-1] == 3 and ims.shape[1] != 3)
+    _check_size(ims.shape[0], ims.shape[2 if chw else 1], ims.shape[3 if chw else 2],
+                path.name, resize)
     x = torch.from_numpy(np.ascontiguousarray(ims))
-    x = x.permute(0, 3, 1, 2) if ims.shape[-1] == 3 and ims.shape[1] != 3 else x
+    x = x if chw else x.permute(0, 3, 1, 2)
     if ims.dtype == np.uint8:
         x = x.float() / 255.0
     else:
@@ -396,6 +536,8 @@ def _load_npz(path: Path, concepts, declared, columns, infer):
             i = int(bad.flatten(1).any(1).nonzero()[0])
             raise ValueError(f"{path.name}: images[{i}] has values outside [0, 1]; store "
                              "uint8 or floats in [0, 1]")
+    if resize is not None and tuple(x.shape[-2:]) != (resize, resize):
+        x = torch.cat([_resized(x[i:i + 256], resize) for i in range(0, x.shape[0], 256)])
     palette = None
     if "palette_names" in data and "palette_rgb" in data:
         names = [str(s) for s in data["palette_names"]]
@@ -433,8 +575,8 @@ def _load_npz(path: Path, concepts, declared, columns, infer):
 
 
 def load_images(path, labels=None, *, concepts: dict[str, Concept] | None = None,
-                columns: Mapping | Sequence[str] | None = None, infer: bool = False
-                ) -> LabelledImages:
+                columns: Mapping | Sequence[str] | None = None, infer: bool = False,
+                resize: int | None = None) -> LabelledImages:
     """Load a folder (+ labels.csv / labels.json, or ``labels=PATH``) or an ``.npz`` file.
 
     Args:
@@ -443,6 +585,8 @@ def load_images(path, labels=None, *, concepts: dict[str, Concept] | None = None
             ``["position=x,y"]``).
         infer: infer a concept from the data for labels that are undeclared or do not fit
             the built-in scene concept (default off: such labels raise).
+        resize: resize every image to ``resize x resize`` pixels as it is read (images
+            larger than :data:`MAX_IMAGE_SIDE` are refused without it).
     """
     path = Path(path)
     declared = dict(concepts or {})
@@ -450,19 +594,20 @@ def load_images(path, labels=None, *, concepts: dict[str, Concept] | None = None
     if path.is_dir() and (path / "concepts.json").is_file():
         declared = {**read_concepts(path / "concepts.json"), **declared}
     known = {**scene_concepts(), **declared}
-    files = None
+    files, warnings = None, []
     if path.is_file() and path.suffix.lower() == ".npz":
-        x, lab, used, inferred, palette, src = _load_npz(path, known, set(declared), cols, infer)
+        x, lab, used, inferred, palette, src = _load_npz(path, known, set(declared), cols, infer,
+                                                         resize)
     elif path.is_dir():
         x, lab, used, inferred, src, files = _load_folder(path, labels, known, set(declared),
-                                                          cols, infer)
+                                                          cols, infer, resize, warnings)
         palette = dict(PALETTE) if "color" in used and used["color"].values == tuple(
             PALETTE) else None
     else:
         raise ValueError(f"{str(path)!r} is neither a folder of images nor an .npz file; pass "
                          "a folder holding labels.csv / labels.json, or an .npz")
     out = LabelledImages(x, lab, used, palette=palette, source=src, inferred=inferred)
-    out.files = files
+    out.files, out.warnings = files, warnings
     builtin = scene_concepts()
     out.declared = {n for n, c in used.items() if n not in inferred
                     and (n in declared or builtin.get(n) != c)}
@@ -493,6 +638,67 @@ def split_holdout(dataset: LabelledImages, holdout: float | int | None = None, *
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     return (dataset.subset(sorted(perm[k:]), source=f"{dataset.source} (train)"),
             dataset.subset(sorted(perm[:k]), source=f"{dataset.source} (held out)"))
+
+
+def check_training_labels(train: LabelledImages, held: LabelledImages, name: str) -> list[str]:
+    """Check the labels of concept ``name`` for training on ``train`` (scored on ``held``):
+    raise ``ValueError`` when they hold one value or one class (nothing to learn); return
+    warnings for classes of fewer than :data:`MIN_CLASS_IMAGES` images (with the counts) and
+    for held-out images that are near-copies of training images (their score would flatter).
+    """
+    c = train.concepts[name]
+    both = torch.cat([torch.as_tensor(train.labels[name]), torch.as_tensor(held.labels[name])])
+    warnings = []
+    if c.is_categorical:
+        counts = torch.bincount(both.long().reshape(-1), minlength=len(c.values))
+        present = [(c.values[i], int(k)) for i, k in enumerate(counts.tolist()) if k]
+        if len(present) < 2:
+            raise ValueError(f"{train.source}: every image has {name} {present[0][0]!r}, so "
+                             f"there is nothing to learn about {name}; add images of other "
+                             f"{name} values or train another concept")
+        few = [(v, k) for v, k in present if k < MIN_CLASS_IMAGES]
+        if few:
+            shown = ", ".join(f"{v!r} {k}" for v, k in few)
+            warnings.append(f"{name}: few images of some classes ({shown}; fewer than "
+                            f"{MIN_CLASS_IMAGES} each): the model learns little about them; "
+                            "add images of those classes or merge them")
+    elif bool((both == both[:1]).all()):
+        shown = ", ".join(f"{v:.6g}" for v in both[0].reshape(-1).tolist())
+        raise ValueError(f"{train.source}: every image has {name} {shown}, so there is "
+                         f"nothing to learn about {name}; "
+                         "add images of other values or train another concept")
+    pairs = _near_copies(held.images, train.images)
+    if pairs:
+        hi, ti = pairs[0]
+
+        def name_of(ds, i):
+            return ds.files[i] if ds.files else f"image {i}"
+
+        warnings.append(f"{len(pairs)} of the {len(held)} held-out images are near-copies of "
+                        f"training images (e.g. {name_of(held, hi)} and {name_of(train, ti)}): "
+                        "the held-out score will flatter the model; remove the copies")
+    return warnings
+
+
+def _near_copies(held: Tensor, train: Tensor, chunk: int = 512) -> list[tuple[int, int]]:
+    """``(held index, train index)`` of held-out images whose 8x8 thumbnail is within
+    :data:`NEAR_COPY` (mean absolute difference) of a training image's."""
+    if len(held) == 0 or len(train) == 0:
+        return []
+
+    def thumb(x):
+        return torch.nn.functional.adaptive_avg_pool2d(x.float(), 8).flatten(1)
+
+    h = thumb(held)
+    best = torch.full((len(held),), float("inf"))
+    arg = torch.zeros(len(held), dtype=torch.long)
+    for lo in range(0, len(train), chunk):
+        t = thumb(train[lo:lo + chunk])
+        d = torch.cdist(h, t, p=1) / h.shape[1]  # (held, chunk) mean |difference|
+        m, i = d.min(1)
+        better = m < best
+        best[better], arg[better] = m[better], i[better] + lo
+    return [(i, int(arg[i])) for i in range(len(held)) if best[i] <= NEAR_COPY]
 
 
 def save_npz(dataset, path, indices=None, *, concepts: dict[str, Concept] | None = None
