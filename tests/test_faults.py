@@ -228,3 +228,28 @@ def test_a_reader_that_closes_the_pipe(tmp_path):
             from PIL import Image
 
             assert Image.open(written).size[0] > 0
+
+
+def test_ctrl_c_during_render_each_keeps_what_was_finished(tmp_path):
+    from conceptebm.datasets import load_images
+
+    out = tmp_path / "each"
+    proc = subprocess.Popen([sys.executable, "-m", "conceptebm", "render", "position", "-n",
+                             "3000", "--each", str(out), "--threads", "1"], env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while (not out.is_dir() or len(list(out.iterdir())) < 100) and proc.poll() is None \
+            and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    last = err.strip().splitlines()[-1]  # after the progress bar
+    assert last.startswith("error: conceptebm render: stopped by Ctrl-C") and \
+        "Traceback" not in err
+    written = int(last.split("wrote ")[1].split(" of ")[0])
+    assert 0 < written < 3000 and "its labels.csv lists them" in last
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    listed = [r[0] for r in csv.reader(open(out / "labels.csv"))][1:]
+    assert sorted(listed) == pngs and len(pngs) == written  # no image without its row
+    assert len(load_images(out)) == written
