@@ -4,11 +4,13 @@
 Needs nothing but Python (3.10+). Usage:
 
     python3 dev.py demo      # the main job: composition demo, writes PNGs and a report
-    python3 dev.py test      # the whole test suite
+    python3 dev.py test      # the whole test suite (the documentation build included)
+    python3 dev.py docs      # the documentation site, built offline into build/site
     python3 dev.py setup     # only create / update .venv
 
-The first call creates ``.venv`` and installs the package with its ``dev`` and ``notebooks``
-extras. torch is pinned to the local CPU build through ``constraints.txt``: a spec that admits
+The first call creates ``.venv`` and installs the package with its ``dev``, ``notebooks`` and
+``docs`` extras.
+torch is pinned to the local CPU build through ``constraints.txt``: a spec that admits
 a newer torch would pull several GB of CUDA wheels. Later calls reuse the environment and only
 reinstall when ``pyproject.toml`` or ``constraints.txt`` changed.
 """
@@ -43,12 +45,12 @@ def setup() -> None:
         venv.EnvBuilder(with_pip=True).create(VENV)
     if STAMP.exists() and STAMP.read_text() == _fingerprint():
         return
-    print("[dev] installing conceptebm with its dev and notebook extras", flush=True)
+    print("[dev] installing conceptebm with its dev, notebook and docs extras", flush=True)
     pip = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     # torch first, by exact pin, so no resolver step can ever pick a CUDA build.
     subprocess.check_call(pip + ["-c", str(ROOT / "constraints.txt"), "torch==2.13.0"])
     subprocess.check_call(
-        pip + ["-c", str(ROOT / "constraints.txt"), "-e", f"{ROOT}[dev,notebooks]"]
+        pip + ["-c", str(ROOT / "constraints.txt"), "-e", f"{ROOT}[dev,notebooks,docs]"]
     )
     STAMP.write_text(_fingerprint())
 
@@ -65,12 +67,12 @@ def _env() -> dict[str, str]:
     return env
 
 
-def run(args: list[str]) -> int:
-    return subprocess.call([str(PY), *args], cwd=ROOT, env=_env())
+def run(args: list[str], **extra_env: str) -> int:
+    return subprocess.call([str(PY), *args], cwd=ROOT, env={**_env(), **extra_env})
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"demo", "test", "setup"}:
+    if not argv or argv[0] not in {"demo", "test", "docs", "setup"}:
         print(__doc__)
         return 2
     cmd, rest = argv[0], argv[1:]
@@ -79,6 +81,11 @@ def main(argv: list[str]) -> int:
         return 0
     if cmd == "demo":
         return run(["-m", "conceptebm", "demo", *rest])
+    if cmd == "docs":  # strict: a broken link, reference or failing notebook fails the build
+        # the notebooks run their quick settings (as in the tests) unless --full is given
+        full = "--full" in rest
+        rest = [a for a in rest if a != "--full"]
+        return run(["-m", "mkdocs", "build", "--strict", *rest], **({} if full else {"CI": "1"}))
     # Two worker processes, one per core; each test process uses one thread.
     return run(["-m", "pytest", "-n", "2", "-q", *rest])
 
