@@ -218,7 +218,9 @@ def _check(args: argparse.Namespace) -> None:
         check_out_dir(config.out_dir, resume=bool(args.resume), option="--out-dir")
     except RunFolderError as err:
         raise CommandError(str(err).replace("resume=True (--resume)", "--resume")) from None
-    if not getattr(args, "data", None):  # a scene dataset: it must have the concept
+    # a scene dataset must have the concept (a resumed run on a user's images has data.json)
+    data_run = getattr(args, "resume", False) and (Path(config.out_dir) / "data.json").is_file()
+    if not getattr(args, "data", None) and not data_run:
         from conceptebm.datasets.factories import DATASETS, make_dataset
 
         if config.dataset_name not in DATASETS:

@@ -4,6 +4,7 @@ read once at the end and never enters training or selection."""
 import json
 
 import pytest
+import torch
 
 import conceptebm.train.loop as loop
 from conceptebm.checkpoints import load_energy
@@ -139,3 +140,26 @@ def test_resume_reads_the_same_test_split(tmp_path, folders, capsys):
                  "--quiet"]) == 0
     assert "test split (7 images" in capsys.readouterr().out
     assert json.loads((run / "data.json").read_text())["test"]["files"] == first
+
+
+def test_resume_of_a_run_on_a_concept_no_scene_dataset_has(tmp_path, capsys):
+    """--resume with only the run folder, for a label the scene datasets lack (digits)."""
+    from conceptebm.concepts import Concept
+    from conceptebm.datasets import LabelledImages, save_npz
+
+    g = torch.Generator().manual_seed(0)
+    kind = Concept.categorical("kind", ["a", "b"])
+    labels = torch.arange(24) % 2
+    images = (torch.rand(24, 1, 8, 8, generator=g) * 0.2 + 0.6 * labels.view(-1, 1, 1, 1)
+              ).expand(-1, 3, -1, -1).contiguous()
+    npz = save_npz(LabelledImages(images, {"kind": labels}, {"kind": kind}),
+                   tmp_path / "kinds.npz")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(npz), "--concept", "kind", "--test", "4",
+                 "--out-dir", str(run), "--smoke", "--quiet", "--eval-every", "3"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", "--out-dir", str(run), "--iterations", "9",
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "to iteration 9" in out and "test split (4 images" in out
+    assert json.loads((run / "data.json").read_text())["test"]["indices"]
