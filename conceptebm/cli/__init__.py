@@ -62,6 +62,7 @@ COMMAND_MODULES = [
     "conceptebm.cli.sample",  # sample
     "conceptebm.cli.infer",  # infer, energy-map
     "conceptebm.cli.train_judges",  # train-judges
+    "conceptebm.cli.cards",  # models, models show
 ]
 
 

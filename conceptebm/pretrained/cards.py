@@ -1,0 +1,151 @@
+"""Model cards: what a model reads, how it was trained, what it measured and where it fails.
+
+:func:`model_card` writes a card from a loaded model's record (``model.record``, see
+:func:`conceptebm.load`), so a card says nothing its checkpoint does not back: the concept and
+its range or categories, the net, the training command and time, the sampler and MAP settings,
+the calibration of "no object found", every metric with its standard error and the command
+that measured it. The shipped models add their intended use and known limits
+(:data:`USE_AND_LIMITS`, each limit with the measured numbers behind it).
+``conceptebm models show NAME`` prints it.
+
+Example:
+    >>> import conceptebm
+    >>> card = model_card(conceptebm.load("position_late"), name="position_late")
+    >>> print(card.splitlines()[0])
+    # position_late
+    >>> "## Known limits" in card and "single_mae.clutter" in card
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+__all__ = ["model_card", "summary", "USE_AND_LIMITS"]
+
+#: Intended use and known limits of each shipped model, as measured (the numbers are keys of its
+#: record's metrics, so the card shows them beside the text).
+USE_AND_LIMITS: dict[str, dict[str, str]] = {
+    "position": {
+        "use": "generating single-object default-camera scenes at a position; reading a "
+               "position when robustness to pixel noise matters more than precision",
+        "limits": "Trained by contrastive divergence: its energy map has one deep basin, so "
+                  "it finds one object in a scene that holds two; read positions with "
+                  "position_contrastive or position_late.",
+    },
+    "position_cd": {
+        "use": "generating scenes with several objects (one concept at two values, e.g. "
+               "position=(-0.6,-0.6) & position=(0.6,0.6))",
+        "limits": "A generator: not the reader to use for inference.",
+    },
+    "color": {"use": "generating and reading one of eight colours of the scene's object",
+              "limits": "Knows the eight palette colours of the renderer only."},
+    "shape": {"use": "generating and reading sphere, cube or cylinder",
+              "limits": "An empty scene gets an energy like a real one's, so it cannot say "
+                        "'no object found'; generated shapes are right about three times in "
+                        "four (shape.acc)."},
+    "size": {"use": "generating and reading an object's size",
+             "limits": "An empty scene gets an energy like a real one's, so it cannot say "
+                       "'no object found'."},
+    "position_contrastive": {
+        "use": "the default reader of conceptebm infer: the position of the object(s) in "
+               "default-camera scenes, robust to pixel noise, grey clutter and unseen light",
+        "limits": "Knows the default camera only (use position_multiview for other views); "
+                  "early-conditioned: each candidate position costs a full network pass, so "
+                  "it reads a few images per second per core.",
+    },
+    "position_late": {
+        "use": "fast position reading (one trunk pass per image) in clean or noisy "
+               "default-camera scenes, and large energy maps",
+        "limits": "Loses to position_contrastive on grey clutter and unseen light "
+                  "(single_mae.clutter, single_mae.lighting against single_mae.clean); not "
+                  "the default reader for that reason.",
+    },
+    "position_multiview": {
+        "use": "position from one or several views taken from any camera (their energies add)",
+        "limits": "A single view is ambiguous (multiview_mae.1); use four or more views for "
+                  "a precise answer; its NUTS intervals were checked on 4-view sets only.",
+    },
+}
+
+
+def _concept_text(concept) -> str:
+    if concept.is_categorical:
+        values = ", ".join(concept.values)
+        return f"{concept.name}: categorical, {len(concept.values)} values ({values})"
+    return (f"{concept.name}: continuous, {concept.dim}-D, range {concept.low:g} to "
+            f"{concept.high:g}")
+
+
+def _metric_rows(metrics: Mapping) -> list[str]:
+    rows = []
+    for key in sorted(metrics):
+        if key.endswith("_stderr"):
+            continue
+        value = metrics[key]
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        se = metrics.get(f"{key}_stderr")
+        shown = f"{value:.4g}" + (f" ± {se:.2g}" if isinstance(se, (int, float))
+                                  and math.isfinite(se) else "")
+        rows.append(f"| {key} | {shown} |")
+    return rows
+
+
+def summary(model, name: str) -> str:
+    """One line: the name, the concept and what the model is for."""
+    use = USE_AND_LIMITS.get(name, {}).get("use") or model.record.get("purpose") or "-"
+    return f"{name:<22} {model.concept.name:<9} {use}"
+
+
+def model_card(model, *, name: str | None = None) -> str:
+    """A Markdown card of a loaded model (``conceptebm.load(...)``), written from its record.
+
+    ``name``: the shipped name (adds intended use and known limits), or a label for a model
+    of your own (its record's ``purpose`` is the use; limits are yours to state).
+    """
+    record = model.record
+    title = name or "model"
+    lines = [f"# {title}", "", f"- Concept: {_concept_text(model.concept)}",
+             f"- Net: {record.get('net', {}).get('type', type(model).__name__)}"]
+    known = USE_AND_LIMITS.get(name or "", {})
+    use = known.get("use") or record.get("purpose")
+    if use:
+        lines.append(f"- Intended use: {use}")
+    lines += ["", "## Training", ""]
+    if record.get("command"):
+        lines.append(f"- Command (as recorded when it was trained): `{record['command']}`")
+    if isinstance(record.get("training_time_s"), (int, float)):
+        lines.append(f"- Training time: {record['training_time_s'] / 60:.1f} min on a 2-core CPU")
+    if record.get("iteration") is not None:
+        lines.append(f"- Checkpoint: iteration {record['iteration']}")
+    if record.get("frozen"):
+        frozen = ", ".join(map(str, record["frozen"]))
+        lines.append(f"- Trained inside the composition with: {frozen}")
+    if record.get("recipe_note"):
+        lines.append(f"- Recipe: {record['recipe_note']}")
+    lines += ["", "## Settings", ""]
+    if model.sampler is not None:
+        s = model.sampler
+        lines.append(f"- Sampler: {s.num_steps} Langevin steps of size {s.step_size:g}, noise "
+                     f"{s.noise_scale:g}, from {s.init} noise"
+                     + (f", then {s.denoise_steps} noise-free" if s.denoise_steps else ""))
+    m = model.map_settings
+    if m is not None:
+        grid = "the concept's default" if m.grid is None else f"{m.grid} per coordinate"
+        lines.append(f"- MAP: start grid {grid}, {m.steps} {m.optimizer} steps")
+    cal = record.get("energy_calibration")
+    lines.append("- No-object check: " + (f"calibrated on {cal.get('n', 'held-out')} real "
+                                          "images" if isinstance(cal, Mapping) else
+                                          "none recorded (every image gets an answer)"))
+    metrics = record.get("metrics") or {}
+    rows = _metric_rows(metrics)
+    if rows:
+        where = record.get("metrics_command", "")
+        n = record.get("metrics_n")
+        lines += ["", "## Metrics", "", f"Measured by `{where}`" + (f" (n = {n})" if n else "")
+                  + "; value ± standard error.", "", "| metric | value |", "|---|---|", *rows]
+    if known.get("limits"):
+        lines += ["", "## Known limits", "", known["limits"]]
+    return "\n".join(lines) + "\n"
