@@ -253,3 +253,21 @@ def test_ctrl_c_during_render_each_keeps_what_was_finished(tmp_path):
     listed = [r[0] for r in csv.reader(open(out / "labels.csv"))][1:]
     assert sorted(listed) == pngs and len(pngs) == written  # no image without its row
     assert len(load_images(out)) == written
+
+
+def test_another_process_that_failed_is_one_line_on_rank_0(tmp_path, monkeypatch, capsys):
+    import conceptebm.train.loop as loop
+    from conceptebm.train.distributed import RankFailed
+
+    def failed(*a, **k):
+        raise RankFailed("process 1 of 2 failed (ValueError: bad labels); process 0 stopped "
+                         "too. Fix that error and run the command again")
+
+    monkeypatch.setattr(loop, "train", failed)
+    for rank, lines in (("0", 1), ("1", 0)):  # under torchrun only rank 0 says it
+        monkeypatch.setenv("RANK", rank)
+        assert main(["train", *TRAIN, "--out-dir", str(tmp_path / f"run{rank}")]) == 1
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == lines and "Traceback" not in err
+        if lines:
+            one_line(err, "process 1 of 2 failed (ValueError: bad labels)")

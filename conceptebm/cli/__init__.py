@@ -155,6 +155,9 @@ def describe_failure(err: BaseException) -> tuple[str, int] | None:
     >>> describe_failure(PermissionError(errno.EACCES, "Permission denied", "/x"))
     ('permission denied: /x; choose a folder you can write to (e.g. under your home folder) or change its permissions', 2)
     """
+    status = getattr(err, "one_line_status", None)
+    if status is not None:  # an error of ours meant to be read as one line (RankFailed)
+        return str(err), int(status)
     if _is_out_of_memory(err):
         m = re.search(r"allocat\w* (\d+) bytes|Tried to allocate ([\d.]+ [KMGT]i?B)", str(err))
         size = (f" (an allocation of {_size(int(m.group(1)))} failed)" if m and m.group(1)
@@ -268,5 +271,7 @@ def _run(args) -> int:
         if isinstance(err, BrokenPipeError) or getattr(err, "errno", None) == errno.EPIPE:
             _quiet_stdout()
         message, status = found
-        print(f"error: conceptebm {args.command}: {message}", file=sys.stderr)
+        if not getattr(err, "one_line_status", None) or os.environ.get("RANK", "0") == "0":
+            # under torchrun the other processes' failure is reported by rank 0 alone
+            print(f"error: conceptebm {args.command}: {message}", file=sys.stderr)
         return status

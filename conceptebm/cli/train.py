@@ -316,7 +316,8 @@ def _main(args: argparse.Namespace) -> int:
         result = train(config, dataset=dataset, eval_dataset=eval_dataset, resume=args.resume,
                        progress=not args.quiet, on_start=write_records)
     except TrainingDiverged as err:
-        print(f"error: conceptebm train: {err}", file=sys.stderr)
+        if _is_main():  # every process of a DDP run diverges together: rank 0 says so
+            print(f"error: conceptebm train: {err}", file=sys.stderr)
         return 3
     except (FileExistsError, CheckpointError) as err:
         message = str(err).replace("resume=True (--resume)", "--resume")

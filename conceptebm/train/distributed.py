@@ -34,7 +34,10 @@ _FAILED_KEY = "conceptebm/failed"  # "rank|error" of the first process that fail
 
 
 class RankFailed(RuntimeError):
-    """Another process of the distributed run failed; this one stopped too."""
+    """Another process of the distributed run failed; this one stopped too. The command line
+    prints it as one line (status 1), on rank 0 only."""
+
+    one_line_status = 1  # conceptebm.cli prints str(err), no traceback
 
 
 class DistContext(NamedTuple):

@@ -266,9 +266,10 @@ def train(config: TrainConfig, *, dataset=None, eval_dataset=None, judge=None,
         clean = True  # every process stopped at the same iteration
         raise
     except Exception as err:
-        if ctx.enabled:
-            raise D.failure(ctx, err) from (None if isinstance(err, D.RankFailed) else err)
-        raise
+        stop_too = D.failure(ctx, err) if ctx.enabled else err  # named for the others
+        if stop_too is err:
+            raise
+        raise stop_too from None
     finally:
         if owned:
             D.teardown(ctx, clean=clean)
