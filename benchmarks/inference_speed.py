@@ -35,8 +35,9 @@ import torch
 
 from conceptebm.datasets import make_dataset
 from conceptebm.evaluate import mean_absolute_error
-from conceptebm.infer import concept_grid, energy_map, infer_concept
+from conceptebm.infer import concept_grid, energy_map
 from conceptebm.infer.energy_map import image_features
+from conceptebm.scenes import infer_concept
 
 TEST_SEED = 700_001  # held-out renders (as paper/benchmarks/inference.py): no training run uses it
 

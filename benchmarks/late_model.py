@@ -47,10 +47,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from conceptebm.checkpoints import save_checkpoint
 from conceptebm.datasets import make_dataset
 from conceptebm.energies.late import LateEnergyNet
-from conceptebm.infer import infer_concept
-from conceptebm.train import concept_contrastive_loss, save_checkpoint, wrong_concept_values
+from conceptebm.scenes import infer_concept
+from conceptebm.train import concept_contrastive_loss, wrong_concept_values
 
 RECIPE = {"dataset": "position", "dataset_size": 200_000, "seed": 0, "iterations": 5000,
           "batch_size": 32, "negatives": 31, "lr": 1e-3, "lr_schedule": "cosine to lr/20",

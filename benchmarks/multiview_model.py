@@ -37,7 +37,8 @@ from pathlib import Path
 
 import torch
 
-from conceptebm.train import export_weights, make_config, train
+from conceptebm.checkpoints import export_weights
+from conceptebm.train import make_config, train
 
 DEFAULT_OUT = "runs/position_multiview.safetensors"
 #: dataset settings on top of CONTRASTIVE_RECIPE

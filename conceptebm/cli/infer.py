@@ -273,7 +273,7 @@ def register(sub) -> None:
                    default=1.0,
                    help="posterior ∝ exp(-E / T), T in [1e-6, 1e3] (1: the energies as "
                         "trained; contrastive-divergence energies are often tiny, so their "
-                        "posteriors are flat unless T is small; see infer.fit_temperature)")
+                        "posteriors are flat unless T is small; see scenes.fit_temperature)")
     p.add_argument("--grid", type=validate.integer(MIN_GRID, MAX_GRID), default=None,
                    help=f"MAP start grid, points per coordinate, {MIN_GRID}-{MAX_GRID} (17 for "
                         f"a position; from fewer than {MIN_GRID} Adam starts outside the "

@@ -18,8 +18,9 @@ Both are Langevin / MALA chains or optimizers over the same energies:
 The engine knows energies and tensors only: it imports nothing from datasets, scenes, training,
 evaluation, composition, the shipped models or the command line (``tests/test_layers.py``
 keeps it so). The scene applications built on it live in :mod:`conceptebm.scenes`;
-``infer.infer_concept`` and the other scene names below stay reachable here as aliases of
-those (resolved on first use, so importing the engine never imports the applications).
+``infer.infer_concept`` and the other scene names below are deprecated aliases of those: they
+resolve on first use (importing the engine never imports the applications), warn, and go in
+conceptebm 0.3.
 """
 
 from conceptebm.infer.adapt import (
@@ -130,13 +131,20 @@ _SCENE_ALIASES = (
     "fit_temperature",
     "interval_coverage",
 )
-__all__ += list(_SCENE_ALIASES)
+#: When the scene aliases go.
+REMOVED_IN = "0.3"
 
 
 def __getattr__(name: str):
-    # PEP 562: resolve the aliases lazily, so the engine stays importable on its own.
+    # PEP 562: the old aliases of the scene applications resolve lazily (the engine stays
+    # importable on its own) and warn: they are conceptebm.scenes names.
     if name in _SCENE_ALIASES:
+        import warnings
+
         import conceptebm.scenes
 
+        warnings.warn(f"conceptebm.infer.{name} is deprecated and will be removed in conceptebm "
+                      f"{REMOVED_IN}; import it from conceptebm.scenes", DeprecationWarning,
+                      stacklevel=2)
         return getattr(conceptebm.scenes, name)
     raise AttributeError(f"module 'conceptebm.infer' has no attribute {name!r}")

@@ -2,10 +2,10 @@
 
 ``train(TrainConfig(...))`` runs the loop (:mod:`~conceptebm.train.loop`); the pieces are
 public for reuse and tests: the objective (loss terms composed into :class:`CDObjective` or
-:class:`ContrastiveObjective`, ``TrainConfig.objective``), the replay buffer, checkpoints
-(safetensors + JSON, atomic, resumable), evaluation with the judges, continual learning with
-frozen EBMs, and the DDP helpers. ``conceptebm train`` is the command line
-(:mod:`~conceptebm.cli.train`).
+:class:`ContrastiveObjective`, ``TrainConfig.objective``), the replay buffer, continual learning
+with frozen EBMs, and the DDP helpers. Checkpoints are :mod:`conceptebm.checkpoints`, scoring is
+:mod:`conceptebm.evaluate` (their old aliases here warn and go in conceptebm 0.3).
+``conceptebm train`` is the command line (:mod:`~conceptebm.cli.train`).
 
 Example:
     >>> from conceptebm.train import TrainConfig
@@ -13,20 +13,6 @@ Example:
     20
 """
 
-from conceptebm.checkpoints import (
-    Checkpoint,
-    CheckpointError,
-    export_weights,
-    load_checkpoint,
-    load_energy,
-    save_checkpoint,
-)
-from conceptebm.evaluate.quality import (
-    DEFAULT_SAMPLER,
-    generation_quality,
-    inference_quality,
-    selection_score,
-)
 from conceptebm.train.buffer import ReplayBuffer
 from conceptebm.train.config import (
     CONTRASTIVE_RECIPE,
@@ -79,20 +65,39 @@ __all__ = [
     "concept_contrastive_loss",
     "image_contrastive_loss",
     "wrong_concept_values",
-    "Checkpoint",
-    "CheckpointError",
-    "save_checkpoint",
-    "export_weights",
-    "load_checkpoint",
-    "load_energy",
     "freeze",
     "load_frozen",
     "match_steps",
-    "DEFAULT_SAMPLER",
-    "generation_quality",
-    "inference_quality",
-    "selection_score",
     "conditioned_energy",
     "fresh_noise",
     "sample_images",
 ]
+
+
+#: Names that lived here before they moved to their own layers: ``{name: new home}``. They still
+#: resolve, with a DeprecationWarning, until conceptebm 0.3.
+MOVED = {
+    "Checkpoint": "conceptebm.checkpoints",
+    "CheckpointError": "conceptebm.checkpoints",
+    "export_weights": "conceptebm.checkpoints",
+    "load_checkpoint": "conceptebm.checkpoints",
+    "load_energy": "conceptebm.checkpoints",
+    "save_checkpoint": "conceptebm.checkpoints",
+    "DEFAULT_SAMPLER": "conceptebm.evaluate.quality",
+    "generation_quality": "conceptebm.evaluate",
+    "inference_quality": "conceptebm.evaluate",
+    "selection_score": "conceptebm.evaluate",
+}
+REMOVED_IN = "0.3"
+
+
+def __getattr__(name: str):
+    if name in MOVED:
+        import importlib
+        import warnings
+
+        warnings.warn(f"conceptebm.train.{name} is deprecated and will be removed in conceptebm "
+                      f"{REMOVED_IN}; import it from {MOVED[name]}", DeprecationWarning,
+                      stacklevel=2)
+        return getattr(importlib.import_module(MOVED[name]), name)
+    raise AttributeError(f"module 'conceptebm.train' has no attribute {name!r}")

@@ -4,10 +4,11 @@ import pytest
 import torch
 from conftest import SquaresDataset
 
+from conceptebm.checkpoints import save_checkpoint
 from conceptebm.concepts import Concept
 from conceptebm.energies import And, StepMatched
 from conceptebm.energies.nets import ConvEnergyNet
-from conceptebm.train import conditioned_energy, save_checkpoint, smoke_config, train
+from conceptebm.train import conditioned_energy, smoke_config, train
 
 
 def test_new_concept_trains_inside_composition_and_frozen_ebm_gets_no_gradient(tmp_path):

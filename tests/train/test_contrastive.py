@@ -7,9 +7,10 @@ import pytest
 import torch
 from conftest import SquaresDataset
 
+from conceptebm.checkpoints import load_checkpoint, load_energy
 from conceptebm.cli import build_parser
 from conceptebm.cli.train import config_from_args
-from conceptebm.train import CONTRASTIVE_RECIPE, load_checkpoint, load_energy, smoke_config, train
+from conceptebm.train import CONTRASTIVE_RECIPE, smoke_config, train
 
 
 def run(tmp_path, name="run", resume=False, callback=None, concept="color", half=2,
@@ -142,7 +143,7 @@ def test_contrastive_loop_equals_the_recipe_written_by_hand(tmp_path):
 
 
 def test_resume_refuses_another_objective(tmp_path):
-    from conceptebm.train import CheckpointError
+    from conceptebm.checkpoints import CheckpointError
 
     run(tmp_path, concept="position", iterations=2, eval_every=0)
     cfg = smoke_config(concept="position", image_size=16, iterations=4, eval_every=0,

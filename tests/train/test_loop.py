@@ -4,15 +4,8 @@ import pytest
 import torch
 from conftest import SquaresDataset, SquaresJudge
 
-from conceptebm.train import (
-    CheckpointError,
-    TrainingDiverged,
-    load_checkpoint,
-    load_energy,
-    lr_at,
-    smoke_config,
-    train,
-)
+from conceptebm.checkpoints import CheckpointError, load_checkpoint, load_energy
+from conceptebm.train import TrainingDiverged, lr_at, smoke_config, train
 
 
 def run(tmp_path, name="run", resume=False, callback=None, **overrides):

@@ -1,0 +1,47 @@
+"""Compatibility aliases warn, name their new home and the version that removes them, and still
+resolve to the same object until then; the package's own code uses none of them (the suite turns
+their warning into an error, pyproject.toml's filterwarnings)."""
+
+import importlib
+import warnings
+
+import pytest
+
+import conceptebm.infer as infer
+import conceptebm.scenes as scenes
+import conceptebm.train as train
+
+
+@pytest.mark.parametrize("name", sorted(infer._SCENE_ALIASES))
+def test_scene_aliases_of_the_engine_warn_and_resolve(name):
+    with pytest.warns(DeprecationWarning, match=rf"conceptebm\.infer\.{name} is deprecated and "
+                                                r"will be removed in conceptebm 0\.3; import it "
+                                                r"from conceptebm\.scenes"):
+        alias = getattr(infer, name)
+    assert alias is getattr(scenes, name)
+    assert name not in infer.__all__  # a star import does not pull deprecated names
+
+
+@pytest.mark.parametrize("name", sorted(train.MOVED))
+def test_names_that_left_train_warn_and_resolve(name):
+    home = importlib.import_module(train.MOVED[name])
+    with pytest.warns(DeprecationWarning, match=rf"removed in conceptebm 0\.3; import it from "
+                                                rf"{train.MOVED[name]}"):
+        alias = getattr(train, name)
+    assert alias is getattr(home, name) and name not in train.__all__
+
+
+def test_the_removal_version_is_one_and_later_than_this_one():
+    import conceptebm
+
+    assert infer.REMOVED_IN == train.REMOVED_IN == "0.3"
+    assert tuple(map(int, conceptebm.__version__.split(".")[:2])) < (0, 3)
+
+
+def test_an_unknown_name_is_still_an_attribute_error():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(AttributeError):
+            infer.no_such_thing  # noqa: B018
+        with pytest.raises(AttributeError):
+            train.no_such_thing  # noqa: B018
