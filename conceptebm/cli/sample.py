@@ -102,11 +102,22 @@ def _main(args: argparse.Namespace) -> int:
     if getattr(args, "each", None):  # one PNG per image + labels.csv, each chunk as it ends
         return _sample_each(args, energy, settings, cm, gen, device)
     chunks = []
-    for start in range(0, args.n, CHUNK):  # (n, C, H, W) built CHUNK chains at a time
-        chunks.append(generate(energy, min(CHUNK, args.n - start), settings, cm.image_shape,
-                               generator=gen, device=device, progress=True).cpu())
-    x = torch.cat(chunks)
     out = Path(args.output)
+    try:
+        for start in range(0, args.n, CHUNK):  # (n, C, H, W) built CHUNK chains at a time
+            chunks.append(generate(energy, min(CHUNK, args.n - start), settings,
+                                   cm.image_shape, generator=gen, device=device,
+                                   progress=True).cpu())
+    except KeyboardInterrupt as err:  # Ctrl-C: the finished chunks still make a grid
+        from conceptebm.cli import Interrupted
+
+        done = sum(len(c) for c in chunks)
+        if done:
+            save_grid(torch.cat(chunks), out, title=repr(energy))
+        raise Interrupted(getattr(err, "signum", 2),
+                          f"wrote {done} of {args.n} samples to {out}" if done
+                          else "no sample was finished; nothing was written") from None
+    x = torch.cat(chunks)
     save_grid(x, out, title=repr(energy))
     print(f"{energy!r}: wrote {args.n} samples to {out}")
     return 0
