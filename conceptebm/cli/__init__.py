@@ -107,6 +107,7 @@ def parse(argv: list[str], parser: argparse.ArgumentParser | None = None):
     after one ``error:`` line (what :func:`main` does before the work; the tests walk it)."""
     parser = parser or build_parser()
     args = parser.parse_args(argv)
+    _check_output_paths(parser, args)
     check = getattr(args, "check", None)
     if check is not None:
         try:
@@ -114,6 +115,27 @@ def parse(argv: list[str], parser: argparse.ArgumentParser | None = None):
         except CommandError as err:
             raise SystemExit(_fail(f"conceptebm {args.command}: {err}")) from None
     return args
+
+
+def _check_output_paths(parser: argparse.ArgumentParser, args) -> None:
+    """Each output path given on the command line can be written: a name the file system
+    takes, no file in the place of a folder, a folder with write permission on a writable disk
+    (:func:`~conceptebm.cli.validate.write_problem`). Unused defaults are not checked (a
+    read-only working folder is fine for ``render --each /elsewhere``)."""
+    from conceptebm.cli.validate import write_problem
+
+    sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    command = sub.choices.get(getattr(args, "command", None)) if sub else None
+    for action in (command or parser)._actions:
+        value = getattr(args, action.dest, None)
+        if not getattr(action.type, "writes", False) or not value or value == action.default:
+            continue
+        problem = write_problem(value)
+        if problem:
+            flag = "/".join(action.option_strings) or action.dest
+            shown = value if len(str(value)) <= 80 else str(value)[:60] + "..."
+            raise SystemExit(_fail(f"conceptebm {args.command}: argument {flag}: "
+                                   f"{action.type.rule}, got {shown!r} ({problem})"))
 
 
 def _size(n: float) -> str:

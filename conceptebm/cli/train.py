@@ -214,6 +214,9 @@ def _check(args: argparse.Namespace) -> None:
 
     notes: list[str] = []
     config = config_from_args(args, report=notes.append)
+    problem = validate.write_problem(config.out_dir)  # also an out_dir from --config
+    if problem:
+        raise CommandError(f"--out-dir {config.out_dir}: {problem}")
     try:
         check_out_dir(config.out_dir, resume=bool(args.resume), option="--out-dir")
     except RunFolderError as err:

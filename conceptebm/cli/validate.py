@@ -48,6 +48,8 @@ class OptionType:
     """An argparse ``type=`` with a rule: ``convert(text)`` returns the value or raises
     ``ValueError``; ``bad`` lists values the rule refuses (for the tests)."""
 
+    writes = False  # a path the command writes: checked by conceptebm.cli.parse when given
+
     def __init__(self, rule: str, convert: Callable[[str], object], bad: Sequence[str],
                  name: str):
         self.rule, self.convert, self.bad, self.__name__ = rule, convert, tuple(bad), name
@@ -187,8 +189,9 @@ def _nearest_existing(p: Path) -> Path:
 def write_problem(path: str | os.PathLike) -> str | None:
     """Why ``path`` (a file or folder to create or write into) cannot be written, or
     ``None``: a name longer than its file system allows, a file in the way of a folder, or a
-    folder above it without write permission or on a read-only file system. (Root passes the
-    permission check; the write itself then says no, in one line, see ``conceptebm.cli``.)"""
+    folder above it without write permission or on a read-only file system (checked for the
+    output paths a user gives, not for unused defaults). Root passes the permission check;
+    the write itself then says no, in one line (see ``conceptebm.cli``)."""
     p = Path(path)
     base = _nearest_existing(p.parent if p.is_file() else p)  # a file to overwrite: its folder
     try:
@@ -224,14 +227,13 @@ def output_file(suffixes: Sequence[str] = IMAGE_SUFFIXES, what: str = "image") -
             raise _Reason(f"the suffix names the format{hint}")
         if p.exists() and p.is_dir():
             raise _Reason("it is a folder")
-        problem = write_problem(p)
-        if problem:
-            raise _Reason(problem)
         return text
 
     article = "an" if what[0] in "aeiou" else "a"
-    return OptionType(f"must be {article} {what} path ending in {', '.join(suffixes)}", convert,
-                      ["noext", "out.txt", ""], "output_file")
+    out = OptionType(f"must be {article} {what} path ending in {', '.join(suffixes)}", convert,
+                     ["noext", "out.txt", ""], "output_file")
+    out.writes = True  # conceptebm.cli.parse checks a given path can be written (write_problem)
+    return out
 
 
 def output_dir() -> OptionType:
@@ -241,12 +243,11 @@ def output_dir() -> OptionType:
             raise _Reason("empty")
         if Path(text).exists() and not Path(text).is_dir():
             raise _Reason("a file of that name exists")
-        problem = write_problem(text)
-        if problem:
-            raise _Reason(problem)
         return text
 
-    return OptionType("must be a folder path", convert, [""], "folder")
+    out = OptionType("must be a folder path", convert, [""], "folder")
+    out.writes = True
+    return out
 
 
 def text(pattern_doc: str = "non-empty text") -> OptionType:
