@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import torch
 
@@ -111,7 +110,9 @@ def _main(args) -> int:
     path = save_grid(images, args.output, nrow=nrow, title=title)
     print(f"wrote {path} ({args.n} images of {args.image_size}x{args.image_size})")
     if args.labels:
-        Path(args.labels).write_text(json.dumps({"dataset": ds.info(), "items": rows}))
+        from conceptebm.checkpoints import atomic_write_text
+
+        atomic_write_text(args.labels, json.dumps({"dataset": ds.info(), "items": rows}))
         print(f"wrote {args.labels}")
     return 0
 

@@ -305,7 +305,9 @@ def report_test(args, result) -> dict | None:
               "source": json.loads((out / "data.json").read_text())["test"]["source"],
               "metrics": {k: {"value": m.value, "stderr": m.stderr}
                           for k, m in metrics.items()}}
-    (out / "test.json").write_text(json.dumps(record, indent=1))
+    from conceptebm.checkpoints import atomic_write_text
+
+    atomic_write_text(out / "test.json", json.dumps(record, indent=1))
     shown = ", ".join(f"{k} {m.value:.4f} ± {m.stderr:.4f}" for k, m in metrics.items())
     print(f"test split ({len(test)} images, read once after training, not used for "
           f"selection): {shown}; in {out / 'test.json'}")

@@ -7,8 +7,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conceptebm.datasets.foreign import write_foreign
 
+pytestmark = pytest.mark.slow  # three torchrun launches, about 15 s each on a shared core
 RUNS = 3
 
 
