@@ -112,12 +112,15 @@ class _StopSignals:
     Outside the main thread nothing is installed (signals go to the main thread only)."""
 
     def __init__(self):
-        self.signum, self._previous = 0, {}
+        self.signum, self._previous, self._at = 0, {}, 0.0
 
     def _handle(self, signum, frame):  # noqa: ARG002 - the signal module's signature
-        if self.signum == signal.SIGINT and signum == signal.SIGINT:
+        # a second Ctrl-C stops at once; one within a second of the first is the same Ctrl-C
+        # delivered twice (the terminal's, and torchrun's forwarding of it)
+        if self.signum == signal.SIGINT == signum and time.monotonic() - self._at > 1.0:
             raise KeyboardInterrupt
-        self.signum = self.signum or signum
+        if not self.signum:
+            self.signum, self._at = signum, time.monotonic()
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
