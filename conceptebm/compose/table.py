@@ -3,7 +3,13 @@
 Each row draws ``n`` random targets, builds the composed energy with one chain per target
 (a syntax tree of :mod:`conceptebm.compose.expr` whose atoms hold ``(n, dim)`` tensors, so raw
 and calibrated composition share :func:`~conceptebm.compose.expr.build`), and scores the
-judged generations against what the row asked for.
+judged generations against what the row asked for. An image that shows no object
+(:func:`conceptebm.evaluate.metrics.object_present`) fails its row, as in every generation
+table: it counts as wrong in each accuracy (and as showing the negated value where the row
+asks for a rate that should be low); errors are averaged over all images as judged, and each
+row reports its ``object_rate``. :func:`real_targets` and :func:`render_targets` give real
+renders of the values a row asked for (the reference of the realism column,
+:func:`conceptebm.evaluate.realism`).
 
 Rows (keys of the JSON written by ``paper/benchmarks/compose_table.py``):
 
@@ -34,10 +40,12 @@ from conceptebm.evaluate.metrics import (
     Metric,
     binomial_metric,
     mean_metric,
+    object_present,
     position_distance,
 )
 
-__all__ = ["Row", "ROWS", "extra_rows", "row_keys", "draw_targets", "score_row", "count_objects"]
+__all__ = ["Row", "ROWS", "extra_rows", "row_keys", "draw_targets", "score_row", "count_objects",
+           "real_targets", "render_targets"]
 
 # Disjunction corners: with coordinates in [-1,-0.4] and [0.4,1] the two targets are at least
 # 0.8*sqrt(2) = 1.13 apart, so "within 0.4" of one excludes the other.
@@ -47,11 +55,31 @@ CORNER_HIGH = (0.4, 1.0)
 
 @dataclass(frozen=True)
 class Row:
+    """One row: its syntax tree over per-chain targets and how its generations are scored.
+
+    ``row.scores(predictions, targets, images=None, present=None)`` returns ``{name:
+    Metric}``; ``present`` ``(n,)`` bool says which images show an object (computed from
+    ``images`` when they are an image batch and ``present`` is not given): an image without
+    one fails every accuracy of the row, and ``object_rate`` is reported.
+    """
+
     key: str
     title: str
     tree: Callable[[dict], object]  # targets -> syntax tree
-    scores: Callable[..., dict]  # (predictions, targets, images) -> {name: Metric}
+    score_fn: Callable[..., dict]  # (predictions, targets, images, present) -> {name: Metric}
     concepts: tuple[str, ...] = ("position", "color")  # models the row needs
+
+    def scores(self, predictions: dict, targets: dict, images: Tensor | None = None,
+               present: Tensor | None = None) -> dict[str, Metric]:
+        if present is None and images is not None and images.dim() == 4 \
+                and images.shape[1] == 3:
+            present = object_present(images)
+        if present is not None:
+            present = torch.as_tensor(present, dtype=torch.bool).cpu()
+        out = dict(self.score_fn(predictions, targets, images, present))
+        if present is not None:
+            out["object_rate"] = binomial_metric(present)
+        return out
 
 
 def _uniform(n: int, low: float, high: float, gen) -> Tensor:
@@ -91,21 +119,32 @@ def draw_targets(
     }
 
 
+def _judged(hit: Tensor, present: Tensor | None, negated: bool = False) -> Tensor:
+    """``hit`` with the images that show no object counted as failures: a miss, or, for a
+    rate that should be low (``negated``: the share showing a negated value), a hit."""
+    hit = hit.cpu()
+    if present is None:
+        return hit
+    return hit | ~present if negated else hit & present
+
+
 def _near(pred: Tensor, target: Tensor, tol: float = PAPER_POSITION_TOL) -> Tensor:
     return position_distance(pred, target) < tol
 
 
-def _pos_scores(pred: Tensor, target: Tensor, prefix: str = "pos") -> dict[str, Metric]:
+def _pos_scores(pred: Tensor, target: Tensor, prefix: str = "pos", present=None,
+                negated: bool = False) -> dict[str, Metric]:
     d = position_distance(pred, target)
     return {
-        f"{prefix}_acc": binomial_metric(d < PAPER_POSITION_TOL),
-        f"{prefix}_acc_0.15": binomial_metric(d < STRICT_POSITION_TOL),
+        f"{prefix}_acc": binomial_metric(_judged(d < PAPER_POSITION_TOL, present, negated)),
+        f"{prefix}_acc_0.15": binomial_metric(_judged(d < STRICT_POSITION_TOL, present, negated)),
         f"{prefix}_err": mean_metric(d),
     }
 
 
-def _col(pred: Tensor, target: Tensor, key: str = "color_acc") -> dict[str, Metric]:
-    return {key: binomial_metric(pred == target.to(pred.device))}
+def _col(pred: Tensor, target: Tensor, key: str = "color_acc", present=None,
+         negated: bool = False) -> dict[str, Metric]:
+    return {key: binomial_metric(_judged(pred == target.to(pred.device), present, negated))}
 
 
 ROWS: tuple[Row, ...] = (
@@ -113,47 +152,50 @@ ROWS: tuple[Row, ...] = (
         "color",
         "Color",
         lambda t: Atom("color", t["col"], 0),
-        lambda p, t, x=None: {
-            **_pos_scores(p["position"], t["pos_other"]),
-            **_col(p["color"], t["col"]),
+        lambda p, t, x, ok: {
+            **_pos_scores(p["position"], t["pos_other"], present=ok),
+            **_col(p["color"], t["col"], present=ok),
         },
     ),
     Row(
         "position",
         "Position",
         lambda t: Atom("position", t["pos"], 0),
-        lambda p, t, x=None: {
-            **_pos_scores(p["position"], t["pos"]),
-            **_col(p["color"], t["col_other"]),
+        lambda p, t, x, ok: {
+            **_pos_scores(p["position"], t["pos"], present=ok),
+            **_col(p["color"], t["col_other"], present=ok),
         },
     ),
     Row(
         "pos_and_color",
         "Position AND Color",
         lambda t: Conj((Atom("position", t["pos"], 0), Atom("color", t["col"], 0))),
-        lambda p, t, x=None: {**_pos_scores(p["position"], t["pos"]), **_col(p["color"], t["col"])},
+        lambda p, t, x, ok: {**_pos_scores(p["position"], t["pos"], present=ok),
+                             **_col(p["color"], t["col"], present=ok)},
     ),
     Row(
         "pos_and_not_color",
         "Position AND NOT Color",
         lambda t: Conj((Atom("position", t["pos"], 0), Neg(Atom("color", t["col"], 0)))),
-        lambda p, t, x=None: {**_pos_scores(p["position"], t["pos"]), **_col(p["color"], t["col"])},
+        lambda p, t, x, ok: {**_pos_scores(p["position"], t["pos"], present=ok),
+                             **_col(p["color"], t["col"], present=ok, negated=True)},
     ),
     Row(
         "not_pos_and_color",
         "NOT Position AND Color",
         lambda t: Conj((Neg(Atom("position", t["pos"], 0)), Atom("color", t["col"], 0))),
-        lambda p, t, x=None: {**_pos_scores(p["position"], t["pos"]), **_col(p["color"], t["col"])},
+        lambda p, t, x, ok: {**_pos_scores(p["position"], t["pos"], present=ok, negated=True),
+                             **_col(p["color"], t["col"], present=ok)},
     ),
     Row(
         "pos1_or_pos2",
         "Pos1 OR Pos2",
         lambda t: Disj((Atom("position", t["pos1"], 0), Atom("position", t["pos2"], 0))),
-        lambda p, t, x=None: {
-            **_pos_scores(p["position"], t["pos1"], "pos1"),
-            **_pos_scores(p["position"], t["pos2"], "pos2"),
-            "either_acc": binomial_metric(
-                _near(p["position"], t["pos1"]) | _near(p["position"], t["pos2"])
+        lambda p, t, x, ok: {
+            **_pos_scores(p["position"], t["pos1"], "pos1", present=ok),
+            **_pos_scores(p["position"], t["pos2"], "pos2", present=ok),
+            "either_acc": binomial_metric(_judged(
+                _near(p["position"], t["pos1"]) | _near(p["position"], t["pos2"]), ok)
             ),
         },
     ),
@@ -166,15 +208,15 @@ ROWS: tuple[Row, ...] = (
                 Conj((Atom("position", t["pos2"], 0), Atom("color", t["col2"], 0))),
             )
         ),
-        lambda p, t, x=None: {
-            "first_acc": binomial_metric(
-                _near(p["position"], t["pos1"]) & (p["color"] == t["col1"].to(p["color"].device))
-            ),
-            "second_acc": binomial_metric(
-                _near(p["position"], t["pos2"]) & (p["color"] == t["col2"].to(p["color"].device))
-            ),
-            **_pos_scores(p["position"], t["pos1"], "pos1"),
-            **_pos_scores(p["position"], t["pos2"], "pos2"),
+        lambda p, t, x, ok: {
+            "first_acc": binomial_metric(_judged(
+                _near(p["position"], t["pos1"]) & (p["color"] == t["col1"].to(p["color"].device)),
+                ok)),
+            "second_acc": binomial_metric(_judged(
+                _near(p["position"], t["pos2"]) & (p["color"] == t["col2"].to(p["color"].device)),
+                ok)),
+            **_pos_scores(p["position"], t["pos1"], "pos1", present=ok),
+            **_pos_scores(p["position"], t["pos2"], "pos2", present=ok),
         },
     ),
 )
@@ -254,11 +296,11 @@ def _two_object_scores(t: dict, images: Tensor, tol_px: float = 3.0) -> dict[str
     }
 
 
-def _concept_scores(p: dict, t: dict) -> dict[str, Metric]:
+def _concept_scores(p: dict, t: dict, present=None) -> dict[str, Metric]:
     out = {
-        **_pos_scores(p["position"], t["pos"]),
-        **_col(p["color"], t["col"]),
-        **_col(p["shape"], t["shape"], "shape_acc"),
+        **_pos_scores(p["position"], t["pos"], present=present),
+        **_col(p["color"], t["col"], present=present),
+        **_col(p["shape"], t["shape"], "shape_acc", present=present),
     }
     out["size_err"] = mean_metric(
         (p["size"].reshape(-1).double().cpu() - t["size"].reshape(-1).double().cpu()).abs()
@@ -274,18 +316,18 @@ def extra_rows(num_colors: int) -> tuple[Row, ...]:
             "implication",
             "(Pos AND NOT Col_k) for all k but one",
             lambda t: _implication_tree(t, num_colors),
-            lambda p, t, x=None: {
-                **_pos_scores(p["position"], t["pos"]),
-                **_col(p["color"], t["col"]),
+            lambda p, t, x, ok: {
+                **_pos_scores(p["position"], t["pos"], present=ok),
+                **_col(p["color"], t["col"], present=ok),
             },
         ),
         Row(
             "implication_once",
             "Pos AND NOT Col_k for all k but one",
             lambda t: _implication_tree(t, num_colors, position_once=True),
-            lambda p, t, x=None: {
-                **_pos_scores(p["position"], t["pos"]),
-                **_col(p["color"], t["col"]),
+            lambda p, t, x, ok: {
+                **_pos_scores(p["position"], t["pos"], present=ok),
+                **_col(p["color"], t["col"], present=ok),
             },
         ),
         Row(
@@ -299,14 +341,14 @@ def extra_rows(num_colors: int) -> tuple[Row, ...]:
                     Atom("color", t["col"], 0),
                 )
             ),
-            lambda p, t, x=None: _concept_scores(p, t),
+            lambda p, t, x, ok: _concept_scores(p, t, ok),
             ("position", "color", "shape", "size"),
         ),
         Row(
             "two_objects",
             "Pos1 AND Pos2 (two objects)",
             lambda t: Conj((Atom("position", t["pos1"], 0), Atom("position", t["pos2"], 0))),
-            lambda p, t, x=None: _two_object_scores(t, x),
+            lambda p, t, x, ok: _two_object_scores(t, x),
             ("position",),
         ),
     )
@@ -337,6 +379,82 @@ def row_energy(
 
 
 def score_row(
-    row: Row, predictions: dict, targets: dict, images: Tensor | None = None
+    row: Row, predictions: dict, targets: dict, images: Tensor | None = None,
+    present: Tensor | None = None,
 ) -> dict[str, Metric]:
-    return row.scores(predictions, targets, images)
+    return row.scores(predictions, targets, images, present)
+
+
+def _alternate(n: int) -> Tensor:
+    return torch.arange(n) % 2  # chain i follows branch i mod 2
+
+
+def real_targets(row: Row, targets: dict, branch: Tensor | None = None) -> dict[str, Tensor]:
+    """What a real render of each chain's target fixes: ``{"position": (n, 2), "color":
+    (n,), ...}`` (a value a row leaves free is left out: the renderer draws it).
+
+    A negated value is replaced by another (the next colour for NOT Color; a free position
+    for NOT Position); a disjunction takes the branch each chain followed (``branch`` (n,),
+    as :func:`conceptebm.compose.generate.choose_branches` drew it; chains alternate without
+    it). ``two_objects`` has no single-object reference: ``{}``.
+
+    Example:
+        >>> t = draw_targets(4, 8, torch.Generator().manual_seed(0))
+        >>> row = next(r for r in ROWS if r.key == "pos_and_not_color")
+        >>> bool((real_targets(row, t)["color"] != t["col"]).all())
+        True
+    """
+    n = targets["pos"].shape[0]
+    pos, col = targets["pos"], targets["col"]
+    from conceptebm.datasets import PALETTE
+
+    k = len(PALETTE)
+    if row.key in ("pos1_or_pos2", "or_of_ands"):
+        b = (branch if branch is not None else _alternate(n)).to(pos.device)[:, None]
+        out = {"position": torch.where(b == 0, targets["pos1"], targets["pos2"])}
+        if row.key == "or_of_ands":
+            out["color"] = torch.where(b[:, 0] == 0, targets["col1"], targets["col2"])
+        return out
+    table = {
+        "color": {"color": col},
+        "position": {"position": pos},
+        "pos_and_color": {"position": pos, "color": col},
+        "pos_and_not_color": {"position": pos, "color": (col + 1) % k},
+        "not_pos_and_color": {"color": col},
+        "implication": {"position": pos, "color": col},
+        "implication_once": {"position": pos, "color": col},
+        "four_concepts": {"position": pos, "color": col, "shape": targets["shape"],
+                          "size": targets["size"]},
+    }
+    return dict(table.get(row.key, {}))
+
+
+def render_targets(fixed: Mapping[str, Tensor], n: int, *, seed: int,
+                   image_size: int = 32) -> Tensor:
+    """``n`` real renders ``(n, 3, S, S)`` of single-object scenes (``make_dataset("general",
+    seed=seed)``: shape, size, light drawn as in training) with the values in ``fixed``
+    (``position`` (n, 2), ``color`` (n,) palette indices, ``shape`` (n,), ``size`` (n, 1))
+    put in.
+
+    Example:
+        >>> x = render_targets({"color": torch.zeros(3, dtype=torch.long)}, 3, seed=1)
+        >>> x.shape
+        torch.Size([3, 3, 32, 32])
+    """
+    from conceptebm.datasets import make_dataset
+    from conceptebm.datasets.scene import palette_tensor
+
+    unknown = sorted(set(fixed) - {"position", "color", "shape", "size"})
+    if unknown:
+        raise ValueError(f"render_targets fixes position, color, shape, size; got {unknown}")
+    ds = make_dataset("general", size=n, seed=seed, image_size=image_size)
+    scene, _ = ds.scenes_and_labels(range(n))
+    if "position" in fixed:
+        scene.position[:, 0] = fixed["position"].detach().float().cpu().reshape(n, 2)
+    if "color" in fixed:
+        scene.rgb[:, 0] = palette_tensor()[fixed["color"].long().cpu()].float()
+    if "shape" in fixed:
+        scene.shape[:, 0] = fixed["shape"].long().cpu()
+    if "size" in fixed:
+        scene.size[:, 0] = fixed["size"].detach().float().cpu().reshape(n)
+    return ds.render_scenes(scene)

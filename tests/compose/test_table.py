@@ -76,3 +76,35 @@ def test_object_counter_on_real_two_object_renders():
     assert (counts == 2).float().mean() >= 0.95
     one, _ = count_objects(make_dataset("position", size=60, seed=1).batch(range(60))[0])
     assert (one == 1).float().mean() >= 0.95
+
+
+def test_an_image_without_an_object_fails_its_row(gen):
+    t = draw_targets(4, 8, gen)
+    present = torch.tensor([True, True, False, False])
+    row = next(r for r in ROWS if r.key == "pos_and_color")
+    s = row.scores({"position": t["pos"], "color": t["col"]}, t, present=present)
+    assert s["pos_acc"].value == 0.5 and s["color_acc"].value == 0.5
+    assert s["object_rate"].value == 0.5 and s["pos_err"].value == 0  # errors: as judged
+    # a rate that should be low (the negated colour shown) counts a blank image as a failure
+    neg = next(r for r in ROWS if r.key == "pos_and_not_color")
+    s = neg.scores({"position": t["pos"], "color": (t["col"] + 1) % 8}, t, present=present)
+    assert s["color_acc"].value == 0.5 and s["pos_acc"].value == 0.5
+    blank = torch.full((4, 3, 32, 32), 0.5)  # grey: no saturated pixel, no object
+    s = row.scores({"position": t["pos"], "color": t["col"]}, t, blank)
+    assert s["object_rate"].value == 0 and s["pos_acc"].value == 0
+
+
+def test_real_renders_show_the_targets_a_row_asked_for(gen):
+    from conceptebm.compose.table import real_targets, render_targets
+    from conceptebm.evaluate import load_judges
+
+    t = draw_targets(24, 8, gen)
+    row = next(r for r in ROWS if r.key == "or_of_ands")
+    branch = torch.arange(24) % 2
+    fixed = real_targets(row, t, branch)
+    assert torch.equal(fixed["color"], torch.where(branch == 0, t["col1"], t["col2"]))
+    x = render_targets(fixed, 24, seed=3)
+    read = load_judges().predict(x)
+    assert (read["color"] == fixed["color"]).float().mean() >= 0.9
+    near = (read["position"] - fixed["position"]).norm(dim=1) < 0.4
+    assert near.float().mean() >= 0.9
