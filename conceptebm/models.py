@@ -64,7 +64,7 @@ def resolve(spec: str | os.PathLike | None = None, *, concept: str | None = None
     text = os.fspath(spec)
     if text in pretrained.NAMES and not Path(text).exists():
         try:
-            return pretrained._path(text)  # noqa: SLF001 - the package's own layout
+            return pretrained.checkpoint_path(text)
         except (ValueError, FileNotFoundError) as err:
             raise ModelNotFoundError(str(err)) from None
     path = Path(text)

@@ -189,11 +189,11 @@ def test_the_name_case_check_finds_one(tmp_path):
 
 
 def test_a_users_concepts_file_declares_tolerances(tmp_path):
-    from conceptebm.datasets.user import _concepts_from
+    from conceptebm.datasets.user import concepts_from
 
-    concepts = _concepts_from({"angle": {"dim": 1, "low": 0, "high": 360, "tolerances": [10]},
+    concepts = concepts_from({"angle": {"dim": 1, "low": 0, "high": 360, "tolerances": [10]},
                                "xy": {"dim": 2}}, "concepts.json")
     assert concepts["angle"].accuracy_tolerances == (10.0,)
     assert concepts["xy"].accuracy_tolerances == (0.4, 0.15)  # the 2-d default
     with pytest.raises(ValueError, match="concepts.json: concept 'a'.*tolerances"):
-        _concepts_from({"a": {"dim": 1, "tolerances": [-1]}}, "concepts.json")
+        concepts_from({"a": {"dim": 1, "tolerances": [-1]}}, "concepts.json")

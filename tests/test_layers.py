@@ -316,3 +316,24 @@ def test_the_wheel_holds_the_package_only():
                           exclude=lists.get("exclude", ()))
     assert "conceptebm" in found and "conceptebm.infer" in found
     assert not [p for p in found if not p.startswith("conceptebm")], found
+
+
+def test_no_private_name_is_imported_across_modules():
+    # a name with a leading underscore belongs to its module: another module that needs it
+    # means it is public (rename it) or the logic belongs in one place
+    found = []
+    for path in sorted(ROOT.rglob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and \
+                    node.module.split(".")[0] == PACKAGE:
+                found += [f"{path.relative_to(ROOT.parent)}:{node.lineno} imports {a.name} from "
+                          f"{node.module}" for a in node.names
+                          if a.name.startswith("_") and not a.name.startswith("__")]
+            elif isinstance(node, ast.Attribute) and node.attr.startswith("_") and \
+                    not node.attr.startswith("__") and isinstance(node.value, ast.Name) and \
+                    node.value.id in {"pretrained", "checkpoints", "infer", "scenes", "train",
+                                      "evaluate", "datasets", "compose", "energies"}:
+                found.append(f"{path.relative_to(ROOT.parent)}:{node.lineno} reads "
+                             f"{node.value.id}.{node.attr}")
+    assert not found, "\n".join(found)

@@ -60,10 +60,10 @@ def _check(args: argparse.Namespace) -> None:
     if args.n > MAX_GRID and not getattr(args, "each", None):
         raise CommandError(f"-n {args.n}: a grid holds at most {MAX_GRID} images; pass "
                            "--each DIR to write each image to a file instead")
-    _each_folder(args)
+    each_folder(args)
 
 
-def _each_folder(args):
+def each_folder(args):
     """The --each folder, checked before any work (nothing of the user's is overwritten)."""
     from conceptebm.cli.user_data import EachFolder
 
@@ -123,7 +123,7 @@ def _write_each(args, ds) -> int:
     if getattr(ds, "n_objects", 1) != 1 or getattr(ds, "n_views", None):
         raise CommandError(f"--each writes one labelled object per image; {args.name!r} has "
                            "several objects or views per scene (use the grid)")
-    each = _each_folder(args)
+    each = each_folder(args)
     try:
         for _idx, images, labels in batches(ds, args.start, args.n, progress=args.n > CHUNK):
             each.write(images, labels, ds.concepts)

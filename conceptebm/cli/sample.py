@@ -21,7 +21,7 @@ from conceptebm.cli.user_data import add_each_options
 from conceptebm.cli.validate import CommandError
 from conceptebm.compose import defaults
 from conceptebm.compose.calibrate import composition_scales
-from conceptebm.compose.expr import ExpressionError, Neg, _atom_names, build, parse
+from conceptebm.compose.expr import ExpressionError, Neg, atom_names, build, parse
 from conceptebm.plotting import save_grid
 
 # Sane ranges of the composition knobs (defaults.ALPHA = 0.05, defaults.TEMPERATURE = 0.1):
@@ -46,22 +46,22 @@ def _check(args: argparse.Namespace) -> None:
     except ExpressionError as err:
         raise CommandError(f"EXPRESSION: {err}") from None
     known = set(pretrained.available()) & set(pretrained.CONCEPTS)
-    unknown = sorted(_atom_names(args.tree) - known)
+    unknown = sorted(atom_names(args.tree) - known)
     if unknown:
         raise CommandError(f"unknown concept {unknown[0]!r}; known concepts: "
                            f"{', '.join(sorted(known))}")
     if args.n > MAX_GRID and not getattr(args, "each", None):
         raise CommandError(f"-n {args.n}: a grid holds at most {MAX_GRID} images; pass "
                            "--each DIR to write each image to a file instead")
-    from conceptebm.cli.render import _each_folder
+    from conceptebm.cli.render import each_folder
 
-    _each_folder(args)  # nothing of the user's is overwritten (checked before any model loads)
+    each_folder(args)  # nothing of the user's is overwritten (checked before any model loads)
 
 
 def _negated_names(node) -> set[str]:
     """Concepts that appear negated (``~name=value``) in a parsed expression."""
     if isinstance(node, Neg):
-        return _atom_names(node.term)
+        return atom_names(node.term)
     return set().union(*(_negated_names(t) for t in getattr(node, "terms", ())),
                        _negated_names(node.term) if hasattr(node, "term") else set())
 
@@ -78,7 +78,7 @@ def _main(args: argparse.Namespace) -> int:
         _check(args)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    cm = load_concepts(sorted(_atom_names(args.tree)), device=device,
+    cm = load_concepts(sorted(atom_names(args.tree)), device=device,
                        serve=serving_models(args.tree),  # several objects: position_cd
                        temperatures=(args.negation != "energy"
                                      and _negated_names(args.tree)))
@@ -126,11 +126,11 @@ def _main(args: argparse.Namespace) -> int:
 def _sample_each(args, energy, settings, cm, gen, device) -> int:
     """``--each DIR``: each chunk of chains written as it finishes (Ctrl-C keeps them)."""
     from conceptebm.cli import Interrupted
-    from conceptebm.cli.render import _each_folder
+    from conceptebm.cli.render import each_folder
     from conceptebm.cli.user_data import sample_labels
     from conceptebm.compose.generate import generate
 
-    each = _each_folder(args)
+    each = each_folder(args)
     try:
         for start in range(0, args.n, CHUNK):
             x = generate(energy, min(CHUNK, args.n - start), settings, cm.image_shape,

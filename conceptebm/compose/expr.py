@@ -268,7 +268,7 @@ def build(tree, models: Mapping[str, ConditionalEnergy] | Callable[[str], Condit
     """
     weights: dict[str, float] = {}
     if scales is not None:
-        names = sorted(_atom_names(tree))
+        names = sorted(atom_names(tree))
         for name in names:
             if name not in scales:
                 raise ExpressionError(f"no energy scale for concept {name!r}; calibrate it or "
@@ -355,11 +355,12 @@ def build(tree, models: Mapping[str, ConditionalEnergy] | Callable[[str], Condit
     return energy
 
 
-def _atom_names(node) -> set[str]:
+def atom_names(node) -> set[str]:
+    """The concept names an expression tree mentions (its atoms' names)."""
     if isinstance(node, Atom):
         return {node.name}
     children = node.terms if isinstance(node, (Conj, Disj)) else (node.term,)
-    return set().union(*(_atom_names(c) for c in children))
+    return set().union(*(atom_names(c) for c in children))
 
 
 def repeated_concepts(node) -> set[str]:

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from conceptebm.compose.calibrate import energy_gap, fit_temperature
 from conceptebm.compose.defaults import MULTI_INSTANCE, STEPS
-from conceptebm.compose.expr import _atom_names, repeated_concepts
+from conceptebm.compose.expr import atom_names, repeated_concepts
 from conceptebm.energies import ConditionalEnergy, Energy, Or
 from conceptebm.energies.ops import StepMatched
 from conceptebm.infer import initial_samples, langevin
@@ -70,7 +70,7 @@ def serving_models(tree) -> dict[str, str]:
     """
     repeated = repeated_concepts(tree)
     return {n: MULTI_INSTANCE.get(n, n) if n in repeated else n
-            for n in sorted(_atom_names(tree))}
+            for n in sorted(atom_names(tree))}
 
 
 def composition_settings(cm: ConceptModels, tree, *, steps: int | None = None,
@@ -83,7 +83,7 @@ def composition_settings(cm: ConceptModels, tree, *, steps: int | None = None,
     object absorb the other). ``steps`` and the other keywords (``step_size``,
     ``noise_scale``; ``None`` keeps the value) override.
     """
-    own = bool(repeated_concepts(tree)) and len(_atom_names(tree)) == 1
+    own = bool(repeated_concepts(tree)) and len(atom_names(tree)) == 1
     return cm.settings.replace(num_steps=steps or (None if own else STEPS), **overrides)
 
 

@@ -66,7 +66,8 @@ def scene_concepts(size_range=(0.25, 0.45)) -> dict[str, Concept]:
     }
 
 
-def _as_indices(indices, length: int) -> list[int]:
+def as_indices(indices, length: int) -> list[int]:
+    """Item indices of a dataset of ``length`` items from an int, slice, sequence or tensor."""
     if isinstance(indices, slice):
         return list(range(length))[indices]
     if isinstance(indices, Tensor):
@@ -123,7 +124,7 @@ class SceneDataset(Dataset):
         return self.scenes_and_labels(indices)[0]
 
     def scenes_and_labels(self, indices) -> tuple[Scene, dict[str, Tensor]]:
-        idx = _as_indices(indices, self.size)
+        idx = as_indices(indices, self.size)
         u = item_uniforms(self.seed, idx, self.spec.num_draws, salt=self.salt)
         return sample_scenes(self.spec, u)
 
@@ -179,7 +180,7 @@ class MultiViewDataset(SceneDataset):
         self.n_scenes = -(-self.size // self.n_views)  # the last scene may be cut short
 
     def scenes_and_labels(self, indices):
-        idx = _as_indices(indices, self.size)
+        idx = as_indices(indices, self.size)
         scene_ids = [i // self.n_views for i in idx]
         per_view = self.spec.num_draws
         u = item_uniforms(self.seed, scene_ids, 2 + per_view * self.n_views, salt=self.salt)

@@ -54,10 +54,12 @@ def read_concepts(path) -> dict[str, Concept]:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON ({err}); fix line {err.lineno}") from None
-    return _concepts_from(data, str(path))
+    return concepts_from(data, str(path))
 
 
-def _concepts_from(data, where: str) -> dict[str, Concept]:
+def concepts_from(data, where: str) -> dict[str, Concept]:
+    """Concepts from a parsed concepts JSON object ``{name: declaration}``; errors name
+    ``where`` (the file, or the key of an .npz)."""
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected a JSON object {{name: declaration}}, got "
                          f"{type(data).__name__}")
@@ -101,7 +103,8 @@ def _is_number(v) -> bool:
         return False
 
 
-def _cells(raw) -> list:
+def label_cells(raw) -> list:
+    """The cells of one label value: a list, tuple or array flattened, a scalar as one cell."""
     return list(np.asarray(raw, dtype=object).reshape(-1)) if isinstance(
         raw, (list, tuple, np.ndarray)) else [raw]
 
@@ -120,7 +123,7 @@ def concept_from_values(name: str, raws: Sequence, where: str = "labels") -> Con
     >>> concept_from_values("kind", ["cat", "dog", "cat"]).values
     ('cat', 'dog')
     """
-    rows = [_cells(r) for r in raws]
+    rows = [label_cells(r) for r in raws]
     if rows and all(_is_number(v) for row in rows for v in row):
         widths = {len(r) for r in rows}
         if len(widths) != 1:

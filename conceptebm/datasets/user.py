@@ -64,11 +64,11 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from conceptebm.concepts import Concept
-from conceptebm.datasets.dataset import _as_indices, scene_concepts
+from conceptebm.datasets.dataset import as_indices, scene_concepts
 from conceptebm.datasets.declarations import (
-    _cells,
-    _concepts_from,
     concept_from_values,
+    concepts_from,
+    label_cells,
     parse_columns,
     read_concepts,
 )
@@ -125,7 +125,7 @@ class LabelledImages(Dataset):
         return f"LabelledImages({self.source!r}, n={len(self)}, labels={sorted(self.labels)})"
 
     def batch(self, indices) -> tuple[Tensor, dict[str, Tensor]]:
-        idx = torch.tensor(_as_indices(indices, len(self)), dtype=torch.long)
+        idx = torch.tensor(as_indices(indices, len(self)), dtype=torch.long)
         return self.images[idx], {k: v[idx] for k, v in self.labels.items()}
 
     def __getitem__(self, i: int):
@@ -140,7 +140,7 @@ class LabelledImages(Dataset):
                              source=source or self.source, inferred=self.inferred)
         out.declared = set(self.declared)
         if self.files is not None:
-            out.files = [self.files[i] for i in _as_indices(indices, len(self))]
+            out.files = [self.files[i] for i in as_indices(indices, len(self))]
         return out
 
     def describe(self) -> list[str]:
@@ -182,7 +182,7 @@ def _parse_value(concept: Concept, raw, where: str) -> list[float] | int:
                          f"{', '.join(concept.values)} (or an index); correct the cell or "
                          f"add {raw!r} to the concept's values")
     try:
-        out = [float(v) for v in _cells(raw)]
+        out = [float(v) for v in label_cells(raw)]
     except (TypeError, ValueError):
         raise ValueError(f"{where}: {concept.name} value {raw!r} is not a number; correct "
                          "the cell") from None
@@ -355,7 +355,7 @@ def _resolve(names: Sequence[str], raws: dict[str, list], wheres: list[str],
 
 def _is_number(raw) -> bool:
     try:
-        [float(v) for v in _cells(raw)]
+        [float(v) for v in label_cells(raw)]
     except (TypeError, ValueError):
         return False
     return True
@@ -385,7 +385,7 @@ def _dedupe(rows, folder: Path, warnings: list[str]):
     """A file listed twice: kept once when its labels agree, refused naming both lines when
     they differ."""
     def norm(v):
-        cells = _cells(v)
+        cells = label_cells(v)
         try:
             return tuple(float(c) for c in cells)
         except (TypeError, ValueError):
@@ -546,7 +546,7 @@ def _load_npz(path: Path, concepts, declared, columns, infer, resize: int | None
         concepts = {**concepts, "color": Concept.categorical("color", names)}
         declared = declared | {"color"}
     if "concepts" in data:
-        stored = _concepts_from(json.loads(str(data["concepts"])), f"{path.name} 'concepts'")
+        stored = concepts_from(json.loads(str(data["concepts"])), f"{path.name} 'concepts'")
         concepts = {**concepts, **{k: v for k, v in stored.items() if k not in declared}}
         declared = declared | set(stored)
     keys = [k for k in data.files if k not in _NPZ_META]

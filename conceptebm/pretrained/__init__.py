@@ -30,7 +30,7 @@ from pathlib import Path
 from conceptebm.energies import ConditionalEnergy
 
 __all__ = ["CONCEPTS", "INFERENCE", "VARIANTS", "INFER_DEFAULT", "NAMES", "DIR", "available",
-           "concept_of", "load", "info"]
+           "checkpoint_path", "concept_of", "load", "info"]
 
 DIR = Path(__file__).resolve().parent
 #: Generative concept EBMs, each named after its concept: what composition and generation use.
@@ -66,11 +66,12 @@ def available() -> list[str]:
 
 def concept_of(name: str) -> str:
     """The concept a shipped model reads: ``concept_of("position_multiview") == "position"``."""
-    _path(name)  # validates the name
+    checkpoint_path(name)  # validates the name
     return name if name in CONCEPTS else name.split("_", 1)[0]
 
 
-def _path(name: str) -> Path:
+def checkpoint_path(name: str) -> Path:
+    """The checkpoint file of the shipped model ``name`` (its name checked, its file present)."""
     if name not in NAMES:
         raise ValueError(f"no shipped model {name!r}; shipped models: {', '.join(NAMES)}")
     path = DIR / f"{name}.safetensors"
@@ -86,7 +87,7 @@ def info(name: str) -> dict:
     """The model's JSON record: command, training time, metrics, sampler settings."""
     from conceptebm.checkpoints import load_checkpoint
 
-    return load_checkpoint(_path(name)).meta
+    return load_checkpoint(checkpoint_path(name)).meta
 
 
 def load(name: str, *, device=None) -> ConditionalEnergy:
@@ -99,4 +100,4 @@ def load(name: str, *, device=None) -> ConditionalEnergy:
     """
     from conceptebm.checkpoints import load_energy
 
-    return load_energy(_path(name), device=device)
+    return load_energy(checkpoint_path(name), device=device)

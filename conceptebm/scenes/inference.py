@@ -97,7 +97,9 @@ class Basins(NamedTuple):
     found: Tensor
 
 
-def _concept_of(model) -> Concept:
+def concept_of(model) -> Concept:
+    """The :class:`~conceptebm.concepts.Concept` a model reads (its ``.concept``); a clear
+    error for anything that is not a concept model."""
     concept = getattr(model, "concept", None)
     if not isinstance(concept, Concept):
         raise TypeError(f"model must be a ConditionalEnergy with a .concept, got "
@@ -136,7 +138,7 @@ def check_images(images: Tensor, model=None, *, views: bool = False,
         return images
     if size is not None and tuple(images.shape[-2:]) != (size, size):
         raise ValueError(
-            f"the {_concept_of(model).name} model reads {size}x{size} images, got "
+            f"the {concept_of(model).name} model reads {size}x{size} images, got "
             f"{images.shape[-2]}x{images.shape[-1]}; resize them, e.g. torch.nn.functional."
             f"interpolate(images, size={size}, mode='bilinear', antialias=True)")
     if channels is not None and images.shape[-3] != channels:
@@ -185,7 +187,7 @@ def infer_concept(model, images: Tensor, *, views: bool = False, grid: int | Non
     Returns:
         :class:`ConceptEstimate` (``value (B, dim)`` or category indices ``(B,)``).
     """
-    concept = _concept_of(model)
+    concept = concept_of(model)
     check_images(images, model, views=views, check_range=check_range, event_dim=event_dim)
     settings = (getattr(model, "map_settings", None) or DEFAULT_MAP).replace(
         grid=grid, steps=steps, optimizer=optimizer, lr=lr, restarts=restarts,
@@ -220,7 +222,7 @@ def scene_energy_maps(model, images: Tensor, points: int = 33, *, views: bool = 
     x). Plot with ``imshow(maps[b].T, origin="lower", extent=(low, high, low, high))``.
     With ``views=True`` each map is the sum over the views (eq. 11).
     """
-    concept = _concept_of(model)
+    concept = concept_of(model)
     if concept.is_categorical or concept.dim != 2:
         raise ValueError(f"scene_energy_maps needs a 2-D continuous concept (a position), got "
                          f"{concept.name!r} ({concept.kind}, dim {concept.dim}); use "
@@ -296,7 +298,7 @@ def refine_basins(model, images: Tensor, basins: Basins, *, steps: int = 30,
     image's energy (a small ``lr`` keeps each start in its own basin); re-sorted by energy."""
     if steps == 0:
         return basins
-    r = map_estimate(concept_energy(model, images), bounds=_concept_of(model),
+    r = map_estimate(concept_energy(model, images), bounds=concept_of(model),
                      init=basins.points, steps=steps, lr=lr, chunk_size=chunk_size)
     order = r.candidate_energy.argsort(dim=1)  # lowest first again after refinement
     dim = r.candidates.shape[-1]

@@ -48,7 +48,7 @@ from torch import Tensor
 from conceptebm.infer.energy_map import concept_grid, energy_map
 from conceptebm.infer.pyro import energy_factor
 from conceptebm.infer.pyro.inference import nuts_posterior
-from conceptebm.scenes.inference import _concept_of, check_images, infer_concept
+from conceptebm.scenes.inference import concept_of, check_images, infer_concept
 
 __all__ = ["Posterior", "GridPosterior", "multiview_model", "multiview_posterior",
            "grid_posterior", "equal_tailed_interval", "interval_coverage", "fit_temperature"]
@@ -133,7 +133,7 @@ def multiview_model(model, views: Tensor, *, temperature: float = 1.0,
     Returns a function of no arguments: ``c ~ Uniform(low, high)`` (a ``(dim,)`` vector),
     then ``pyro.factor(-E(x_v | c) / T)`` for each view inside ``pyro.plate("views", V)``.
     """
-    concept = _concept_of(model)
+    concept = concept_of(model)
     if concept.is_categorical:
         raise ValueError(f"multiview_model needs a continuous concept, got the categorical "
                          f"{concept.name!r}; infer it by enumeration "
@@ -256,7 +256,7 @@ def grid_posterior(model, views: Tensor, points: int = 64, *, level: float = 0.9
     Intervals are equal-tailed quantiles of each coordinate's marginal, interpolated within
     grid cells (see ``_marginal_quantile``), so they are not limited to the grid spacing.
     """
-    concept = _concept_of(model)
+    concept = concept_of(model)
     if concept.is_categorical or concept.dim > 3:
         raise ValueError(f"grid_posterior needs a continuous concept of dim <= 3, got "
                          f"{concept.name!r} ({concept.kind}, dim {concept.dim})")
