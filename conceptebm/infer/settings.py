@@ -41,6 +41,17 @@ IMAGE_BOUNDS: tuple[float, float] = (0.0, 1.0)
 IMAGE_INITS = ("smooth", "uniform")
 
 
+def _replaced(settings, changes: dict):
+    """``settings`` (a frozen settings dataclass) with ``changes``; ``None`` values leave a field
+    as it is, unknown names raise ``TypeError`` listing the fields."""
+    fields = settings.__dataclass_fields__
+    unknown = sorted(set(changes) - set(fields))
+    if unknown:
+        raise TypeError(f"{type(settings).__name__} has no field(s) {unknown}; fields: "
+                        f"{list(fields)}")
+    return dataclasses.replace(settings, **{k: v for k, v in changes.items() if v is not None})
+
+
 def _bad(name: str, value, why: str, fix: str) -> ValueError:
     return ValueError(f"SamplerSettings: {name} {why}, got {value!r}; {fix}")
 
@@ -135,11 +146,7 @@ class SamplerSettings(Mapping):
             >>> DEFAULT.replace(num_steps=100, step_size=None).num_steps
             100
         """
-        unknown = sorted(set(changes) - set(self.__dataclass_fields__))
-        if unknown:
-            raise TypeError(f"SamplerSettings has no field(s) {unknown}; fields: "
-                            f"{list(self.__dataclass_fields__)}")
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        return _replaced(self, changes)
 
     def to_dict(self) -> dict:
         """JSON-ready fields (``bounds`` as a list), as stored in a checkpoint's ``"sampler"``."""
@@ -251,11 +258,7 @@ class MAPSettings:
     def replace(self, **changes) -> MAPSettings:
         """A copy with ``changes``; ``None`` values leave a field as it is (so optional
         command-line options pass straight through)."""
-        unknown = sorted(set(changes) - set(self.__dataclass_fields__))
-        if unknown:
-            raise TypeError(f"MAPSettings has no field(s) {unknown}; fields: "
-                            f"{list(self.__dataclass_fields__)}")
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        return _replaced(self, changes)
 
     def kwargs(self) -> dict:
         """The keyword arguments of :func:`conceptebm.scenes.infer_concept`."""
