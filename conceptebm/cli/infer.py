@@ -6,8 +6,11 @@
     conceptebm energy-map two_cubes.png -o map.png --objects 2
 
 Several images given to ``infer`` are views of one object (paper eq. 11: their energies add)
-unless ``--separate``. ``--posterior`` adds a 90% credible interval from Pyro's NUTS started at
-the MAP (continuous concepts) or the posterior of every category (categorical ones).
+unless ``--separate``. ``--posterior`` adds a 90% credible interval from 4 chains started around
+the MAP (the engine's MALA, batched; ``--sampler nuts`` for Pyro's NUTS), at the model's fitted
+posterior temperature, with ArviZ's R-hat, bulk / tail ESS and MCSE and a warning for any
+coordinate that has not converged; ``--save post.nc`` writes the draws as ArviZ netCDF
+(continuous concepts), or the posterior of every category (categorical ones).
 ``--model`` takes a shipped model name (``conceptebm.pretrained``) or a checkpoint path; by
 default the shipped inference model of ``--concept`` (``position_contrastive`` for position,
 else the concept's EBM), which knows the default camera only. For views taken from other
@@ -52,10 +55,27 @@ MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-6, 1e3
 
 def _posterior_text(post, concept) -> str:
     lo, hi = post.interval
-    coords = "xyz" if concept.dim <= 3 else [str(i) for i in range(concept.dim)]
+    coords = post.coords
     parts = [f"{coords[i]} [{lo[i]:+.3f}, {hi[i]:+.3f}]" for i in range(concept.dim)]
-    return (f"  {round(100 * post.level)}% interval (NUTS, {post.samples.shape[0]} samples, "
+    rep = post.report()
+    d = post.diagnostics
+    text = (f"  {round(100 * post.level)}% interval ({post.sampler.upper()}, {rep['chains']} "
+            f"chains x {rep['samples']} samples, T {post.temperature:.4g}, "
             f"ESS {float(post.ess.min()):.0f}): " + "  ".join(parts))
+    diag = "; ".join(f"{c} R-hat {d['rhat'][i]:.3f} ESS bulk {d['ess_bulk'][i]:.0f} tail "
+                     f"{d['ess_tail'][i]:.0f} MCSE {d['mcse_mean'][i]:.2g}"
+                     for i, c in enumerate(coords))
+    extra = f", {d['divergences']} divergences" if "divergences" in d else ""
+    return text + f"\n  diagnostics ({d['source']}{extra}): {diag}"
+
+
+def _save_posterior(post, path: str, k: int, n: int) -> str:
+    """Write ``post`` as netCDF; several sets: ``NAME-<k>.nc`` for the k-th (from 1)."""
+    out = Path(path)
+    if n > 1:
+        out = out.with_name(f"{out.stem}-{k + 1}{out.suffix}")
+    post.to_arviz().to_netcdf(str(out))
+    return str(out)
 
 
 CHUNK = 256  # images read and inferred at a time with --separate: memory stays bounded
@@ -65,7 +85,17 @@ def _infer(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     torch.set_num_threads(args.threads)
+    if args.save:  # before any work: ArviZ writes the file
+        from conceptebm.evaluate.posterior import ArvizMissing, require_arviz
+        try:
+            require_arviz()
+        except ArvizMissing as err:
+            raise CommandError(f"--save: {err}") from None
     model = load_model(args.model, args.concept)
+    if args.save and model.concept.is_categorical:
+        raise CommandError(f"--save writes posterior draws of a continuous concept; "
+                           f"{model.concept.name!r} is categorical (its posterior is exact: "
+                           "see --posterior --json)")
     calibration = model.record.get("energy_calibration")
     if calibration is None:
         _warn("this model has no energy_calibration in its record, so whether an image holds "
@@ -74,12 +104,12 @@ def _infer(args: argparse.Namespace) -> int:
     report = []
     if args.separate or len(paths) == 1:  # each image a set of one view, CHUNK at a time
         with tqdm(total=len(paths), desc="infer", unit="img", file=sys.stderr,
-                  disable=len(paths) <= CHUNK) as bar:
+                  disable=len(paths) <= CHUNK or args.quiet) as bar:
             for lo in range(0, len(paths), CHUNK):
                 chunk = paths[lo:lo + CHUNK]
                 images = load_images(chunk, model, args.resize)  # (n, 3, H, W)
                 report += _infer_sets(model, images[:, None], [[p] for p in chunk], chunk,
-                                      calibration, args)
+                                      calibration, args, first=lo, total=len(paths))
                 bar.update(len(chunk))
     else:  # one object seen in every image: the energies add (eq. 11)
         images = load_images(paths, model, args.resize)  # (V, 3, H, W)
@@ -91,16 +121,27 @@ def _infer(args: argparse.Namespace) -> int:
 
 
 def _infer_sets(model, sets: torch.Tensor, set_paths: list[list[str]], names: list[str],
-                calibration: dict | None, args: argparse.Namespace) -> list[dict]:
+                calibration: dict | None, args: argparse.Namespace, first: int = 0,
+                total: int = 1) -> list[dict]:
     """Infer, check and report sets ``(S, V, 3, H, W)``: one JSON row each (a text line each
-    printed unless ``--json``)."""
+    printed unless ``--json``); ``first`` / ``total``: where these sets stand among all of
+    them (``--save`` numbers its files when there are several)."""
     from conceptebm.scenes.checks import check_estimates
     from conceptebm.scenes.inference import infer_concept
-    from conceptebm.scenes.multiview import multiview_posterior
+    from conceptebm.scenes.multiview import multiview_posteriors, posterior_temperature
 
     concept = model.concept
     est = infer_concept(model, sets, views=True, grid=args.grid, steps=args.steps)
     checks = check_estimates(model, sets, est, calibration, grid=args.grid, steps=args.steps)
+    temperature = (args.temperature if args.temperature is not None
+                   else posterior_temperature(model))
+    posts = None
+    if args.posterior and not concept.is_categorical:  # every set's chains in one tensor
+        posts = multiview_posteriors(
+            model, sets, num_samples=args.samples, warmup_steps=args.warmup,
+            chains=args.chains, level=args.level, init=est.value, seed=args.seed,
+            temperature=temperature, sampler=args.sampler, observed=set_paths,
+            progress=not args.quiet and sys.stderr.isatty())
     rows = []
     for i, name in enumerate(names):
         row = {"images": set_paths[i], "concept": concept.name,
@@ -125,22 +166,23 @@ def _infer_sets(model, sets: torch.Tensor, set_paths: list[list[str]], names: li
         if concept.is_categorical:
             row["value"] = est.names[i]
             if args.posterior:  # exact: p(k | x) ∝ exp(-E(x | k) / T) over the K categories
-                probs = torch.softmax(-est.energies[i].double() / args.temperature, dim=0)
+                probs = torch.softmax(-est.energies[i].double() / temperature, dim=0)
                 row["probabilities"] = dict(zip(concept.values, probs.tolist(), strict=True))
                 top = probs.argsort(descending=True)[:3].tolist()
                 line += "\n  posterior: " + ", ".join(
                     f"{concept.values[k]} {probs[k]:.3f}" for k in top)
         else:
             row["value"] = est.value[i].tolist()
-            if args.posterior:
-                post = multiview_posterior(model, sets[i], num_samples=args.samples,
-                                           warmup_steps=args.warmup, level=args.level,
-                                           init=est.value[i], seed=args.seed,
-                                           temperature=args.temperature)
-                row["posterior"] = {"mean": post.mean.tolist(), "level": post.level,
-                                    "interval": post.interval.tolist(),
-                                    "ess": post.ess.tolist(), "samples": post.samples.shape[0]}
+            if posts is not None:
+                post = posts[i]
+                row["posterior"] = post.report()
                 line += "\n" + _posterior_text(post, concept)
+                for w in post.warnings:
+                    _warn(f"{name}: {w}")
+                if args.save:
+                    row["posterior"]["saved"] = _save_posterior(post, args.save, first + i,
+                                                                total)
+                    line += f"\n  wrote {row['posterior']['saved']}"
         rows.append(row)
         if not args.json:
             print(line, flush=True)
@@ -182,7 +224,8 @@ def _energy_map(args: argparse.Namespace) -> int:
                                          gridspec_kw={"width_ratios": [1, 1.3]})
     show_image(ax_img, image[0], Path(args.image).name)
     if not concept.is_categorical and concept.dim == 2:
-        maps, grid = scene_energy_maps(model, image, args.points, progress=args.points > 64)
+        maps, grid = scene_energy_maps(model, image, args.points,
+                                       progress=args.points > 64 and not args.quiet)
         found = refine_basins(model, image, energy_basins(maps, grid, args.objects,
                                                          min_separation=args.separation))
         marks = found.points[0, : int(found.found[0])]
@@ -236,8 +279,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "inference model of --concept: position_contrastive for position)")
     p.add_argument("--resize", action="store_true",
                    help="rescale images to the model's input size instead of refusing them")
-    p.add_argument("--threads", type=validate.THREADS, default=1,
-                   help="torch CPU threads (default 1)")
+    validate.add_threads(p)
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -247,6 +289,9 @@ def _check(args: argparse.Namespace) -> None:
                            f"{', '.join(KNOWN_CONCEPTS)} (or pass --model PATH of a checkpoint)")
     if args.model is not None and looks_like_path(args.model) and not Path(args.model).exists():
         raise CommandError(f"--model {args.model}: model checkpoint not found")
+    if getattr(args, "save", None):
+        if not args.posterior:
+            raise CommandError("--save writes the posterior draws: add --posterior")
 
 
 IMAGE = validate.existing_file(what="image file")
@@ -265,22 +310,36 @@ def register(sub) -> None:
     p.add_argument("--level", type=validate.real(0, 1, low_open=True, high_open=True),
                    default=0.9, help="interval probability, in (0, 1) (0.9)")
     p.add_argument("--samples", type=validate.integer(1, 100_000), default=300,
-                   help="NUTS samples (300)")
+                   help="posterior draws per chain after warm-up (300)")
     p.add_argument("--warmup", type=validate.integer(0, 100_000), default=200,
-                   help="NUTS warm-up steps (200)")
-    p.add_argument("--seed", type=validate.SEED, default=0, help="NUTS seed (0)")
-    p.add_argument("--temperature", type=validate.real(MIN_TEMPERATURE, MAX_TEMPERATURE),
-                   default=1.0,
-                   help="posterior ∝ exp(-E / T), T in [1e-6, 1e3] (1: the energies as "
-                        "trained; contrastive-divergence energies are often tiny, so their "
-                        "posteriors are flat unless T is small; see scenes.fit_temperature)")
+                   help="warm-up steps per chain, step sizes adapted then dropped (200)")
+    p.add_argument("--chains", type=validate.integer(1, 64), default=4,
+                   help="chains, started apart so that R-hat can compare them (4)")
+    p.add_argument("--sampler", choices=("mala", "nuts"), default="mala",
+                   help="mala: the engine's MALA, every chain in one batch, per-chain step "
+                        "sizes (default); nuts: Pyro's NUTS, one chain after the other, with "
+                        "divergences and tree depths")
+    p.add_argument("--save", type=validate.output_file((".nc",), what="netCDF"), default=None,
+                   metavar="PATH.nc",
+                   help="write the posterior as ArviZ netCDF (arviz.from_netcdf; needs "
+                        "pip install 'conceptebm[posterior]'); several sets: PATH-1.nc, ...")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars (shown on a terminal only)")
+    p.add_argument("--seed", type=validate.SEED, default=0, help="sampler seed (0)")
+    p.add_argument("--posterior-temperature", dest="temperature",
+                   type=validate.real(MIN_TEMPERATURE, MAX_TEMPERATURE), default=None,
+                   help="posterior ∝ exp(-E / T), T in [1e-6, 1e3] (default: the model's "
+                        "record's posterior_temperature, fitted on its validation images by "
+                        "scenes.fit_temperature; 1 where it has none)")
     p.add_argument("--grid", type=validate.integer(MIN_GRID, MAX_GRID), default=None,
                    help=f"MAP start grid, points per coordinate, {MIN_GRID}-{MAX_GRID} (17 for "
                         f"a position; from fewer than {MIN_GRID} Adam starts outside the "
                         "object's basin and ends far from it)")
-    p.add_argument("--steps", type=validate.integer(0, 10_000), default=60,
-                   help="Adam refinement steps (60)")
+    p.add_argument("--map-steps", dest="steps", type=validate.integer(0, 10_000), default=60,
+                   help="Adam refinement steps of the MAP estimate, 0-10000 (60)")
     p.add_argument("--json", action="store_true", help="print a JSON report instead of text")
+    validate.add_deprecated(p, "--steps", "--map-steps", command="infer")
+    validate.add_deprecated(p, "--temperature", "--posterior-temperature", command="infer")
     p.set_defaults(func=_guarded(_infer), check=_check)
 
     m = sub.add_parser("energy-map", help="plot E(x | concept) over the concept for one image",
@@ -295,4 +354,5 @@ def register(sub) -> None:
                    help="mark this many separated basins (2 for a two-object scene)")
     m.add_argument("--separation", type=validate.real(0, 2), default=0.3,
                    help="minimum distance between marked basins, in [0, 2] (0.3)")
+    validate.add_quiet(m)
     m.set_defaults(func=_guarded(_energy_map), check=_check)

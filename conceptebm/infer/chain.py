@@ -44,6 +44,10 @@ class ChainResult(NamedTuple):
         nonfinite: ``(chains,)`` count of rejected non-finite proposals.
         energy_trace: ``(num_steps, chains)`` energy at the start of each step.
         step_size: final step size, a float or ``(chains,)`` after adaptation.
+        accept_trace: ``(num_steps, chains)`` each step's acceptance probability, with
+            ``record_stats=True`` (else ``None``).
+        accepted_trace: ``(num_steps, chains)`` bool, whether each step moved (``record_stats``).
+        step_size_trace: ``(num_steps, chains)`` the step size each step used (``record_stats``).
     """
 
     state: LangevinState
@@ -52,6 +56,9 @@ class ChainResult(NamedTuple):
     nonfinite: Tensor
     energy_trace: Tensor
     step_size: float | Tensor
+    accept_trace: Tensor | None = None
+    accepted_trace: Tensor | None = None
+    step_size_trace: Tensor | None = None
 
 
 class AdaptiveState(NamedTuple):
@@ -70,11 +77,16 @@ class AdaptiveState(NamedTuple):
 
 def run_chain(step_fn: StepFn, state, num_steps: int, *,
               keep_every: int = 0, progress: bool = False,
-              desc: str = "sampling") -> tuple[LangevinState, ChainResult]:
+              desc: str = "sampling", record_stats: bool = False,
+              step_size_of: Callable | None = None) -> tuple[LangevinState, ChainResult]:
     """Run ``num_steps`` of ``step_fn(state, k) -> (state, info)`` and collect diagnostics.
 
     ``state`` is a :class:`LangevinState` or any state whose ``.x`` is ``(chains, *event)``
-    (e.g. :class:`AdaptiveState`); ``info`` is a :class:`StepInfo`.
+    (e.g. :class:`AdaptiveState`); ``info`` is a :class:`StepInfo`. ``record_stats=True`` keeps
+    every step's acceptance probability, accept decision and step size
+    (``step_size_of(state, k)``, the size step ``k`` uses; NaN without it) in the result, the
+    per-draw sampler statistics of :mod:`conceptebm.evaluate.posterior`. The bar (``progress``)
+    shows the mean energy, acceptance and step size every 10 steps.
 
     Example:
         >>> from conceptebm.energies import Gaussian
@@ -92,9 +104,22 @@ def run_chain(step_fn: StepFn, state, num_steps: int, *,
     accepted = torch.zeros(chains, device=state.x.device)
     nonfinite = torch.zeros(chains, dtype=torch.long, device=state.x.device)
     trace, kept = None, []
+    stats = None
+    if record_stats:  # preallocated, written in place (see the energy trace below)
+        stats = (torch.empty(num_steps, chains, device=state.x.device),
+                 torch.zeros(num_steps, chains, dtype=torch.bool, device=state.x.device),
+                 torch.full((num_steps, chains), float("nan"), device=state.x.device))
     bar = tqdm(range(num_steps), desc=desc, disable=not progress, leave=False)
     for k in bar:
+        eps = step_size_of(state, k) if (step_size_of is not None and
+                                         (record_stats or progress)) else None
         state, info = step_fn(state, k)
+        if stats is not None:
+            stats[0][k] = info.accept_prob
+            stats[1][k] = info.accepted
+            if eps is not None:
+                stats[2][k] = torch.as_tensor(eps, dtype=stats[2].dtype,
+                                              device=stats[2].device)
         accepted += info.accepted
         nonfinite += info.nonfinite
         # One preallocated trace written in place, not a list of per-step tensors: those
@@ -107,8 +132,11 @@ def run_chain(step_fn: StepFn, state, num_steps: int, *,
         if keep_every and (k + 1) % keep_every == 0:
             kept.append(state.x.clone())
         if progress and k % 10 == 0:
-            bar.set_postfix(energy=f"{info.energy.mean().item():.4g}",
-                            accept=f"{info.accept_prob.mean().item():.2f}")
+            post = {"energy": f"{info.energy.mean().item():.4g}",
+                    "accept": f"{info.accept_prob.mean().item():.2f}"}
+            if eps is not None:
+                post["step"] = f"{torch.as_tensor(eps).float().mean().item():.3g}"
+            bar.set_postfix(post)
     if trace is None:
         trace = state.x.new_zeros(0, chains)
     result = ChainResult(
@@ -118,6 +146,9 @@ def run_chain(step_fn: StepFn, state, num_steps: int, *,
         nonfinite=nonfinite,
         energy_trace=trace,
         step_size=float("nan"),
+        accept_trace=None if stats is None else stats[0],
+        accepted_trace=None if stats is None else stats[1],
+        step_size_trace=None if stats is None else stats[2],
     )
     return state, result
 
@@ -151,7 +182,7 @@ def langevin(energy, x0_or_shape, num_steps: int = 100, step_size=0.01,
              boundary: str = "clamp", grad_clip: float | None = None,
              generator: torch.Generator | None = None, keep_every: int = 0,
              progress: bool = False, return_info: bool = False, device=None, dtype=None,
-             denoise_steps: int = 0):
+             denoise_steps: int = 0, return_trace: bool = False):
     """Unadjusted Langevin dynamics on ``energy``; returns the final samples.
 
     With ``noise_scale=None`` each step is exactly the paper's eq. (3),
@@ -172,6 +203,10 @@ def langevin(energy, x0_or_shape, num_steps: int = 100, step_size=0.01,
             drift at the last step size, no noise): a short descent that removes the pixel
             speckle the last noisy steps leave in generated images. 0 (default) keeps the
             chain's last sample. The result no longer targets exp(-E); use it for images.
+        return_trace: return ``(x, ChainResult)`` with every state kept (``keep_every``
+            defaults to 1) and each step's acceptance and step size
+            (``accept_trace``, ``accepted_trace``, ``step_size_trace``): the draws and
+            sampler statistics :func:`conceptebm.evaluate.posterior.chain_to_arviz` reads.
 
     Example:
         >>> from conceptebm.energies import Gaussian
@@ -198,8 +233,11 @@ def langevin(energy, x0_or_shape, num_steps: int = 100, step_size=0.01,
                                  noise_scale=noise_scale, bounds=bounds, boundary=boundary,
                                  grad_clip=grad_clip, generator=generator)
     state = init_state(energy, x0, evaluate=False)
+    if return_trace:
+        keep_every, return_info = keep_every or 1, True
     state, result = run_chain(step, state, num_steps, keep_every=keep_every, progress=progress,
-                              desc="langevin")
+                              desc="langevin", record_stats=return_trace,
+                              step_size_of=lambda s, k: _step_at(step_size, k))
     last = _step_at(step_size, max(num_steps - 1, 0))
     result = result._replace(step_size=last)
     if denoise_steps:
@@ -217,7 +255,8 @@ def mala(energy, x0_or_shape, num_steps: int = 100, step_size=0.01, *, init="uni
          bounds=None, boundary: str = "reject", grad_clip: float | None = None,
          adapt_steps: int = 0, target_accept: float = 0.574,
          generator: torch.Generator | None = None, keep_every: int = 0,
-         progress: bool = False, return_info: bool = False, device=None, dtype=None):
+         progress: bool = False, return_info: bool = False, device=None, dtype=None,
+         return_trace: bool = False):
     """Metropolis-adjusted Langevin (per-chain accept/reject); returns the final samples.
 
     Targets exp(-E) exactly (restricted to ``bounds`` with the default ``boundary="reject"``).
@@ -227,6 +266,12 @@ def mala(energy, x0_or_shape, num_steps: int = 100, step_size=0.01, *, init="uni
     given ``step_size`` (:mod:`conceptebm.infer.adapt`); it is frozen afterwards, so later
     steps are exact MCMC.
     Discard the adaptation steps (e.g. via ``keep_every`` trajectories) for unbiased estimates.
+
+    ``return_trace=True`` returns ``(x, ChainResult)`` with every state kept (``keep_every``
+    defaults to 1) and each step's acceptance probability, accept decision and per-chain step
+    size (``accept_trace``, ``accepted_trace``, ``step_size_trace``, each ``(steps, chains)``);
+    :func:`conceptebm.evaluate.posterior.chain_to_arviz` turns it into ArviZ data. Without it
+    nothing changes (same draws from the same generator).
 
     Example:
         >>> from conceptebm.energies import Gaussian
@@ -253,6 +298,9 @@ def mala(energy, x0_or_shape, num_steps: int = 100, step_size=0.01, *, init="uni
         )
     common = dict(bounds=bounds, boundary=boundary, grad_clip=grad_clip, generator=generator)
     state = init_state(energy, x0)
+    if return_trace:
+        keep_every, return_info = keep_every or 1, True
+    record = dict(record_stats=return_trace, progress=progress, keep_every=keep_every)
     if adapt_steps:
         # The adaptation state travels with the chain state, so the step stays pure.
         def step(s, k):
@@ -262,15 +310,15 @@ def mala(energy, x0_or_shape, num_steps: int = 100, step_size=0.01, *, init="uni
             return AdaptiveState(chain, adapt), info
 
         start = AdaptiveState(state, init_step_size(state, energy, step_size, **common))
-        end, result = run_chain(step, start, num_steps, keep_every=keep_every,
-                                progress=progress, desc="mala")
+        end, result = run_chain(step, start, num_steps, desc="mala",
+                                step_size_of=lambda s, k: s.adapt.step_size, **record)
         state, final_eps = end.chain, end.adapt.step_size
     else:
         def step(s, k):
             return mala_step(s, energy, step_size=_step_at(step_size, k), **common)
 
-        state, result = run_chain(step, state, num_steps, keep_every=keep_every,
-                                  progress=progress, desc="mala")
+        state, result = run_chain(step, state, num_steps, desc="mala",
+                                  step_size_of=lambda s, k: _step_at(step_size, k), **record)
         final_eps = _step_at(step_size, max(num_steps - 1, 0))
     result = result._replace(state=state, step_size=final_eps)
     if math.isnan(float(result.accept_rate.float().mean())):  # pragma: no cover - defensive

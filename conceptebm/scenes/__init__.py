@@ -23,12 +23,15 @@ from conceptebm.scenes.inference import (
 from conceptebm.scenes.multiview import (
     GridPosterior,
     Posterior,
+    coordinate_names,
     equal_tailed_interval,
     fit_temperature,
     grid_posterior,
     interval_coverage,
     multiview_model,
     multiview_posterior,
+    multiview_posteriors,
+    posterior_temperature,
 )
 from conceptebm.scenes.plots import (
     image_and_map_figure,
@@ -52,6 +55,9 @@ __all__ = [
     "Basins",
     "multiview_model",
     "multiview_posterior",
+    "multiview_posteriors",
+    "posterior_temperature",
+    "coordinate_names",
     "Posterior",
     "grid_posterior",
     "GridPosterior",

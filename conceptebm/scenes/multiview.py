@@ -42,30 +42,45 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
-from pyro.ops.stats import effective_sample_size
 from torch import Tensor
 
+from conceptebm.evaluate.posterior import chain_stats
+from conceptebm.infer.chain import mala
 from conceptebm.infer.energy_map import concept_grid, energy_map
+from conceptebm.infer.optimize import concept_energy
 from conceptebm.infer.pyro import energy_factor
 from conceptebm.infer.pyro.inference import nuts_posterior
-from conceptebm.scenes.inference import concept_of, check_images, infer_concept
+from conceptebm.scenes.inference import check_images, concept_of, infer_concept
 
 __all__ = ["Posterior", "GridPosterior", "multiview_model", "multiview_posterior",
+           "multiview_posteriors", "posterior_temperature", "coordinate_names",
            "grid_posterior", "equal_tailed_interval", "interval_coverage", "fit_temperature"]
 
 
 class Posterior(NamedTuple):
-    """Result of :func:`multiview_posterior`.
+    """Result of :func:`multiview_posterior` (one multi-view set, several chains).
 
     Attributes:
-        samples: ``(S, dim)`` NUTS draws of the concept value.
+        samples: ``(chains * S, dim)`` every chain's draws after warm-up, chain after chain.
         mean: ``(dim,)`` posterior mean.
         interval: ``(2, dim)`` equal-tailed ``level`` credible interval (low row, high row).
-        map: ``(dim,)`` the MAP the chain started from.
+        map: ``(dim,)`` the MAP the chains started around.
         level: the interval's probability (0.9 = 5%..95% quantiles).
-        ess: ``(dim,)`` effective sample size of each coordinate (1 if the chain never moved:
-            too short a warm-up can leave NUTS with a step size at which nothing is accepted).
-        mcmc: the finished ``pyro.infer.MCMC`` (``.summary()``, ``.diagnostics()``).
+        ess: ``(dim,)`` bulk effective sample size of each coordinate over all chains
+            (ArviZ's; Pyro's multi-chain ESS where ArviZ is not installed).
+        mcmc: the last chain's ``pyro.infer.MCMC`` for ``sampler="nuts"``, else ``None``.
+        draws: ``(chains, S, dim)`` the draws by chain.
+        stats: per-draw sampler statistics ``{name: (chains, S)}`` (ArviZ's names):
+            ``energy`` (the model's summed energy at the draw, before the temperature),
+            ``lp`` (``-energy / T``), ``acceptance_rate``, ``step_size``, and ``accepted``
+            (MALA) or ``diverging`` and ``tree_depth`` (NUTS).
+        diagnostics: per coordinate ``rhat`` (rank-normalised split R-hat), ``ess_bulk``,
+            ``ess_tail``, ``mcse_mean``, ``mcse_sd`` (ArviZ's own; ``source`` says whose),
+            and ``divergences`` (NUTS).
+        warnings: one line per coordinate whose R-hat > 1.01 or ESS < 100 (and divergences).
+        sampler: ``"mala"`` or ``"nuts"``; temperature: the ``T`` of ``exp(-E / T)``.
+        concept: the :class:`~conceptebm.concepts.Concept`; observed: what was observed
+            (image paths or view indices), for :meth:`to_arviz`.
     """
 
     samples: Tensor
@@ -75,6 +90,43 @@ class Posterior(NamedTuple):
     level: float
     ess: Tensor
     mcmc: object
+    draws: Tensor | None = None
+    stats: dict | None = None
+    diagnostics: dict | None = None
+    warnings: tuple = ()
+    sampler: str = "nuts"
+    temperature: float = 1.0
+    concept: object = None
+    observed: tuple | None = None
+
+    @property
+    def coords(self) -> list[str]:
+        """Names of the concept's coordinates (``x``, ``y``, ``z``; numbers beyond 3)."""
+        return coordinate_names(self.samples.shape[-1])
+
+    def to_arviz(self):
+        """The draws as an ``arviz.InferenceData``: ``posterior`` (the concept, dims
+        ``chain, draw, {name}_dim``), ``sample_stats`` and ``observed_data`` (the images).
+        Raises :class:`~conceptebm.evaluate.posterior.ArvizMissing` (one line) without
+        arviz. Save with ``.to_netcdf(path)``; read with ``arviz.from_netcdf``."""
+        from conceptebm.evaluate.posterior import to_inference_data
+
+        name = self.concept.name if self.concept is not None else "c"
+        draws = self.draws if self.draws is not None else self.samples[None]
+        attrs = {"sampler": self.sampler, "temperature": float(self.temperature),
+                 "level": float(self.level), "map": self.map.tolist()}
+        return to_inference_data(draws, name, coords=self.coords, sample_stats=self.stats,
+                                 observed=self.observed, attrs=attrs)
+
+    def report(self) -> dict:
+        """The JSON-able summary the CLI prints: mean, interval, diagnostics, warnings
+        (``samples``: draws per chain)."""
+        draws = self.draws if self.draws is not None else self.samples[None]
+        return {"mean": self.mean.tolist(), "level": self.level,
+                "interval": self.interval.tolist(), "ess": self.ess.tolist(),
+                "samples": int(draws.shape[1]), "chains": int(draws.shape[0]),
+                "sampler": self.sampler, "temperature": float(self.temperature),
+                "diagnostics": self.diagnostics, "warnings": list(self.warnings)}
 
 
 class GridPosterior(NamedTuple):
@@ -167,47 +219,236 @@ def equal_tailed_interval(samples: Tensor, level: float = 0.9) -> Tensor:
     return torch.quantile(samples, q, dim=0)
 
 
-def multiview_posterior(model, views: Tensor, *, num_samples: int = 300,
-                        warmup_steps: int = 200, level: float = 0.9, init: Tensor | None = None,
-                        temperature: float = 1.0, seed: int | None = None,
-                        map_kwargs: dict | None = None, check_range: bool = True,
-                        event_dim: int = 3, progress: bool = False,
-                        **nuts_kwargs) -> Posterior:
-    """NUTS posterior of the shared concept of one multi-view set, started at its MAP.
+SAMPLERS = ("mala", "nuts")
 
-    Args:
-        views: ``(V, C, H, W)``: one set (run one call per set: NUTS makes one accept
-            decision for its whole state, so independent sets are better kept apart).
-        init: the starting value ``(dim,)``; default the MAP from
-            :func:`~conceptebm.scenes.inference.infer_concept` (``map_kwargs`` go there).
-        seed: seeds NUTS (Pyro draws from torch's global generator; its state is restored
-            afterwards, so a seeded call leaves the caller's random stream untouched).
-        nuts_kwargs: passed to ``pyro.infer.NUTS`` (``target_accept_prob``,
-            ``jit_compile``, ``max_tree_depth``, ...).
 
-    NUTS explores one basin well; a posterior with well separated modes needs the grid
-    (:func:`grid_posterior`).
+def coordinate_names(dim: int) -> list[str]:
+    """``x``, ``y``, ``z`` for a concept of up to 3 coordinates, else ``0 .. dim - 1``."""
+    return list("xyz"[:dim]) if dim <= 3 else [str(i) for i in range(dim)]
+
+
+def posterior_temperature(model, default: float = 1.0) -> float:
+    """The posterior temperature stored in the model's record (``"posterior_temperature"``,
+    fitted on its validation images by :func:`fit_temperature`), else ``default``."""
+    record = getattr(model, "record", None) or {}
+    t = record.get("posterior_temperature")
+    if isinstance(t, dict):
+        t = t.get("temperature")
+    return float(t) if t is not None else float(default)
+
+
+def _diagnostics(draws: Tensor, name: str) -> tuple[dict, Tensor]:
+    """ArviZ's diagnostics of ``draws (chains, S, dim)``; Pyro's split R-hat and ESS (no
+    tail ESS or MCSE) where ArviZ is missing. Returns ``(diagnostics, bulk ESS (dim,))``."""
+    from conceptebm.evaluate.posterior import ArvizMissing, diagnose, to_inference_data
+
+    coords = coordinate_names(draws.shape[-1])
+    try:
+        d = diagnose(to_inference_data(draws, name, coords=coords), name)
+        d["source"] = f"arviz {d.pop('arviz')}"
+    except ArvizMissing:
+        from pyro.ops.stats import effective_sample_size, split_gelman_rubin
+
+        x = draws.double()
+        ess = effective_sample_size(x, chain_dim=0, sample_dim=1)
+        rhat = split_gelman_rubin(x, chain_dim=0, sample_dim=1) if x.shape[1] >= 4 else \
+            torch.full_like(ess, float("nan"))
+        nan = [float("nan")] * draws.shape[-1]
+        d = {"rhat": rhat.tolist(), "ess_bulk": ess.tolist(), "ess_tail": nan,
+             "mcse_mean": nan, "mcse_sd": nan, "chains": int(draws.shape[0]),
+             "draws": int(draws.shape[1]),
+             "source": "pyro (pip install 'conceptebm[posterior]' for ArviZ's)"}
+    ess = torch.nan_to_num(torch.tensor(d["ess_bulk"], dtype=torch.float64), nan=1.0)
+    return d, ess  # a chain that never moved: one effective sample
+
+
+def _starts(model, sets: Tensor, init: Tensor, chains: int, t: float, spread: float,
+            concept, generator, event_dim: int) -> Tensor:
+    """``(B, chains, dim)`` starting points, over-dispersed relative to the posterior so that
+    R-hat can see chains that do not meet: chain 0 at the MAP ``init (B, dim)``; the others
+    drawn from the posterior at ``spread`` times the temperature on a coarse grid (17 points
+    a coordinate, the MAP search's; a concept of more than 3 coordinates: ``N(0, 0.05)``
+    around the MAP), each jittered uniformly within its grid cell."""
+    b, d = init.shape
+    eps = 1e-3 * (concept.high - concept.low)
+    if chains == 1:
+        return init[:, None]
+    if d > 3:
+        noise = torch.randn(b, chains, d, generator=generator, dtype=init.dtype) * 0.05
+        noise[:, 0] = 0
+        return (init[:, None] + noise.to(init.device)).clamp(concept.low + eps,
+                                                             concept.high - eps)
+    n = {1: 101, 2: 17, 3: 9}[d]
+    grid = concept_grid(concept, n, dtype=sets.dtype, device=sets.device)  # (G, d)
+    with torch.no_grad():
+        e = energy_map(model, sets, grid, views=True, event_dim=event_dim)  # (B, G)
+    probs = torch.softmax(-e.double() / (spread * t), dim=-1).cpu()
+    pick = torch.multinomial(probs, chains - 1, replacement=True, generator=generator)
+    cell = (concept.high - concept.low) / (n - 1)
+    jitter = (torch.rand(b, chains - 1, d, generator=generator, dtype=init.dtype) - 0.5) * cell
+    others = grid[pick.to(grid.device)] + jitter.to(grid.device)  # (B, chains - 1, d)
+    return torch.cat([init[:, None], others], dim=1).clamp(concept.low + eps,
+                                                           concept.high - eps)
+
+
+def _summary(model_name, draws, stats, init, level, sampler, t, concept, observed,
+             mcmc=None) -> Posterior:
+    from conceptebm.evaluate.posterior import diagnostic_warnings
+
+    samples = draws.reshape(-1, draws.shape[-1])
+    diag, ess = _diagnostics(draws, model_name)
+    lines = diagnostic_warnings(diag, coordinate_names(draws.shape[-1]),
+                                what=f"{model_name} ")
+    if "diverging" in stats:
+        n = int(stats["diverging"].sum())
+        diag["divergences"] = n
+        if n:
+            lines.append(f"{model_name}: {n} divergent NUTS transitions: the posterior has "
+                         "regions NUTS cannot follow at its step size")
+    return Posterior(samples, samples.mean(0), equal_tailed_interval(samples, level),
+                     init.reshape(-1).detach(), level, ess, mcmc, draws, stats, diag,
+                     tuple(lines), sampler, t, concept, observed)
+
+
+def multiview_posteriors(model, sets: Tensor, *, num_samples: int = 300,
+                         warmup_steps: int = 200, chains: int = 4, level: float = 0.9,
+                         init: Tensor | None = None, temperature: float | None = None,
+                         sampler: str = "mala", seed: int | None = None,
+                         init_spread: float = 4.0, map_kwargs: dict | None = None,
+                         observed: list | None = None, check_range: bool = True,
+                         event_dim: int = 3, progress: bool = False,
+                         **nuts_kwargs) -> list[Posterior]:
+    """Posteriors of ``B`` multi-view sets ``(B, V, *event)``, ``chains`` chains each.
+
+    ``sampler="mala"`` (default): the engine's Metropolis-adjusted Langevin
+    (:func:`~conceptebm.infer.mala`) with every chain of every set in one ``(B * chains, dim)``
+    tensor, one network call per step for all of them, and per-chain step sizes adapted
+    during ``warmup_steps`` (then frozen: exact MCMC), restricted to the concept's box (the
+    flat prior). ``sampler="nuts"``: Pyro's NUTS, one chain after the other (Pyro runs
+    several chains only as separate processes, and NUTS trajectories differ in length per
+    chain, so they do not share one tensor), with divergences and tree depths.
+
+    Chain 0 starts at the MAP (``init``, default :func:`infer_concept`), the others at draws
+    from the posterior at ``init_spread`` times the temperature on a coarse grid
+    (over-dispersed, as R-hat needs: chains that end in different basins are flagged).
+    ``temperature=None`` uses the model's :func:`posterior_temperature`. ``observed``: one
+    list of names per set (image paths), for ``observed_data``; default the view indices.
     """
     level = _check_level(level)
-    pyro_model = multiview_model(model, views, temperature=temperature, check_range=check_range,
-                                 event_dim=event_dim)
-    name = pyro_model.concept.name
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    for what, v, least in (("num_samples", num_samples, 1), ("warmup_steps", warmup_steps, 0),
+                           ("chains", chains, 1)):
+        if isinstance(v, bool) or int(v) != v or v < least:
+            raise ValueError(f"{what} must be an integer >= {least}, got {v!r}")
+    t = _check_temperature(posterior_temperature(model) if temperature is None
+                           else temperature)
+    concept = concept_of(model)
+    if concept.is_categorical:
+        raise ValueError(f"multiview_posteriors needs a continuous concept, got the "
+                         f"categorical {concept.name!r}")
+    check_images(sets, model, views=True, check_range=check_range, event_dim=event_dim)
+    b, v = sets.shape[0], sets.shape[1]
     if init is None:
-        est = infer_concept(model, views[None], views=True, check_range=check_range,
-                            event_dim=event_dim, **(map_kwargs or {}))
-        init = est.value[0]
-    init = torch.as_tensor(init).to(views)
-    pyro_model.concept.check_range(init)
+        init = infer_concept(model, sets, views=True, check_range=check_range,
+                             event_dim=event_dim, **(map_kwargs or {})).value  # (B, dim)
+    init = torch.as_tensor(init).to(sets).reshape(b, -1)
+    concept.check_range(init)
+    observed = observed or [list(range(v))] * b
+    gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
+    starts = _starts(model, sets, init, int(chains), t, float(init_spread), concept, gen,
+                     event_dim)  # (B, C, dim)
+    problem = concept_energy(model, sets, views=True)
+    n, d = int(num_samples), concept.dim
+    out = []
+    if sampler == "mala":
+        def energy(x):  # (B * C, dim) -> (B * C,): every chain of every set in one call
+            return problem(x.reshape(b, chains, d)).reshape(-1) / t
+
+        _, res = mala(energy, starts.reshape(b * chains, d), num_steps=warmup_steps + n,
+                      step_size=1e-3 * (concept.high - concept.low) ** 2,
+                      bounds=(concept.low, concept.high), boundary="reject",
+                      adapt_steps=warmup_steps, generator=gen, progress=progress,
+                      return_trace=True)
+        traj = res.trajectory[warmup_steps:].detach()  # (S, B * C, dim)
+        draws = traj.reshape(n, b, chains, d).permute(1, 2, 0, 3)  # (B, C, S, dim)
+        stats = chain_stats(res, warmup_steps)  # (B * C, S) each
+        stats["energy"] = stats["energy"] * t
+        for i in range(b):
+            s_i = {k: x.reshape(b, chains, n)[i].detach() for k, x in stats.items()}
+            out.append(_summary(concept.name, draws[i], s_i, init[i], level, "mala", t,
+                                concept, tuple(observed[i])))
+        return out
+    for i in range(b):
+        pyro_model = multiview_model(model, sets[i], temperature=t, check_range=check_range,
+                                     event_dim=event_dim)
+        per_chain, kept = [], {k: [] for k in ("acceptance_rate", "step_size", "diverging",
+                                                "tree_depth")}
+        for c in range(int(chains)):
+            with torch.random.fork_rng(devices=[]):
+                if seed is not None:
+                    torch.manual_seed(int(seed) + 1000 * i + c)
+                mcmc = nuts_posterior(pyro_model, num_samples=n, warmup_steps=warmup_steps,
+                                      init={concept.name: _inside_box(starts[i, c], concept)},
+                                      progress=progress, **nuts_kwargs)
+            per_chain.append(mcmc.get_samples()[concept.name].detach())  # (S, dim)
+            for k in kept:
+                kept[k].append(torch.tensor(mcmc.kernel.stats[k][warmup_steps:]))
+        draws = torch.stack(per_chain)  # (C, S, dim)
+        stats = {k: torch.stack(x) for k, x in kept.items()}
+        with torch.no_grad():  # the model's energy at every draw, one call
+            e = concept_energy(model, sets[i:i + 1], views=True)(
+                draws.reshape(1, -1, d))[0].reshape(chains, n)
+        stats["energy"], stats["lp"] = e, -e / t
+        out.append(_summary(concept.name, draws, stats, init[i], level, "nuts", t, concept,
+                            tuple(observed[i]), mcmc))
+    return out
+
+
+def _inside_box(c: Tensor, concept) -> Tensor:
+    eps = 1e-6 * (concept.high - concept.low)
+    return c.clamp(concept.low + eps, concept.high - eps)
+
+
+def multiview_posterior(model, views: Tensor, *, num_samples: int = 300,
+                        warmup_steps: int = 200, level: float = 0.9, init: Tensor | None = None,
+                        temperature: float | None = None, seed: int | None = None,
+                        map_kwargs: dict | None = None, check_range: bool = True,
+                        event_dim: int = 3, progress: bool = False, chains: int = 4,
+                        sampler: str = "mala", init_spread: float = 4.0,
+                        observed: list | None = None, **nuts_kwargs) -> Posterior:
+    """Posterior of the shared concept of one multi-view set, ``chains`` chains (default 4)
+    started around its MAP; :func:`multiview_posteriors` for the samplers and many sets.
+
+    Args:
+        views: ``(V, C, H, W)``: one set (many sets: :func:`multiview_posteriors`, batched).
+        init: the MAP ``(dim,)``; default from
+            :func:`~conceptebm.scenes.inference.infer_concept` (``map_kwargs`` go there).
+        temperature: ``T`` of ``exp(-E / T)``; ``None``: the model's record
+            (:func:`posterior_temperature`), else 1.
+        seed: seeds the starts and the chains (a seeded call leaves torch's global random
+            stream untouched).
+        sampler: ``"mala"`` (the engine's, chains batched) or ``"nuts"`` (Pyro's NUTS; then
+            ``nuts_kwargs`` go to ``pyro.infer.NUTS``: ``target_accept_prob``,
+            ``max_tree_depth``, ...).
+
+    The result's ``diagnostics`` (R-hat, bulk / tail ESS, MCSE: ArviZ's) and ``warnings``
+    say whether the chains can be trusted; :meth:`Posterior.to_arviz` gives ArviZ data. No
+    chain crosses between well separated modes: a multimodal posterior needs the grid
+    (:func:`grid_posterior`) or the energy map.
+    """
+    views = _check_views(model, views, check_range, event_dim)
+    if init is not None:
+        init = torch.as_tensor(init).to(views).reshape(1, -1)
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
-        mcmc = nuts_posterior(pyro_model, num_samples=num_samples, warmup_steps=warmup_steps,
-                              init={name: init.reshape(-1)}, progress=progress, **nuts_kwargs)
-    samples = mcmc.get_samples()[name].detach()  # (S, dim)
-    ess = effective_sample_size(samples[None].double(), chain_dim=0, sample_dim=1)  # (dim,)
-    ess = torch.nan_to_num(ess, nan=1.0)  # a chain that never moved: one effective sample
-    return Posterior(samples, samples.mean(0), equal_tailed_interval(samples, level),
-                     init.reshape(-1).detach(), level, ess, mcmc)
+        return multiview_posteriors(
+            model, views[None], num_samples=num_samples, warmup_steps=warmup_steps,
+            chains=chains, level=level, init=init, temperature=temperature, sampler=sampler,
+            seed=seed, init_spread=init_spread, map_kwargs=map_kwargs,
+            observed=None if observed is None else [list(observed)], check_range=check_range,
+            event_dim=event_dim, progress=progress, **nuts_kwargs)[0]
 
 
 def _marginal_quantile(p: Tensor, axis: Tensor, q: float) -> Tensor:

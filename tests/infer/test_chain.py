@@ -44,7 +44,9 @@ def test_trajectory_shape_and_result_fields():
                        generator=_gen(1), return_info=True)
     assert isinstance(info, ChainResult)
     assert set(info._fields) == {"state", "trajectory", "accept_rate", "nonfinite",
-                                 "energy_trace", "step_size"}
+                                 "energy_trace", "step_size", "accept_trace",
+                                 "accepted_trace", "step_size_trace"}
+    assert info.accept_trace is None  # kept only with return_trace=True
     assert info.trajectory.shape == (4, 3, 2, 4, 4)  # (kept, chains, *event)
     assert torch.equal(info.trajectory[-1], x) and torch.equal(info.state.x, x)
     assert info.energy_trace.shape == (20, 3)

@@ -100,7 +100,7 @@ def test_posterior_prints_a_nuts_interval_around_the_map(tmp_path, capsys, stand
     assert row["posterior"]["level"] == 0.9 and row["posterior"]["samples"] == 60
     assert (lo <= hi).all() and (lo - 0.05 <= value).all() and (value <= hi + 0.05).all()
     assert main(args[:-1]) == 0
-    assert "90% interval (NUTS, 60 samples" in capsys.readouterr().out
+    assert "90% interval (MALA, 4 chains x 60 samples" in capsys.readouterr().out
 
 
 def test_energy_map_writes_a_png_with_two_basins(tmp_path, capsys, standin, rendered):
@@ -155,12 +155,12 @@ def test_model_checkpoint_path(tmp_path, capsys, rendered):
     assert main(["infer", p, "--model", str(path), "--posterior"]) == 0
     out = capsys.readouterr().out
     assert "color = " in out and "posterior:" in out
-    assert main(["infer", p, "--model", str(path), "--posterior", "--temperature", "1e-6",
-                 "--json"]) == 0
+    assert main(["infer", p, "--model", str(path), "--posterior", "--posterior-temperature",
+                 "1e-6", "--json"]) == 0
     probs = json.loads(capsys.readouterr().out)[0]["probabilities"]
     assert max(probs.values()) > 0.99  # a tiny temperature: the posterior is the argmin
-    assert main(["infer", p, "--model", str(path), "--temperature", "0"]) == 2
-    assert "argument --temperature: must be a finite number in [1e-06, 1000], got '0'" \
+    assert main(["infer", p, "--model", str(path), "--posterior-temperature", "0"]) == 2
+    assert "argument --posterior-temperature: must be a finite number in [1e-06, 1000], got '0'" \
         in capsys.readouterr().err
     assert main(["infer", p, "--model", str(path), "--concept", "position"]) == 2
     assert "is a 'color' model, not a 'position' one" in capsys.readouterr().err

@@ -128,12 +128,15 @@ def test_fit_temperature_recovers_an_overconfident_scale():
     assert interval_coverage(hot.interval, truth).double().mean().item() >= 0.9
 
 
-def test_nuts_posterior_matches_the_gaussian_closed_form():
+@pytest.mark.parametrize("sampler,chains", [("mala", 4), ("nuts", 2)])
+def test_posterior_matches_the_gaussian_closed_form(sampler, chains):
     x = torch.tensor([[0.2, 0.1], [0.4, -0.1], [0.3, 0.3], [0.5, 0.0]], dtype=F64)  # V = 4
     post = multiview_posterior(Reading(), x, num_samples=400, warmup_steps=200, seed=3,
-                               check_range=False, event_dim=1)
+                               check_range=False, event_dim=1, sampler=sampler, chains=chains)
     sd = 0.1 / 2
-    assert post.samples.shape == (400, 2) and post.interval.shape == (2, 2)
+    assert post.samples.shape == (chains * 400, 2) and post.interval.shape == (2, 2)
+    assert post.draws.shape == (chains, 400, 2) and post.sampler == sampler
+    assert max(post.diagnostics["rhat"]) < 1.01 and not post.warnings, post.warnings
     se = sd / post.ess.clamp_min(1).sqrt()  # Monte Carlo standard error of the mean
     assert ((post.mean - x.mean(0)).abs() < 5 * se).all(), (post.mean, se)
     assert ((post.samples.std(0) - sd).abs() < 0.2 * sd).all()
@@ -143,10 +146,10 @@ def test_nuts_posterior_matches_the_gaussian_closed_form():
     # a seeded run is reproducible and leaves the global random stream alone
     state = torch.get_rng_state()
     again = multiview_posterior(Reading(), x, num_samples=20, warmup_steps=10, seed=3,
-                                check_range=False, event_dim=1)
+                                check_range=False, event_dim=1, sampler=sampler)
     assert torch.equal(torch.get_rng_state(), state)
     same = multiview_posterior(Reading(), x, num_samples=20, warmup_steps=10, seed=3,
-                               check_range=False, event_dim=1)
+                               check_range=False, event_dim=1, sampler=sampler)
     assert torch.equal(again.samples, same.samples)
 
 

@@ -16,7 +16,7 @@
 
 from conceptebm.infer.pyro.factor import energy_factor, plate_shape
 from conceptebm.infer.pyro.inference import PyroMAP, nuts_posterior, pyro_map
-from conceptebm.infer.pyro.kernels import LangevinKernel, MALAKernel, run_kernel
+from conceptebm.infer.pyro.kernels import LangevinKernel, MALAKernel, StatsNUTS, run_kernel
 from conceptebm.infer.pyro.potential import SPACES, ModelPotential, support_limits
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "SPACES",
     "LangevinKernel",
     "MALAKernel",
+    "StatsNUTS",
     "run_kernel",
     "pyro_map",
     "PyroMAP",

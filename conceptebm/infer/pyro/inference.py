@@ -18,11 +18,12 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
-from pyro.infer import MCMC, NUTS
+from pyro.infer import MCMC
 from pyro.infer.autoguide.initialization import init_to_uniform, init_to_value
 from torch import Tensor
 
 from conceptebm.infer.optimize import ConceptProblem, MAPResult, map_estimate
+from conceptebm.infer.pyro.kernels import StatsNUTS
 from conceptebm.infer.pyro.potential import ModelPotential, support_limits
 
 __all__ = ["PyroMAP", "pyro_map", "nuts_posterior"]
@@ -121,7 +122,10 @@ def nuts_posterior(model, *model_args, num_samples: int = 500, warmup_steps: int
     ``map_kwargs``; default a 17-point grid per coordinate and 60 Adam steps), a dict gives
     constrained starting values, ``None`` uses Pyro's ``init_to_uniform``. ``nuts_kwargs`` go
     to ``pyro.infer.NUTS`` (e.g. ``jit_compile=True``, ``target_accept_prob``). Returns the
-    finished ``pyro.infer.MCMC``: ``.get_samples()``, ``.summary()``, ``.diagnostics()``.
+    finished ``pyro.infer.MCMC``: ``.get_samples()``, ``.summary()``, ``.diagnostics()``; its
+    kernel (a :class:`~conceptebm.infer.pyro.kernels.StatsNUTS`, Pyro's NUTS unchanged) holds
+    each iteration's step size, acceptance, divergence and tree depth in
+    ``mcmc.kernel.stats`` (warm-up first).
 
     Example:
         >>> import pyro, pyro.distributions as dist
@@ -151,7 +155,7 @@ def nuts_posterior(model, *model_args, num_samples: int = 500, warmup_steps: int
         init = pyro_map(model, *model_args, model_kwargs=kwargs, **mk).values
     strategy = init_to_uniform if init is None else init_to_value(
         values=_inside(init, target))
-    kernel = NUTS(model, init_strategy=strategy, max_plate_nesting=target.max_plate_nesting,
+    kernel = StatsNUTS(model, init_strategy=strategy, max_plate_nesting=target.max_plate_nesting,
                   **nuts_kwargs)
     mcmc = MCMC(kernel, num_samples=int(num_samples), warmup_steps=int(warmup_steps),
                 disable_progbar=not progress)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 
 import pyro
 import torch
+from pyro.infer import NUTS
 from pyro.infer.autoguide.initialization import init_to_uniform
 from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 from torch import Tensor
@@ -39,7 +40,7 @@ from conceptebm.infer.samplers import (
     ula_step,
 )
 
-__all__ = ["LangevinKernel", "MALAKernel", "run_kernel"]
+__all__ = ["LangevinKernel", "MALAKernel", "StatsNUTS", "run_kernel"]
 
 
 class _TensorTarget:
@@ -344,3 +345,42 @@ def run_kernel(kernel: _EngineKernel, num_steps: int, *model_args, warmup_steps:
                       disable=not progress, leave=False):
             params = kernel.sample(params)
     return {k: v.detach() for k, v in kernel.constrained(params).items()}
+
+
+class StatsNUTS(NUTS):
+    """Pyro's NUTS keeping each iteration's sampler statistics (warm-up included).
+
+    ``stats`` holds lists, one entry per iteration: ``step_size`` (the size it used),
+    ``acceptance_rate`` (the mean Metropolis acceptance over the trajectory, read back from
+    Pyro's running mean), ``diverging`` (Pyro counts divergences after warm-up only, so
+    warm-up entries are ``False``), ``tree_depth`` (the number of trajectory doublings) and
+    ``potential_energy`` (Pyro's potential at the draw: the unconstrained space's, the
+    Jacobian of the box transform included). The chain itself is Pyro's, unchanged.
+    """
+
+    STATS = ("step_size", "acceptance_rate", "diverging", "tree_depth", "potential_energy")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.stats = {k: [] for k in self.STATS}
+        self._depth = 0
+
+    def _build_tree(self, z, r, z_grads, log_slice, direction, tree_depth, energy_current):
+        # called with depth 0, 1, 2, ... for each doubling (recursions go lower)
+        self._depth = max(self._depth, int(tree_depth) + 1)
+        return super()._build_tree(z, r, z_grads, log_slice, direction, tree_depth,
+                                   energy_current)
+
+    def sample(self, params):
+        self._depth, eps = 0, float(self.step_size)
+        divergences, before = len(self._divergences), self._mean_accept_prob
+        z = super().sample(params)
+        n = self._t - self._warmup_steps if self._t > self._warmup_steps else self._t
+        s = self.stats
+        s["step_size"].append(eps)
+        s["acceptance_rate"].append(float(n * self._mean_accept_prob - (n - 1) * before))
+        s["diverging"].append(len(self._divergences) > divergences)
+        s["tree_depth"].append(self._depth)
+        pe = self._potential_energy_last
+        s["potential_energy"].append(float("nan") if pe is None else float(pe))
+        return z
