@@ -71,6 +71,11 @@ ALLOWED = {
     # PEP 562 contract aliases: conceptebm.infer.infer_concept etc. resolve to the scene
     # applications on first use, so importing the engine never imports them.
     ("conceptebm.infer", "__getattr__", "conceptebm.scenes"),
+    # Deprecated `python -m` entry points (they go in conceptebm 0.3): each main() forwards its
+    # arguments to the validated subcommand that replaced it, so there is one parser.
+    ("conceptebm.datasets.foreign", "main", "conceptebm.cli"),
+    ("conceptebm.datasets.digits", "main", "conceptebm.cli"),
+    ("conceptebm.scenes.calibrate", "main", "conceptebm.cli"),
 }
 
 #: Upward edges that exist today and are being removed (architecture issue 11), keyed by

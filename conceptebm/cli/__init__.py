@@ -63,6 +63,8 @@ COMMAND_MODULES = [
     "conceptebm.cli.infer",  # infer, energy-map
     "conceptebm.cli.train_judges",  # train-judges
     "conceptebm.cli.cards",  # models, models show
+    "conceptebm.cli.make_data",  # make-data foreign, make-data digits
+    "conceptebm.cli.calibrate",  # calibrate
 ]
 
 
@@ -124,9 +126,15 @@ def _check_output_paths(parser: argparse.ArgumentParser, args) -> None:
     read-only working folder is fine for ``render --each /elsewhere``)."""
     from conceptebm.cli.validate import write_problem
 
-    sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
-    command = sub.choices.get(getattr(args, "command", None)) if sub else None
-    for action in (command or parser)._actions:
+    chosen = [parser]  # the command, and the action of a command that has them (make-data)
+    while True:
+        sub = next((a for a in chosen[-1]._actions
+                    if isinstance(a, argparse._SubParsersAction)), None)
+        nested = sub.choices.get(getattr(args, sub.dest, None)) if sub else None
+        if nested is None:
+            break
+        chosen.append(nested)
+    for action in chosen[-1]._actions:
         value = getattr(args, action.dest, None)
         if not getattr(action.type, "writes", False) or not value or value == action.default:
             continue

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 from pathlib import Path
 
@@ -27,34 +26,62 @@ SCENE_ROWS = ("pos_and_color", "pos1_or_pos2", "pos_and_not_color", "or_of_ands"
 
 
 # ------------------------------------------------------------------------------ scenes
-_POSITION = re.compile(r"position\(([-+0-9.e]+),\s*([-+0-9.e]+)\)")
-
-
-def target_caption(expr: str) -> str:
-    """A short reading of a composed energy's repr: weights, temperatures and the negation
-    weight dropped, ``Not(e)`` written ``~e``, broken after a disjunction.
+def target_caption(tree, values: dict[str, tuple[str, ...]] | None = None) -> str:
+    """A short reading of one image's target, from the syntax tree it was built from
+    (:mod:`conceptebm.compose.expr`): weights dropped, a negation written ``~``, broken after
+    a disjunction; ``values`` names the categories of each categorical concept.
 
     Example:
-        >>> print(target_caption("Or((0.74*position(-0.79,-0.63) & 1.35*color('blue')) | "
-        ...                      "(0.74*position(0.64,0.52) & Not(1.35*color('cyan'), "
-        ...                      "alpha=0.05)), temperature=0.0016)"))
+        >>> from conceptebm.compose.expr import Atom, Conj, Disj, Neg
+        >>> colors = {"color": ("red", "blue", "cyan")}
+        >>> tree = Disj((Conj((Atom("position", (-0.79, -0.63), 0), Atom("color", 1, 0))),
+        ...              Conj((Atom("position", (0.64, 0.52), 0), Neg(Atom("color", 2, 0))))))
+        >>> print(target_caption(tree, colors))
         (position(-0.79,-0.63) & color('blue')) |
         (position(0.64,0.52) & ~color('cyan'))
     """
-    text = re.sub(r", (temperature|alpha)=[-+0-9.e]+\)", ")", expr)
-    text = re.sub(r"(?<![\w.])[0-9.]+(e[-+]?[0-9]+)?\*", "", text)
-    text = re.sub(r"^Or\((.*)\)$", r"\1", text)
-    text = text.replace("Not(", "~(")
-    text = re.sub(r"~\((\w+\([^()]*\))\)", r"~\1", text)
-    return text.replace(" | ", " |\n")
+    from conceptebm.compose.expr import Atom, Conj, Neg, Weighted
+
+    values = values or {}
+
+    def text(node, inside: bool = False) -> str:
+        if isinstance(node, Weighted):
+            return text(node.term, inside)
+        if isinstance(node, Atom):
+            if isinstance(node.value, str):  # a category by name
+                return f"{node.name}({node.value!r})"
+            v = torch.as_tensor(node.value).flatten()  # a category's index, or a vector
+            if node.name in values:
+                return f"{node.name}({values[node.name][int(v[0])]!r})"
+            return f"{node.name}({','.join(f'{float(c):.2f}' for c in v)})"
+        if isinstance(node, Neg):
+            return "~" + text(node.term, True)
+        joint = " & " if isinstance(node, Conj) else " |\n" if not inside else " | "
+        body = joint.join(text(t, True) for t in node.terms)
+        return f"({body})" if inside else body
+
+    return text(tree)
 
 
-def target_pixels(expr: str, image_size: int) -> list[tuple[float, float]]:
-    """(column, row) pixels of every ``position(x, y)`` in ``expr`` under the default camera,
-    at the height of a mid-sized object's centre."""
+def target_positions(tree) -> list[tuple[float, float]]:
+    """Every ``position`` value of one image's target tree, in order (negated ones too)."""
+    from conceptebm.compose.expr import Atom
+
+    if isinstance(tree, Atom):
+        if tree.name != "position":
+            return []
+        x, y = torch.as_tensor(tree.value).flatten().tolist()[:2]
+        return [(float(x), float(y))]
+    children = getattr(tree, "terms", None) or (tree.term,)
+    return [p for child in children for p in target_positions(child)]
+
+
+def target_pixels(positions, image_size: int) -> list[tuple[float, float]]:
+    """(column, row) pixels of each ``(x, y)`` position under the default camera, at the
+    height of a mid-sized object's centre."""
     from conceptebm.datasets.scene import DEFAULT_VIEW, SIZE_RANGE, project
 
-    xy = [(float(a), float(b)) for a, b in _POSITION.findall(expr)]
+    xy = [(float(a), float(b)) for a, b in positions]
     if not xy:
         return []
     z = sum(SIZE_RANGE) / 2
@@ -64,7 +91,7 @@ def target_pixels(expr: str, image_size: int) -> list[tuple[float, float]]:
 
 
 def run_scenes(out: Path, n: int = 32, seed: int = 0, steps: int | None = None,
-               device: str = "cpu") -> dict:
+               device: str = "cpu", progress: bool = False) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -87,13 +114,15 @@ def run_scenes(out: Path, n: int = 32, seed: int = 0, steps: int | None = None,
     targets = {k: v.to(dev) for k, v in targets.items()}
     gen = torch.Generator(device=dev).manual_seed(seed)
     rows = [r for r in ROWS if r.key in SCENE_ROWS]
+    names = {c: m.concept.values for c, m in cm.models.items() if m.concept.is_categorical}
     fig, axes = plt.subplots(len(rows), 8, figsize=(12, 2.1 * len(rows)))
     report = {"settings": {**settings.to_dict(), "n": n, "alpha": defaults.ALPHA,
                            "temperature": defaults.TEMPERATURE, "scales": cm.scales}}
     for r, row in enumerate(rows):
         energy = row_energy(row, targets, cm.models, alpha=defaults.ALPHA,
                             temperature=defaults.TEMPERATURE, scales=scales)
-        x = generate(energy, n, settings, cm.image_shape, generator=gen, device=dev)
+        x = generate(energy, n, settings, cm.image_shape, generator=gen, device=dev,
+                     progress=progress)
         scores = row.scores(judge.predict(x), targets, x)
         report[row.key] = {"title": row.title,
                            "example": repr(row_energy(row, {k: v[:1] for k, v in
@@ -106,13 +135,11 @@ def run_scenes(out: Path, n: int = 32, seed: int = 0, steps: int | None = None,
             ax.imshow(x[j].permute(1, 2, 0).clamp(0, 1).cpu().numpy())
             # Each image's own target beside it: the expression it was drawn from, and a cross
             # where each position it names projects in the default camera.
-            text = repr(row_energy(row, {k: v[j:j + 1] for k, v in targets.items()}, cm.models,
-                                   alpha=defaults.ALPHA, temperature=defaults.TEMPERATURE,
-                                   scales=scales))
-            for col, row_px in target_pixels(text, x.shape[-1]):
+            tree = row.tree({k: v[j:j + 1].cpu() for k, v in targets.items()})
+            for col, row_px in target_pixels(target_positions(tree), x.shape[-1]):
                 ax.plot(col, row_px, marker="+", color="white", markersize=7, mew=1.6)
                 ax.plot(col, row_px, marker="+", color="black", markersize=5, mew=0.8)
-            ax.set_xlabel(target_caption(text), fontsize=4.5, labelpad=2)
+            ax.set_xlabel(target_caption(tree, names), fontsize=4.5, labelpad=2)
             ax.set_xticks([])
             ax.set_yticks([])
         axes[r, 0].set_ylabel(row.title.replace(" OR ", "\nOR "), fontsize=7)
@@ -191,16 +218,18 @@ def run_analytic(out: Path, chains: int = 2000, steps: int = 400, seed: int = 0)
 def _main(args: argparse.Namespace) -> int:
     t0 = time.time()
     torch.set_num_threads(args.threads)
-    out = Path(args.out)
+    out = Path(args.out_dir)
     if args.analytic:
-        rep = run_analytic(out, chains=args.chains, steps=args.steps or 400, seed=args.seed)
+        rep = run_analytic(out, chains=args.chains, steps=args.langevin_steps or 400,
+                           seed=args.seed)
         for name, row in rep.items():
             if name != "png":
                 print(f"{row['expression']:<48} mean_x {row['mean_x']:+.3f}  var_x "
                       f"{row['var_x']:.3f}  P(x>0) {row['frac_right']:.3f}  closed form "
                       f"{row['target']}")
     else:
-        rep = run_scenes(out, n=args.n, seed=args.seed, steps=args.steps, device=args.device)
+        rep = run_scenes(out, n=args.n, seed=args.seed, steps=args.langevin_steps,
+                         device=args.device, progress=not args.quiet)
         print((out / "report.md").read_text())
     print(f"wrote {rep['png']} and the report in {out} ({time.time() - t0:.0f} s)")
     return 0
@@ -208,16 +237,22 @@ def _main(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="composition demo on the shipped models (PNG + report)")
-    p.add_argument("--out", type=validate.output_dir(), default="out/demo", help="output folder")
+    p.add_argument("--out-dir", type=validate.output_dir(), default="out/demo",
+                   help="folder to write compositions.png and report.md / .json into "
+                        "(default out/demo)")
     p.add_argument("-n", type=validate.integer(1, 1024), default=32,
                    help="generations per composition (1-1024)")
-    p.add_argument("--steps", type=validate.integer(1, 100_000), default=None,
-                   help="Langevin steps (default: models')")
+    p.add_argument("--langevin-steps", type=validate.integer(1, 100_000), default=None,
+                   help="Langevin steps, 1-100000 (default: the models' own; MALA steps with "
+                        "--analytic, 400)")
     p.add_argument("--analytic", action="store_true",
                    help="2-D Gaussian concepts against closed forms instead of scenes")
     p.add_argument("--chains", type=validate.integer(1, 1_000_000), default=2000,
                    help="chains for --analytic")
     p.add_argument("--seed", type=validate.SEED, default=0)
     p.add_argument("--device", type=validate.device(), default="cpu")
-    p.add_argument("--threads", type=validate.THREADS, default=2)
+    validate.add_threads(p)
+    validate.add_quiet(p)
+    validate.add_deprecated(p, "--out", "--out-dir", command="demo")
+    validate.add_deprecated(p, "--steps", "--langevin-steps", command="demo")
     p.set_defaults(func=_main)

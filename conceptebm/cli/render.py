@@ -92,14 +92,15 @@ def batches(ds, start: int, n: int, chunk: int = CHUNK, progress: bool = False):
 
 
 def _main(args) -> int:
-    torch.set_num_threads(max(1, args.threads))
+    torch.set_num_threads(args.threads)
     options = dict(args.set or [])
     ds = make_dataset(args.name, size=args.start + args.n, seed=args.seed,
                       image_size=args.image_size, **options)
     grid, rows = [], []
     if getattr(args, "each", None):  # one PNG per image + labels.csv (cli/user_data.py)
         return _write_each(args, ds)
-    for idx, images, labels in batches(ds, args.start, args.n, progress=args.n > CHUNK):
+    for idx, images, labels in batches(ds, args.start, args.n,
+                                       progress=args.n > CHUNK and not args.quiet):
         grid.append(images)
         if args.labels:
             rows += [{k: v[j].tolist() for k, v in labels.items()} for j in range(len(idx))]
@@ -125,7 +126,8 @@ def _write_each(args, ds) -> int:
                            "several objects or views per scene (use the grid)")
     each = each_folder(args)
     try:
-        for _idx, images, labels in batches(ds, args.start, args.n, progress=args.n > CHUNK):
+        for _idx, images, labels in batches(ds, args.start, args.n,
+                                            progress=args.n > CHUNK and not args.quiet):
             each.write(images, labels, ds.concepts)
     except KeyboardInterrupt as err:  # what was finished stays, listed in labels.csv
         each.finish()
@@ -164,6 +166,6 @@ def register(sub) -> None:
     add_each_options(p)
     p.add_argument("--labels", type=validate.output_file((".json",), "JSON"), default=None,
                    help="also write the labels to this JSON file")
-    p.add_argument("--threads", type=validate.THREADS, default=2,
-                   help="torch threads (default 2)")
+    validate.add_threads(p)
+    validate.add_quiet(p)
     p.set_defaults(func=_main, check=_check)

@@ -91,12 +91,12 @@ def _main(args: argparse.Namespace) -> int:
                                "classifier to negate through (no better than chance on real "
                                "scenes, or a continuous concept without a tolerance); use "
                                "--negation energy")
-    energy = build(args.tree, cm.models, alpha=args.alpha, temperature=args.temperature,
+    energy = build(args.tree, cm.models, alpha=args.alpha, temperature=args.or_temperature,
                    scales=None if args.raw else composition_scales(cm.scales),
                    text=args.expression, temperatures=temperatures,
                    negation_weight=args.negation_weight,
                    closed_world=args.negation == "complement")
-    settings = composition_settings(cm, args.tree, steps=args.steps,
+    settings = composition_settings(cm, args.tree, steps=args.langevin_steps,
                                     step_size=args.step_size, noise_scale=args.noise_scale)
     gen = torch.Generator(device=device).manual_seed(args.seed)
     if getattr(args, "each", None):  # one PNG per image + labels.csv, each chunk as it ends
@@ -107,7 +107,7 @@ def _main(args: argparse.Namespace) -> int:
         for start in range(0, args.n, CHUNK):  # (n, C, H, W) built CHUNK chains at a time
             chunks.append(generate(energy, min(CHUNK, args.n - start), settings,
                                    cm.image_shape, generator=gen, device=device,
-                                   progress=True).cpu())
+                                   progress=not args.quiet).cpu())
     except KeyboardInterrupt as err:  # Ctrl-C: the finished chunks still make a grid
         from conceptebm.cli import Interrupted
 
@@ -134,7 +134,7 @@ def _sample_each(args, energy, settings, cm, gen, device) -> int:
     try:
         for start in range(0, args.n, CHUNK):
             x = generate(energy, min(CHUNK, args.n - start), settings, cm.image_shape,
-                         generator=gen, device=device, progress=True).cpu()
+                         generator=gen, device=device, progress=not args.quiet).cpu()
             each.write(x, *sample_labels(args.tree, cm.models, x.shape[0]))
             if start == 0:
                 each.add_text("expression.txt", args.expression)
@@ -163,9 +163,9 @@ def register(sub) -> None:
     add_each_options(p)
     p.add_argument("--alpha", type=validate.real(0, MAX_ALPHA), default=defaults.ALPHA,
                    help=f"negation weight, 0-{MAX_ALPHA:g} (default {defaults.ALPHA})")
-    p.add_argument("--temperature", type=validate.real(0, MAX_TEMPERATURE, low_open=True),
+    p.add_argument("--or-temperature", type=validate.real(0, MAX_TEMPERATURE, low_open=True),
                    default=defaults.TEMPERATURE,
-                   help="disjunction temperature (in energy-gap units unless --raw), in "
+                   help="temperature of a disjunction (|) (in energy-gap units unless --raw), in "
                         f"(0, {MAX_TEMPERATURE:g}] (default {defaults.TEMPERATURE})")
     p.add_argument("--negation", choices=("energy", "classifier", "complement"),
                    default="energy",
@@ -181,8 +181,8 @@ def register(sub) -> None:
                         f"{MAX_NEGATION_WEIGHT:g}] (default {defaults.NEGATION_WEIGHT})")
     p.add_argument("--raw", action="store_true",
                    help="compose the raw energies (paper's equations, no calibration)")
-    p.add_argument("--steps", type=validate.integer(1, 100_000), default=None,
-                   help="Langevin steps")
+    p.add_argument("--langevin-steps", type=validate.integer(1, 100_000), default=None,
+                   help="Langevin steps, 1-100000 (default: the models' own)")
     p.add_argument("--step-size", type=validate.real(0, 1e6, low_open=True), default=None,
                    help="Langevin step on the raw gradient, in (0, 1e6]")
     p.add_argument("--noise-scale", type=validate.real(0, 1), default=None,
@@ -190,5 +190,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=validate.SEED, default=0)
     p.add_argument("--device", type=validate.device(), default="cpu",
                    help="torch device, e.g. cuda")
-    p.add_argument("--threads", type=validate.THREADS, default=1)
+    validate.add_threads(p)
+    validate.add_quiet(p)
+    validate.add_deprecated(p, "--steps", "--langevin-steps", command="sample")
+    validate.add_deprecated(p, "--temperature", "--or-temperature", command="sample")
     p.set_defaults(func=_main, check=_check)

@@ -362,9 +362,8 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out-dir from its last checkpoint, with the "
                         "settings it was started with (options given again override them)")
-    p.add_argument("--threads", type=validate.THREADS, default=1,
-                   help="torch CPU threads (default 1)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    validate.add_threads(p)
+    validate.add_quiet(p)
     _add_config_options(p)
     add_data_options(p)  # --data, --columns, --concepts-file, --holdout (cli/user_data.py)
     p.set_defaults(func=_main, check=_check)

@@ -9,6 +9,7 @@ import argparse
 import shlex
 import sys
 from dataclasses import fields
+from pathlib import Path
 
 from conceptebm.cli import validate
 from conceptebm.cli.validate import CommandError
@@ -56,17 +57,33 @@ def _check(args: argparse.Namespace) -> None:
         raise CommandError(str(err)) from None
 
 
+_OUTPUT = validate.output_file((".safetensors",), "checkpoint")
+
+
+def _old_stem(stem: str) -> str:
+    """``--out STEM`` (deprecated) as the ``-o`` path it meant: ``STEM.safetensors``."""
+    path = Path(stem)
+    return str(path.with_suffix("") if path.suffix in (".json", ".safetensors") else path) \
+        + ".safetensors"
+
+
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     for f in fields(JudgeTrainConfig):
+        if f.name == "threads":  # the same option as every subcommand's
+            validate.add_threads(parser)
+            continue
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=_option_type(f),
                             default=f.default, help=f"(default {f.default})")
-    parser.add_argument("--out", type=validate.text("a checkpoint path stem"),
-                        default="runs/judges/judges",
-                        help="checkpoint stem: writes OUT.safetensors and OUT.json (the shipped "
-                             "judges are conceptebm/pretrained/judges)")
+    parser.add_argument("-o", "--output", type=_OUTPUT, default="runs/judges/judges.safetensors",
+                        help="checkpoint to write, with its JSON record beside it (default "
+                             "runs/judges/judges.safetensors; the shipped judges are "
+                             "conceptebm/pretrained/judges.safetensors)")
     parser.add_argument("--smoke", action="store_true",
                         help="a few tiny steps and a small evaluation (for tests)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    validate.add_quiet(parser)
+    validate.add_deprecated(parser, "--out", "--output", command="train-judges",
+                            type=validate.text("a checkpoint path stem"), convert=_old_stem)
+    validate.add_deprecated(parser, "--no-progress", "--quiet", command="train-judges")
 
 
 def _command(prefix: list[str], args: argparse.Namespace) -> str:
@@ -75,7 +92,7 @@ def _command(prefix: list[str], args: argparse.Namespace) -> str:
     for f in fields(JudgeTrainConfig):
         if getattr(args, f.name) != f.default:
             words += [f"--{f.name.replace('_', '-')}", str(getattr(args, f.name))]
-    words += ["--out", str(args.out)] + (["--smoke"] if args.smoke else [])
+    words += ["-o", str(args.output)] + (["--smoke"] if args.smoke else [])
     return shlex.join(words)
 
 
@@ -86,8 +103,8 @@ def _run(args: argparse.Namespace, prefix: list[str]) -> int:
         values.update(iterations=min(values["iterations"], 3), batch_size=16, eval_size=32,
                       width=8, hidden=16, warmup=1)
     cfg = JudgeTrainConfig(**values)
-    judge, report = train_judges(cfg, command=command, progress=not args.no_progress)
-    stem = save_judge(judge, args.out)
+    judge, report = train_judges(cfg, command=command, progress=not args.quiet)
+    stem = save_judge(judge, args.output)
     print(f"trained in {report['training']['seconds']:.0f} s; saved {stem}.safetensors/.json")
     for cond, metrics in report.get("heldout", {}).items():
         if isinstance(metrics, dict):
@@ -106,18 +123,13 @@ def register(subparsers) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from conceptebm.cli import Parser
+    """``python -m conceptebm.cli.train_judges ARGS`` (deprecated): ``conceptebm train-judges
+    ARGS``, after one warning line; it goes in conceptebm 0.3."""
+    from conceptebm.cli import main as conceptebm
 
-    parser = Parser(prog="python -m conceptebm.cli.train_judges",
-                                     description=_train_judges_module.__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        _check(args)
-    except CommandError as err:
-        parser.exit(2, f"error: {err}\n")
-    return _run(args, ["python", "-m", "conceptebm.cli.train_judges"])
+    print(f"warning: python -m conceptebm.cli.train_judges is deprecated; use conceptebm "
+          f"train-judges; it goes in conceptebm {validate.REMOVED_IN}", file=sys.stderr)
+    return conceptebm(["train-judges", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@
 
 Example::
 
-    python -m conceptebm.datasets.foreign --out data/foreign -n 1700
+    conceptebm make-data foreign --out-dir data/foreign -n 1700
     conceptebm train --data data/foreign --concept position --objective contrastive \\
         --time-limit-min 10 --threads 2 --out-dir runs/foreign
     conceptebm infer --model runs/foreign/best.safetensors data/foreign/scene_00000.png --json

@@ -25,12 +25,14 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 __all__ = ["OptionType", "CommandError", "integer", "real", "device", "existing_file",
            "existing_path", "output_file", "output_dir", "text", "write_problem", "IMAGE_SUFFIXES",
-           "THREADS", "SEED"]
+           "THREADS", "THREADS_DEFAULT", "SEED", "REMOVED_IN", "add_threads", "add_quiet",
+           "add_deprecated", "deprecation_line"]
 
 # what matplotlib / Pillow write from the suffix alone
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
@@ -263,3 +265,75 @@ def text(pattern_doc: str = "non-empty text") -> OptionType:
 # ----------------------------------------------------------------------------- shared options
 THREADS = integer(1, 1024)  # torch CPU threads
 SEED = integer(0, 2**63 - 1)  # torch.Generator.manual_seed takes any of these
+
+#: The one ``--threads`` default of every subcommand. One thread: a result does not depend
+#: on how many cores the machine has (torch splits CPU reductions by thread count, and
+#: Langevin chains amplify the last bits; paper/PROTOCOL.md section 5), several processes
+#: (torchrun, a shell loop) do not oversubscribe the cores, and the times the benchmarks
+#: report are one-thread times. More threads speed up large batches: pass --threads N.
+THREADS_DEFAULT = 1
+THREADS_HELP = (f"torch CPU threads, 1-1024 (default {THREADS_DEFAULT}: the same numbers on "
+                "every machine and no oversubscription when several processes run; more "
+                "threads speed up large batches)")
+
+#: The conceptebm version that removes the deprecated spellings (as conceptebm.infer's and
+#: conceptebm.train's aliases).
+REMOVED_IN = "0.3"
+
+
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    """``--threads N``: the same option, default and help on every subcommand."""
+    parser.add_argument("--threads", type=THREADS, default=THREADS_DEFAULT, help=THREADS_HELP)
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    """``--quiet``: no progress bars (on stderr); the results are printed as before."""
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bars (the results are still printed)")
+
+
+def deprecation_line(command: str, old: str, new: str) -> str:
+    """The one warning line a deprecated spelling prints (on stderr).
+
+    >>> deprecation_line("infer", "--steps", "--map-steps")
+    'warning: conceptebm infer: --steps is deprecated; use --map-steps; it goes in conceptebm 0.3'
+    """
+    return (f"warning: conceptebm {command}: {old} is deprecated; use {new}; it goes in "
+            f"conceptebm {REMOVED_IN}")
+
+
+class _Deprecated(argparse.Action):
+    """An old spelling of an option: stores into the new option's ``dest`` and prints one
+    :func:`deprecation_line` (once per command line, however often it is given)."""
+
+    def __init__(self, option_strings, dest, *, new: str, command: str,
+                 convert: Callable[[object], object] | None = None, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.new, self.command, self.convert = new, command, convert
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        said = namespace.__dict__.setdefault("_deprecations_said", set())
+        if option_string not in said:
+            said.add(option_string)
+            print(deprecation_line(self.command, option_string, self.new), file=sys.stderr)
+        value = self.const if self.nargs == 0 else values  # an old flag: the new one's value
+        setattr(namespace, self.dest, value if self.convert is None else self.convert(value))
+
+
+def add_deprecated(parser: argparse.ArgumentParser, old: str, new: str, *, command: str,
+                   type: OptionType | None = None,  # noqa: A002 - argparse's word
+                   convert: Callable[[object], object] | None = None) -> None:
+    """Keep ``old`` working as a hidden alias of the option ``new`` already on ``parser``
+    until conceptebm :data:`REMOVED_IN`: the new option's type (so the same refusals) unless
+    ``type`` is given, and ``convert`` to map an old value to the new option's meaning
+    (``--out STEM`` -> ``STEM.safetensors``)."""
+    target = next(a for a in parser._actions if new in a.option_strings)
+    if target.nargs == 0:  # a flag (--no-progress -> --quiet)
+        parser.add_argument(old, action=_Deprecated, dest=target.dest, new=new,
+                            command=command, convert=convert, nargs=0, const=target.const,
+                            default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        return
+    parser.add_argument(old, action=_Deprecated, dest=target.dest, new=new, command=command,
+                        convert=convert, type=type or target.type, metavar=target.metavar,
+                        choices=target.choices, default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)

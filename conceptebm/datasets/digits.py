@@ -1,8 +1,8 @@
 """scikit-learn's bundled handwritten digits (1,797 8x8 images, 10 classes; no download) as a
 user's ``.npz``, so they train through the same ``--data`` path as anyone's images.
 
-    python -m conceptebm.datasets.digits --out digits.npz                  # 8x8
-    python -m conceptebm.datasets.digits --out digits16.npz --image-size 16  # upsampled
+    conceptebm make-data digits -o digits.npz                      # 8x8
+    conceptebm make-data digits -o digits16.npz --image-size 16    # upsampled
 
 The grey levels 0..16 become [0, 1] (ink is bright), copied to three channels; the label is
 ``digit``, a categorical concept over the names ``"0"``..``"9"`` declared inside the file.
@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -56,14 +55,17 @@ def write_digits(out, image_size: int = 8) -> Path:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="digits.npz", help="the .npz to write (digits.npz)")
-    p.add_argument("--image-size", type=int, default=8, help="8 (native) or 16, 32...")
-    args = p.parse_args(argv)
-    path = write_digits(args.out, args.image_size)
-    print(f"wrote 1797 digits ({args.image_size}x{args.image_size}) to {path}")
-    return 0
+    """``python -m conceptebm.datasets.digits ARGS`` (deprecated): ``conceptebm make-data
+    digits ARGS`` (``--out`` spelled ``--output``) after one warning line; it goes in
+    conceptebm 0.3."""
+    from conceptebm.cli import main as conceptebm
+
+    print("warning: python -m conceptebm.datasets.digits is deprecated; use conceptebm "
+          "make-data digits; it goes in conceptebm 0.3", file=sys.stderr)
+    words = sys.argv[1:] if argv is None else list(argv)
+    words = ["--output" if w == "--out" else "--output=" + w[6:] if w.startswith("--out=")
+             else w for w in words]
+    return conceptebm(["make-data", "digits", *words])
 
 
 if __name__ == "__main__":

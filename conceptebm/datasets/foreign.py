@@ -17,7 +17,7 @@ The CSV has the columns ``file,x,y,color,shape,size`` (a layout the loader maps:
 
 Command line (the benchmark fixture)::
 
-    python -m conceptebm.datasets.foreign --out data/foreign -n 1700
+    conceptebm make-data foreign --out-dir data/foreign -n 1700
 
 Example:
     >>> import tempfile
@@ -30,7 +30,6 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 from pathlib import Path
@@ -108,18 +107,17 @@ def write_foreign(out, n: int = 1700, *, seed: int = 0, image_size: int = 32,
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, help="folder to write (PNGs + labels.csv)")
-    p.add_argument("-n", type=int, default=1700, help="number of images (default 1700)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--image-size", type=int, default=32)
-    args = p.parse_args(argv)
-    if args.n < 1:
-        p.error(f"-n must be >= 1, got {args.n}")
-    out = write_foreign(args.out, args.n, seed=args.seed, image_size=args.image_size)
-    print(f"wrote {args.n} foreign scenes and labels.csv to {out}")
-    return 0
+    """``python -m conceptebm.datasets.foreign ARGS`` (deprecated): ``conceptebm make-data
+    foreign ARGS`` (``--out`` spelled ``--out-dir``) after one warning line; it goes in
+    conceptebm 0.3."""
+    from conceptebm.cli import main as conceptebm
+
+    print("warning: python -m conceptebm.datasets.foreign is deprecated; use conceptebm "
+          "make-data foreign; it goes in conceptebm 0.3", file=sys.stderr)
+    words = sys.argv[1:] if argv is None else list(argv)
+    words = ["--out-dir" if w == "--out" else "--out-dir=" + w[6:] if w.startswith("--out=")
+             else w for w in words]
+    return conceptebm(["make-data", "foreign", *words])
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ object leaves the energy flat in ``c``; below ``CONTRAST_FRACTION`` times the 1%
 real images' contrast is "no object found" too. A multi-view set sums ``V`` views' energies
 (eq. 11): compare ``energy / V`` and ``contrast / V``.
 
-Measured on the shipped models (200 held-out scenes, ``python -m conceptebm.scenes.calibrate
-NAME``; five images without an object: white, black, grey, uniform noise, the empty
+Measured on the shipped models (200 held-out scenes, ``conceptebm calibrate NAME``; five
+images without an object: white, black, grey, uniform noise, the empty
 background): position_contrastive, position and color refuse all five (grey and background by
 contrast for the CD models); position_multiview refuses white, grey and background, not black
 or noise; shape and size refuse white, black and noise, not grey or background (their CD

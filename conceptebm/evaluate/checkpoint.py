@@ -35,11 +35,11 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "SHIPPED", "save_judge", "load_judge", "l
 
 FORMAT = "conceptebm.judge"
 FORMAT_VERSION = 1
-# The shipped judges; `conceptebm train-judges --out <this>` rebuilds them.
+# The shipped judges; `conceptebm train-judges -o <this>.safetensors` rebuilds them.
 SHIPPED = Path(__file__).resolve().parent.parent / "pretrained" / "judges"
 
-RETRAIN_HINT = ("conceptebm train-judges --clutter-frac 0.25 --out "
-                + str(SHIPPED))
+RETRAIN_HINT = ("conceptebm train-judges --clutter-frac 0.25 -o "
+                + str(SHIPPED) + ".safetensors")
 
 
 def _stem(path) -> Path:

@@ -1,4 +1,4 @@
-"""Train the judges on rendered scenes: ``python -m conceptebm.evaluate.train_judges``.
+"""Train the judges on rendered scenes: ``conceptebm train-judges``.
 
 Supervised training of one :class:`~conceptebm.evaluate.judge.JudgeNet` on "general" scenes
 (every concept random), fresh renders every step, with the augmentations of
@@ -11,10 +11,9 @@ exact command and the training time.
 Rebuild the shipped judges (a few minutes on one CPU core; a quarter of their training
 renders carry grey clutter, so they read the coloured object and ignore the rest)::
 
-    python -m conceptebm.evaluate.train_judges --clutter-frac 0.25 \\
-        --out conceptebm/pretrained/judges
+    conceptebm train-judges --clutter-frac 0.25 -o conceptebm/pretrained/judges.safetensors
 
-The same is ``conceptebm train-judges``; ``--smoke`` runs a few steps only.
+``--smoke`` runs a few steps only.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Energy calibration of the shipped models, computed from their own training distribution.
 
-``python -m conceptebm.scenes.calibrate NAME... [--write]`` renders ``n`` held-out scenes of
+``conceptebm calibrate NAME... [--write]`` renders ``n`` held-out scenes of
 each model's training dataset (``make_dataset(dataset, seed=CALIBRATION_SEED)``, a seed no
 training run uses), records the quantiles of their best energies
 (:func:`~conceptebm.evaluate.calibration.energy_calibration`) and, with ``--write``, stores
@@ -11,9 +11,6 @@ against the resulting thresholds, and which of them the rule refuses.
 """
 
 from __future__ import annotations
-
-import argparse
-import json
 
 import torch
 
@@ -27,9 +24,11 @@ from conceptebm.evaluate.calibration import (
     object_found,
 )
 
-__all__ = ["CALIBRATION_SEED", "shipped_calibration", "empty_images"]
+__all__ = ["CALIBRATION_SEED", "MIN_SCENES", "shipped_calibration", "calibration_report",
+           "empty_images", "store_calibration"]
 
 CALIBRATION_SEED = 20_261_129  # held out: training runs use seeds 0..10 and eval offsets
+MIN_SCENES = 10  # energy_calibration's minimum (its 0.99 quantile wants a few hundred)
 
 
 def _held_out(name: str, n: int, seed: int):
@@ -53,7 +52,7 @@ def shipped_calibration(name: str, n: int = 200, seed: int = CALIBRATION_SEED) -
     model, dataset, images, targets = _held_out(name, n, seed)
     cal = energy_calibration(model, images, targets)
     return {**cal, "dataset": dataset, "seed": seed,
-            "command": f"python -m conceptebm.scenes.calibrate {name} --write"}
+            "command": f"conceptebm calibrate {name} --write"}
 
 
 def empty_images(real: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -76,33 +75,32 @@ def store_calibration(path, calibration: dict) -> None:
     save_checkpoint(path, ckpt.groups, {**meta, "energy_calibration": calibration})
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m conceptebm.scenes.calibrate",
-                                description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("names", nargs="+", help="shipped model names")
-    p.add_argument("-n", type=int, default=200, help="held-out scenes (200)")
-    p.add_argument("--write", action="store_true",
-                   help="store it in the model's record (safetensors metadata and JSON twin)")
-    args = p.parse_args(argv)
-    from conceptebm import pretrained
+def calibration_report(name: str, n: int = 200) -> dict:
+    """Shipped model ``name``'s ``energy_calibration`` (:func:`shipped_calibration`) with what
+    it decides: its thresholds, and the best energy, energy contrast and verdict of each image
+    that holds no object (:func:`empty_images`), as ``conceptebm calibrate`` prints it."""
+    cal = shipped_calibration(name, n=n)
+    model, _, images, _ = _held_out(name, n, CALIBRATION_SEED)
+    empty = empty_images(images)
+    energy = {k: float(min_energies(model, v)[0]) for k, v in empty.items()}
+    contrast = {k: float(energy_contrast(model, v)[0]) for k, v in empty.items()}
+    found = {k: bool(object_found(cal, torch.tensor([energy[k]]),
+                                  contrast=torch.tensor([contrast[k]]))[0]) for k in empty}
+    return {"model": name, "energy_calibration": cal, "threshold": no_object_threshold(cal),
+            "min_contrast": min_contrast(cal), "empty_energy": energy,
+            "empty_contrast": contrast, "refused": {k: not f for k, f in found.items()}}
 
-    for name in args.names:
-        cal = shipped_calibration(name, n=args.n)
-        model, _, images, _ = _held_out(name, args.n, CALIBRATION_SEED)
-        threshold = no_object_threshold(cal)
-        empty = empty_images(images)
-        energy = {k: float(min_energies(model, v)[0]) for k, v in empty.items()}
-        contrast = {k: float(energy_contrast(model, v)[0]) for k, v in empty.items()}
-        found = {k: bool(object_found(cal, torch.tensor([energy[k]]),
-                                      contrast=torch.tensor([contrast[k]]))[0]) for k in empty}
-        print(json.dumps({"model": name, "energy_calibration": cal, "threshold": threshold,
-                          "min_contrast": min_contrast(cal), "empty_energy": energy,
-                          "empty_contrast": contrast,
-                          "refused": {k: not f for k, f in found.items()}}), flush=True)
-        if args.write:
-            store_calibration(pretrained.DIR / f"{name}.safetensors", cal)
-    return 0
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m conceptebm.scenes.calibrate ARGS`` (deprecated): ``conceptebm calibrate
+    ARGS`` after one warning line; it goes in conceptebm 0.3."""
+    import sys
+
+    from conceptebm.cli import main as conceptebm
+
+    print("warning: python -m conceptebm.scenes.calibrate is deprecated; use conceptebm "
+          "calibrate; it goes in conceptebm 0.3", file=sys.stderr)
+    return conceptebm(["calibrate", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ def test_training_stores_an_energy_calibration_with_the_best_checkpoint(tmp_path
 def test_shipped_models_carry_a_calibration(name):
     record = json.loads((pretrained.DIR / f"{name}.json").read_text())
     assert "energy_calibration" in record, \
-        f"run `python -m conceptebm.scenes.calibrate {name} --write` for the shipped {name!r}"
+        f"run `conceptebm calibrate {name} --write` for the shipped {name!r}"
     cal = record["energy_calibration"]
     assert cal["n"] >= 100 and cal["seed"] == 20_261_129 and "calibrate" in cal["command"]
     assert cal["quantiles"]["0.5"] <= cal["quantiles"]["0.99"]

@@ -36,14 +36,23 @@ def png(tmp_path_factory):
     return str(path)
 
 
-def _commands(parser) -> dict[str, argparse.ArgumentParser]:
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return dict(sub.choices)
+def _commands(parser, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
+    """Every command, the actions of a command that has them included (``make-data
+    foreign``, ``models show``), by the words that name it."""
+    sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    found = {}
+    for name, command in (sub.choices.items() if sub else ()):
+        found[prefix + name] = command
+        found.update(_commands(command, prefix + name + " "))
+    return found
 
 
 def _positionals(name: str, png: str) -> list[str]:
+    """What a command needs besides the option under test (its positionals and required
+    options; a relative folder: the walk runs in a scratch folder and parses only)."""
     return {"sample": ["position=(0,0)"], "infer": [png], "energy-map": [png],
-            "render": ["position"]}.get(name, [])
+            "render": ["position"], "calibrate": ["position"], "models show": ["position"],
+            "make-data foreign": ["--out-dir", "made"]}.get(name, [])
 
 
 def _value_options(sub: argparse.ArgumentParser):
@@ -56,8 +65,8 @@ def _value_options(sub: argparse.ArgumentParser):
 def _argv(name, png, action, value):
     flag = action.option_strings[-1]
     if isinstance(action.nargs, int):  # e.g. --betas B1 B2
-        return [name, *_positionals(name, png), flag, *[value] * action.nargs]
-    return [name, *_positionals(name, png), f"{flag}={value}"]  # '-inf' is not an option
+        return [*name.split(), *_positionals(name, png), flag, *[value] * action.nargs]
+    return [*name.split(), *_positionals(name, png), f"{flag}={value}"]  # '-inf' is no option
 
 
 def _refused(parser, argv, capsys) -> str | None:
@@ -78,8 +87,8 @@ def _refused(parser, argv, capsys) -> str | None:
 
 def test_every_option_of_every_command_is_walked(parser):
     commands = _commands(parser)
-    assert {"demo", "render", "train", "sample", "infer", "energy-map",
-            "train-judges"} <= set(commands)
+    assert {"demo", "render", "train", "sample", "infer", "energy-map", "train-judges",
+            "make-data foreign", "make-data digits", "calibrate", "models show"} <= set(commands)
     unvalidated = [(name, a.option_strings[-1]) for name, sub in commands.items()
                    for a in _value_options(sub)
                    if not (getattr(a.type, "bad", None) or a.choices)
@@ -105,7 +114,7 @@ def test_bad_values_are_one_error_line_naming_option_and_value(parser, png, caps
                 walked += 1
             for value in BATTERY:  # refused the same way, or accepted
                 _refused(parser, _argv(name, png, action, value), capsys)
-    assert walked > 150
+    assert walked > 170
 
 
 def test_positionals_are_validated(parser, png, capsys):
@@ -115,6 +124,9 @@ def test_positionals_are_validated(parser, png, capsys):
         (["render", "nope"], "invalid choice"),
         (["sample", "position=(0,0) & $"], "unexpected character"),
         (["sample", "banana=1"], "unknown concept 'banana'"),
+        (["calibrate", "banana"], "invalid choice: 'banana'"),
+        (["make-data", "nope"], "invalid choice: 'nope'"),
+        (["make-data"], "required: dataset"),
     ]:
         try:
             parse(argv, parser)
@@ -133,20 +145,28 @@ def no_work(monkeypatch):
         raise AssertionError("work started before the options were validated")
 
     import conceptebm.compose.generate as generate
+    import conceptebm.datasets.digits as digits
+    import conceptebm.datasets.foreign as foreign
+    import conceptebm.scenes.calibrate as calibrate
     import conceptebm.train.loop as loop
 
     monkeypatch.setattr(infer_cli, "load_model", forbidden)
     monkeypatch.setattr(generate, "load_concepts", forbidden)
     monkeypatch.setattr(loop, "train", forbidden)
+    monkeypatch.setattr(foreign, "write_foreign", forbidden)
+    monkeypatch.setattr(digits, "write_digits", forbidden)
+    monkeypatch.setattr(calibrate, "calibration_report", forbidden)
 
 
 @pytest.mark.parametrize("argv, fragment", [
+    (["sample", "color=red", "--langevin-steps", "-5"],
+     "--langevin-steps: must be an integer in [1, 100_000]"),
     (["sample", "color=red", "--steps", "-5"], "--steps: must be an integer in [1, 100_000]"),
     (["sample", "color=red", "--step-size", "nan"], "--step-size: must be a finite number"),
     (["sample", "color=red", "--threads", "0"], "--threads: must be an integer in [1, 1024]"),
     (["sample", "color=red", "-o", "noext"], "e.g. noext.png"),
     (["sample", "color=red", "--alpha", "5"], "--alpha: must be a finite number in [0, 1]"),
-    (["sample", "color=red", "--temperature", "1e9"], "in (0, 10]"),
+    (["sample", "color=red", "--or-temperature", "1e9"], "in (0, 10]"),
     (["sample", "1e30*color=red"], "weight must be a number in (0, 100]"),
     (["sample", "(" * 400 + "color=red" + ")" * 400], "nested more than 64 deep"),
     (["sample", "color=red & " * 2000 + "color=red"], "the limit is 10000"),
@@ -161,6 +181,12 @@ def no_work(monkeypatch):
     (["render", "position", "-n", "100000"], "--each DIR"),
     (["demo", "-n", "0"], "-n: must be an integer in [1, 1024]"),
     (["energy-map", "IMG", "--points", "2"], "--points: must be an integer in [5, 2000]"),
+    (["infer", "IMG", "--map-steps", "-1"], "--map-steps: must be an integer in [0, 10000]"),
+    (["make-data", "foreign", "--out-dir", "/tmp/x", "-n", "0"], "-n: must be an integer"),
+    (["make-data", "digits", "-o", "digits.csv"], "--output: must be a NumPy archive path"),
+    (["make-data", "digits", "--image-size", "12"], "must be a power of two in [8, 1024]"),
+    (["calibrate", "position", "-n", "5"], "-n: must be an integer in [10, 100_000]"),
+    (["train-judges", "-o", "judges"], "--output: must be a checkpoint path ending in"),
 ])
 def test_the_issue_list_is_refused_before_any_work(argv, fragment, png, capsys, no_work):
     argv = [png if a == "IMG" else a for a in argv]
@@ -192,5 +218,5 @@ def test_train_config_file_errors(tmp_path, capsys, no_work):
 def test_every_command_has_working_help(parser, capsys):
     for name in _commands(parser):
         with pytest.raises(SystemExit) as stop:
-            parse([name, "--help"], parser)
+            parse([*name.split(), "--help"], parser)
         assert stop.value.code == 0 and "usage:" in capsys.readouterr().out

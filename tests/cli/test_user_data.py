@@ -126,7 +126,7 @@ def test_resume_of_a_data_run_needs_only_the_run_folder(tmp_path, capsys):
 
 def test_sample_each_writes_labels_of_a_conjunction(tmp_path):
     folder = tmp_path / "samples"
-    assert main(["sample", "position=(0.3,-0.2) & color=red", "-n", "2", "--steps", "2",
+    assert main(["sample", "position=(0.3,-0.2) & color=red", "-n", "2", "--langevin-steps", "2",
                  "--each", str(folder)]) == 0
     ds = load_images(folder)
     assert torch.allclose(ds.labels["position"], torch.tensor([[0.3, -0.2]] * 2))
@@ -136,9 +136,7 @@ def test_sample_each_writes_labels_of_a_conjunction(tmp_path):
 
 def test_digits_export_smoke(tmp_path):
     pytest.importorskip("sklearn")
-    from conceptebm.datasets.digits import main as digits_main
-
-    assert digits_main(["--out", str(tmp_path / "d.npz")]) == 0
+    assert main(["make-data", "digits", "-o", str(tmp_path / "d.npz")]) == 0
     ds = load_images(tmp_path / "d.npz")
     assert len(ds) == 1797 and ds.image_size == 8 and ds.concepts["digit"].dim == 10
     assert np.bincount(ds.labels["digit"].numpy()).min() > 150

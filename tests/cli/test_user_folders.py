@@ -148,7 +148,8 @@ def test_each_force_and_a_rerun_into_its_own_folder(tmp_path, capsys):
 def test_sample_each_refuses_a_folder_it_did_not_write(tmp_path, foreign, capsys):
     user = _copy(foreign, tmp_path / "user")
     before = listing(user)
-    assert main(["sample", "color=red", "-n", "2", "--steps", "2", "--each", str(user)]) == 2
+    assert main(["sample", "color=red", "-n", "2", "--langevin-steps", "2", "--each",
+                 str(user)]) == 2
     one_error_line(capsys, "--each", str(user), "--append")
     assert listing(user) == before
 

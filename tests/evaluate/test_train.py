@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from conceptebm.cli.train_judges import main
+from conceptebm.cli import main
 from conceptebm.evaluate import augment, gaussian_blur, load_judge
 from conceptebm.evaluate.train_judges import JudgeTrainConfig, train_judges
 
@@ -57,10 +57,10 @@ def test_config_rejects_nonsense():
 
 def test_command_line_smoke(tmp_path):
     out = tmp_path / "judges"
-    assert main(["--smoke", "--out", str(out), "--no-progress"]) == 0
+    assert main(["train-judges", "--smoke", "-o", f"{out}.safetensors", "--quiet"]) == 0
     judge = load_judge(out)
     doc = json.loads(out.with_suffix(".json").read_text())
-    assert doc["training"]["command"].startswith("python -m conceptebm.cli.train_judges")
+    assert doc["training"]["command"].startswith("conceptebm train-judges")
     assert "--smoke" in doc["training"]["command"]
     assert set(judge.concepts) >= {"position", "color", "shape", "size"}
 
