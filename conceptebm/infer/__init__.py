@@ -67,9 +67,16 @@ from conceptebm.infer.samplers import (
     ula_step,
 )
 from conceptebm.infer.settings import DEFAULT as DEFAULT_SETTINGS
-from conceptebm.infer.settings import DEFAULT_MAP, IMAGE_BOUNDS, MAPSettings, SamplerSettings
+from conceptebm.infer.settings import (
+    DEFAULT_MAP,
+    IMAGE_BOUNDS,
+    MAPSettings,
+    SamplerSettings,
+    settings_of,
+)
 
 __all__ = [
+    "settings_of",
     "MAPSettings",
     "DEFAULT_MAP",
     "langevin",

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from conceptebm.energies.ops import require_grounded
 from conceptebm.infer.adapt import StepSizeState, init_step_size, update_step_size
 from conceptebm.infer.init import initial_samples
+from conceptebm.infer.settings import settings_of
 from conceptebm.infer.samplers import (
     LangevinState,
     StepInfo,
@@ -177,18 +178,38 @@ def _finish(x: Tensor, result: ChainResult, return_info: bool):
     return (x, result) if return_info else x
 
 
-def langevin(energy, x0_or_shape, num_steps: int = 100, step_size=0.01,
-             noise_scale: float | None = None, *, init="uniform", bounds=None,
+class _Own:
+    """The default of a :func:`langevin` setting: the models' own, else the engine's."""
+
+    def __repr__(self) -> str:
+        return "<the model's own>"
+
+
+OWN = _Own()
+#: What :func:`langevin` uses for a setting not given when no model inside the energy records
+#: settings (an analytic energy, a plain callable): eq. (3) with a small step from uniform noise.
+ENGINE_DEFAULTS = {"num_steps": 100, "step_size": 0.01, "noise_scale": None, "init": "uniform",
+                   "bounds": None, "denoise_steps": 0}
+
+
+def langevin(energy, x0_or_shape, num_steps: int = OWN, step_size=OWN,
+             noise_scale: float | None = OWN, *, init=OWN, bounds=OWN,
              boundary: str = "clamp", grad_clip: float | None = None,
              generator: torch.Generator | None = None, keep_every: int = 0,
              progress: bool = False, return_info: bool = False, device=None, dtype=None,
-             denoise_steps: int = 0, return_trace: bool = False):
+             denoise_steps: int = OWN, return_trace: bool = False):
     """Unadjusted Langevin dynamics on ``energy``; returns the final samples.
 
     With ``noise_scale=None`` each step is exactly the paper's eq. (3),
     ``x - (step_size/2) grad E + N(0, step_size)``, which targets exp(-E) up to an
     O(step_size) bias. With a ``noise_scale`` it is the decoupled form used in EBM training,
     ``x - step_size * grad E + noise_scale * N(0, 1)``, which does not target exp(-E).
+
+    A setting not given is the models' own: an energy built from loaded models
+    (``pos.given(c) & col.given("red")``) is sampled with the settings they were trained for
+    (:func:`~conceptebm.infer.settings_of`: steps, step size, noise, init, bounds); an energy
+    with none (an analytic one, a callable) gets :data:`ENGINE_DEFAULTS` (100 steps of eq. (3)
+    with step 0.01 from uniform noise, unbounded).
 
     Args:
         energy: an Energy (any composite) or callable ``(chains, *event) -> (chains,)``.
@@ -218,6 +239,16 @@ def langevin(energy, x0_or_shape, num_steps: int = 100, step_size=0.01,
         >>> bool(x.std() < 0.5)
         True
     """
+    given = {"num_steps": num_steps, "step_size": step_size, "noise_scale": noise_scale,
+             "init": init, "bounds": bounds, "denoise_steps": denoise_steps}
+    unset = [k for k, v in given.items() if v is OWN]
+    if unset:
+        own = settings_of(energy, strict=step_size is OWN)  # a step given settles the scale
+        base = ENGINE_DEFAULTS if own is None else own.kwargs()
+        given.update({k: base[k] for k in unset})
+    num_steps, step_size, noise_scale = (given[k] for k in ("num_steps", "step_size",
+                                                             "noise_scale"))
+    init, bounds, denoise_steps = given["init"], given["bounds"], given["denoise_steps"]
     if isinstance(denoise_steps, bool) or int(denoise_steps) != denoise_steps or \
             denoise_steps < 0:
         raise ValueError(f"denoise_steps must be an integer >= 0, got {denoise_steps!r}")

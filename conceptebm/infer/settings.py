@@ -32,7 +32,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 __all__ = ["SamplerSettings", "DEFAULT", "IMAGE_BOUNDS", "IMAGE_INITS", "MAPSettings",
-           "DEFAULT_MAP", "MAP_OPTIMIZERS"]
+           "DEFAULT_MAP", "MAP_OPTIMIZERS", "settings_of"]
 
 #: Pixel range of every image in the package: samplers clamp generated images to it.
 IMAGE_BOUNDS: tuple[float, float] = (0.0, 1.0)
@@ -190,6 +190,51 @@ class SamplerSettings(Mapping):
         if "sampler" not in meta and not own:
             return None
         return cls.from_dict(meta.get("sampler") or {}, default=DEFAULT.replace(**own))
+
+
+def settings_of(energy, *, strict: bool = True) -> SamplerSettings | None:
+    """The sampler settings the models inside ``energy`` were trained to be sampled with.
+
+    Walks a composed energy (``pos.given(c) & col.given("red")``, nested to any depth) down to
+    the models that carry settings (``.sampler`` of a loaded model; a wrapper that carries its
+    own, such as ``StepMatched``, speaks for what it wraps). Their settings must agree on the
+    step size, which the energies' scale was trained for; the result is the settings of the
+    model with the most steps. ``None`` when no model inside records settings (an analytic
+    energy, a plain callable).
+
+    Raises:
+        ValueError: with ``strict``, models trained with different step sizes (compose them
+            with :mod:`conceptebm.compose`, which matches their steps, or pass ``step_size``).
+
+    Example:
+        >>> import conceptebm
+        >>> pos, col = conceptebm.load("position"), conceptebm.load("color")
+        >>> settings_of(pos.given((0.3, -0.2)) & col.given("red")).num_steps == max(
+        ...     pos.sampler.num_steps, col.sampler.num_steps)
+        True
+        >>> settings_of(lambda x: x.sum(1)) is None
+        True
+    """
+    found: list = []
+
+    def visit(module) -> None:
+        own = getattr(module, "_sampler", None)
+        if isinstance(own, SamplerSettings):
+            found.append((type(module).__name__, own))
+            return  # a model (or a wrapper with its own settings) speaks for what it holds
+        for child in module.children():
+            visit(child)
+
+    if hasattr(energy, "children"):
+        visit(energy)
+    if not found:
+        return None
+    steps = sorted({s.step_size for _, s in found})
+    if len(steps) > 1 and strict:
+        raise ValueError(f"the composed models were trained with different Langevin step sizes "
+                         f"{steps}: compose them with conceptebm.compose (it matches their "
+                         f"steps), or pass step_size= (and the other settings) explicitly")
+    return max((s for _, s in found), key=lambda s: s.num_steps)
 
 
 #: The recommended test-time settings of the CD recipe (what ``train_quality`` scored shipped

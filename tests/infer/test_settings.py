@@ -81,3 +81,34 @@ def test_denoise_steps_end_the_chain_without_noise():
         SamplerSettings(denoise_steps=-1)
     with pytest.raises(ValueError, match="denoise_steps"):
         langevin(g, (4, 2), denoise_steps=1.5)
+
+
+def test_langevin_samples_a_model_with_its_own_settings_unless_told_otherwise():
+    from conceptebm.concepts import Concept
+    from conceptebm.energies import ConditionalEnergy, Gaussian
+    from conceptebm.infer import settings_of
+    from conceptebm.infer.chain import ENGINE_DEFAULTS
+
+    class Pull(ConditionalEnergy):  # E(x | c) = |x - c|^2 summed over pixels
+        def energy(self, x, c):
+            return (x - c[:, :1, None, None]).square().flatten(1).sum(1)
+
+    own = SamplerSettings(num_steps=3, step_size=0.05, noise_scale=0.0, init="uniform")
+    model = Pull(Concept.continuous("level", 1, 0.0, 1.0), sampler=own)
+    energy = model.given(0.25)
+    assert settings_of(energy) == own and settings_of(lambda x: x.sum(1)) is None
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(2, 1, 2, 2, generator=g)
+    # noise 0 and 3 steps of size 0.05 on |x - c|^2: x <- x - 0.05 * 2 (x - c), thrice
+    expected = 0.25 + (x0 - 0.25) * (1 - 0.1) ** 3
+    assert torch.allclose(langevin(energy, x0), expected, atol=1e-6)
+    # a setting given wins; the rest stay the model's
+    assert torch.allclose(langevin(energy, x0, num_steps=1), 0.25 + (x0 - 0.25) * 0.9,
+                          atol=1e-6)
+    # an energy with no model inside gets the engine's defaults
+    assert ENGINE_DEFAULTS["step_size"] == 0.01 and ENGINE_DEFAULTS["noise_scale"] is None
+    steep = Pull(Concept.continuous("other", 1, 0.0, 1.0), sampler=own.replace(step_size=1.0))
+    both = energy & steep.given(0.5)
+    with pytest.raises(ValueError, match="different Langevin step sizes"):
+        langevin(both, x0)
+    assert langevin(both, x0, step_size=0.01).shape == x0.shape  # a given step settles it
