@@ -19,7 +19,6 @@ from tqdm.auto import tqdm
 from conceptebm.energies.ops import require_grounded
 from conceptebm.infer.adapt import StepSizeState, init_step_size, update_step_size
 from conceptebm.infer.init import initial_samples
-from conceptebm.infer.settings import settings_of
 from conceptebm.infer.samplers import (
     LangevinState,
     StepInfo,
@@ -29,6 +28,7 @@ from conceptebm.infer.samplers import (
     mala_step,
     ula_step,
 )
+from conceptebm.infer.settings import settings_of
 
 __all__ = ["ChainResult", "AdaptiveState", "run_chain", "langevin", "mala"]
 

@@ -85,7 +85,7 @@ def test_denoise_steps_end_the_chain_without_noise():
 
 def test_langevin_samples_a_model_with_its_own_settings_unless_told_otherwise():
     from conceptebm.concepts import Concept
-    from conceptebm.energies import ConditionalEnergy, Gaussian
+    from conceptebm.energies import ConditionalEnergy
     from conceptebm.infer import settings_of
     from conceptebm.infer.chain import ENGINE_DEFAULTS
 
