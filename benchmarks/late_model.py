@@ -14,9 +14,9 @@ position is read in the feature map) starts at the camera's projection of the gr
 fitted by least squares to object centroids in 1,000 renders
 (:meth:`~conceptebm.energies.LateEnergyNet.start_readout`), and is trained with the rest.
 Pixels enter in [0, 1] (see the table). ``conceptebm train --net late --objective
-contrastive`` trains the same family with the one loop (readout started the same way), but
-that loop still runs the full net once per (image, candidate) row: about 2 iterations/s
-against 12 here on one free core.
+contrastive`` trains the same family with the one loop (readout started the same way, the
+trunk run once per image: ``train/objective.py``); this script is kept because it is the
+exact recipe of the shipped model, which the one loop does not reproduce bit for bit.
 
 Choices measured (held-out scenes, seed 700001; clutter: 1-3 grey objects added; light: from
 directions and intensities outside the training range; MAP MAE, n = 200):

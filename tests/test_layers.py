@@ -15,7 +15,7 @@ them and outside the package: nothing in ``conceptebm`` may import it (checked b
 * ``schedules`` (learning-rate curves) and ``concepts`` import nothing of the package.
 * ``checkpoints`` (safetensors + JSON I/O) rebuilds nets and reads the sampler settings a
   checkpoint carries (``infer.settings``), so it sits just above the engine, which knows
-  energies and tensors but never files (STYLE habit 16), and below everything that loads
+  energies and tensors but never files, and below everything that loads
   or writes models (evaluate, pretrained, train).
 * ``plotting`` imports nothing of the package; it is ranked above the engine so that
   ``infer`` (and the layers under it) stay free of figure and file-writing code, and below

@@ -3,8 +3,7 @@
 Concept EBMs trained separately end up with arbitrary energy scales (contrastive divergence
 fixes energies only up to the L2 penalty). A disjunction at temperature 1 then acts like a
 conjunction when energies are tiny, a negation with alpha = 0.01 does nothing or everything,
-and a conjunction lets the larger-scale concept win (``shared/reference/cpu-prototype.md``,
-failure modes 4-6).
+and a conjunction lets the larger-scale concept win.
 
 We measure each model's *energy gap* on real data,
 

@@ -12,7 +12,7 @@
 * ``TEMPERATURE``: disjunction temperature in units of the reference gap, for Langevin on the
   soft-min energy (eq. 8). Far below 1 so ``-T logsumexp(-E_i/T)`` is a soft minimum: trained
   energies differ by ~0.01 between right and wrong concepts, so T = 1 makes a disjunction act
-  like a conjunction (cpu-prototype.md, failure 4). Top-level disjunctions are sampled as the
+  like a conjunction. Top-level disjunctions are sampled as the
   mixture they define by default (:func:`conceptebm.compose.generate.choose_branches`).
 * ``MULTI_INSTANCE``: the shipped model that serves a concept a conjunction asks for at several
   values (several objects, Figure 7), and the composition then samples with that model's own

@@ -2,8 +2,8 @@
 
 :class:`ConvEnergyNet` is a small conv net (residual blocks optional) sized for a CPU
 (about 80k parameters at the default width 16, 32x32 images; 64x64 adds one level) and
-configurable up. The concept value ``c`` enters three ways, as the CPU prototype found effective
-(``shared/reference/cpu-prototype.md``):
+configurable up. The concept value ``c`` enters three ways, each of which helped a small net
+learn on a CPU:
 
 * FiLM: an MLP embeds ``c``; every conv output is modulated ``h * (1 + gamma) + beta`` with
   per-layer linear maps initialised to zero, so an untrained net ignores the label;
@@ -15,8 +15,7 @@ Continuous concepts are rescaled to [-1, 1] from their ``[low, high]`` range ins
 categorical ones enter as one-hot vectors. Several concepts at once use a
 :class:`JointConcept`, whose encoding is the concatenation of its parts.
 
-The official networks (``official-code-notes.md`` section 2) condition linearly on the raw
-label and use spectral norm; here spectral norm is an option (off by default: not needed at
+The paper's networks condition linearly on the raw label and use spectral norm; here spectral norm is an option (off by default: not needed at
 these sizes in the prototype) and the label goes through an MLP first.
 
 Example:
@@ -249,9 +248,9 @@ class ConvEnergyNet(ConditionalEnergy):
             colour recipes (and their checkpoints) keep their meaning.
         downsample: ``"stride"`` (4x4 stride-2 convs, the prototype's layout) or ``"pool"``
             (3x3 convs followed by 2x2 average pooling). Strided 4x4 kernels give the input
-            gradient a checkerboard pattern that Langevin chains paint into the samples
-            (``cpu-prototype.md``, failure mode 7); pooling spreads the gradient evenly, at
-            about twice the cost of the strided layers.
+            gradient a checkerboard pattern that Langevin chains paint into the samples;
+            pooling spreads the gradient evenly, at about twice the cost of the strided
+            layers.
         head: ``"flatten"`` (the last feature map flattened into a linear layer: a weight per
             place, so the energy knows where things are) or ``"pool"`` (the feature map
             averaged over space, then linear: the same weights at every place, so what is

@@ -3,8 +3,8 @@
 Langevin samples are noisy (the chain's own noise) and often soft (the energy's gradient is
 smooth). A judge trained only on crisp renders can be thrown by either, so part of each
 training batch is blurred a little and part gets Gaussian pixel noise of a random strength
-(``shared/reference/cpu-prototype.md``: sigma up to 0.12 on half of each batch kept held-out
-accuracy at 1.000 with sigma = 0.1 noise). Labels are unchanged by both, so neither may move
+(sigma up to 0.12 on half of each batch keeps held-out accuracy at 1.000 under sigma = 0.1
+noise: ``benchmarks/judges.py`` measures it). Labels are unchanged by both, so neither may move
 the object or change its colour.
 
 Example:

@@ -8,7 +8,8 @@
 * :func:`inference_quality`: MAP concept inference on real images with the EBM as the
   energy of c (grid, then Adam refinement; enumeration for categories), scored the same way.
 * :func:`selection_score`: one "higher is better" number per concept, used to keep the best
-  checkpoint (training is not monotonic: ``cpu-prototype.md``, run F).
+  checkpoint (training is not monotonic: a later snapshot can generate worse than an
+  earlier one).
 
 Example:
     >>> from conceptebm.concepts import Concept

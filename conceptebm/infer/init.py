@@ -15,9 +15,8 @@ def smooth_noise(shape: tuple[int, ...], *, low: float = 0.0, high: float = 1.0,
                  resolution: int = 4, generator=None, device=None, dtype=None) -> Tensor:
     """Uniform noise at ``resolution x resolution`` upsampled bilinearly to ``(N, C, H, W)``.
 
-    Chains started from it learn in minutes on a CPU where i.i.d. pixel noise does not
-    (``shared/reference/cpu-prototype.md``, runs A-C): the energy need not first learn to
-    denoise every pixel.
+    Chains started from it learn in minutes on a CPU where i.i.d. pixel noise does not: the
+    energy need not first learn to denoise every pixel.
     """
     if len(shape) != 4:
         raise ValueError(f"smooth noise needs an image shape (N, C, H, W), got {shape}")

@@ -1,6 +1,6 @@
 """MAP concept inference: ``c* = argmin_c E(x|c)`` for many observations at once.
 
-The recipe measured in ``shared/reference/pyro-notes.md`` section 4: evaluate a grid (the
+The recipe: evaluate a grid (the
 energy map), keep the best grid points of each observation as starts, refine them all at
 once with Adam (projected onto the box) or LBFGS, and return each observation's best
 candidate. The optimisation runs on the energy in the concept's own space: a MAP estimate

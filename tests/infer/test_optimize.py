@@ -61,7 +61,7 @@ def test_gaussian_minimum_inside_and_on_the_boundary(optimizer):
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
 def test_no_pull_toward_the_centre_near_the_boundary(optimizer):
     # An object at 0.93 of [-1, 1]: a reparameterised *density* would bias this to ~0.91
-    # (shared/reference/pyro-notes.md section 4); optimising the energy itself does not.
+    # (the Jacobian of the logit transform pulls it inward); optimising the energy itself does not.
     x = torch.tensor([[0.93, -0.97]], dtype=F64)
     r = map_estimate(concept_energy(SquaredDistance(POS, s=0.05), x), grid=11,
                      optimizer=optimizer, steps=300)

@@ -5,7 +5,7 @@
   :func:`~conceptebm.infer.optimize.map_estimate` (grid, restarts, Adam/LBFGS projected on the
   box). The potential of ``initialize_model`` would add ``-log|det J|`` of the logit transform
   and pull estimates toward the centre of the box: an object at 0.93 reads as about 0.91
-  (``shared/reference/pyro-notes.md`` section 4). The Jacobian is right for sampling, wrong
+  (``tests/infer/test_optimize.py`` checks it). The Jacobian is right for sampling, wrong
   for MAP.
 * :func:`nuts_posterior` runs Pyro's NUTS on a low-dimensional concept posterior, started from
   the MAP (or given values). NUTS makes one accept decision for its whole state and no single

@@ -9,7 +9,7 @@ site log-probs are reduced to that plate's dim, so a Metropolis test can be per 
   priors (``Uniform``, ``ImproperUniform``) are constant inside the box and are left out; the box
   itself becomes :attr:`ModelPotential.bounds`, kept by the sampler (clamp/reflect/reject) or
   the optimizer. This is the space for pixel-space Langevin and for MAP: the Jacobian of a
-  change of variables moves the mode (``shared/reference/pyro-notes.md`` section 4).
+  change of variables moves the mode.
 * ``"unconstrained"``: Pyro's HMC convention, ``z = biject_to(support).inv(value)`` and the
   potential includes ``-log|det J|``; it targets the same distribution with no bounds to keep.
 """
