@@ -2,8 +2,8 @@
 
 :class:`ConvEnergyNet` is a small conv net (residual blocks optional) sized for a CPU
 (about 80k parameters at the default width 16, 32x32 images; 64x64 adds one level) and
-configurable up. The concept value ``c`` enters three ways, each of which helped a small net
-learn on a CPU:
+configurable up. The concept value ``c`` enters three ways, each of which helped a small
+net learn on a CPU:
 
 * FiLM: an MLP embeds ``c``; every conv output is modulated ``h * (1 + gamma) + beta`` with
   per-layer linear maps initialised to zero, so an untrained net ignores the label;

@@ -1,8 +1,8 @@
 """``TrainConfig``: every setting of a contrastive-divergence run, with its meaning.
 
 Defaults are a CPU recipe (what trains a concept EBM in minutes on one core): low-frequency
-noise init, replay buffer, step 100 with noise
-0.005, K = 20, batch 32, Adam 5e-4 with betas (0, 0.999), L2 energy penalty 0.1.
+noise init, replay buffer, step 100 with noise 0.005, K = 20, batch 32, Adam 5e-4 with
+betas (0, 0.999), L2 energy penalty 0.1.
 :func:`smoke_config` is the tiny preset the tests and ``--smoke`` run.
 
 Example:
