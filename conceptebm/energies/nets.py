@@ -15,8 +15,9 @@ Continuous concepts are rescaled to [-1, 1] from their ``[low, high]`` range ins
 categorical ones enter as one-hot vectors. Several concepts at once use a
 :class:`JointConcept`, whose encoding is the concatenation of its parts.
 
-The paper's networks condition linearly on the raw label and use spectral norm; here spectral norm is an option (off by default: not needed at
-these sizes in the prototype) and the label goes through an MLP first.
+The paper's networks condition linearly on the raw label and use spectral norm; here spectral
+norm is an option (off by default: not needed at these sizes) and the label goes through an MLP
+first.
 
 Example:
     >>> from conceptebm.concepts import Concept
