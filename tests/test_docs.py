@@ -66,3 +66,18 @@ def test_the_site_builds_strict_offline_with_the_notebooks_executed(tmp_path):
     assert "conceptebm.models.load" in api and "MAPSettings" in (site / "api" /
                                                                 "infer.html").read_text()
     assert (site / "paper" / "RESULTS.html").is_file()
+
+
+def test_docstrings_and_pages_cite_only_files_in_the_repository():
+    # a ``path/with/a/slash.py`` (or .md, .json, .ipynb) named in the package or the docs
+    # exists; placeholders in capitals (RUN/data.json) are the user's paths
+    pattern = re.compile(r"``([\w./-]+\.(?:py|md|json|ipynb|csv))``")
+    sources = sorted((ROOT / "conceptebm").rglob("*.py")) + PAGES
+    missing = [f"{p.relative_to(ROOT)}: {m}" for p in sources
+               for m in pattern.findall(p.read_text())
+               if "/" in m and not m.split("/")[0].isupper()
+               and not (ROOT / m).exists() and not (ROOT / "conceptebm" / m).exists()]
+    assert not missing, "\n".join(missing)
+    notes = re.compile(r"shared/reference|cpu-prototype|pyro-notes|official-code-notes")
+    outside = [str(p.relative_to(ROOT)) for p in sources if notes.search(p.read_text())]
+    assert not outside, outside
