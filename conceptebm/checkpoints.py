@@ -2,7 +2,7 @@
 
 The one checkpoint writer and reader of the package, below everything that saves or loads a
 model (training, evaluation's judges, pretrained, compose, the CLI): it imports only
-``concepts`` and ``energies``. ``conceptebm.train.checkpoint`` re-exports these names.
+``concepts`` and ``energies``. (``conceptebm.train.checkpoint``, their old home, is deprecated.)
 
 A checkpoint ``name.safetensors`` holds tensors under prefixes (``model/``: the trained
 weights; ``ema/``: EMA weights; ``optim/``: Adam state; ``buffer/``: the replay buffer;

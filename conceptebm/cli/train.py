@@ -191,7 +191,7 @@ def _run_config(run: Path) -> dict:
             raise CommandError(f"--resume: {run / 'config.json'} is not valid JSON "
                                f"({err.msg}); pass the settings again with --config") from None
     if (run / "last.safetensors").exists():
-        from conceptebm.train.checkpoint import CheckpointError, load_checkpoint
+        from conceptebm.checkpoints import CheckpointError, load_checkpoint
 
         try:
             saved = load_checkpoint(run / "last.safetensors").meta.get("train")
@@ -278,7 +278,7 @@ def _main(args: argparse.Namespace) -> int:
     import torch
 
     from conceptebm.checkpoints import atomic_write_text
-    from conceptebm.train.checkpoint import CheckpointError
+    from conceptebm.checkpoints import CheckpointError
     from conceptebm.train.loop import TrainingDiverged, TrainingInterrupted, train
     from conceptebm.train.rundir import append_line
 

@@ -1,9 +1,11 @@
-"""Checkpoint I/O for training: the names of :mod:`conceptebm.checkpoints`, re-exported.
+"""Deprecated: the names of :mod:`conceptebm.checkpoints`, re-exported; removed in conceptebm 0.3.
 
 The writer and reader live below ``train`` (``conceptebm/checkpoints.py``) so that evaluation,
 ``pretrained`` and ``compose`` use the same atomic format without importing the training
-package; this module keeps ``conceptebm.train.checkpoint.*`` working.
+package. Importing this module warns; import from :mod:`conceptebm.checkpoints`.
 """
+
+import warnings
 
 from conceptebm.checkpoints import (
     FORMAT,
@@ -21,3 +23,6 @@ from conceptebm.checkpoints import (
 __all__ = ["FORMAT", "Checkpoint", "save_checkpoint", "load_checkpoint", "load_energy",
            "load_state", "export_weights", "atomic_write_text", "atomic_write_bytes",
            "CheckpointError"]
+
+warnings.warn("conceptebm.train.checkpoint is deprecated and will be removed in conceptebm 0.3; "
+              "import from conceptebm.checkpoints", DeprecationWarning, stacklevel=2)

@@ -143,7 +143,7 @@ def test_errors_are_clear(tmp_path, capsys, standin, rendered):
 
 
 def test_model_checkpoint_path(tmp_path, capsys, rendered):
-    ckpt = pytest.importorskip("conceptebm.train.checkpoint")
+    import conceptebm.checkpoints as ckpt
     from conceptebm.datasets import scene_concepts
     from conceptebm.energies.nets import ConvEnergyNet
 
@@ -178,7 +178,7 @@ def test_benchmark_quick_writes_its_keys(tmp_path):
     import sys
     from pathlib import Path
 
-    ckpt = pytest.importorskip("conceptebm.train.checkpoint")
+    import conceptebm.checkpoints as ckpt
     from conceptebm.datasets import scene_concepts
     from conceptebm.energies.nets import ConvEnergyNet
 

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 import conceptebm.checkpoints as ck
-import conceptebm.train.checkpoint as train_ck
 from conceptebm.checkpoints import (
     CheckpointError,
     export_weights,
@@ -95,7 +94,14 @@ def test_export_keeps_weights_and_config_drops_training_state(tmp_path):
     assert torch.equal(load_energy(dest)(x, torch.zeros(2, 2)), n(x, torch.zeros(2, 2)))
 
 
-def test_train_checkpoint_re_exports_the_one_writer():
+def test_the_old_train_checkpoint_module_warns_and_re_exports_the_one_writer():
+    import importlib
+    import sys
+
+    sys.modules.pop("conceptebm.train.checkpoint", None)
+    with pytest.warns(DeprecationWarning, match=r"removed in conceptebm 0\.3; import from "
+                                                r"conceptebm\.checkpoints"):
+        train_ck = importlib.import_module("conceptebm.train.checkpoint")
     for name in train_ck.__all__:
         assert getattr(train_ck, name) is getattr(ck, name), name
 
