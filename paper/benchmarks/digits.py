@@ -28,14 +28,17 @@ Steps, each a public entry point (nothing digit-specific in the training path):
    (scikit-learn's LogisticRegression on the 64 pixels, C chosen on validation) and
    ``cnn_accuracy`` (:class:`~paper.baselines.regressor.ConceptRegressor` as a classifier,
    the EBM's trunk at the same width, as many updates as the EBM had, snapshot chosen on
-   validation); ``generation_accuracy``: ``--samples`` generations (a tenth per class, the
-   model's own sampler settings, noise seed 20261207) read by that CNN
-   (``generation_accuracy_logreg``: by the logistic regression); ``or_split``: the shares of
-   3s and of 8s among the samples of ``digit=3 | digit=8`` (the mixture eq. (6) defines, as
-   ``conceptebm sample`` draws it); ``or_split_energy``: Langevin on the soft-min energy.
-   Realism (``fid``): the Fréchet distance between generated and real training digits in the
-   CNN reader's trunk features (the scene judges read 32x32 scenes, not digits), with
-   ``fid_floor`` (two disjoint sets of real training digits of the same size).
+   validation); ``generation_accuracy``: one generation per test digit, asked for its label
+   (the model's own sampler settings, noise seed 20261207), read by that CNN
+   (``generation_accuracy_logreg``: by the logistic regression). Realism (``fid``): the
+   Fréchet distance between those generations and the test digits in the CNN's trunk
+   features (the scene judges read 32x32 scenes, not digits), with ``fid_floor`` (as many
+   real training digits against the test digits). ``denoise_steps`` (noise-free steps that
+   end the chain: 0 or 5) is chosen by the same distance on the validation digits (noise seed
+   1); when it chose 5, the ``*_denoise`` keys report that sampler too. ``or_split_3`` /
+   ``or_split_8``: the shares of 3s and of 8s among ``--samples`` samples of ``digit=3 |
+   digit=8`` (the mixture eq. (6) defines, as ``conceptebm sample`` draws it);
+   ``or_split_energy_*``: Langevin on the soft-min energy, for comparison.
 4. Figures: ``digits_classes.png`` (generations, one row per class) and ``digits_or.png``.
 
 JSON: flat keys with ``<key>_se`` standard errors, ``command``, ``protocol``, budgets.
@@ -63,6 +66,15 @@ TEST_SEED = 20261207  # the test digits' split seed and the generations' noise s
 TEST_FRACTION = 0.25
 HOLDOUT = 0.2  # validation: a fifth of the non-test digits
 C_GRID = (0.01, 0.1, 1.0, 10.0)  # logistic regression's C, chosen on validation
+DENOISE = (0, 5)  # denoise_steps candidates, chosen by validation FID
+VAL_SEED = 1  # the validation generations' noise seed
+
+
+def _generate(net, labels, seed: int, denoise: int, sample_images):
+    """One sample per label with the model's own sampler, ``denoise`` noise-free steps last."""
+    settings = {**dict(net.sampler), "denoise_steps": denoise}
+    return sample_images(net, net.concept.encode(labels),
+                         generator=torch.Generator().manual_seed(seed), **settings)
 
 
 def _flat(x):
@@ -166,7 +178,8 @@ def main(argv=None) -> int:
 
     # the baselines: the same training digits, their own choice on the validation digits
     logreg, logreg_info = _logreg(x_tr, y_tr, x_val, y_val)
-    reader = fit_regressor(x_tr, y_tr, net.concept, width=16, seed=0,
+    reader = fit_regressor(x_tr, y_tr, net.concept, width=int(net.config.get("width", 16)),
+                           seed=0, batch_size=int(config["batch_size"]),
                            iterations=60 if args.quick else ebm_iterations,
                            val=(x_val, y_val), eval_every=20 if args.quick else 250)
     # the test digits, read once
@@ -176,28 +189,43 @@ def main(argv=None) -> int:
     result["logreg_accuracy"], result["logreg_accuracy_se"] = _binomial(logreg(x_te) == y_te)
     result["cnn_accuracy"], result["cnn_accuracy_se"] = _binomial(reader.predict(x_te) == y_te)
 
-    n = 20 if args.quick else args.samples
-    gen = torch.Generator().manual_seed(TEST_SEED)
-    settings = dict(net.sampler)
-    labels = torch.arange(n) % 10  # (n,)
-    images = sample_images(net, net.concept.encode(labels), generator=gen, **settings)
-    result["generation_accuracy"], result["generation_accuracy_se"] = _binomial(
-        reader.predict(images) == labels)
-    result["generation_accuracy_logreg"], result["generation_accuracy_logreg_se"] = _binomial(
-        logreg(images) == labels)
-    # realism in the reader's features: generated vs n real training digits; floor: n real vs
-    # n other real training digits (equal sizes throughout)
+    # generation: one sample per test digit, asked for its label (noise seed TEST_SEED), read
+    # by the CNN (and by the logistic regression); realism: the Fréchet distance to those
+    # test digits in the CNN's trunk features, floor: as many real training digits against
+    # them. denoise_steps (noise-free steps ending the chain) is chosen by the same distance on
+    # the validation digits (noise seed VAL_SEED); the test reads the model's own sampler
+    # (denoise 0) and, if validation chose another value, that one too.
+    feat = (lambda x: _features(reader, x))
+    fid_val = {}
+    for k in DENOISE:
+        fake = _generate(net, y_val, VAL_SEED, k, sample_images)
+        fid_val[k] = frechet_distance(feat(fake), feat(x_val))
+    chosen = min(DENOISE, key=lambda k: fid_val[k])
     perm = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(TEST_SEED))
-    k = min(n, len(train_set) // 2)
-    real_a, real_b = x_tr[perm[:k]], x_tr[perm[k:2 * k]]
-    result["fid"] = frechet_distance(_features(reader, images[:k]), _features(reader, real_a))
-    result["fid_floor"] = frechet_distance(_features(reader, real_b), _features(reader, real_a))
-    result["fid_n"] = k
+    floor = frechet_distance(feat(x_tr[perm[:len(test)]]), feat(x_te))
+    rows = {}
+    for k in sorted({0, chosen}):
+        images = _generate(net, y_te, TEST_SEED, k, sample_images)
+        tag = "" if k == 0 else "_denoise"
+        (acc, acc_se), (lr_acc, lr_se) = (_binomial(reader.predict(images) == y_te),
+                                          _binomial(logreg(images) == y_te))
+        result.update({f"generation_accuracy{tag}": acc, f"generation_accuracy{tag}_se": acc_se,
+                       f"generation_accuracy_logreg{tag}": lr_acc,
+                       f"generation_accuracy_logreg{tag}_se": lr_se,
+                       f"fid{tag}": frechet_distance(feat(images), feat(x_te)),
+                       f"fid_floor{tag}": floor})
+        rows[k] = images
+    result.update({"denoise_steps_chosen": chosen, "fid_n": len(test),
+                   **{f"fid_val_denoise_{k}": v for k, v in fid_val.items()}})
+    images, labels = rows[0], y_te
     shown = torch.cat([images[labels == c][:10] for c in range(10)])  # (<= 100, 3, 8, 8)
-    save_grid(shown, figures / "digits_classes.png", nrow=min(10, n // 10),
+    save_grid(shown, figures / "digits_classes.png", nrow=10,
               title=f"generated digits, a row per class (read correctly: "
                     f"{result['generation_accuracy']:.2f})")
 
+    n = 20 if args.quick else args.samples
+    gen = torch.Generator().manual_seed(TEST_SEED)
+    settings = dict(net.sampler)
     either = Or(net.given("3"), net.given("8"), temperature=args.or_temperature)
     shape = (n, 3, net.image_size, net.image_size)
     # the toolkit's disjunction: the mixture eq. (6) defines (each chain picks a branch, then
@@ -218,17 +246,20 @@ def main(argv=None) -> int:
                + " ".join(shlex.quote(w) for w in argv_words))
     result.update({
         "command": written,
-        "train_command": "conceptebm " + " ".join(shlex.quote(w) for w in command),
+        # what trained the scored run (its command.txt: a --run's own, lines of a resume)
+        "train_command": ((run / "command.txt").read_text().strip() if args.run else
+                          "conceptebm " + " ".join(shlex.quote(w) for w in command)),
         "protocol": {
             "selection": (f"the EBM's checkpoint by MAP accuracy on {len(val)} validation digits "
                           f"(holdout {HOLDOUT:g} of the non-test digits, seed "
                           f"{record['split_seed']}), evaluated every 500 iterations; logistic "
                           f"regression's C from {list(C_GRID)} and the CNN's snapshot (every 250 "
-                          "updates) on the same validation digits; the test digits are read "
-                          "once, after"),
-            "selection_seeds": [int(record["split_seed"])], "test_seeds": [TEST_SEED]},
+                          "updates) and denoise_steps (0 or 5, by FID) on the same validation "
+                          "digits; the test digits are read once, after"),
+            "selection_seeds": sorted({int(record["split_seed"]), VAL_SEED}),
+            "test_seeds": [TEST_SEED]},
         "test": len(test), "validation": len(val), "train": len(train_set),
-        "samples": n, "ebm_iterations": ebm_iterations, "ebm_best_iteration": best_iteration,
+        "or_samples": n, "ebm_iterations": ebm_iterations, "ebm_best_iteration": best_iteration,
         "cnn_updates": reader.record["iterations"],
         "cnn_best_update": reader.record["best_iteration"],
         "cnn_updates_per_ebm_iteration": reader.record["iterations"] / max(1, ebm_iterations),
@@ -245,8 +276,11 @@ def main(argv=None) -> int:
           f"{result['cnn_accuracy']:.3f} ± {result['cnn_accuracy_se']:.3f}")
     print(f"generation accuracy {result['generation_accuracy']:.3f} ± "
           f"{result['generation_accuracy_se']:.3f} (logreg reader "
-          f"{result['generation_accuracy_logreg']:.3f}) of {n} samples; FID {result['fid']:.2f}"
-          f" (floor {result['fid_floor']:.2f}); digit=3 | digit=8: {s3:.2f} / {s8:.2f} "
+          f"{result['generation_accuracy_logreg']:.3f}) of {len(test)} samples; FID "
+          f"{result['fid']:.2f} (floor {floor:.2f}; validation chose denoise_steps {chosen}"
+          + (f": accuracy {result['generation_accuracy_denoise']:.3f}, FID "
+             f"{result['fid_denoise']:.2f}" if chosen else "") + ");\n"
+          f"digit=3 | digit=8: {s3:.2f} / {s8:.2f} "
           f"(soft-min Langevin {e3:.2f} / {e8:.2f})")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

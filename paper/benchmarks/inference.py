@@ -1,6 +1,6 @@
 """Concept inference with position EBMs (paper section 4.5): one image, many views, two objects.
 
-    python -m paper.benchmarks.inference --json out/inference.json        # full run (tens of minutes)
+    python -m paper.benchmarks.inference --json out/inference.json  # full run (tens of minutes)
     python -m paper.benchmarks.inference --quick --json out/quick.json    # tiny settings, < 1 min
 
 Sections (each on held-out renders, seeds apart from any training seed):

@@ -145,7 +145,9 @@ def main(argv=None) -> int:
     result.update({
         "command": "OMP_NUM_THREADS=1 python -m paper.benchmarks.user_data "
                    + " ".join(shlex.quote(w) for w in words),
-        "train_command": "conceptebm " + " ".join(shlex.quote(w) for w in command),
+        # what trained the scored run (its command.txt: a --run's own, lines of a resume)
+        "train_command": ((run / "command.txt").read_text().strip() if args.run else
+                          "conceptebm " + " ".join(shlex.quote(w) for w in command)),
         "protocol": {
             "selection": (f"the EBM's checkpoint by MAP error on the {len(val)} validation "
                           f"images (train's held-out split of the seed-{DATA_SEED} fixture, "

@@ -51,10 +51,11 @@ def test_digits_quick_writes_json_and_figures(tmp_path):
     pytest.importorskip("sklearn")
     r = _run("digits", tmp_path)
     assert r["logreg_accuracy"] > 0.9  # the baseline is real even in smoke mode
-    for key in ("map_accuracy", "generation_accuracy", "cnn_accuracy", "or_split_3"):
+    for key in ("map_accuracy", "generation_accuracy", "cnn_accuracy", "or_split_3", "or_split_8"):
         assert 0 <= r[key] <= 1 and 0 <= r[key + "_se"] <= 0.5, key
     assert (r["test"], r["validation"], r["train"]) == (449, 270, 1078)
-    assert r["fid"] >= 0 and r["fid_floor"] >= 0 and r["fid_n"] == 20
+    assert r["fid"] >= 0 and r["fid_floor"] >= 0 and r["fid_n"] == 449
+    assert r["denoise_steps_chosen"] in (0, 5) and "fid_val_denoise_5" in r
     assert r["train_test_json"]["digit_acc"]["value"] == pytest.approx(r["map_accuracy"])
     _protocol(r)
     assert (tmp_path / "work" / "digits_classes.png").is_file()
