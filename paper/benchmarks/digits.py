@@ -16,7 +16,7 @@ The protocol (``paper/PROTOCOL.md``): three disjoint splits of the 1,797 digits.
 
 Steps, each a public entry point (nothing digit-specific in the training path):
 
-1. ``python -m conceptebm.datasets.digits --out RUNS/digits.npz``: the 1,797 8x8 digits as a
+1. ``conceptebm make-data digits -o RUNS/digits.npz``: the 1,797 8x8 digits as a
    user's .npz (grey levels in [0, 1] on three channels, ``digit`` declared categorical);
    split here into ``digits_trainval.npz`` and ``digits_test.npz``.
 2. ``conceptebm train --data digits_trainval.npz --test digits_test.npz --concept digit

@@ -8,8 +8,8 @@ regressor of :mod:`paper.baselines.regressor` on the same images, clean and unde
 
 The protocol (``paper/PROTOCOL.md``): three disjoint sets of images.
 
-* training and validation: the fixture ``python -m conceptebm.datasets.foreign --out
-  RUNS/data -n 1700`` (seed 0; our renderer with a camera, light, palette, shape names and
+* training and validation: the fixture ``conceptebm make-data foreign --out-dir RUNS/data
+  -n 1700`` (seed 0; our renderer with a camera, light, palette, shape names and
   size range no shipped model saw, see :mod:`conceptebm.datasets.foreign`; PNGs +
   ``labels.csv`` with ``file,x,y,color,shape,size``); ``train``'s default held-out split
   (300 images, seed 0) is the validation split: it picks the EBM's checkpoint and the
