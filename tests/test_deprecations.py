@@ -31,10 +31,26 @@ def test_names_that_left_train_warn_and_resolve(name):
     assert alias is getattr(home, name) and name not in train.__all__
 
 
+@pytest.mark.parametrize("name", sorted(infer.MOVED))
+def test_names_the_engine_no_longer_lists_warn_and_resolve(name):
+    home = importlib.import_module(infer.MOVED[name])
+    with pytest.warns(DeprecationWarning, match=rf"conceptebm\.infer\.{name} is deprecated .*"
+                                                rf"import it from {infer.MOVED[name]}"):
+        alias = getattr(infer, name)
+    assert alias is getattr(home, name) and name not in infer.__all__
+
+
+def test_the_engine_lists_what_a_user_needs():
+    assert 20 <= len(infer.__all__) <= 26 and len(set(infer.__all__)) == len(infer.__all__)
+    for name in infer.__all__:
+        assert getattr(infer, name) is not None  # each listed name resolves without a warning
+
+
 def test_the_removal_version_is_one_and_later_than_this_one():
     import conceptebm
+    from conceptebm.compat import REMOVED_IN
 
-    assert infer.REMOVED_IN == train.REMOVED_IN == "0.3"
+    assert REMOVED_IN == "0.3"
     assert tuple(map(int, conceptebm.__version__.split(".")[:2])) < (0, 3)
 
 

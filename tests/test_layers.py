@@ -48,6 +48,7 @@ ROOT = Path(conceptebm.__file__).resolve().parent
 RANK = {
     "concepts": 0,
     "schedules": 0,
+    "compat": 0,  # moved names and their deprecation warnings; imports nothing of the package
     "runtime": 0,  # process settings (the C allocator's policy); imports nothing of the package
     "energies": 1,
     "infer": 2,

@@ -23,44 +23,21 @@ resolve on first use (importing the engine never imports the applications), warn
 conceptebm 0.3.
 """
 
-from conceptebm.infer.adapt import (
-    StepSizeState,
-    init_step_size,
-    initial_log_step,
-    update_step_size,
-)
-from conceptebm.infer.chain import AdaptiveState, ChainResult, langevin, mala, run_chain
-from conceptebm.infer.energy_map import (
-    box_bounds,
-    candidate_energies,
-    concept_grid,
-    energy_map,
-    image_features,
-)
-from conceptebm.infer.init import initial_samples, smooth_noise
+from conceptebm.compat import moved_attribute
+from conceptebm.infer import pyro
+from conceptebm.infer.chain import ChainResult, langevin, mala, run_chain
+from conceptebm.infer.energy_map import concept_grid, energy_map
+from conceptebm.infer.init import initial_samples
 from conceptebm.infer.optimize import (
-    CategoricalMAP,
-    ConceptEnergy,
     ConceptProblem,
     MAPResult,
     concept_energy,
     map_categorical,
     map_estimate,
 )
-from conceptebm.infer.pyro import (
-    LangevinKernel,
-    MALAKernel,
-    ModelPotential,
-    PyroMAP,
-    energy_factor,
-    nuts_posterior,
-    pyro_map,
-    run_kernel,
-)
 from conceptebm.infer.samplers import (
     LangevinState,
     StepInfo,
-    energy_and_grad,
     init_state,
     langevin_step,
     mala_step,
@@ -75,52 +52,60 @@ from conceptebm.infer.settings import (
     settings_of,
 )
 
+#: What a user of the engine needs, in the order the API reference shows it: the samplers and
+#: their settings, MAP inference and energy maps, the pure steps for a loop of one's own.
 __all__ = [
-    "settings_of",
-    "MAPSettings",
-    "DEFAULT_MAP",
     "langevin",
     "mala",
     "run_chain",
     "ChainResult",
-    "AdaptiveState",
-    "StepSizeState",
-    "init_step_size",
-    "update_step_size",
-    "initial_log_step",
-    "LangevinState",
-    "StepInfo",
-    "energy_and_grad",
-    "init_state",
-    "langevin_step",
-    "ula_step",
-    "mala_step",
-    "initial_samples",
-    "smooth_noise",
-    "map_estimate",
-    "MAPResult",
-    "concept_energy",
-    "ConceptProblem",
-    "ConceptEnergy",
-    "map_categorical",
-    "CategoricalMAP",
-    "energy_map",
-    "concept_grid",
-    "box_bounds",
-    "image_features",
-    "candidate_energies",
-    "energy_factor",
-    "ModelPotential",
-    "LangevinKernel",
-    "MALAKernel",
-    "run_kernel",
-    "pyro_map",
-    "PyroMAP",
-    "nuts_posterior",
     "SamplerSettings",
     "DEFAULT_SETTINGS",
+    "settings_of",
+    "initial_samples",
     "IMAGE_BOUNDS",
+    "map_estimate",
+    "MAPResult",
+    "MAPSettings",
+    "DEFAULT_MAP",
+    "concept_energy",
+    "ConceptProblem",
+    "map_categorical",
+    "energy_map",
+    "concept_grid",
+    "ula_step",
+    "langevin_step",
+    "mala_step",
+    "init_state",
+    "LangevinState",
+    "StepInfo",
+    "pyro",
 ]
+
+#: Names this package re-exported before the API was curated: ``{name: their module}``. They
+#: resolve from here with a DeprecationWarning until conceptebm 0.3.
+MOVED = {
+    "StepSizeState": "conceptebm.infer.adapt",
+    "init_step_size": "conceptebm.infer.adapt",
+    "initial_log_step": "conceptebm.infer.adapt",
+    "update_step_size": "conceptebm.infer.adapt",
+    "AdaptiveState": "conceptebm.infer.chain",
+    "box_bounds": "conceptebm.infer.energy_map",
+    "candidate_energies": "conceptebm.infer.energy_map",
+    "image_features": "conceptebm.infer.energy_map",
+    "smooth_noise": "conceptebm.infer.init",
+    "CategoricalMAP": "conceptebm.infer.optimize",
+    "ConceptEnergy": "conceptebm.infer.optimize",
+    "energy_and_grad": "conceptebm.infer.samplers",
+    "energy_factor": "conceptebm.infer.pyro",
+    "ModelPotential": "conceptebm.infer.pyro",
+    "LangevinKernel": "conceptebm.infer.pyro",
+    "MALAKernel": "conceptebm.infer.pyro",
+    "run_kernel": "conceptebm.infer.pyro",
+    "pyro_map": "conceptebm.infer.pyro",
+    "PyroMAP": "conceptebm.infer.pyro",
+    "nuts_posterior": "conceptebm.infer.pyro",
+}
 
 #: Scene applications kept reachable as ``conceptebm.infer.<name>`` (contract aliases).
 _SCENE_ALIASES = (
@@ -138,20 +123,11 @@ _SCENE_ALIASES = (
     "fit_temperature",
     "interval_coverage",
 )
-#: When the scene aliases go.
-REMOVED_IN = "0.3"
-
-
 def __getattr__(name: str):
     # PEP 562: the old aliases of the scene applications resolve lazily (the engine stays
     # importable on its own) and warn: they are conceptebm.scenes names.
     if name in _SCENE_ALIASES:
-        import warnings
-
         import conceptebm.scenes
 
-        warnings.warn(f"conceptebm.infer.{name} is deprecated and will be removed in conceptebm "
-                      f"{REMOVED_IN}; import it from conceptebm.scenes", DeprecationWarning,
-                      stacklevel=2)
-        return getattr(conceptebm.scenes, name)
-    raise AttributeError(f"module 'conceptebm.infer' has no attribute {name!r}")
+        return moved_attribute(__name__, name, {name: conceptebm.scenes.__name__})
+    return moved_attribute(__name__, name, MOVED)

@@ -13,6 +13,7 @@ Example:
     20
 """
 
+from conceptebm.compat import moved_attribute
 from conceptebm.train.buffer import ReplayBuffer
 from conceptebm.train.config import (
     CONTRASTIVE_RECIPE,
@@ -88,16 +89,7 @@ MOVED = {
     "inference_quality": "conceptebm.evaluate",
     "selection_score": "conceptebm.evaluate",
 }
-REMOVED_IN = "0.3"
 
 
 def __getattr__(name: str):
-    if name in MOVED:
-        import importlib
-        import warnings
-
-        warnings.warn(f"conceptebm.train.{name} is deprecated and will be removed in conceptebm "
-                      f"{REMOVED_IN}; import it from {MOVED[name]}", DeprecationWarning,
-                      stacklevel=2)
-        return getattr(importlib.import_module(MOVED[name]), name)
-    raise AttributeError(f"module 'conceptebm.train' has no attribute {name!r}")
+    return moved_attribute(__name__, name, MOVED)

@@ -8,17 +8,15 @@ from conceptebm.infer import (
     ChainResult,
     LangevinState,
     StepInfo,
-    StepSizeState,
     init_state,
-    init_step_size,
     initial_samples,
     langevin,
     mala,
     mala_step,
     run_chain,
     ula_step,
-    update_step_size,
 )
+from conceptebm.infer.adapt import StepSizeState, init_step_size, update_step_size
 
 F64 = torch.float64
 

@@ -5,7 +5,8 @@ import torch
 
 from conceptebm.concepts import Concept
 from conceptebm.energies import ConditionalEnergy
-from conceptebm.infer import box_bounds, concept_grid, energy_map
+from conceptebm.infer import concept_grid, energy_map
+from conceptebm.infer.energy_map import box_bounds
 
 F64 = torch.float64
 POS = Concept.continuous("position", dim=2, low=-1.0, high=1.0)

@@ -8,13 +8,13 @@ import torch
 from conceptebm.concepts import Concept
 from conceptebm.energies import ConditionalEnergy
 from conceptebm.infer import (
-    ConceptEnergy,
     ConceptProblem,
     concept_energy,
     concept_grid,
     map_categorical,
     map_estimate,
 )
+from conceptebm.infer.optimize import ConceptEnergy
 
 F64 = torch.float64
 BOX = ([-1.0, -1.0], [1.0, 1.0])

@@ -1,0 +1,38 @@
+"""Names that moved: how an old spelling keeps working, with a warning, until a stated release.
+
+A package lists the names it no longer exports as ``MOVED = {name: new module}`` and resolves
+them in its PEP 562 ``__getattr__`` with :func:`moved_attribute`: the object is the new
+module's own, and a ``DeprecationWarning`` names the new home and the release that removes
+the old spelling. Imports nothing of the package.
+
+Example:
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     f = moved_attribute("pkg", "dumps", {"dumps": "json"})
+    >>> f.__module__, str(caught[0].message)
+    ('json', 'pkg.dumps is deprecated and will be removed in conceptebm 0.3; import it from json')
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from collections.abc import Mapping
+
+__all__ = ["REMOVED_IN", "moved_attribute"]
+
+#: The release that removes every deprecated spelling of this one.
+REMOVED_IN = "0.3"
+
+
+def moved_attribute(package: str, name: str, moved: Mapping[str, str], *,
+                    removed_in: str = REMOVED_IN, stacklevel: int = 3):
+    """``moved[name]``'s object ``name``, after a DeprecationWarning; AttributeError for a name
+    that never lived in ``package``."""
+    if name not in moved:
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+    warnings.warn(f"{package}.{name} is deprecated and will be removed in conceptebm "
+                  f"{removed_in}; import it from {moved[name]}", DeprecationWarning,
+                  stacklevel=stacklevel)
+    return getattr(importlib.import_module(moved[name]), name)
