@@ -33,6 +33,7 @@ Example (a few steps on tiny data):
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -46,9 +47,10 @@ from conceptebm.checkpoints import load_checkpoint, load_state, save_checkpoint
 from conceptebm.datasets import scene_concepts
 
 __all__ = ["CONCEPTS", "ConditionalGAN", "Generator", "Discriminator", "encode_condition",
-           "fit", "save_gan", "load_gan", "cond_dim"]
+           "fit", "save_gan", "load_gan", "cond_dim", "CLOCKS"]
 
 CONCEPTS = ("position", "shape", "color")  # the condition's slots, in this order
+CLOCKS = ("wall", "process")  # what fit's time limit counts
 
 
 def cond_dim() -> int:
@@ -169,6 +171,20 @@ class ConditionalGAN(nn.Module):
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=tuple(betas))
         self.stages: list[dict] = []  # what each fit trained on (recorded in checkpoints)
 
+    def snapshot(self) -> dict:
+        """A deep copy of everything training changes: both nets (BatchNorm statistics
+        included) and both Adam states; :meth:`restore` puts it back."""
+        return copy.deepcopy({"generator": self.generator.state_dict(),
+                              "discriminator": self.discriminator.state_dict(),
+                              "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict()})
+
+    def restore(self, snap: dict) -> None:
+        """Put back what :meth:`snapshot` copied (weights and Adam states)."""
+        self.generator.load_state_dict(snap["generator"])
+        self.discriminator.load_state_dict(snap["discriminator"])
+        self.opt_g.load_state_dict(copy.deepcopy(snap["opt_g"]))
+        self.opt_d.load_state_dict(copy.deepcopy(snap["opt_d"]))
+
     @torch.no_grad()
     def sample(self, labels: Mapping[str, Tensor], given: Sequence[str], *, n: int | None = None,
                generator: torch.Generator | None = None) -> Tensor:
@@ -188,18 +204,47 @@ class ConditionalGAN(nn.Module):
             self.generator.train(was)
 
 
+def _clock(kind: str):
+    if kind not in CLOCKS:
+        raise ValueError(f"clock must be one of {CLOCKS}, got {kind!r}")
+    return time.process_time if kind == "process" else time.time
+
+
 def fit(gan: ConditionalGAN, dataset, *, given: Sequence[str], steps: int, batch_size: int = 64,
-        seed: int = 0, time_limit_s: float | None = None, log_every: int = 1) -> dict:
+        seed: int = 0, time_limit_s: float | None = None, log_every: int = 1,
+        clock: str = "wall", check_every_s: float | None = None, on_check=None) -> dict:
     """Train ``gan`` on ``dataset`` (``dataset.batch(idx) -> (images, labels)``) for ``steps``
-    hinge-loss updates of D and G (or until ``time_limit_s``), conditioned on the ``given``
-    concepts' labels. Returns ``{"d_loss": [...], "g_loss": [...], "steps": k, "seconds": s}``
-    and appends that summary (without the curves) to ``gan.stages``."""
+    hinge-loss updates of D and G (or until ``time_limit_s`` of ``clock``: ``"wall"`` or
+    ``"process"``, the process's CPU time, which load from other jobs does not eat),
+    conditioned on the ``given`` concepts' labels. The weights and both Adam states go on from
+    wherever ``gan`` is (a stage before's fit carries over).
+
+    ``on_check(step)`` is called every ``check_every_s`` of ``clock`` and after the last step
+    (e.g. to judge a snapshot on validation data); its own time is not counted against
+    ``time_limit_s``. Returns ``{"d_loss": [...], "g_loss": [...], "steps": k, "seconds": s,
+    "cpu_seconds": c, "train_seconds": t}`` (``t``: the budget's clock less the checks) and
+    appends that summary (without the curves) to ``gan.stages``."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    if check_every_s is not None and not check_every_s > 0:
+        raise ValueError(f"check_every_s must be > 0, got {check_every_s}")
+    now = _clock(clock)
     gen = torch.Generator().manual_seed(seed)
     device = next(gan.parameters()).device
     G, D = gan.generator.train(), gan.discriminator.train()
-    d_losses, g_losses, t0, k = [], [], time.time(), 0
+    d_losses, g_losses, k = [], [], 0
+    t0, c0, start = time.time(), time.process_time(), now()
+    spent_checking = 0.0  # clock seconds inside on_check, not part of the budget
+    next_check = check_every_s
+
+    def check(step: int) -> None:
+        nonlocal spent_checking
+        t = now()
+        on_check(step)
+        G.train()
+        D.train()
+        spent_checking += now() - t
+
     for k in range(1, steps + 1):
         idx = torch.randint(len(dataset), (batch_size,), generator=gen)
         real, labels = dataset.batch(idx)
@@ -221,12 +266,22 @@ def fit(gan: ConditionalGAN, dataset, *, given: Sequence[str], steps: int, batch
         if k % log_every == 0:
             d_losses.append(d_loss.item())
             g_losses.append(g_loss.item())
-        if time_limit_s is not None and time.time() - t0 > time_limit_s:
+        used = now() - start - spent_checking
+        done = k == steps or (time_limit_s is not None and used > time_limit_s)
+        if on_check is not None and (done or (next_check is not None and used >= next_check)):
+            check(k)
+            if next_check is not None and next_check <= used:
+                next_check = (math.floor(used / check_every_s) + 1) * check_every_s
+        if done:
             break
-    seconds = time.time() - t0
+    seconds, cpu = time.time() - t0, time.process_time() - c0
+    train_seconds = now() - start - spent_checking
     gan.stages.append({"dataset": getattr(dataset, "name", ""), "given": list(given),
-                       "steps": k, "seconds": seconds, "batch_size": batch_size, "seed": seed})
-    return {"d_loss": d_losses, "g_loss": g_losses, "steps": k, "seconds": seconds}
+                       "steps": k, "seconds": seconds, "cpu_seconds": cpu,
+                       "train_seconds": train_seconds, "clock": clock,
+                       "batch_size": batch_size, "seed": seed})
+    return {"d_loss": d_losses, "g_loss": g_losses, "steps": k, "seconds": seconds,
+            "cpu_seconds": cpu, "train_seconds": train_seconds}
 
 
 def _opt_tensors(opt: torch.optim.Optimizer) -> dict[str, Tensor]:

@@ -1,6 +1,7 @@
 """Continual learning (paper section 4.3, Table 2, Figure 8): EBMs stage by stage against a GAN.
 
-    python -m paper.benchmarks.continual --threads 1 --json out/continual.json
+    OMP_NUM_THREADS=1 python -m paper.benchmarks.continual --threads 1 --test-seed 20261207 \
+        --json paper/results/continual.json
     python -m paper.benchmarks.continual --quick --json out/continual_quick.json --out-dir /tmp/c
 
 Stage 1 trains a position EBM on purple cubes; stage 2 a shape EBM (cube / sphere) inside a
@@ -39,11 +40,15 @@ from pathlib import Path
 import torch
 
 from paper.experiments.continual import (
+    EVAL_SEED,
+    GAN_VARIANTS,
     JUDGED,
     ContinualSettings,
     plot_accuracy,
     plot_figure8,
     run_continual,
+    train_ebm_stage,
+    train_gan_stage,
     write_json,
 )
 
@@ -52,6 +57,19 @@ PAPER = {"ebm.stage1.position": 0.901, "ebm.stage2.position": 0.813, "ebm.stage2
          "ebm.stage3.position": 0.781, "ebm.stage3.shape": 0.703, "ebm.stage3.color": 0.521,
          "gan.stage1.position": 0.941, "gan.stage2.position": 0.111, "gan.stage2.shape": 0.977,
          "gan.stage3.position": 0.117, "gan.stage3.shape": 0.476, "gan.stage3.color": 0.984}
+
+
+def protocol(settings: ContinualSettings) -> dict:
+    """The JSON's ``protocol``: what was chosen on which seeds, and the test seed read once."""
+    return {"selection": "the EBMs' checkpoints (in-loop judge score on held-out training "
+                         "scenes), each stage's composition (calibration power, chain start) "
+                         "and each GAN stage's snapshot are chosen by the share of generations "
+                         f"right on every judged concept at once on {settings.n_select} "
+                         "validation targets (scene seed selection_seeds[0]; calibration gaps "
+                         "on real scenes of selection_seeds[1]); the test targets are read "
+                         "once, after every choice",
+            "selection_seeds": settings.selection_seeds(),
+            "test_seeds": [settings.test_scene_seed()]}
 
 
 def main(argv=None) -> int:
@@ -68,10 +86,38 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=None, help="generations judged per stage (500)")
     p.add_argument("--minutes-per-stage", type=float, default=None,
                    help="time limit of each EBM stage (13)")
-    p.add_argument("--gan-minutes", type=float, default=None, help="GAN minutes per stage (2.5)")
+    p.add_argument("--gan-minutes", type=float, default=None,
+                   help="GAN CPU minutes per stage (default: each EBM stage's training minutes "
+                        "times --gan-ratio)")
+    p.add_argument("--gan-ratio", type=float, default=None,
+                   help="GAN budget / EBM training time, per stage (1.0)")
+    p.add_argument("--gan-variants", default=None,
+                   help="comma-separated GAN variants to train and judge, in this order "
+                        f"(default {','.join(GAN_VARIANTS)})")
+    p.add_argument("--test-seed", type=int, default=None,
+                   help=f"scene seed of the test targets (default {EVAL_SEED} + --seed); "
+                        "must not be a validation seed")
+    p.add_argument("--train-only", action="store_true",
+                   help="train the missing stages (EBM, then the GAN variants) and stop")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    if args.seed < 0:
+        p.error(f"--seed must be >= 0, got {args.seed}")
+    if args.test_seed is not None:
+        valid = ContinualSettings(seed=args.seed).selection_seeds()
+        if args.test_seed < 0 or args.test_seed in valid:
+            p.error(f"--test-seed must be >= 0 and differ from the selection seeds {valid}, "
+                    f"got {args.test_seed}")
+    if args.gan_ratio is not None and not (math.isfinite(args.gan_ratio) and args.gan_ratio > 0):
+        p.error(f"--gan-ratio must be a number > 0, got {args.gan_ratio}")
+    variants = None
+    if args.gan_variants is not None:
+        variants = tuple(v.strip() for v in args.gan_variants.split(",") if v.strip())
+        bad = [v for v in variants if v not in GAN_VARIANTS]
+        if bad or not variants or len(set(variants)) != len(variants):
+            p.error(f"--gan-variants must be distinct names among {GAN_VARIANTS}, got "
+                    f"{args.gan_variants!r}")
     if args.n is not None and args.n < 2:
         p.error(f"--n must be >= 2 (standard errors), got {args.n}")
     for name in ("minutes_per_stage", "gan_minutes"):
@@ -94,9 +140,29 @@ def main(argv=None) -> int:
         settings.common = {**settings.common, "time_limit_min": args.minutes_per_stage}
     if args.gan_minutes:
         settings.gan_minutes = args.gan_minutes
-    command = " ".join(["python -m paper.benchmarks.continual",
+    if args.gan_ratio:
+        settings.gan_budget_ratio = args.gan_ratio
+    if variants:
+        settings.gan_variants = variants
+    settings.test_seed = args.test_seed
+    command = " ".join(["OMP_NUM_THREADS=1 python -m paper.benchmarks.continual",
                         *(sys.argv[1:] if argv is None else argv)])
     t0 = time.time()
+    if args.train_only:
+        for k in (1, 2, 3):
+            train_ebm_stage(k, settings, command=command)
+        for variant in settings.gan_variants:
+            for k in (1, 2, 3):
+                _, rec = train_gan_stage(k, variant, settings, command=command,
+                                         log=lambda s: print(s, flush=True))
+                b = rec.get("budget", {})
+                print(f"gan {variant} stage {k}: {'reused' if rec['reused'] else 'trained'}, "
+                      f"{b.get('trained_minutes', float('nan')):.1f} {b.get('clock', '')} "
+                      f"minutes (EBM {b.get('ebm_minutes') or float('nan'):.1f}), "
+                      f"{rec['steps']} steps; kept step "
+                      f"{rec.get('selection', {}).get('chosen', {}).get('step')}", flush=True)
+        print(f"{(time.time() - t0) / 60:.1f} min in all")
+        return 0
     result = run_continual(settings, command=command, log=lambda s: print(s, flush=True))
     m = result.metrics
 
@@ -140,8 +206,16 @@ def main(argv=None) -> int:
     accuracy = Path(figure).with_name(Path(figure).stem + "_accuracy.png")  # Table 2 as bars
     plot_accuracy(m, accuracy, paper=PAPER)
     print(f"figures: {figure}, {accuracy}; {(time.time() - t0) / 60:.1f} min in all")
+    for model in ("gan", "gan_paper"):
+        if f"{model}.stage2.ratio_to_ebm" in m:
+            print(f"{model} budget ({settings.gan_clock} minutes, GAN / EBM): " + "; ".join(
+                f"stage {k} {m[f'{model}.stage{k}.trained_minutes']:.1f} / "
+                f"{m[f'{model}.stage{k}.ebm_minutes']:.1f} = "
+                f"{m[f'{model}.stage{k}.ratio_to_ebm']:.2f}" for k in (1, 2, 3)
+                if f"{model}.stage{k}.ratio_to_ebm" in m))
     if args.json:
         write_json(m, args.json, command=command, n=settings.n_eval,
+                   protocol=protocol(settings),
                    settings=settings.to_dict(), paths=result.paths,
                    **{f"paper.{k}": v for k, v in PAPER.items()})
         print(f"wrote {args.json}")

@@ -38,8 +38,12 @@ Shape is also read by a second reader (:func:`read_shapes`), and the readers by 
 on the targets' real scenes (``real.*``).
 
 **The GAN baseline** (:mod:`paper.baselines.gan`): one conditional GAN trained on the
-same three datasets in sequence, one ``fit`` per stage, weights carried on (each stage starts
-a fresh Adam, as fine-tuning on new data does), judged on the same targets. Two ways for
+same three datasets in sequence, one ``fit`` per stage, weights and Adam states carried on,
+judged on the same targets. Each stage gets the EBM stage's training minutes as its budget
+(counted in process CPU time, ``gan_clock``; ``gan_budget_ratio`` 1.0), and is chosen as the
+EBMs' compositions are: snapshots judged on the validation targets every
+``gan_check_minutes``, the one with the most generations right on every judged concept kept
+(:func:`train_gan_stage`); the next stage goes on from it. Two ways for
 labels to enter (:data:`GAN_VARIANTS`):
 ``"all"`` conditions stage k on every concept seen so far, read off the batch (what the EBMs
 use: the frozen ones are fed the batch's labels); ``"paper"`` conditions stage k on its own
@@ -79,6 +83,7 @@ from paper.experiments.continual.selection import (
     evaluate_ebm,
     frozen_weights,
     select_composition,
+    select_denoise,
     stage_gaps,
     stage_images,
     stage_selection,
@@ -99,11 +104,17 @@ from paper.experiments.continual.settings import (
     stage_config,
     start_config,
 )
-from paper.experiments.continual.training import evaluate_gan, train_ebm_stage, train_gan_stage
+from paper.experiments.continual.training import (
+    evaluate_gan,
+    gan_budget_minutes,
+    train_ebm_stage,
+    train_gan_stage,
+)
 
 __all__ = ["Stage", "STAGES", "SHAPES", "GAN_VARIANTS", "STARTS", "JUDGED", "EVAL_SEED",
            "SELECT_SEED", "ContinualSettings", "ContinualResult", "stage_config", "start_config",
            "gan_given", "eval_targets", "train_ebm_stage", "train_gan_stage", "evaluate_gan",
+           "gan_budget_minutes", "select_denoise",
            "stage_gaps", "calibration_weights", "compose_images", "evaluate_ebm",
            "select_composition", "stage_selection", "stage_images", "frozen_weights",
            "read_shapes", "shape_transfer", "TRANSFER_SCENES", "run_continual", "plot_figure8",

@@ -12,10 +12,16 @@ from torch import Tensor
 from conceptebm.checkpoints import atomic_write_text
 from conceptebm.evaluate import load_judges
 from conceptebm.evaluate.metrics import score_generations
+from conceptebm.evaluate.realism import realism
+from conceptebm.plotting import save_figure
 from paper.experiments.continual.readers import _flat, _second_reading
-from paper.experiments.continual.selection import evaluate_ebm, stage_images, stage_selection
+from paper.experiments.continual.selection import (
+    evaluate_ebm,
+    select_denoise,
+    stage_images,
+    stage_selection,
+)
 from paper.experiments.continual.settings import (
-    EVAL_SEED,
     JUDGED,
     STAGES,
     ContinualResult,
@@ -25,7 +31,6 @@ from paper.experiments.continual.settings import (
     gan_given,
 )
 from paper.experiments.continual.training import evaluate_gan, train_ebm_stage, train_gan_stage
-from conceptebm.plotting import save_figure
 
 __all__ = ["run_continual", "plot_figure8", "plot_accuracy", "ACCURACY_MODELS",
            "write_json"]
@@ -37,24 +42,35 @@ def run_continual(settings: ContinualSettings, *, command: str = "", progress: b
     ``log`` (e.g. ``print``) receives a line per finished stage."""
     say = log or (lambda *_: None)
     judge = load_judges()
-    metrics, samples, paths = {}, {}, {}
+    metrics, samples, paths, fids = {}, {}, {}, {}
     ebm_paths = []
     for k in (1, 2, 3):
         t0 = time.time()
         rec = train_ebm_stage(k, settings, command=command, progress=progress)
         ebm_paths.append(rec["path"])
         paths[f"ebm.stage{k}"] = rec["path"]
-        targets = eval_targets(k, settings.n_eval, seed=settings.seed)
+        targets = eval_targets(k, settings.n_eval, scene_seed=settings.test_scene_seed())
         # the readers on the real scenes the targets come from: what a perfect generator gets
-        real, _ = _stage_dataset(STAGES[k - 1], settings.n_eval, EVAL_SEED + settings.seed,
+        real, _ = _stage_dataset(STAGES[k - 1], settings.n_eval, settings.test_scene_seed(),
                                  32).batch(torch.arange(settings.n_eval))
         with torch.no_grad():
             metrics.update(_flat(f"real.stage{k}", score_generations(judge, real, targets,
                                                                     joint=True), JUDGED[k]))
         metrics.update(_second_reading(f"real.stage{k}", real, targets))
+        # realism: generated vs the targets' own renders (judges' features), floor real vs real
+        real2 = _stage_dataset(STAGES[k - 1], 2 * settings.n_eval, settings.test_scene_seed(),
+                               32).batch(torch.arange(2 * settings.n_eval))[0]
+
+        def fid(prefix: str, images: Tensor, k: int = k, real2: Tensor = real2) -> None:
+            r = realism(images, real2, judges=judge)
+            metrics[f"{prefix}.stage{k}.fid"] = r["fid"]
+            metrics[f"real.stage{k}.fid_floor"] = r["fid_floor"]
+
+        fids[k] = fid
         m, images = evaluate_ebm(ebm_paths, targets, judge, seed=settings.seed)
         metrics.update(_flat(f"ebm.stage{k}", m, JUDGED[k]))
         metrics.update(_second_reading(f"ebm.stage{k}", images, targets))
+        fid("ebm", images)
         metrics[f"ebm.stage{k}.minutes"] = rec["minutes"]
         metrics[f"ebm.stage{k}.eval_minutes"] = (time.time() - t0) / 60 - (
             0 if rec["reused"] else rec["minutes"])  # generation + judging (+ loading)
@@ -71,6 +87,7 @@ def run_continual(settings: ContinualSettings, *, command: str = "", progress: b
                                     calibration_power=settings.calibration_power)
                 metrics.update(_flat(f"ebm_calibrated.stage{k}", m, JUDGED[k]))
                 metrics.update(_second_reading(f"ebm_calibrated.stage{k}", images, targets))
+                fid("ebm_calibrated", images)
             say(f"ebm calibrated stage {k}: " + ", ".join(
                 f"{c} {metrics[f'ebm_calibrated.stage{k}.{c}']:.3f}" for c in JUDGED[k]))
         if settings.select_powers is not None:
@@ -84,12 +101,33 @@ def run_continual(settings: ContinualSettings, *, command: str = "", progress: b
                 m = score_generations(judge, images, targets, joint=True)
             metrics.update(_flat(f"ebm_selected.stage{k}", m, JUDGED[k]))
             metrics.update(_second_reading(f"ebm_selected.stage{k}", images, targets))
+            fid("ebm_selected", images)
             metrics[f"ebm_selected.stage{k}.power"] = chosen["power"]
             metrics[f"ebm_selected.stage{k}.steps"] = chosen["steps"]
             start = chosen["start"]
             metrics[f"ebm_selected.stage{k}.from_previous"] = float(start == "previous")
             metrics[f"ebm_selected.stage{k}.select_minutes"] = (time.time() - t1) / 60
             samples[("ebm_selected", k)] = (images[:32], {c: v[:32] for c, v in targets.items()})
+            if settings.denoise_candidates:  # noise-free steps, chosen on validation by FID
+                den = select_denoise(k, settings, judge, candidates=settings.denoise_candidates)
+                d = den["denoise_steps"]
+                metrics[f"ebm_denoised.stage{k}.denoise_steps"] = d
+                metrics[f"ebm_denoised.valid.stage{k}.fid_floor"] = den["fid_floor"]
+                for cand, scores in den["valid"].items():
+                    metrics.update({f"ebm_denoised.stage{k}.valid.d{cand}.{n}": v
+                                    for n, v in scores.items()})
+                if d:
+                    images = stage_images(k, settings, targets, judge, denoise_steps=d)
+                    with torch.no_grad():
+                        m = score_generations(judge, images, targets, joint=True)
+                else:  # no noise-free steps chosen: the selected row itself
+                    m = score_generations(judge, images, targets, joint=True)
+                metrics.update(_flat(f"ebm_denoised.stage{k}", m, JUDGED[k]))
+                metrics.update(_second_reading(f"ebm_denoised.stage{k}", images, targets))
+                fid("ebm_denoised", images)
+                say(f"ebm denoised stage {k} ({d} noise-free steps, chosen on validation FID "
+                    + ", ".join(f"d{c} {v['fid']:.2f}" for c, v in den["valid"].items())
+                    + f"): fid {metrics[f'ebm_denoised.stage{k}.fid']:.2f}")
             say(f"ebm selected stage {k} (power {chosen['power']:g}, {chosen['steps']} steps, "
                 f"from {start}): "
                 + ", ".join(f"{c} {metrics[f'ebm_selected.stage{k}.{c}']:.3f}"
@@ -105,15 +143,25 @@ def run_continual(settings: ContinualSettings, *, command: str = "", progress: b
                 samples[(prefix, 1)] = samples[(first, 1)]  # the same stage-1 GAN
                 paths[f"{prefix}.stage1"] = paths[f"{first}.stage1"]
                 continue
-            gan, rec = train_gan_stage(k, variant, settings, command=command)
+            gan, rec = train_gan_stage(k, variant, settings, command=command, judge=judge)
             paths[f"{prefix}.stage{k}"] = rec["path"]
-            targets = eval_targets(k, settings.n_eval, seed=settings.seed)
+            targets = eval_targets(k, settings.n_eval, scene_seed=settings.test_scene_seed())
             m, images = evaluate_gan(gan, gan_given(k, variant), targets, judge,
                                      seed=settings.seed)
             metrics.update(_flat(f"{prefix}.stage{k}", m, JUDGED[k]))
             metrics.update(_second_reading(f"{prefix}.stage{k}", images, targets))
+            fids[k](prefix, images)
             metrics[f"{prefix}.stage{k}.minutes"] = rec["minutes"]
             metrics[f"{prefix}.stage{k}.steps"] = rec["steps"]
+            budget, chosen = rec.get("budget", {}), rec.get("selection", {}).get("chosen", {})
+            for key in ("budget_minutes", "ebm_minutes", "trained_minutes", "ratio_to_ebm",
+                        "cpu_minutes"):
+                if budget.get(key) is not None:
+                    metrics[f"{prefix}.stage{k}.{key}"] = budget[key]
+            if chosen:  # the snapshot kept, and its validation scores
+                metrics[f"{prefix}.stage{k}.selected_step"] = chosen["step"]
+                metrics.update({f"{prefix}.stage{k}.valid.{c}": chosen[c]
+                                for c in (*JUDGED[k], "all") if c in chosen})
             samples[(prefix, k)] = (images[:32], {c: v[:32] for c, v in targets.items()})
             say(f"{prefix} stage {k}: " + ", ".join(
                 f"{c} {metrics[f'{prefix}.stage{k}.{c}']:.3f}" for c in JUDGED[k])

@@ -17,6 +17,7 @@ from conceptebm.energies import ScaledConditional
 from conceptebm.evaluate import load_judges
 from conceptebm.evaluate.metrics import score_generations
 from conceptebm.evaluate.quality import generate
+from conceptebm.train import match_steps
 from paper.experiments.continual.settings import (
     EVAL_SEED,
     SELECT_SEED,
@@ -27,10 +28,10 @@ from paper.experiments.continual.settings import (
     _stage_dataset,
     eval_targets,
 )
-from conceptebm.train import match_steps
 
 __all__ = ["stage_gaps", "calibration_weights", "compose_images", "evaluate_ebm",
-           "select_composition", "stage_selection", "stage_images", "frozen_weights"]
+           "select_composition", "stage_selection", "stage_images", "frozen_weights",
+           "select_denoise"]
 
 
 def stage_gaps(models, k: int, *, seed: int = 0, n: int = 256) -> list[float]:
@@ -60,13 +61,15 @@ def calibration_weights(models, k: int, power: float, *, seed: int = 0,
 def compose_images(paths: list[str], targets: dict[str, Tensor], *, seed: int = 0,
                    chunk: int = 250, calibration_power: float | None = None,
                    num_steps: int | None = None, gaps: list[float] | None = None,
-                   x0: Tensor | None = None) -> Tensor:
+                   x0: Tensor | None = None, denoise_steps: int = 0) -> Tensor:
     """One image per target from the conjunction of the EBMs in ``paths`` (in stage order),
     ``(n, 3, H, W)``. With a ``calibration_power`` each EBM is weighted
     (:func:`calibration_weights`; from ``gaps`` when they were measured already, else measured
     here) first; ``num_steps`` overrides the chain length; ``x0`` ``(n, 3, H, W)`` starts the
     chains there (e.g. an earlier stage's generations, :func:`stage_images`) instead of fresh
-    noise, and their noise is then drawn from another stream than a chain from noise."""
+    noise, and their noise is then drawn from another stream than a chain from noise;
+    ``denoise_steps`` ends each chain with that many noise-free steps
+    (:func:`conceptebm.infer.langevin`)."""
     models = [load_energy(p).requires_grad_(False) for p in paths]
     if calibration_power:  # 0: every weight is 1, the raw sum
         if gaps is None:
@@ -82,6 +85,8 @@ def compose_images(paths: list[str], targets: dict[str, Tensor], *, seed: int = 
     if x0 is not None and len(x0) != len(c):
         raise ValueError(f"x0 holds {len(x0)} images for {len(c)} targets")
     sampler = net.sampler if num_steps is None else replace(net.sampler, num_steps=num_steps)
+    if denoise_steps:
+        sampler = replace(sampler, denoise_steps=int(denoise_steps))
     gen = torch.Generator().manual_seed(EVAL_SEED + seed + (0 if x0 is None else len(paths)))
     return torch.cat([generate(net, c[s:s + chunk], sampler, frozen=frozen, generator=gen,
                                x0=None if x0 is None else x0[s:s + chunk])
@@ -192,17 +197,50 @@ def stage_selection(k: int, settings: ContinualSettings, judge=None) -> dict:
 
 
 def stage_images(k: int, settings: ContinualSettings, targets: dict[str, Tensor],
-                 judge=None) -> Tensor:
+                 judge=None, *, denoise_steps: int = 0, x0: Tensor | None = None) -> Tensor:
     """Stage ``k``'s generations for ``targets`` (their stage-``k`` concepts; others are
     ignored), composed and sampled as chosen on validation (:func:`stage_selection`): from
     noise, or, with the ``"previous"`` start, continuing stage ``k - 1``'s own generations
-    for the same targets (recursively, as that stage chose)."""
+    for the same targets (recursively, as that stage chose). ``denoise_steps`` ends stage
+    ``k``'s own chains (not the earlier stages' it continues) with noise-free steps; ``x0``:
+    stage ``k - 1``'s generations for these targets when they were made already."""
     chosen = stage_selection(k, settings, judge)
-    x0 = (stage_images(k - 1, settings, targets, judge)
-          if chosen["start"] == "previous" else None)
+    if chosen["start"] != "previous":
+        x0 = None
+    elif x0 is None:
+        x0 = stage_images(k - 1, settings, targets, judge)
     return compose_images([str(_ebm_path(settings, j)) for j in range(1, k + 1)], targets,
                           seed=settings.seed, calibration_power=chosen["power"],
-                          num_steps=chosen["steps"], x0=x0)
+                          num_steps=chosen["steps"], x0=x0, denoise_steps=denoise_steps)
+
+
+def select_denoise(k: int, settings: ContinualSettings, judge, *,
+                   candidates=(0, 5, 20)) -> dict:
+    """The number of noise-free steps that end stage ``k``'s chains (composed as chosen,
+    :func:`stage_images`), chosen on the validation targets by the lowest Fréchet distance to
+    real scenes in the judges' features (:func:`conceptebm.evaluate.realism`; the targets'
+    own renders as the reference, the next ``n_select`` real scenes as the floor). Returns
+    ``{"denoise_steps": d, "valid": {d: {"fid", "all", <concept>...}}, "fid_floor"}``."""
+    from conceptebm.evaluate.realism import realism
+
+    n = settings.n_select
+    seed = EVAL_SEED + SELECT_SEED + settings.seed
+    targets = eval_targets(k, n, scene_seed=seed)
+    real, _ = _stage_dataset(STAGES[k - 1], 2 * n, seed, settings.image_size).batch(
+        torch.arange(2 * n))
+    chosen = stage_selection(k, settings, judge)
+    x0 = stage_images(k - 1, settings, targets, judge) if chosen["start"] == "previous" else None
+    valid, floor = {}, None
+    for d in candidates:
+        images = stage_images(k, settings, targets, judge, denoise_steps=d, x0=x0)
+        r = realism(images, real, judges=judge)
+        with torch.no_grad():
+            m = score_generations(judge, images, targets, joint=True)
+        valid[int(d)] = {"fid": r["fid"], **{name.removesuffix("_acc"): float(v.value)
+                                             for name, v in m.items() if name.endswith("_acc")}}
+        floor = r["fid_floor"]
+    best = min(valid, key=lambda d: (valid[d]["fid"], d))
+    return {"denoise_steps": best, "valid": valid, "fid_floor": floor}
 
 
 def frozen_weights(k: int, settings: ContinualSettings) -> list[float]:

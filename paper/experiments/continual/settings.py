@@ -88,8 +88,19 @@ class ContinualSettings:
     common: dict = field(default_factory=lambda: {
         "eval_every": 250, "eval_samples": 100, "eval_steps": 60, "time_limit_min": 13.0})
     # ---- GAN ------------------------------------------------------------------------------
-    gan_steps: int = 100_000  # upper bound; gan_minutes ends each stage
-    gan_minutes: float = 2.5
+    gan_steps: int = 1_000_000  # upper bound; the stage's budget ends it
+    #: each GAN stage's budget in minutes of ``gan_clock``; None: the EBM stage's own training
+    #: minutes (its checkpoint's ``minutes``) times ``gan_budget_ratio``
+    gan_minutes: float | None = None
+    gan_budget_ratio: float = 1.0
+    #: what the GAN's budget counts: "process" (this process's CPU time: load from other jobs
+    #: on the machine does not shorten it) or "wall"
+    gan_clock: str = "process"
+    #: a GAN snapshot is judged on the validation targets (``n_select`` of them, the seed the
+    #: EBMs' composition is chosen on) every this many minutes of ``gan_clock`` and at the end
+    #: of the stage; the one with the most generations right on every judged concept at once
+    #: (the EBMs' criterion) is kept, and the next stage goes on from it (weights and Adam)
+    gan_check_minutes: float = 1.0
     gan_batch: int = 32
     gan_variants: tuple = GAN_VARIANTS
     gan_options: dict = field(default_factory=dict)  # ConditionalGAN(**) (quick: smaller)
@@ -117,6 +128,10 @@ class ContinualSettings:
     #: a sphere)
     select_starts: tuple = STARTS
     n_select: int = 200
+    #: noise-free steps that may end the chains of the chosen composition
+    #: (:func:`select_denoise`): the one with the lowest Fréchet distance to real scenes on the
+    #: validation targets is judged on the test targets (row ``ebm_denoised``); None: off
+    denoise_candidates: tuple | None = (0, 5, 20)
     #: True: stage k >= 3 trains inside the composition stage k - 1 chose, its frozen EBMs
     #: weighted by that stage's selected calibration power (:func:`frozen_weights`), so the
     #: new EBM learns to work in the composition it will be judged in. With the hue-agreement
@@ -127,6 +142,9 @@ class ContinualSettings:
     train_as_selected: bool = True
     quick: bool = False
     image_size: int = 32
+    #: the scene seed of the test targets (absolute; None: ``EVAL_SEED + seed``); must differ
+    #: from the validation scenes' (``EVAL_SEED + SELECT_SEED + seed``)
+    test_seed: int | None = None
 
     def __post_init__(self) -> None:  # fail here, not after a stage's training
         bad = [v for v in self.select_starts if v not in STARTS]
@@ -136,6 +154,19 @@ class ContinualSettings:
         if len(self.ebm) != len(STAGES) or len(self.starts) != len(STAGES):
             raise ValueError(f"ContinualSettings.ebm and .starts need one entry per stage "
                              f"({len(STAGES)}), got {len(self.ebm)} and {len(self.starts)}")
+        if self.gan_clock not in ("wall", "process"):
+            raise ValueError(f"ContinualSettings.gan_clock must be 'wall' or 'process', got "
+                             f"{self.gan_clock!r}")
+        for name in ("gan_budget_ratio", "gan_check_minutes"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(f"ContinualSettings.{name} must be > 0, got "
+                                 f"{getattr(self, name)!r}")
+        if self.gan_minutes is not None and not float(self.gan_minutes) > 0:
+            raise ValueError(f"ContinualSettings.gan_minutes must be > 0 or None, got "
+                             f"{self.gan_minutes!r}")
+        if self.test_seed is not None and self.test_seed in self.selection_seeds():
+            raise ValueError(f"ContinualSettings.test_seed {self.test_seed} is a validation "
+                             f"seed {self.selection_seeds()}; pick another")
         for name in ("n_eval", "n_select"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"ContinualSettings.{name} must be >= 1, got "
@@ -151,12 +182,21 @@ class ContinualSettings:
                                                   "step_size": 1.0}, dict(tiny)),
                     starts=(None, {"iterations": 3, "eval_every": 3}, None),
                     common={"eval_every": 2, "eval_samples": 8, "eval_steps": 3},
-                    gan_steps=3, gan_minutes=1.0, gan_batch=8,
+                    gan_steps=3, gan_minutes=1.0, gan_batch=8, gan_check_minutes=0.01,
                     gan_options={"g_width": 16, "d_width": 4}, quick=True,
                     # untrained nets have no energy gap to measure: only the raw sum (power 0)
                     calibration_power=None, select_powers=(0.0,), select_steps=(2, 3),
-                    n_select=8)
+                    n_select=8, denoise_candidates=(0, 2))
         return cls(**{**base, **overrides})
+
+    def test_scene_seed(self) -> int:
+        """The scene seed of the test targets (what :func:`eval_targets` draws them from)."""
+        return EVAL_SEED + self.seed if self.test_seed is None else int(self.test_seed)
+
+    def selection_seeds(self) -> list[int]:
+        """The scene seeds every choice is made on: the validation targets (composition and
+        GAN snapshots) and the real scenes the calibration gaps are measured on."""
+        return [EVAL_SEED + SELECT_SEED + self.seed, EVAL_SEED + 1000 + self.seed]
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -226,9 +266,12 @@ def gan_given(k: int, variant: str) -> tuple[str, ...]:
 
 
 
-def eval_targets(k: int, n: int, *, seed: int = 0) -> dict[str, Tensor]:
+def eval_targets(k: int, n: int, *, seed: int = 0,
+                 scene_seed: int | None = None) -> dict[str, Tensor]:
     """``n`` random targets of stage ``k``: the labels of held-out scenes of its dataset
-    (``{"position": (n, 2), "shape": (n,), "color": (n,)}``; only the judged concepts)."""
+    (``{"position": (n, 2), "shape": (n,), "color": (n,)}``; only the judged concepts),
+    drawn at scene seed ``EVAL_SEED + seed`` (or ``scene_seed`` where given)."""
     stage = STAGES[k - 1]
-    _, labels = _stage_dataset(stage, n, EVAL_SEED + seed, 32).batch(torch.arange(n))
+    scene_seed = EVAL_SEED + seed if scene_seed is None else scene_seed
+    _, labels = _stage_dataset(stage, n, scene_seed, 32).batch(torch.arange(n))
     return {c: labels[c] for c in JUDGED[k]}

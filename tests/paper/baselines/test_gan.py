@@ -4,6 +4,7 @@ losses, its checkpoints round-trip, and labels enter only through the ``given`` 
 import pytest
 import torch
 
+from conceptebm.datasets import make_dataset
 from paper.baselines.gan import (
     ConditionalGAN,
     cond_dim,
@@ -12,7 +13,6 @@ from paper.baselines.gan import (
     load_gan,
     save_gan,
 )
-from conceptebm.datasets import make_dataset
 
 
 def _params(module):
@@ -70,3 +70,45 @@ def test_condition_fills_only_the_given_slots():
         encode_condition(labels, ("size",), 1)
     with pytest.raises(ValueError, match="labels has only"):
         encode_condition({"shape": torch.tensor([0])}, ("position",), 1)
+
+
+def _adam_steps(opt) -> set[int]:
+    return {int(s["step"]) for s in opt.state_dict()["state"].values()}
+
+
+def test_adam_state_carries_over_from_stage_to_stage():
+    gan = ConditionalGAN(g_width=16, d_width=4, seed=1)
+    fit(gan, make_dataset("continual_position", size=64), given=("position",), steps=3,
+        batch_size=8, seed=0)
+    assert _adam_steps(gan.opt_g) == _adam_steps(gan.opt_d) == {3}
+    fit(gan, make_dataset("continual_shape", size=64), given=("shape",), steps=2,
+        batch_size=8, seed=1)
+    assert _adam_steps(gan.opt_g) == _adam_steps(gan.opt_d) == {5}  # not a fresh Adam
+
+
+def test_snapshot_restores_weights_and_adam_states():
+    gan = ConditionalGAN(g_width=16, d_width=4, seed=1)
+    ds = make_dataset("continual_position", size=64)
+    fit(gan, ds, given=("position",), steps=2, batch_size=8, seed=0)
+    snap, before = gan.snapshot(), {k: v.clone() for k, v in gan.state_dict().items()}
+    fit(gan, ds, given=("position",), steps=2, batch_size=8, seed=1)
+    assert _adam_steps(gan.opt_g) == {4}
+    gan.restore(snap)
+    assert _adam_steps(gan.opt_g) == _adam_steps(gan.opt_d) == {2}
+    for k, v in gan.state_dict().items():  # BatchNorm statistics included
+        assert torch.equal(v, before[k]), k
+
+
+def test_fit_checks_on_its_clock_and_at_the_last_step():
+    gan = ConditionalGAN(g_width=16, d_width=4, seed=1)
+    ds = make_dataset("continual_position", size=64)
+    seen = []
+    log = fit(gan, ds, given=("position",), steps=4, batch_size=8, clock="process",
+              check_every_s=1e-9, on_check=seen.append)
+    assert seen == [1, 2, 3, 4] and log["train_seconds"] > 0 and log["cpu_seconds"] > 0
+    seen.clear()
+    fit(gan, ds, given=("position",), steps=3, batch_size=8, check_every_s=1e6,
+        on_check=seen.append)
+    assert seen == [3]  # the end of the stage is always judged
+    with pytest.raises(ValueError, match="clock"):
+        fit(gan, ds, given=("position",), steps=1, batch_size=8, clock="gpu")

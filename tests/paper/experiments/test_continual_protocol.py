@@ -15,6 +15,7 @@ import torch
 import conceptebm.train.continual as continual
 from conceptebm.checkpoints import load_energy
 from paper.experiments.continual import (
+    SELECT_SEED,
     STAGES,
     ContinualSettings,
     gan_given,
@@ -22,6 +23,7 @@ from paper.experiments.continual import (
     start_config,
     train_ebm_stage,
 )
+from paper.experiments.continual import eval_targets as exp_targets
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -30,7 +32,7 @@ def test_frozen_models_get_no_gradient_in_every_stage(tmp_path, monkeypatch):
     settings = ContinualSettings.quick_settings(out_dir=str(tmp_path / "ckpt"),
                                                 run_dir=str(tmp_path / "runs"))
     loaded, calls = [], {"n": 0}
-    real_load = continual.load_energy
+    real_load = continual.load
 
     def spy(*a, **k):  # every frozen EBM the training loop loads, counted in the sampler
         e = real_load(*a, **k)
@@ -38,7 +40,7 @@ def test_frozen_models_get_no_gradient_in_every_stage(tmp_path, monkeypatch):
         loaded.append((str(a[0]), e))
         return e
 
-    monkeypatch.setattr(continual, "load_energy", spy)
+    monkeypatch.setattr(continual, "load", spy)
     paths = []
     for k in (1, 2, 3):
         loaded.clear()
@@ -96,9 +98,24 @@ def _quick(script: str, out: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_benchmark_quick_writes_the_keys(tmp_path):
     out = tmp_path / "continual.json"
-    proc = _quick("continual.py", out, "--out-dir", str(tmp_path / "ckpt"))
+    proc = _quick("continual.py", out, "--out-dir", str(tmp_path / "ckpt"),
+                  "--test-seed", "20261207")
     assert "| ebm |" in proc.stdout and "| paper gan |" in proc.stdout
     m = json.loads(out.read_text())
+    assert m["protocol"]["test_seeds"] == [20261207]  # read once, apart from every choice
+    assert not set(m["protocol"]["selection_seeds"]) & set(m["protocol"]["test_seeds"])
+    for k in (1, 2, 3):  # realism beside accuracy, and its real-vs-real floor
+        for model in ("ebm", "ebm_selected", "ebm_denoised", "gan", "gan_paper"):
+            assert m[f"{model}.stage{k}.fid"] >= 0
+        assert m[f"real.stage{k}.fid_floor"] >= 0
+        # noise-free steps chosen on validation by FID, from the candidates
+        d = m[f"ebm_denoised.stage{k}.denoise_steps"]
+        assert d in (0, 2) and m[f"ebm_denoised.stage{k}.valid.d{d}.fid"] == min(
+            m[f"ebm_denoised.stage{k}.valid.d{c}.fid"] for c in (0, 2))
+    for model in ("gan", "gan_paper"):  # each GAN stage kept its best validation snapshot
+        for k in (2, 3):
+            assert m[f"{model}.stage{k}.selected_step"] >= 1
+            assert 0 <= m[f"{model}.stage{k}.valid.all"] <= 1
     keys = ["stage1.position", "stage2.position", "stage2.shape", "stage3.position",
             "stage3.shape", "stage3.color"]
     for model in ("ebm", "gan", "gan_paper"):
@@ -261,8 +278,8 @@ def test_stage_images_continue_the_chosen_chains_of_the_stages_before(monkeypatc
               3: {"power": 0.25, "steps": 30, "start": "previous"}}
     calls = []
 
-    def fake(paths, targets, *, seed, calibration_power, num_steps, x0):
-        calls.append((len(paths), calibration_power, num_steps, x0))
+    def fake(paths, targets, *, seed, calibration_power, num_steps, x0, denoise_steps=0):
+        calls.append((len(paths), calibration_power, num_steps, x0, denoise_steps))
         return torch.full((2, 3, 4, 4), float(len(paths)))  # stage k's images are all k
 
     monkeypatch.setattr(exp, "stage_selection", lambda k, s, judge=None: choice[k])
@@ -276,6 +293,10 @@ def test_stage_images_continue_the_chosen_chains_of_the_stages_before(monkeypatc
     choice[3]["start"] = "noise"  # from noise: the stages before are not drawn at all
     exp.stage_images(3, ContinualSettings(), {"position": torch.zeros(2, 2)})
     assert [c[0] for c in calls] == [3] and calls[0][3] is None
+    calls.clear()
+    choice[3]["start"] = "previous"  # noise-free steps end stage 3's chains only
+    exp.stage_images(3, ContinualSettings(), {"position": torch.zeros(2, 2)}, denoise_steps=5)
+    assert [c[4] for c in calls] == [0, 0, 5]
 
 
 def test_composed_chains_start_where_they_are_told(tmp_path):
@@ -362,3 +383,74 @@ def test_settings_refuse_what_would_fail_after_a_stage_trained():
         with pytest.raises(ValueError, match=match):
             ContinualSettings(**bad)
     assert ContinualSettings(select_starts=("noise",)).select_starts == ("noise",)
+
+
+def test_gan_stages_carry_adam_and_keep_the_best_validation_snapshot(tmp_path, monkeypatch):
+    import paper.experiments.continual.training as training
+    from paper.baselines.gan import load_gan
+
+    settings = ContinualSettings.quick_settings(out_dir=str(tmp_path / "ckpt"),
+                                                run_dir=str(tmp_path / "runs"),
+                                                gan_check_minutes=1e-9)
+    seen, scores = [], iter([0.1, 0.9, 0.2, 0.3, 0.1, 0.0])
+
+    def judge_snapshot(gan, given, targets, judge, seed):  # scripted validation scores
+        seen.append((targets, {k: v.clone() for k, v in gan.generator.state_dict().items()}))
+        return {c: 0.5 for c in targets} | {"all": next(scores), "object_rate": 1.0}
+
+    monkeypatch.setattr(training, "_gan_judge", judge_snapshot)
+    _, rec1 = training.train_gan_stage(1, "paper", settings, judge=object())
+    assert [p["step"] for p in rec1["selection"]["curve"]] == [1, 2, 3]
+    assert rec1["selection"]["chosen"]["step"] == 2  # the best on validation, not the last
+    kept = load_gan(rec1["path"])
+    for k, v in kept.generator.state_dict().items():
+        assert torch.equal(v, seen[1][1][k]), k
+    # the selection's targets are the validation ones, not the test targets
+    valid = exp_targets(1, settings.n_select, seed=SELECT_SEED + settings.seed)
+    assert all(torch.equal(seen[0][0][c], valid[c]) for c in valid)
+    assert settings.test_scene_seed() not in settings.selection_seeds()
+    # stage 2 goes on from the kept snapshot's Adam states (2 steps), not a fresh Adam
+    gan2, rec2 = training.train_gan_stage(2, "paper", settings, judge=object())
+    state = load_gan(tmp_path / "runs" / "gan_paper_stage2_state.safetensors")
+    steps = {int(s["step"]) for s in state.opt_g.state_dict()["state"].values()}
+    assert steps == {2 + rec2["selection"]["chosen"]["step"]}
+    assert rec2["budget"]["clock"] == "process" and rec2["budget"]["budget_minutes"] == 1.0
+    # without stage 1's Adam states, stage 2 refuses to start from its weights alone
+    (tmp_path / "ckpt" / "gan_paper_stage2.safetensors").unlink()
+    (tmp_path / "runs" / "gan_stage1_state.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="Adam"):
+        training.train_gan_stage(2, "paper", settings, judge=object())
+
+
+def test_gan_budget_is_the_ebm_stages_training_time(tmp_path):
+    import shutil
+
+    from paper.experiments.continual import gan_budget_minutes
+
+    for name in ("stage1_position", "stage2_shape", "stage3_color"):
+        shutil.copy(ROOT / "paper" / "checkpoints" / "continual" / f"{name}.safetensors",
+                    tmp_path / f"{name}.safetensors")
+        shutil.copy(ROOT / "paper" / "checkpoints" / "continual" / f"{name}.json",
+                    tmp_path / f"{name}.json")
+    settings = ContinualSettings(out_dir=str(tmp_path), gan_budget_ratio=1.5)
+    for k, ebm in ((1, 13.0), (2, 11.4), (3, 32.8)):
+        budget, matched = gan_budget_minutes(k, settings)
+        assert round(matched, 1) == ebm and budget == pytest.approx(1.5 * matched)
+    assert gan_budget_minutes(2, ContinualSettings(gan_minutes=3.0)) == (3.0, None)
+
+
+def test_test_seed_is_validated_and_kept_apart_from_selection(tmp_path):
+    settings = ContinualSettings(test_seed=20261207)
+    assert settings.test_scene_seed() == 20261207
+    assert settings.test_scene_seed() not in settings.selection_seeds()
+    with pytest.raises(ValueError, match="validation seed"):
+        ContinualSettings(test_seed=settings.selection_seeds()[0])
+    for bad in ("-1", str(settings.selection_seeds()[0])):
+        proc = subprocess.run([sys.executable, "-m", "paper.benchmarks.continual", "--quick",
+                               "--test-seed", bad], capture_output=True, text=True, cwd=ROOT,
+                              timeout=120)
+        assert proc.returncode == 2 and "error: --test-seed must be" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "paper.benchmarks.continual", "--quick",
+                           "--gan-variants", "paper,gan"], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert proc.returncode == 2 and "error: --gan-variants" in proc.stderr
