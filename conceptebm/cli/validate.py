@@ -29,6 +29,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+# the release that removes the deprecated spellings (one for every old spelling of the package)
+from conceptebm.compat import REMOVED_IN
+
 __all__ = ["OptionType", "CommandError", "integer", "real", "device", "existing_file",
            "existing_path", "output_file", "output_dir", "text", "write_problem", "IMAGE_SUFFIXES",
            "THREADS", "THREADS_DEFAULT", "SEED", "REMOVED_IN", "add_threads", "add_quiet",
@@ -276,9 +279,6 @@ THREADS_HELP = (f"torch CPU threads, 1-1024 (default {THREADS_DEFAULT}: the same
                 "every machine and no oversubscription when several processes run; more "
                 "threads speed up large batches)")
 
-#: The conceptebm version that removes the deprecated spellings (as conceptebm.infer's and
-#: conceptebm.train's aliases).
-REMOVED_IN = "0.3"
 
 
 def add_threads(parser: argparse.ArgumentParser) -> None:
