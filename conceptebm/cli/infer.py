@@ -134,7 +134,7 @@ def _infer_sets(model, sets: torch.Tensor, set_paths: list[list[str]], names: li
     est = infer_concept(model, sets, views=True, grid=args.grid, steps=args.steps)
     checks = check_estimates(model, sets, est, calibration, grid=args.grid, steps=args.steps)
     temperature = (args.temperature if args.temperature is not None
-                   else posterior_temperature(model))
+                   else posterior_temperature(model, views=sets.shape[1]))
     posts = None
     if args.posterior and not concept.is_categorical:  # every set's chains in one tensor
         posts = multiview_posteriors(
@@ -309,10 +309,10 @@ def register(sub) -> None:
                    help="add a credible interval (NUTS) or the category probabilities")
     p.add_argument("--level", type=validate.real(0, 1, low_open=True, high_open=True),
                    default=0.9, help="interval probability, in (0, 1) (0.9)")
-    p.add_argument("--samples", type=validate.integer(1, 100_000), default=300,
-                   help="posterior draws per chain after warm-up (300)")
-    p.add_argument("--warmup", type=validate.integer(0, 100_000), default=200,
-                   help="warm-up steps per chain, step sizes adapted then dropped (200)")
+    p.add_argument("--samples", type=validate.integer(1, 100_000), default=1000,
+                   help="posterior draws per chain after warm-up (1000)")
+    p.add_argument("--warmup", type=validate.integer(0, 100_000), default=500,
+                   help="warm-up steps per chain, step sizes adapted then dropped (500)")
     p.add_argument("--chains", type=validate.integer(1, 64), default=4,
                    help="chains, started apart so that R-hat can compare them (4)")
     p.add_argument("--sampler", choices=("mala", "nuts"), default="mala",

@@ -36,6 +36,7 @@ Example (an analytic stand-in whose "views" are noisy 2-D readings of the positi
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import pyro
@@ -54,7 +55,8 @@ from conceptebm.scenes.inference import check_images, concept_of, infer_concept
 
 __all__ = ["Posterior", "GridPosterior", "multiview_model", "multiview_posterior",
            "multiview_posteriors", "posterior_temperature", "coordinate_names",
-           "grid_posterior", "equal_tailed_interval", "interval_coverage", "fit_temperature"]
+           "grid_posterior", "regrid_temperature", "equal_tailed_interval",
+           "interval_coverage", "fit_temperature"]
 
 
 class Posterior(NamedTuple):
@@ -227,13 +229,20 @@ def coordinate_names(dim: int) -> list[str]:
     return list("xyz"[:dim]) if dim <= 3 else [str(i) for i in range(dim)]
 
 
-def posterior_temperature(model, default: float = 1.0) -> float:
-    """The posterior temperature stored in the model's record (``"posterior_temperature"``,
-    fitted on its validation images by :func:`fit_temperature`), else ``default``."""
+def posterior_temperature(model, views: int | None = None, default: float = 1.0) -> float:
+    """The posterior temperature stored in the model's record, else ``default``.
+
+    ``"posterior_temperature"`` was fitted on the model's validation images
+    (:mod:`conceptebm.scenes.temperature`); a model fitted at several counts of views
+    (``posterior_calibration["by_views"]``) gives, for ``views`` images, the temperature of
+    the nearest fitted count (on a log scale: 3 views take 2's or 4's)."""
     record = getattr(model, "record", None) or {}
     t = record.get("posterior_temperature")
-    if isinstance(t, dict):
-        t = t.get("temperature")
+    by_views = (record.get("posterior_calibration") or {}).get("by_views")
+    if views is not None and by_views:
+        counts = sorted(int(k) for k in by_views)
+        near = min(counts, key=lambda k: (abs(math.log(k) - math.log(views)), k))
+        t = by_views[str(near)]
     return float(t) if t is not None else float(default)
 
 
@@ -262,19 +271,26 @@ def _diagnostics(draws: Tensor, name: str) -> tuple[dict, Tensor]:
     return d, ess  # a chain that never moved: one effective sample
 
 
-def _starts(model, sets: Tensor, init: Tensor, chains: int, t: float, spread: float,
-            concept, generator, event_dim: int) -> Tensor:
-    """``(B, chains, dim)`` starting points, over-dispersed relative to the posterior so that
-    R-hat can see chains that do not meet: chain 0 at the MAP ``init (B, dim)``; the others
+STARTS = ("map", "grid")
+
+
+def _starts(model, sets: Tensor, init: Tensor, chains: int, t: float, how: str,
+            spread: float, concept, generator, event_dim: int) -> Tensor:
+    """``(B, chains, dim)`` starting points; chain 0 at the MAP ``init (B, dim)``.
+
+    ``how="map"``: the others at ``N(0, spread)`` around the MAP (concept units), inside its
+    basin: R-hat then checks the chains' mixing within that basin. ``how="grid"``: the others
     drawn from the posterior at ``spread`` times the temperature on a coarse grid (17 points
-    a coordinate, the MAP search's; a concept of more than 3 coordinates: ``N(0, 0.05)``
-    around the MAP), each jittered uniformly within its grid cell."""
+    a coordinate), each jittered within its cell: over-dispersed, so chains that end in
+    different basins are flagged; a narrow basin between grid points is missed by the coarse
+    grid, and a chain started in a spurious basin of a learned energy stays there (flagged).
+    """
     b, d = init.shape
     eps = 1e-3 * (concept.high - concept.low)
     if chains == 1:
         return init[:, None]
-    if d > 3:
-        noise = torch.randn(b, chains, d, generator=generator, dtype=init.dtype) * 0.05
+    if how == "map" or d > 3:
+        noise = torch.randn(b, chains, d, generator=generator, dtype=init.dtype) * spread
         noise[:, 0] = 0
         return (init[:, None] + noise.to(init.device)).clamp(concept.low + eps,
                                                              concept.high - eps)
@@ -310,11 +326,12 @@ def _summary(model_name, draws, stats, init, level, sampler, t, concept, observe
                      tuple(lines), sampler, t, concept, observed)
 
 
-def multiview_posteriors(model, sets: Tensor, *, num_samples: int = 300,
-                         warmup_steps: int = 200, chains: int = 4, level: float = 0.9,
+def multiview_posteriors(model, sets: Tensor, *, num_samples: int = 1000,
+                         warmup_steps: int = 500, chains: int = 4, level: float = 0.9,
                          init: Tensor | None = None, temperature: float | None = None,
                          sampler: str = "mala", seed: int | None = None,
-                         init_spread: float = 4.0, map_kwargs: dict | None = None,
+                         starts: str = "map", init_spread: float | None = None,
+                         map_kwargs: dict | None = None,
                          observed: list | None = None, check_range: bool = True,
                          event_dim: int = 3, progress: bool = False,
                          **nuts_kwargs) -> list[Posterior]:
@@ -328,9 +345,13 @@ def multiview_posteriors(model, sets: Tensor, *, num_samples: int = 300,
     several chains only as separate processes, and NUTS trajectories differ in length per
     chain, so they do not share one tensor), with divergences and tree depths.
 
-    Chain 0 starts at the MAP (``init``, default :func:`infer_concept`), the others at draws
-    from the posterior at ``init_spread`` times the temperature on a coarse grid
-    (over-dispersed, as R-hat needs: chains that end in different basins are flagged).
+    Chain 0 starts at the MAP (``init``, default :func:`infer_concept`). ``starts="map"``
+    (default): the others at ``N(0, init_spread)`` around it (default 0.02 of the half-box,
+    about a calibrated posterior's sd), so R-hat and ESS check mixing within the MAP's basin;
+    other basins are the energy map's or :func:`grid_posterior`'s to show. ``starts="grid"``:
+    over-dispersed starts drawn from a coarse grid posterior at ``init_spread`` (default 4)
+    times the temperature: chains that end in different basins are flagged (and a learned
+    energy's spurious basins hold the chains started in them: flagged too).
     ``temperature=None`` uses the model's :func:`posterior_temperature`. ``observed``: one
     list of names per set (image paths), for ``observed_data``; default the view indices.
     """
@@ -341,8 +362,8 @@ def multiview_posteriors(model, sets: Tensor, *, num_samples: int = 300,
                            ("chains", chains, 1)):
         if isinstance(v, bool) or int(v) != v or v < least:
             raise ValueError(f"{what} must be an integer >= {least}, got {v!r}")
-    t = _check_temperature(posterior_temperature(model) if temperature is None
-                           else temperature)
+    t = _check_temperature(posterior_temperature(model, views=sets.shape[1])
+                           if temperature is None else temperature)
     concept = concept_of(model)
     if concept.is_categorical:
         raise ValueError(f"multiview_posteriors needs a continuous concept, got the "
@@ -356,8 +377,12 @@ def multiview_posteriors(model, sets: Tensor, *, num_samples: int = 300,
     concept.check_range(init)
     observed = observed or [list(range(v))] * b
     gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
-    starts = _starts(model, sets, init, int(chains), t, float(init_spread), concept, gen,
-                     event_dim)  # (B, C, dim)
+    if starts not in STARTS:
+        raise ValueError(f"starts must be one of {STARTS}, got {starts!r}")
+    spread = float(init_spread if init_spread is not None else
+                   (0.02 * (concept.high - concept.low) / 2 if starts == "map" else 4.0))
+    x0 = _starts(model, sets, init, int(chains), t, starts, spread, concept, gen,
+                 event_dim)  # (B, C, dim)
     problem = concept_energy(model, sets, views=True)
     n, d = int(num_samples), concept.dim
     out = []
@@ -365,7 +390,7 @@ def multiview_posteriors(model, sets: Tensor, *, num_samples: int = 300,
         def energy(x):  # (B * C, dim) -> (B * C,): every chain of every set in one call
             return problem(x.reshape(b, chains, d)).reshape(-1) / t
 
-        _, res = mala(energy, starts.reshape(b * chains, d), num_steps=warmup_steps + n,
+        _, res = mala(energy, x0.reshape(b * chains, d), num_steps=warmup_steps + n,
                       step_size=1e-3 * (concept.high - concept.low) ** 2,
                       bounds=(concept.low, concept.high), boundary="reject",
                       adapt_steps=warmup_steps, generator=gen, progress=progress,
@@ -389,7 +414,7 @@ def multiview_posteriors(model, sets: Tensor, *, num_samples: int = 300,
                 if seed is not None:
                     torch.manual_seed(int(seed) + 1000 * i + c)
                 mcmc = nuts_posterior(pyro_model, num_samples=n, warmup_steps=warmup_steps,
-                                      init={concept.name: _inside_box(starts[i, c], concept)},
+                                      init={concept.name: _inside_box(x0[i, c], concept)},
                                       progress=progress, **nuts_kwargs)
             per_chain.append(mcmc.get_samples()[concept.name].detach())  # (S, dim)
             for k in kept:
@@ -410,12 +435,13 @@ def _inside_box(c: Tensor, concept) -> Tensor:
     return c.clamp(concept.low + eps, concept.high - eps)
 
 
-def multiview_posterior(model, views: Tensor, *, num_samples: int = 300,
-                        warmup_steps: int = 200, level: float = 0.9, init: Tensor | None = None,
+def multiview_posterior(model, views: Tensor, *, num_samples: int = 1000,
+                        warmup_steps: int = 500, level: float = 0.9, init: Tensor | None = None,
                         temperature: float | None = None, seed: int | None = None,
                         map_kwargs: dict | None = None, check_range: bool = True,
                         event_dim: int = 3, progress: bool = False, chains: int = 4,
-                        sampler: str = "mala", init_spread: float = 4.0,
+                        sampler: str = "mala", starts: str = "map",
+                        init_spread: float | None = None,
                         observed: list | None = None, **nuts_kwargs) -> Posterior:
     """Posterior of the shared concept of one multi-view set, ``chains`` chains (default 4)
     started around its MAP; :func:`multiview_posteriors` for the samplers and many sets.
@@ -446,7 +472,7 @@ def multiview_posterior(model, views: Tensor, *, num_samples: int = 300,
         return multiview_posteriors(
             model, views[None], num_samples=num_samples, warmup_steps=warmup_steps,
             chains=chains, level=level, init=init, temperature=temperature, sampler=sampler,
-            seed=seed, init_spread=init_spread, map_kwargs=map_kwargs,
+            seed=seed, starts=starts, init_spread=init_spread, map_kwargs=map_kwargs,
             observed=None if observed is None else [list(observed)], check_range=check_range,
             event_dim=event_dim, progress=progress, **nuts_kwargs)[0]
 
@@ -511,6 +537,17 @@ def grid_posterior(model, views: Tensor, points: int = 64, *, level: float = 0.9
     return _summarise(e, grid, int(points), level, t, views.dtype)
 
 
+def regrid_temperature(posterior: GridPosterior, temperature: float) -> GridPosterior:
+    """The same grid posterior at another temperature, from its stored energies (no network
+    call)."""
+    if posterior.energies is None:
+        raise ValueError("posterior carries no energies; make it with grid_posterior")
+    t = _check_temperature(temperature)
+    n = round(posterior.grid.shape[0] ** (1 / posterior.grid.shape[1]))
+    return _summarise(posterior.energies, posterior.grid, n, posterior.level, t,
+                      posterior.mean.dtype)
+
+
 def interval_coverage(interval: Tensor, truth: Tensor) -> Tensor:
     """``(B, d)`` booleans: does ``interval (B, 2, d)`` contain ``truth (B, d)``?"""
     if interval.dim() != 3 or interval.shape[1] != 2 or truth.shape != (interval.shape[0],
@@ -530,8 +567,9 @@ def fit_temperature(posterior: GridPosterior, truth: Tensor, *, low: float = 1e-
     :func:`grid_posterior` of them, any temperature; its energies are reused, so this costs
     no network calls), then pass ``temperature=T`` to :func:`grid_posterior`,
     :func:`multiview_model` or :func:`multiview_posterior` for new sets. Per-coordinate
-    coverage grows with T; bisection in ``log T`` finds the smallest T in ``[low, high]``
-    whose coverage reaches the level (a boundary value means the target lies outside).
+    coverage grows with T (until the intervals span the box); a scan and bisection in
+    ``log T`` find the smallest T in ``[low, high]`` whose coverage reaches the level (a
+    boundary value means the target lies outside).
     """
     if posterior.energies is None:
         raise ValueError("posterior carries no energies; make it with grid_posterior")
@@ -544,13 +582,19 @@ def fit_temperature(posterior: GridPosterior, truth: Tensor, *, low: float = 1e-
                        posterior.mean.dtype)
         return interval_coverage(p.interval, truth).double().mean().item()
 
-    lo, hi = torch.tensor(low).log().item(), torch.tensor(high).log().item()
-    if cover(low) >= posterior.level:
-        return float(low)
-    if cover(high) < posterior.level:
+    # Coverage grows with T until the intervals span the box; beyond, a flat posterior's
+    # intervals can exclude truths near the box's edges again, so coverage is not monotone
+    # at large T. A scan in log T finds the first T that reaches the level; bisection
+    # refines it between that point and the one before.
+    scan = torch.linspace(math.log(low), math.log(high), 41).tolist()
+    hit = next((i for i, lt in enumerate(scan) if cover(math.exp(lt)) >= posterior.level),
+               None)
+    if hit is None:
         return float(high)
+    if hit == 0:
+        return float(low)
+    lo, hi = scan[hit - 1], scan[hit]
     for _ in range(int(iters)):
         mid = (lo + hi) / 2
-        lo, hi = (lo, mid) if cover(float(torch.tensor(mid).exp())) >= posterior.level else \
-            (mid, hi)
-    return float(torch.tensor(hi).exp())
+        lo, hi = (lo, mid) if cover(math.exp(mid)) >= posterior.level else (mid, hi)
+    return float(math.exp(hi))

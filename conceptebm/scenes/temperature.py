@@ -1,0 +1,181 @@
+"""Posterior temperatures fitted on validation scenes and stored in a model's record.
+
+A model trained by contrastive divergence or the concept-contrastive loss has no reason for
+``exp(-E(x | c))`` to have a likelihood's scale: its 90 % intervals may cover the truth far
+more or less often than 90 %. One temperature ``T`` (``p(c | x) ∝ exp(-E(x | c) / T)``)
+recalibrates them. :func:`fit_posterior_temperature` fits it on validation sets with known
+truth, on the exact grid posterior of a position (:func:`~conceptebm.scenes.multiview.
+grid_posterior`, cheap for 2-D: its energies are computed once and reused for every trial
+``T``); :func:`store_posterior_temperature` writes it into the checkpoint's record (the
+safetensors metadata and the JSON twin alike) as ``"posterior_temperature"`` (the number) and
+``"posterior_calibration"`` (how it was fitted: data, seed, counts of views, coverage), and
+:func:`~conceptebm.scenes.multiview.posterior_temperature` reads it, so ``conceptebm infer
+--posterior`` and :func:`~conceptebm.scenes.multiview.multiview_posterior` use it by
+default. :func:`coverage` measures intervals on fresh sets: per-coordinate coverage with
+its standard error, and the mean width.
+
+A multi-view model gets one temperature per number of views it was fitted at
+(``posterior_calibration["by_views"]``): summed energies of views that are not independent
+given the position need a count-dependent ``T``.
+
+    python -m conceptebm.scenes.temperature position_late position_contrastive --write
+    python -m conceptebm.scenes.temperature position_multiview --views 1 2 4 8 --write
+
+Example (an analytic reading whose data are twice as noisy as its energy claims: the fitted
+temperature is 2 ** 2 = 4):
+    >>> from conceptebm.concepts import Concept
+    >>> from conceptebm.energies import ConditionalEnergy
+    >>> class Reading(ConditionalEnergy):
+    ...     def energy(self, x, c):
+    ...         return ((x - c) ** 2).sum(-1) / (2 * 0.05 ** 2)
+    >>> model = Reading(Concept.continuous("position", dim=2))
+    >>> g = torch.Generator().manual_seed(0)
+    >>> truth = torch.rand(400, 2, generator=g) * 1.2 - 0.6
+    >>> x = (truth + 0.1 * torch.randn(400, 2, generator=g))[:, None]   # (B, V=1, 2)
+    >>> fit = fit_posterior_temperature(model, x, truth, check_range=False, event_dim=1)
+    >>> round(fit["temperature"])
+    4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import torch
+from torch import Tensor
+
+from conceptebm.checkpoints import load_checkpoint, save_checkpoint
+from conceptebm.scenes.multiview import (
+    fit_temperature,
+    grid_posterior,
+    interval_coverage,
+    regrid_temperature,
+)
+
+__all__ = ["VALIDATION_SEED", "TEST_SEED", "scene_sets", "fit_posterior_temperature",
+           "coverage", "store_posterior_temperature", "shipped_temperature"]
+
+VALIDATION_SEED = 20_261_129  # the held-out seed of the energy calibration: no training run
+TEST_SEED = 20_261_207  # the project's test seed (paper/PROTOCOL.md): read once, never fitted
+
+
+def scene_sets(dataset: str, n: int, views: int = 1, seed: int = VALIDATION_SEED,
+               image_size: int = 32) -> tuple[Tensor, Tensor]:
+    """``n`` rendered sets ``(n, views, 3, H, W)`` and their positions ``(n, 2)``: views of one
+    scene from ``"multiview"``, or single images (``views=1``) of any scene dataset."""
+    from conceptebm.datasets import make_dataset
+
+    if dataset == "multiview":
+        data = make_dataset("multiview", size=n * views, seed=seed, n_views=views,
+                            image_size=image_size)
+        sets, labels = data.views(range(n))
+    else:
+        if views != 1:
+            raise ValueError(f"{dataset!r} renders single images: views must be 1")
+        data = make_dataset(dataset, size=n, seed=seed, image_size=image_size)
+        images, labels = data.batch(torch.arange(n))
+        sets = images[:, None]
+    truth = torch.as_tensor(labels["position"]).reshape(n, -1)[:, :2]
+    return sets, truth
+
+
+def coverage(model, sets: Tensor, truth: Tensor, temperature: float, *, points: int = 48,
+             level: float = 0.9, check_range: bool = True, event_dim: int = 3,
+             posterior=None) -> dict:
+    """Coverage of ``level`` intervals of the grid posterior at ``temperature`` on ``sets``.
+
+    Returns ``coverage`` (fraction of (set, coordinate) pairs inside), ``se`` (its standard
+    error, from the spread of the per-set means: the coordinates of one set are not
+    independent), ``joint`` (both coordinates inside), ``width`` (mean interval width) and
+    ``n``. ``posterior``: a grid posterior of the same sets, to reuse its energies.
+    """
+    if posterior is None:
+        posterior = grid_posterior(model, sets, points, level=level, temperature=temperature,
+                                   check_range=check_range, event_dim=event_dim)
+    elif posterior.temperature != temperature:
+        posterior = regrid_temperature(posterior, temperature)
+    inside = interval_coverage(posterior.interval, truth).double()  # (n, d)
+    per_set = inside.mean(1)
+    n = inside.shape[0]
+    se = float(per_set.std(unbiased=True) / math.sqrt(n)) if n > 1 else float("nan")
+    width = (posterior.interval[:, 1] - posterior.interval[:, 0]).double().mean()
+    joint = float(inside.all(1).double().mean())
+    return {"coverage": float(inside.mean()), "se": se, "joint": joint, "width": float(width),
+            "n": n, "level": level, "temperature": float(temperature)}
+
+
+def fit_posterior_temperature(model, sets: Tensor, truth: Tensor, *, points: int = 48,
+                              level: float = 0.9, check_range: bool = True,
+                              event_dim: int = 3) -> dict:
+    """The temperature at which the grid posterior's ``level`` intervals cover ``truth`` at
+    their level on these (validation) sets (:func:`~conceptebm.scenes.multiview.
+    fit_temperature`), with the coverage and width it gives there."""
+    g = grid_posterior(model, sets, points, level=level, check_range=check_range,
+                       event_dim=event_dim)
+    t = fit_temperature(g, truth)
+    fit = coverage(model, sets, truth, t, level=level, posterior=g)
+    return {"temperature": t, "level": level, "points": int(points), "n": int(sets.shape[0]),
+            "views": int(sets.shape[1]), "coverage_fit": fit["coverage"], "width": fit["width"]}
+
+
+def store_posterior_temperature(path, calibration: dict) -> None:
+    """Write ``posterior_temperature`` (the number: ``calibration["temperature"]``) and
+    ``posterior_calibration`` (the whole record) into a checkpoint's record: its safetensors
+    metadata and its JSON twin alike; the tensors are rewritten unchanged."""
+    ckpt = load_checkpoint(path)
+    meta = {k: v for k, v in ckpt.meta.items() if k != "format"}
+    save_checkpoint(path, ckpt.groups, {**meta,
+                                        "posterior_temperature": calibration["temperature"],
+                                        "posterior_calibration": calibration})
+
+
+def shipped_temperature(name: str, views=(1,), n: int = 100, points: int = 48,
+                        seed: int = VALIDATION_SEED) -> dict:
+    """The ``posterior_calibration`` record of shipped model ``name``: one temperature per
+    count of views (``by_views``) on ``n`` validation sets of its training dataset; the
+    record's ``temperature`` is that of the first count."""
+    from conceptebm import pretrained
+
+    model = pretrained.load(name)
+    dataset = pretrained.info(name).get("train", {}).get("dataset") or "position"
+    by_views = {}
+    for v in views:
+        sets, truth = scene_sets(dataset, n, v, seed, model.image_size)
+        by_views[str(v)] = fit_posterior_temperature(model, sets, truth, points=points)
+    first = by_views[str(views[0])]
+    vs = " ".join(str(v) for v in views)
+    return {"temperature": first["temperature"], "views": int(views[0]),
+            "by_views": {k: f["temperature"] for k, f in by_views.items()},
+            "fits": by_views, "dataset": dataset, "seed": seed, "n": n, "points": points,
+            "level": first["level"],
+            "command": f"python -m conceptebm.scenes.temperature {name} --views {vs} -n {n} "
+                       f"--write"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m conceptebm.scenes.temperature",
+                                description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("names", nargs="+", help="shipped model names")
+    p.add_argument("--views", type=int, nargs="+", default=[1],
+                   help="counts of views to fit at (multiview models: 1 2 4 8)")
+    p.add_argument("-n", type=int, default=100, help="validation sets per count (100)")
+    p.add_argument("--points", type=int, default=48, help="grid points a coordinate (48)")
+    p.add_argument("--write", action="store_true",
+                   help="store it in the model's record (safetensors metadata and JSON twin)")
+    args = p.parse_args(argv)
+    from conceptebm import pretrained
+
+    torch.set_num_threads(1)
+    for name in args.names:
+        cal = shipped_temperature(name, tuple(args.views), n=args.n, points=args.points)
+        print(json.dumps({"model": name, "posterior_calibration": cal}), flush=True)
+        if args.write:
+            store_posterior_temperature(pretrained.DIR / f"{name}.safetensors", cal)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,97 @@
+"""Posterior temperatures (conceptebm.scenes.temperature): the fit recovers a simulated
+temperature, the record stores it (safetensors header and JSON twin alike), the loaded model
+and ``conceptebm infer --posterior`` use it by default, and coverage reports its error."""
+
+import json
+import math
+
+import pytest
+import torch
+from PIL import Image
+
+import conceptebm
+from conceptebm import pretrained
+from conceptebm.checkpoints import load_checkpoint, save_checkpoint
+from conceptebm.cli import main
+from conceptebm.concepts import Concept
+from conceptebm.datasets import make_dataset
+from conceptebm.energies import ConditionalEnergy
+from conceptebm.scenes import posterior_temperature
+from conceptebm.scenes.temperature import (
+    coverage,
+    fit_posterior_temperature,
+    store_posterior_temperature,
+)
+
+
+class Reading(ConditionalEnergy):
+    """Energy of a reading of sd ``s``: with data of sd ``s * sqrt(T)`` the calibrated
+    posterior is exp(-E / T)."""
+
+    def __init__(self, s=0.05):
+        super().__init__(Concept.continuous("position", dim=2))
+        self.s = s
+
+    def energy(self, x, c):
+        return ((x - c) ** 2).sum(-1) / (2 * self.s ** 2)
+
+
+def _readings(t_true, n=600, views=1, seed=0, s=0.05):
+    g = torch.Generator().manual_seed(seed)
+    truth = torch.rand(n, 2, generator=g, dtype=torch.float64) * 1.2 - 0.6
+    noise = torch.randn(n, views, 2, generator=g, dtype=torch.float64) * s * math.sqrt(t_true)
+    return truth[:, None] + noise, truth  # (n, V, 2), (n, 2)
+
+
+@pytest.mark.parametrize("t_true,views", [(4.0, 1), (0.25, 1), (2.0, 3)])
+def test_fit_recovers_the_simulated_temperature(t_true, views):
+    x, truth = _readings(t_true, views=views)
+    fit = fit_posterior_temperature(Reading(), x, truth, points=64, check_range=False,
+                                    event_dim=1)
+    # coverage of 600 x 2 coordinates has an se of ~0.01 at 0.9: T moves by ~10% with it
+    assert abs(math.log(fit["temperature"] / t_true)) < 0.2, fit
+    assert abs(fit["coverage_fit"] - 0.9) < 0.01
+    # on fresh readings the fitted T covers at its level, within the standard error
+    x2, truth2 = _readings(t_true, views=views, seed=1)
+    cov = coverage(Reading(), x2, truth2, fit["temperature"], points=64, check_range=False,
+                   event_dim=1)
+    assert abs(cov["coverage"] - 0.9) < 4 * cov["se"] + 0.01, cov
+    assert 0 < cov["se"] < 0.03 and cov["width"] > 0
+
+
+@pytest.fixture
+def late_copy(tmp_path):
+    ckpt = load_checkpoint(pretrained.checkpoint_path("position_late"))
+    path = tmp_path / "late.safetensors"
+    save_checkpoint(path, ckpt.groups, {k: v for k, v in ckpt.meta.items() if k != "format"})
+    return path
+
+
+def test_stored_temperature_is_in_both_copies_of_the_record_and_used(late_copy):
+    cal = {"temperature": 0.37, "by_views": {"1": 0.37, "4": 0.9}, "level": 0.9}
+    store_posterior_temperature(late_copy, cal)
+    header = load_checkpoint(late_copy).meta
+    twin = json.loads(late_copy.with_suffix(".json").read_text())
+    assert {k: v for k, v in header.items() if k != "format"} == \
+        {k: v for k, v in twin.items() if k != "format"}
+    model = conceptebm.load(str(late_copy))
+    assert model.record["posterior_temperature"] == 0.37
+    assert posterior_temperature(model) == 0.37
+    assert posterior_temperature(model, views=1) == 0.37
+    assert posterior_temperature(model, views=5) == 0.9  # the nearest fitted count
+    assert posterior_temperature(conceptebm.load("position")) == pytest.approx(
+        pretrained.info("position").get("posterior_temperature", 1.0))
+
+
+def test_infer_uses_the_records_temperature_unless_told(late_copy, tmp_path, capsys):
+    store_posterior_temperature(late_copy, {"temperature": 0.37})
+    images, _ = make_dataset("position", seed=20261207).batch(torch.arange(1))
+    arr = (images[0] * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    p = str(tmp_path / "a.png")
+    Image.fromarray(arr).save(p)
+    fast = ["--samples", "20", "--warmup", "20", "--chains", "2", "--json"]
+    assert main(["infer", p, "--model", str(late_copy), "--posterior", *fast]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["posterior"]["temperature"] == 0.37
+    assert main(["infer", p, "--model", str(late_copy), "--posterior", *fast,
+                 "--temperature", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["posterior"]["temperature"] == 2.0

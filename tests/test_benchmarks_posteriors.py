@@ -1,0 +1,22 @@
+"""benchmarks/posteriors.py in its quick mode: it runs, prints its coverage table and writes
+its JSON keys (coverage in [0, 1] with standard errors and widths; no accuracy asserted on
+six scenes)."""
+
+import json
+import math
+
+
+def test_posteriors_quick(tmp_path, run_benchmark):
+    out = tmp_path / "posteriors.json"
+    stdout = run_benchmark("posteriors", "--quick", "--json", str(out))
+    assert "90% intervals on 6 test sets" in stdout and "sampler (MALA, 4 chains" in stdout
+    res = json.loads(out.read_text())
+    assert [(r["model"], r["views"]) for r in res["rows"]] == [("position_late", 1),
+                                                               ("position_multiview", 2)]
+    for r in res["rows"]:
+        assert 0 <= r["coverage"] <= 1 and 0 <= r["coverage_t1"] <= 1 and r["n"] == 6
+        assert math.isfinite(r["se"]) and r["width"] > 0 and r["temperature"] > 0
+        assert res[f"coverage_{r['model']}_v{r['views']}"] == r["coverage"]
+    s = res["sampler"]
+    assert 0 <= s["coverage"] <= 1 and 0 <= s["flagged"] <= 1 and s["chains"] == 4
+    assert res["command"].startswith("python benchmarks/posteriors.py --quick")
