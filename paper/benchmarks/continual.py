@@ -99,6 +99,9 @@ def main(argv=None) -> int:
                         "must not be a validation seed")
     p.add_argument("--train-only", action="store_true",
                    help="train the missing stages (EBM, then the GAN variants) and stop")
+    p.add_argument("--eval-only", action="store_true",
+                   help="judge the committed stages only: train nothing (a GAN variant stops "
+                        "at its first stage without a checkpoint)")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
@@ -145,6 +148,9 @@ def main(argv=None) -> int:
     if variants:
         settings.gan_variants = variants
     settings.test_seed = args.test_seed
+    if args.eval_only and args.train_only:
+        p.error("--eval-only and --train-only exclude each other")
+    settings.train_missing = not args.eval_only
     command = " ".join(["OMP_NUM_THREADS=1 python -m paper.benchmarks.continual",
                         *(sys.argv[1:] if argv is None else argv)])
     t0 = time.time()
@@ -180,9 +186,12 @@ def main(argv=None) -> int:
                 cells.append(", ".join(f"{PAPER[f'{key}.stage{k}.{c}']:.3f}" for c in JUDGED[k]))
             else:
                 cells.append(", ".join(f"{m[f'{model}.stage{k}.{c}']:.3f} +- "
-                                       f"{m[f'{model}.stage{k}.{c}.se']:.3f}" for c in JUDGED[k]))
+                                       f"{m[f'{model}.stage{k}.{c}.se']:.3f}"
+                                       if f"{model}.stage{k}.{c}" in m else "not trained"
+                                       for c in JUDGED[k]))
         minutes = ("" if f"{model}.stage1.minutes" not in m else
-                   " / ".join(f"{m[f'{model}.stage{k}.minutes']:.1f}" for k in (1, 2, 3)))
+                   " / ".join(f"{m[f'{model}.stage{k}.minutes']:.1f}" for k in (1, 2, 3)
+                              if f"{model}.stage{k}.minutes" in m))
         print(f"| {model} | " + " | ".join(cells) + f" | {minutes} |")
     if "ebm_selected.stage1.position" in m:
         print("chosen on validation: " + "; ".join(
@@ -195,8 +204,9 @@ def main(argv=None) -> int:
             for model in ("ebm", "ebm_calibrated", "ebm_selected")
             if f"{model}.stage3.all" in m))
     print("shape as the second reader (the shipped shape EBM) reads it, stage 2 / 3: " + "; ".join(
-        f"{model} " + " / ".join(f"{m[f'{model}.stage{k}.shape_reader2']:.3f}" for k in (2, 3))
-        for model in (*models, "real") if f"{model}.stage3.shape_reader2" in m)
+        f"{model} " + " / ".join(f"{m[f'{model}.stage{k}.shape_reader2']:.3f}" for k in (2, 3)
+        if f"{model}.stage{k}.shape_reader2" in m)
+        for model in (*models, "real") if f"{model}.stage2.shape_reader2" in m)
         + "; the judges on the real scenes: " + " / ".join(
             f"{m[f'real.stage{k}.shape']:.3f}" for k in (2, 3) if f"real.stage{k}.shape" in m))
 

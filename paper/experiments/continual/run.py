@@ -26,6 +26,8 @@ from paper.experiments.continual.settings import (
     STAGES,
     ContinualResult,
     ContinualSettings,
+    _ebm_path,
+    _gan_path,
     _stage_dataset,
     eval_targets,
     gan_given,
@@ -46,6 +48,9 @@ def run_continual(settings: ContinualSettings, *, command: str = "", progress: b
     ebm_paths = []
     for k in (1, 2, 3):
         t0 = time.time()
+        if not settings.train_missing and not _ebm_path(settings, k).exists():
+            raise FileNotFoundError(f"EBM stage {k}'s checkpoint {_ebm_path(settings, k)} is "
+                                    "missing and train_missing is off; train it first")
         rec = train_ebm_stage(k, settings, command=command, progress=progress)
         ebm_paths.append(rec["path"])
         paths[f"ebm.stage{k}"] = rec["path"]
@@ -143,6 +148,10 @@ def run_continual(settings: ContinualSettings, *, command: str = "", progress: b
                 samples[(prefix, 1)] = samples[(first, 1)]  # the same stage-1 GAN
                 paths[f"{prefix}.stage1"] = paths[f"{first}.stage1"]
                 continue
+            if not settings.train_missing and not _gan_path(settings, k, variant).exists():
+                say(f"{prefix} stage {k}: no checkpoint, not trained (train_missing off); "
+                    "its later stages are skipped too")
+                break
             gan, rec = train_gan_stage(k, variant, settings, command=command, judge=judge)
             paths[f"{prefix}.stage{k}"] = rec["path"]
             targets = eval_targets(k, settings.n_eval, scene_seed=settings.test_scene_seed())
@@ -211,6 +220,14 @@ def plot_figure8(result: ContinualResult, path, *, per_row: int = 4,
     fig, axes = plt.subplots(3, cols, figsize=(1.15 * cols, 3 * 1.7), squeeze=False)
     for r, k in enumerate((1, 2, 3)):
         for mi, model in enumerate(models):
+            if (model, k) not in result.samples:  # a stage not trained
+                for j in range(per_row):
+                    ax = axes[r, mi * per_row + j]
+                    ax.set_xticks([])
+                    ax.set_yticks([])
+                    ax.axis("off") if j else ax.set_ylabel(f"stage {k}\n{model.upper()}\n"
+                                                           "(not trained)", fontsize=7)
+                continue
             images, targets = result.samples[(model, k)]
             picks = _show(targets, per_row)
             images, targets = images[picks], {c: v[picks] for c, v in targets.items()}
@@ -279,6 +296,8 @@ def plot_accuracy(metrics: dict, path, *, paper: dict | None = None,
         for i, c in enumerate(JUDGED[k]):
             for j, (model, name) in enumerate(models.items()):
                 x = i - 0.4 + width * (j + 0.5)
+                if f"{model}.stage{k}.{c}" not in metrics:  # a stage not trained
+                    continue
                 ax.bar(x, metrics[f"{model}.stage{k}.{c}"], width,
                        yerr=metrics.get(f"{model}.stage{k}.{c}.se"), capsize=2,
                        color=f"C{j}", label=name if (k, i) == (3, 0) else None)

@@ -145,6 +145,9 @@ class ContinualSettings:
     #: the scene seed of the test targets (absolute; None: ``EVAL_SEED + seed``); must differ
     #: from the validation scenes' (``EVAL_SEED + SELECT_SEED + seed``)
     test_seed: int | None = None
+    #: False: judge only the stages whose checkpoints exist (an EBM stage missing is an error;
+    #: a GAN variant stops at its first missing stage) instead of training them
+    train_missing: bool = True
 
     def __post_init__(self) -> None:  # fail here, not after a stage's training
         bad = [v for v in self.select_starts if v not in STARTS]

@@ -144,6 +144,14 @@ def test_benchmark_quick_writes_the_keys(tmp_path):
     assert (tmp_path / "ckpt" / "continual_quick.png").stat().st_size > 1000
     assert (tmp_path / "ckpt" / "continual_quick_accuracy.png").stat().st_size > 1000
     assert (tmp_path / "ckpt" / "stage3_color.json").exists()
+    # --eval-only trains nothing: a GAN stage without its checkpoint is left out, not trained
+    (tmp_path / "ckpt" / "gan_paper_stage3.safetensors").unlink()
+    _quick("continual.py", out, "--out-dir", str(tmp_path / "ckpt"), "--test-seed", "20261207",
+           "--eval-only")
+    again = json.loads(out.read_text())
+    assert "gan_paper.stage3.position" not in again and "gan.stage3.position" in again
+    assert again["gan_paper.stage2.shape"] == m["gan_paper.stage2.shape"]  # same read
+    assert not (tmp_path / "ckpt" / "gan_paper_stage3.safetensors").exists()
 
 
 def test_the_committed_shape_ebm_reads_shape_on_colours_it_never_saw():
