@@ -1,9 +1,10 @@
 """Names that moved: how an old spelling keeps working, with a warning, until a stated release.
 
-A package lists the names it no longer exports as ``MOVED = {name: new module}`` and resolves
-them in its PEP 562 ``__getattr__`` with :func:`moved_attribute`: the object is the new
-module's own, and a ``DeprecationWarning`` names the new home and the release that removes
-the old spelling. Imports nothing of the package.
+A package lists the names it no longer exports as ``MOVED = {name: new module}`` (or
+``"module:new_name"`` for a name that was renamed) and resolves them in its PEP 562
+``__getattr__`` with :func:`moved_attribute`: the object is the new module's own, and a
+``DeprecationWarning`` names the new home and the release that removes the old spelling.
+Imports nothing of the package.
 
 Example:
     >>> import warnings
@@ -28,11 +29,21 @@ REMOVED_IN = "0.3"
 
 def moved_attribute(package: str, name: str, moved: Mapping[str, str], *,
                     removed_in: str = REMOVED_IN, stacklevel: int = 3):
-    """``moved[name]``'s object ``name``, after a DeprecationWarning; AttributeError for a name
-    that never lived in ``package``."""
+    """``moved[name]``'s object, after a DeprecationWarning; AttributeError for a name that
+    never lived in ``package``.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     f = moved_attribute("pkg", "old", {"old": "json:loads"})
+        >>> f.__name__, str(caught[0].message).split("; ")[1]
+        ('loads', 'use json.loads')
+    """
     if name not in moved:
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
+    module, _, new = moved[name].partition(":")
+    where = f"use {module}.{new}" if new else f"import it from {module}"
     warnings.warn(f"{package}.{name} is deprecated and will be removed in conceptebm "
-                  f"{removed_in}; import it from {moved[name]}", DeprecationWarning,
-                  stacklevel=stacklevel)
-    return getattr(importlib.import_module(moved[name]), name)
+                  f"{removed_in}; {where}", DeprecationWarning, stacklevel=stacklevel)
+    return getattr(importlib.import_module(module), new or name)

@@ -61,3 +61,15 @@ def test_an_unknown_name_is_still_an_attribute_error():
             infer.no_such_thing  # noqa: B018
         with pytest.raises(AttributeError):
             train.no_such_thing  # noqa: B018
+
+
+@pytest.mark.parametrize("module, old, new", [
+    ("conceptebm.compose.calibrate", "fit_temperature", "fit_classifier_temperature"),
+    ("conceptebm.compose.generate", "generate", "generate_images"),
+])
+def test_a_name_that_meant_two_things_was_renamed_and_its_old_spelling_warns(module, old, new):
+    mod = importlib.import_module(module)
+    with pytest.warns(DeprecationWarning, match=rf"{module}\.{old} is deprecated .* use "
+                                                rf"{module}\.{new}"):
+        assert getattr(mod, old) is getattr(mod, new)
+    assert old not in mod.__all__ and new in mod.__all__

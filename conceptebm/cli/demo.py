@@ -99,7 +99,7 @@ def run_scenes(out: Path, n: int = 32, seed: int = 0, steps: int | None = None,
 
     from conceptebm.compose import defaults
     from conceptebm.compose.calibrate import composition_scales
-    from conceptebm.compose.generate import generate, load_concepts
+    from conceptebm.compose.generate import generate_images, load_concepts
     from conceptebm.compose.table import ROWS, draw_targets, row_energy
     from conceptebm.evaluate import load_judges
 
@@ -121,7 +121,7 @@ def run_scenes(out: Path, n: int = 32, seed: int = 0, steps: int | None = None,
     for r, row in enumerate(rows):
         energy = row_energy(row, targets, cm.models, alpha=defaults.ALPHA,
                             temperature=defaults.TEMPERATURE, scales=scales)
-        x = generate(energy, n, settings, cm.image_shape, generator=gen, device=dev,
+        x = generate_images(energy, n, settings, cm.image_shape, generator=gen, device=dev,
                      progress=progress)
         scores = row.scores(judge.predict(x), targets, x)
         report[row.key] = {"title": row.title,

@@ -69,7 +69,7 @@ def _negated_names(node) -> set[str]:
 def _main(args: argparse.Namespace) -> int:
     from conceptebm.compose.generate import (
         composition_settings,
-        generate,
+        generate_images,
         load_concepts,
         serving_models,
     )
@@ -105,7 +105,7 @@ def _main(args: argparse.Namespace) -> int:
     out = Path(args.output)
     try:
         for start in range(0, args.n, CHUNK):  # (n, C, H, W) built CHUNK chains at a time
-            chunks.append(generate(energy, min(CHUNK, args.n - start), settings,
+            chunks.append(generate_images(energy, min(CHUNK, args.n - start), settings,
                                    cm.image_shape, generator=gen, device=device,
                                    progress=not args.quiet).cpu())
     except KeyboardInterrupt as err:  # Ctrl-C: the finished chunks still make a grid
@@ -128,12 +128,12 @@ def _sample_each(args, energy, settings, cm, gen, device) -> int:
     from conceptebm.cli import Interrupted
     from conceptebm.cli.render import each_folder
     from conceptebm.cli.user_data import sample_labels
-    from conceptebm.compose.generate import generate
+    from conceptebm.compose.generate import generate_images
 
     each = each_folder(args)
     try:
         for start in range(0, args.n, CHUNK):
-            x = generate(energy, min(CHUNK, args.n - start), settings, cm.image_shape,
+            x = generate_images(energy, min(CHUNK, args.n - start), settings, cm.image_shape,
                          generator=gen, device=device, progress=not args.quiet).cpu()
             each.write(x, *sample_labels(args.tree, cm.models, x.shape[0]))
             if start == 0:

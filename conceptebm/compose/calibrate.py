@@ -28,7 +28,7 @@ from torch import Tensor
 from conceptebm.energies import ConditionalEnergy
 
 __all__ = ["energy_gap", "random_other_values", "reference_scale", "composition_scales",
-           "fit_temperature"]
+           "fit_classifier_temperature"]
 
 
 def random_other_values(concept, c: Tensor, generator=None, *,
@@ -94,7 +94,7 @@ def energy_gap(model: ConditionalEnergy, images: Tensor, labels, *, negatives: i
     return value
 
 
-def fit_temperature(model: ConditionalEnergy, images: Tensor, labels, *,
+def fit_classifier_temperature(model: ConditionalEnergy, images: Tensor, labels, *,
                     grid: int = 9) -> float:
     """The temperature T that makes ``softmax(-E(x | v) / T)`` over a concept's values the
     best classifier of ``labels`` on real ``images`` (maximum likelihood; the negative
@@ -115,7 +115,8 @@ def fit_temperature(model: ConditionalEnergy, images: Tensor, labels, *,
         >>> # logits -E / T with T = 0.5: x holds E = -0.5 * logit for each value
         >>> logits = torch.randn(20000, 2, generator=g) + 1.5 * torch.nn.functional.one_hot(y)
         >>> y = torch.multinomial(logits.softmax(-1), 1, generator=g)[:, 0]  # from softmax
-        >>> abs(fit_temperature(color, 0.5 * logits, y) - 0.5) < 0.02  # Monte Carlo error ~1 %
+        >>> t = fit_classifier_temperature(color, 0.5 * logits, y)
+        >>> abs(t - 0.5) < 0.02  # Monte Carlo error ~1 %
         True
     """
     from conceptebm.energies.ops import candidate_grid
@@ -175,3 +176,14 @@ def composition_scales(gaps: Mapping[str, float], power: float | None = None) ->
     if not (math.isfinite(power) and power >= 0):
         raise ValueError(f"calibration power must be a finite number >= 0, got {power}")
     return {k: float(v) ** power for k, v in gaps.items()}
+
+
+#: Old spellings: ``fit_temperature`` meant two things (this classifier temperature, and the
+#: posterior temperature of :func:`conceptebm.scenes.fit_temperature`); it warns until 0.3.
+MOVED = {"fit_temperature": "conceptebm.compose.calibrate:fit_classifier_temperature"}
+
+
+def __getattr__(name: str):
+    from conceptebm.compat import moved_attribute
+
+    return moved_attribute(__name__, name, MOVED)

@@ -253,8 +253,8 @@ def build(tree, models: Mapping[str, ConditionalEnergy] | Callable[[str], Condit
             ``None`` composes the raw energies, exactly as the paper's equations.
         text: the source text, for error messages.
         temperatures: concept name -> classifier temperature
-            (:func:`conceptebm.compose.calibrate.fit_temperature`). A negated atom of such a
-            concept is read through the classifier its model defines instead of ``Not``:
+            (:func:`conceptebm.compose.calibrate.fit_classifier_temperature`). A negated atom
+            of such a concept is read through the classifier its model defines instead of ``Not``:
             :class:`~conceptebm.energies.NotAny` for a categorical concept,
             :class:`~conceptebm.energies.NotNear` (not within the concept's tolerance, on
             its candidate grid) for a continuous one. The negated atoms of one concept ANDed

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from conceptebm.compose.calibrate import energy_gap, fit_temperature
+from conceptebm.compose.calibrate import energy_gap, fit_classifier_temperature
 from conceptebm.compose.defaults import MULTI_INSTANCE, STEPS
 from conceptebm.compose.expr import atom_names, repeated_concepts
 from conceptebm.energies import ConditionalEnergy, Energy, Or
@@ -22,7 +22,7 @@ from conceptebm.energies.ops import StepMatched
 from conceptebm.infer import initial_samples, langevin
 from conceptebm.infer.settings import DEFAULT, SamplerSettings
 
-__all__ = ["ConceptModels", "load_concepts", "generate", "choose_branches", "BranchChoice",
+__all__ = ["ConceptModels", "load_concepts", "generate_images", "choose_branches", "BranchChoice",
            "StepMatched", "serving_models", "composition_settings"]
 
 
@@ -34,7 +34,7 @@ class ConceptModels:
     scales: dict[str, float] = field(default_factory=dict)
     settings: SamplerSettings = DEFAULT
     image_shape: tuple[int, int, int] = (3, 32, 32)
-    #: concept -> classifier temperature on the same scenes (fit_temperature);
+    #: concept -> classifier temperature on the same scenes (fit_classifier_temperature);
     #: what a negation through the classifier (build's ``temperatures``) reads
     temperatures: dict[str, float] = field(default_factory=dict)
 
@@ -124,7 +124,7 @@ def load_concepts(names: Sequence[str] = ("position", "color", "shape", "size"),
         wanted = temperatures is True or (temperatures is not False and n in temperatures)
         if wanted and negatable:  # a continuous concept: over NotNear's grid
             try:
-                fitted[n] = fit_temperature(m, images, labels[n].to(images.device))
+                fitted[n] = fit_classifier_temperature(m, images, labels[n].to(images.device))
             except ValueError:  # no better than chance: no classifier to negate through
                 pass
     per = [DEFAULT if m.sampler is None else m.sampler for m in models.values()]
@@ -180,9 +180,9 @@ def choose_branches(energy: Energy, n: int, generator=None) -> Energy:
     return BranchChoice(list(energy.terms), index)
 
 
-def generate(energy: Energy, n: int, settings: SamplerSettings,
-             image_shape: tuple[int, int, int] = (3, 32, 32), *, mixture_or: bool = True,
-             generator=None, device=None, progress: bool = False) -> Tensor:
+def generate_images(energy: Energy, n: int, settings: SamplerSettings,
+                    image_shape: tuple[int, int, int] = (3, 32, 32), *, mixture_or: bool = True,
+                    generator=None, device=None, progress: bool = False) -> Tensor:
     """``n`` images ``(n, C, H, W)`` in [0, 1] from ``energy`` (one chain per image).
 
     With ``mixture_or`` (default) a top-level disjunction is sampled as the mixture it
@@ -196,3 +196,14 @@ def generate(energy: Energy, n: int, settings: SamplerSettings,
                     noise_scale=settings.noise_scale, bounds=settings.bounds,
                     generator=generator, progress=progress,
                     denoise_steps=settings.denoise_steps)
+
+
+#: ``generate`` was also :func:`conceptebm.evaluate.generate` (a net and its labels); this one,
+#: a composed energy, is :func:`generate_images`. The old name warns until 0.3.
+MOVED = {"generate": "conceptebm.compose.generate:generate_images"}
+
+
+def __getattr__(name: str):
+    from conceptebm.compat import moved_attribute
+
+    return moved_attribute(__name__, name, MOVED)

@@ -236,7 +236,7 @@ class NotAny(_ClassifierNegation):
     sampler leaves the data), it is bounded below; and several excluded values of one concept
     enter together, as the probability that none of them holds (``NotAny(color, 7 colours)``
     leaves the eighth). ``T``: the classifier's temperature, fitted on labelled images by
-    :func:`conceptebm.compose.calibrate.fit_temperature`. Not grounded: AND it with another
+    :func:`conceptebm.compose.calibrate.fit_classifier_temperature`. Not grounded: AND it with another
     concept.
 
     ``closed_world=True`` reads "none of S" as "one of the values left" (the concept takes one
@@ -316,7 +316,7 @@ class NotNear(_ClassifierNegation):
         values: the values to stay away from, a sequence of values each ``(dim,)`` or one
             per chain ``(batch, dim)``.
         temperature: T > 0, in the units of ``cond``'s energies
-            (:func:`conceptebm.compose.calibrate.fit_temperature`).
+            (:func:`conceptebm.compose.calibrate.fit_classifier_temperature`).
         radius: ``None``: the concept's main accuracy tolerance (0.4 for a position on
             [-1, 1]^2).
         grid: candidate points per axis.

@@ -84,7 +84,7 @@ def _served(tree) -> dict:
 
 def _chains(energy, n, settings, image_shape, denoise, *, generator, device, mixture_or):
     """``{K: images}`` for each K in ``denoise`` (sorted): the chains of
-    :func:`conceptebm.compose.generate.generate` (same noise, same branch choice), then K
+    :func:`conceptebm.compose.generate.generate_images` (same noise, same branch choice), then K
     noise-free steps more; and the branch each chain followed (``None`` without a top-level
     disjunction)."""
     x0 = initial_samples((n, *image_shape), init=settings.init, bounds=settings.bounds,

@@ -135,7 +135,7 @@ def main(argv=None) -> int:
 
     from conceptebm.checkpoints import load_energy
     from conceptebm.cli import main as cli
-    from conceptebm.compose.generate import generate
+    from conceptebm.compose.generate import generate_images
     from conceptebm.datasets import load_images, save_npz, split_holdout
     from conceptebm.datasets.digits import write_digits
     from conceptebm.energies import Or
@@ -231,7 +231,7 @@ def main(argv=None) -> int:
     # the toolkit's disjunction: the mixture eq. (6) defines (each chain picks a branch, then
     # Langevin on it), as `conceptebm sample "digit=3 | digit=8"` does; Langevin on the
     # soft-min energy (eq. 8) for comparison
-    x_or = generate(either, n, net.sampler, shape[1:], generator=gen)
+    x_or = generate_images(either, n, net.sampler, shape[1:], generator=gen)
     (s3, s3_se), (s8, s8_se) = _shares(reader.predict(x_or), (3, 8))
     result.update({"or_split_3": s3, "or_split_3_se": s3_se, "or_split_8": s8,
                    "or_split_8_se": s8_se})

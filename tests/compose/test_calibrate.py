@@ -86,7 +86,7 @@ COLORS = Concept.categorical("color", ["red", "green", "blue", "cyan"])
 
 @pytest.mark.parametrize("t", [0.002, 0.5, 3.0])
 def test_fit_temperature_recovers_the_softmax_labels_were_drawn_from(t, gen):
-    from conceptebm.compose.calibrate import fit_temperature
+    from conceptebm.compose.calibrate import fit_classifier_temperature as fit_temperature
 
     logits = torch.randn(20000, 4, generator=gen, dtype=torch.float64) * 2
     y = torch.multinomial(logits.softmax(1), 1, generator=gen)[:, 0]
@@ -132,7 +132,7 @@ def test_not_any_is_minus_t_log_of_the_probability_that_none_of_the_values_holds
 
 
 def test_fit_temperature_of_a_continuous_concept_is_the_likelihood_optimum_on_its_grid(gen):
-    from conceptebm.compose.calibrate import fit_temperature
+    from conceptebm.compose.calibrate import fit_classifier_temperature as fit_temperature
     from conceptebm.energies.ops import candidate_grid
 
     concept = Concept.continuous("position", 2)

@@ -93,7 +93,7 @@ def test_models_trained_with_another_step_size_are_rescaled_for_the_shared_step(
 
 
 def test_generate_runs_the_settings_it_is_given():
-    from conceptebm.compose.generate import generate
+    from conceptebm.compose.generate import generate_images
     from conceptebm.energies import Energy
     from conceptebm.infer import initial_samples, langevin
     from conceptebm.infer.settings import DEFAULT
@@ -103,7 +103,7 @@ def test_generate_runs_the_settings_it_is_given():
             return ((x - 0.7) ** 2).flatten(1).sum(1)  # (chains,)
 
     s = DEFAULT.replace(num_steps=3, step_size=0.1, noise_scale=0.01, init="uniform")
-    x = generate(Pull(), 4, s, (3, 8, 8), generator=torch.Generator().manual_seed(1))
+    x = generate_images(Pull(), 4, s, (3, 8, 8), generator=torch.Generator().manual_seed(1))
     g = torch.Generator().manual_seed(1)
     x0 = initial_samples((4, 3, 8, 8), init="uniform", bounds=(0.0, 1.0), generator=g)
     assert torch.equal(x, langevin(Pull(), x0, num_steps=3, step_size=0.1, noise_scale=0.01,
