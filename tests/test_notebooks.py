@@ -16,6 +16,7 @@ NEEDS = {
     "multiview_inference": ["position_multiview"],
     "composition_gallery": ["position", "color", "shape", "size", "judges"],
     "user_data": [],  # trains its own model on the foreign fixture
+    "posteriors": ["position_late"],
 }
 
 

@@ -151,7 +151,7 @@ def shipped_temperature(name: str, views=(1,), n: int = 100, points: int = 48,
             "fits": by_views, "dataset": dataset, "seed": seed, "n": n, "points": points,
             "level": first["level"],
             "command": f"python -m conceptebm.scenes.temperature {name} --views {vs} -n {n} "
-                       f"--write"}
+                       f"--points {points} --write"}
 
 
 def main(argv: list[str] | None = None) -> int:
