@@ -107,6 +107,7 @@ def run_continual(settings: ContinualSettings, *, command: str = "", progress: b
             metrics.update(_flat(f"ebm_selected.stage{k}", m, JUDGED[k]))
             metrics.update(_second_reading(f"ebm_selected.stage{k}", images, targets))
             fid("ebm_selected", images)
+            metrics.update(_shape_reads(f"ebm_selected.stage{k}", images, targets, judge))
             metrics[f"ebm_selected.stage{k}.power"] = chosen["power"]
             metrics[f"ebm_selected.stage{k}.steps"] = chosen["steps"]
             start = chosen["start"]
@@ -160,6 +161,7 @@ def run_continual(settings: ContinualSettings, *, command: str = "", progress: b
             metrics.update(_flat(f"{prefix}.stage{k}", m, JUDGED[k]))
             metrics.update(_second_reading(f"{prefix}.stage{k}", images, targets))
             fids[k](prefix, images)
+            metrics.update(_shape_reads(f"{prefix}.stage{k}", images, targets, judge))
             metrics[f"{prefix}.stage{k}.minutes"] = rec["minutes"]
             metrics[f"{prefix}.stage{k}.steps"] = rec["steps"]
             budget, chosen = rec.get("budget", {}), rec.get("selection", {}).get("chosen", {})
@@ -177,6 +179,30 @@ def run_continual(settings: ContinualSettings, *, command: str = "", progress: b
                 + f" ({rec['minutes']:.1f} min, {rec['steps']} steps)")
     metrics = {k: v for k, v in metrics.items() if v is not None}
     return ContinualResult(metrics=metrics, samples=samples, paths=paths)
+
+
+def _shape_reads(prefix: str, images: Tensor, targets: dict, judge) -> dict:
+    """How the judges read the shape of generations asked for each shape:
+    ``{prefix}.reads.<asked>.<read>`` (fractions over the generations asked for ``asked``;
+    ``read`` is any of the judges' shapes, or ``none`` when no object was found): whether a
+    generator follows the shape it is given, or draws one shape whatever it is asked."""
+    from conceptebm.datasets import scene_concepts
+    from conceptebm.evaluate.metrics import object_present
+
+    if "shape" not in targets:
+        return {}
+    values = scene_concepts()["shape"].values
+    with torch.no_grad():
+        read = judge.predict(images)["shape"]
+    present = object_present(images)
+    out = {}
+    for asked in sorted(set(targets["shape"].tolist())):
+        mask = targets["shape"] == asked
+        for i, name in enumerate(values):
+            out[f"{prefix}.reads.{values[asked]}.{name}"] = float(
+                ((read == i) & present)[mask].float().mean())
+        out[f"{prefix}.reads.{values[asked]}.none"] = float((~present[mask]).float().mean())
+    return out
 
 
 def _target_text(targets: dict, i: int) -> str:

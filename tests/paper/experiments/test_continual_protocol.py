@@ -112,6 +112,10 @@ def test_benchmark_quick_writes_the_keys(tmp_path):
         d = m[f"ebm_denoised.stage{k}.denoise_steps"]
         assert d in (0, 2) and m[f"ebm_denoised.stage{k}.valid.d{d}.fid"] == min(
             m[f"ebm_denoised.stage{k}.valid.d{c}.fid"] for c in (0, 2))
+    for asked in ("cube", "sphere"):  # how the judges read each asked-for shape: a partition
+        reads = [m[f"gan_paper.stage2.reads.{asked}.{r}"]
+                 for r in ("sphere", "cube", "cylinder", "none")]
+        assert min(reads) >= 0 and abs(sum(reads) - 1) < 1e-6, reads
     for model in ("gan", "gan_paper"):  # each GAN stage kept its best validation snapshot
         for k in (2, 3):
             assert m[f"{model}.stage{k}.selected_step"] >= 1
