@@ -55,10 +55,16 @@ def sampler_settings(sampler: Mapping | None) -> SamplerSettings:
 
 def generate(net: ConditionalEnergy, c: Tensor, sampler: Mapping | None = None, *,
              frozen: Sequence[ConditionalEnergy] = (), generator=None,
-             x0: Tensor | None = None) -> Tensor:
+             x0: Tensor | None = None,
+             image_shape: tuple[int, int, int] | None = None) -> Tensor:
     """Images ``(B, C, H, W)`` in the settings' bounds sampled from ``E(x | c)`` from fresh
     noise (or from ``x0``, to continue chains); ``c`` is ``(B, L)`` (with the ``frozen``
-    energies' encodings concatenated).
+    energies' encodings concatenated). The one generation path of a net and its labels: the
+    training loop's negatives (:func:`conceptebm.train.sample_images`) and every evaluation
+    run through it.
+
+    ``sampler``: the settings (``None``: the net's own ``.sampler``, else the default);
+    ``image_shape``: ``(C, H, W)`` for a net that does not say its image size.
 
     Example:
         >>> from conceptebm.energies.nets import ConvEnergyNet
@@ -67,11 +73,15 @@ def generate(net: ConditionalEnergy, c: Tensor, sampler: Mapping | None = None, 
         >>> x.shape, bool(((x >= 0) & (x <= 1)).all())
         (torch.Size([3, 3, 16, 16]), True)
     """
-    s = sampler_settings(sampler)
+    s = sampler_settings(sampler if sampler is not None else getattr(net, "sampler", None))
     if x0 is None:
-        shape = (c.shape[0], getattr(net, "channels", 3), net.image_size, net.image_size)
-        x0 = initial_samples(shape, init=s.init, bounds=s.bounds, generator=generator,
-                             device=c.device)  # (B, C, H, W)
+        if image_shape is None:
+            size = getattr(net, "image_size", None)
+            if size is None:
+                raise ValueError("pass x0 or image_shape: the net does not say its image size")
+            image_shape = (getattr(net, "channels", 3), size, size)
+        x0 = initial_samples((c.shape[0], *image_shape), init=s.init, bounds=s.bounds,
+                             generator=generator, device=c.device)  # (B, C, H, W)
     energy = conditioned_energy(net, c.to(x0), frozen)
     return langevin(energy, x0, num_steps=s.num_steps, step_size=s.step_size,
                     noise_scale=s.noise_scale, bounds=s.bounds, generator=generator,

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from conceptebm.energies import ConditionalEnergy, conditioned_energy, split_labels
-from conceptebm.infer import initial_samples, langevin
+from conceptebm.infer import initial_samples
 from conceptebm.infer.settings import IMAGE_BOUNDS, SamplerSettings
 
 __all__ = ["fresh_noise", "conditioned_energy", "sample_images", "split_labels",
@@ -84,21 +84,16 @@ def sample_images(net: ConditionalEnergy, c: Tensor, *, num_steps: int,
     """Run ``num_steps`` Langevin steps on E(x|c) from ``x0`` (or fresh noise); returns ``(B, C, H,
     W)`` in ``bounds`` ([0, 1]). ``c`` is ``(B, L)`` (concatenated with the frozen energies'
     labels). The sampler keywords are those of a :class:`~conceptebm.infer.SamplerSettings`:
-    ``sample_images(net, c, **settings)``."""
-    if x0 is None:
-        if image_shape is None:
-            size = getattr(net, "image_size", None)
-            channels = getattr(net, "channels", 3)
-            if size is None:
-                raise ValueError("pass x0 or image_shape: the net does not say its image size")
-            image_shape = (channels, size, size)
-        x0 = initial_samples((c.shape[0], *image_shape), init=init, bounds=bounds,
-                             generator=generator, device=c.device)  # (B, C, H, W)
-    energy = conditioned_energy(net, c.to(x0), frozen)
+    ``sample_images(net, c, **settings)``. It is :func:`conceptebm.evaluate.generate` (the one
+    generation path) with the weights' gradients off, as a training loop wants."""
+    from conceptebm.evaluate.quality import generate
+
+    settings = SamplerSettings(num_steps=num_steps, step_size=step_size,
+                               noise_scale=noise_scale, init=init, bounds=bounds,
+                               denoise_steps=denoise_steps)
     with weights_without_grad([net, *frozen]):  # the chain needs grad_x only
-        return langevin(energy, x0, num_steps=num_steps, step_size=step_size,
-                        noise_scale=noise_scale, bounds=bounds, generator=generator,
-                        denoise_steps=denoise_steps)
+        return generate(net, c, settings, frozen=frozen, generator=generator, x0=x0,
+                        image_shape=image_shape)
 
 
 @contextmanager
