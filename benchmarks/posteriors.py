@@ -50,7 +50,7 @@ def coverage_row(name: str, dataset: str, views: int, points: int, n: int, seed:
     sets, truth = scene_sets(dataset, n, views, seed, model.image_size)
     t = posterior_temperature(model, views=views)
     t0 = time.process_time()
-    g = grid_posterior(model, sets, points)  # T = 1; the energies are reused for T
+    g = grid_posterior(model, sets, points, temperature=1.0)  # energies reused for T
     at_t = coverage(model, sets, truth, t, posterior=g)
     at_1 = coverage(model, sets, truth, 1.0, posterior=g)
     return {"model": name, "views": views, "n": n, "points": points, "temperature": t,

@@ -20,3 +20,13 @@ def test_posteriors_quick(tmp_path, run_benchmark):
     s = res["sampler"]
     assert 0 <= s["coverage"] <= 1 and 0 <= s["flagged"] <= 1 and s["chains"] == 4
     assert res["command"].startswith("python benchmarks/posteriors.py --quick")
+
+
+def test_progress_bars_quick(tmp_path, run_benchmark):
+    out = tmp_path / "bars.json"
+    stdout = run_benchmark("progress_bars", "--quick", "--json", str(out))
+    assert "overhead" in stdout
+    res = json.loads(out.read_text())
+    assert res["with_bar_s"] > 0 and res["without_bar_s"] > 0
+    assert math.isfinite(res["overhead_percent"])  # no timing asserted on a shared machine
+    assert len(res["times"]["with"]) == res["repeats"] == 2

@@ -34,6 +34,10 @@ __all__ = ["ChainResult", "AdaptiveState", "run_chain", "langevin", "mala"]
 
 StepFn = Callable[[LangevinState, int], tuple[LangevinState, StepInfo]]
 
+#: The progress bar's statistics (mean energy, acceptance, step size) are read every this many
+#: steps: each read waits for the step (``.item()``), so reading every step would cost more.
+BAR_EVERY = 25
+
 
 class ChainResult(NamedTuple):
     """What a run returns besides the samples.
@@ -87,7 +91,7 @@ def run_chain(step_fn: StepFn, state, num_steps: int, *,
     every step's acceptance probability, accept decision and step size
     (``step_size_of(state, k)``, the size step ``k`` uses; NaN without it) in the result, the
     per-draw sampler statistics of :mod:`conceptebm.evaluate.posterior`. The bar (``progress``)
-    shows the mean energy, acceptance and step size every 10 steps.
+    shows the mean energy, acceptance and step size, read every :data:`BAR_EVERY` steps.
 
     Example:
         >>> from conceptebm.energies import Gaussian
@@ -110,10 +114,11 @@ def run_chain(step_fn: StepFn, state, num_steps: int, *,
         stats = (torch.empty(num_steps, chains, device=state.x.device),
                  torch.zeros(num_steps, chains, dtype=torch.bool, device=state.x.device),
                  torch.full((num_steps, chains), float("nan"), device=state.x.device))
-    bar = tqdm(range(num_steps), desc=desc, disable=not progress, leave=False)
+    bar = tqdm(range(num_steps), desc=desc, disable=not progress, leave=False, mininterval=0.5)
     for k in bar:
+        show = progress and k % BAR_EVERY == 0
         eps = step_size_of(state, k) if (step_size_of is not None and
-                                         (record_stats or progress)) else None
+                                         (record_stats or show)) else None
         state, info = step_fn(state, k)
         if stats is not None:
             stats[0][k] = info.accept_prob
@@ -132,12 +137,12 @@ def run_chain(step_fn: StepFn, state, num_steps: int, *,
         trace[k] = info.energy
         if keep_every and (k + 1) % keep_every == 0:
             kept.append(state.x.clone())
-        if progress and k % 10 == 0:
+        if show:  # drawn at tqdm's own pace (refresh=False): the bar costs < 2%
             post = {"energy": f"{info.energy.mean().item():.4g}",
                     "accept": f"{info.accept_prob.mean().item():.2f}"}
             if eps is not None:
                 post["step"] = f"{torch.as_tensor(eps).float().mean().item():.3g}"
-            bar.set_postfix(post)
+            bar.set_postfix(post, refresh=False)
     if trace is None:
         trace = state.x.new_zeros(0, chains)
     result = ChainResult(

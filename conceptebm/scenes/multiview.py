@@ -511,7 +511,8 @@ def _summarise(e: Tensor, grid: Tensor, n: int, level: float, t: float, dtype) -
 
 
 def grid_posterior(model, views: Tensor, points: int = 64, *, level: float = 0.9,
-                   temperature: float = 1.0, chunk_size: int = 4096, check_range: bool = True,
+                   temperature: float | None = None, chunk_size: int = 4096,
+                   check_range: bool = True,
                    event_dim: int = 3, progress: bool = False) -> GridPosterior:
     """The exact posterior of eq. 11 on a grid, for ``B`` multi-view sets at once.
 
@@ -519,6 +520,8 @@ def grid_posterior(model, views: Tensor, points: int = 64, *, level: float = 0.9
         views: ``(B, V, C, H, W)`` (or ``(B, V, *event)`` for non-image energies).
         points: grid points per coordinate (``points ** dim`` energies per view: keep
             ``dim <= 3``).
+        temperature: ``T`` of ``exp(-E / T)``; ``None``: the model's fitted one for this
+            count of views (:func:`posterior_temperature`), else 1.
 
     Intervals are equal-tailed quantiles of each coordinate's marginal, interpolated within
     grid cells (see ``_marginal_quantile``), so they are not limited to the grid spacing.
@@ -527,6 +530,8 @@ def grid_posterior(model, views: Tensor, points: int = 64, *, level: float = 0.9
     if concept.is_categorical or concept.dim > 3:
         raise ValueError(f"grid_posterior needs a continuous concept of dim <= 3, got "
                          f"{concept.name!r} ({concept.kind}, dim {concept.dim})")
+    if temperature is None:
+        temperature = posterior_temperature(model, views=views.shape[1])
     level, t = _check_level(level), _check_temperature(temperature)
     check_images(views, model, views=True, check_range=check_range, event_dim=event_dim)
     if int(points) != points or points < 2:

@@ -112,7 +112,8 @@ def fit_posterior_temperature(model, sets: Tensor, truth: Tensor, *, points: int
     """The temperature at which the grid posterior's ``level`` intervals cover ``truth`` at
     their level on these (validation) sets (:func:`~conceptebm.scenes.multiview.
     fit_temperature`), with the coverage and width it gives there."""
-    g = grid_posterior(model, sets, points, level=level, check_range=check_range,
+    g = grid_posterior(model, sets, points, level=level, temperature=1.0,
+                       check_range=check_range,
                        event_dim=event_dim)
     t = fit_temperature(g, truth)
     fit = coverage(model, sets, truth, t, level=level, posterior=g)
