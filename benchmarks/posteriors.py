@@ -84,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=None, help="test sets per row (100; quick 6)")
     p.add_argument("--seed", type=int, default=TEST_SEED, help="test scenes' seed")
+    p.add_argument("--models", nargs="+", default=None,
+                   help="only these models' rows (default: all)")
+    p.add_argument("--no-sampler", action="store_true", help="skip the sampler row")
     p.add_argument("--quick", action="store_true", help="tiny settings (the test runs this)")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     args = p.parse_args(argv)
@@ -94,16 +97,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'model':22s} {'views':>5s} {'T':>7s} {'coverage':>15s} {'width':>6s}   "
           f"{'at T=1':>15s} {'width':>6s}")
     for name, dataset, views, points in (QUICK_ROWS if args.quick else ROWS):
+        if args.models and name not in args.models:
+            continue
         m = n if dataset == "position" or args.quick else max(n // 2, 2)
         r = coverage_row(name, dataset, views, 12 if args.quick else points, m, args.seed)
         rows.append(r)
         print(f"{name:22s} {views:5d} {r['temperature']:7.3g} "
               f"{r['coverage']:7.3f} ± {r['se']:.3f} {r['width']:6.3f}   "
               f"{r['coverage_t1']:7.3f} ± {r['se_t1']:.3f} {r['width_t1']:6.3f}", flush=True)
-    s = sampler_row(n, args.seed, 30 if args.quick else 1000, 30 if args.quick else 500)
-    print(f"sampler (MALA, 4 chains, position_late, T {s['temperature']:.3g}): coverage "
-          f"{s['coverage']:.3f} ± {s['se']:.3f}, width {s['width']:.3f}, flagged "
-          f"{s['flagged']:.2f}, max R-hat {s['rhat_max']:.3f}, {s['seconds']:.0f} CPU s")
+    s = None
+    if not args.no_sampler:
+        s = sampler_row(n, args.seed, 30 if args.quick else 1000, 30 if args.quick else 500)
+        print(f"sampler (MALA, 4 chains, position_late, T {s['temperature']:.3g}): coverage "
+              f"{s['coverage']:.3f} ± {s['se']:.3f}, width {s['width']:.3f}, flagged "
+              f"{s['flagged']:.2f}, max R-hat {s['rhat_max']:.3f}, {s['seconds']:.0f} CPU s")
     out = {"rows": rows, "sampler": s,
            **{f"coverage_{r['model']}_v{r['views']}": r["coverage"] for r in rows},
            "settings": {"n": n, "seed": args.seed, "quick": args.quick, "level": 0.9},

@@ -95,3 +95,39 @@ def test_infer_uses_the_records_temperature_unless_told(late_copy, tmp_path, cap
     assert main(["infer", p, "--model", str(late_copy), "--posterior", *fast,
                  "--temperature", "2"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["posterior"]["temperature"] == 2.0
+
+
+def test_regrid_temperature_equals_a_grid_made_at_that_temperature():
+    from conceptebm.scenes import grid_posterior
+    from conceptebm.scenes.multiview import regrid_temperature
+
+    x, _ = _readings(2.0, n=5)
+    cold = grid_posterior(Reading(), x, 32, temperature=1.0, check_range=False, event_dim=1)
+    hot = grid_posterior(Reading(), x, 32, temperature=3.0, check_range=False, event_dim=1)
+    again = regrid_temperature(cold, 3.0)
+    torch.testing.assert_close(again.interval, hot.interval)
+    torch.testing.assert_close(again.probs, hot.probs)
+
+
+def test_over_dispersed_starts_flag_chains_in_separate_basins():
+    from conceptebm.scenes import multiview_posterior
+
+    class TwoBasins(ConditionalEnergy):
+        """Two equal wells at x = -0.5 and +0.5 (y = 0), far apart at T = 1."""
+
+        def __init__(self):
+            super().__init__(Concept.continuous("position", dim=2))
+
+        def energy(self, x, c):
+            d = torch.stack([((c - x) ** 2).sum(-1), ((c + x) ** 2).sum(-1)])
+            return d.min(0).values / (2 * 0.03 ** 2)
+
+    x = torch.tensor([[0.5, 0.0]], dtype=torch.float64)
+    near = multiview_posterior(TwoBasins(), x, num_samples=200, warmup_steps=200, seed=0,
+                               check_range=False, event_dim=1, chains=4)
+    far = multiview_posterior(TwoBasins(), x, num_samples=200, warmup_steps=200, seed=0,
+                              check_range=False, event_dim=1, chains=8, starts="grid")
+    # around the MAP: one basin, mixing well; over-dispersed: both basins, R-hat flags x
+    assert near.draws[..., 0].sign().unique().numel() == 1
+    assert far.draws[:, -1, 0].sign().unique().numel() == 2
+    assert any(w.startswith("position x: R-hat") for w in far.warnings), far.warnings
