@@ -572,9 +572,9 @@ def fit_temperature(posterior: GridPosterior, truth: Tensor, *, low: float = 1e-
     :func:`grid_posterior` of them, any temperature; its energies are reused, so this costs
     no network calls), then pass ``temperature=T`` to :func:`grid_posterior`,
     :func:`multiview_model` or :func:`multiview_posterior` for new sets. Per-coordinate
-    coverage grows with T (until the intervals span the box); a scan and bisection in
-    ``log T`` find the smallest T in ``[low, high]`` whose coverage reaches the level (a
-    boundary value means the target lies outside).
+    coverage grows with T (until the intervals span the box), noisily: a scan and bisection
+    in ``log T`` find the band of T where the empirical coverage crosses the level, and the
+    fit is its middle (a boundary value means the target lies outside ``[low, high]``).
     """
     if posterior.energies is None:
         raise ValueError("posterior carries no energies; make it with grid_posterior")
@@ -589,17 +589,28 @@ def fit_temperature(posterior: GridPosterior, truth: Tensor, *, low: float = 1e-
 
     # Coverage grows with T until the intervals span the box; beyond, a flat posterior's
     # intervals can exclude truths near the box's edges again, so coverage is not monotone
-    # at large T. A scan in log T finds the first T that reaches the level; bisection
-    # refines it between that point and the one before.
+    # at large T. With finitely many sets the empirical coverage is a noisy step function
+    # that crosses the level several times within a band of T: the first crossing alone is
+    # biased low (it picks the first upward fluctuation). A scan in log T (up to the peak
+    # coverage) finds the band: from the first T that reaches the level to the last T below
+    # it; each end is refined by bisection and the fit is the band's middle (in log T).
+    level = posterior.level
     scan = torch.linspace(math.log(low), math.log(high), 41).tolist()
-    hit = next((i for i, lt in enumerate(scan) if cover(math.exp(lt)) >= posterior.level),
-               None)
-    if hit is None:
+    covs = [cover(math.exp(lt)) for lt in scan]
+    peak = max(range(len(covs)), key=lambda i: (covs[i], -i))
+    first = next((i for i in range(peak + 1) if covs[i] >= level), None)
+    if first is None:
         return float(high)
-    if hit == 0:
+    if first == 0:
         return float(low)
-    lo, hi = scan[hit - 1], scan[hit]
-    for _ in range(int(iters)):
-        mid = (lo + hi) / 2
-        lo, hi = (lo, mid) if cover(math.exp(mid)) >= posterior.level else (mid, hi)
-    return float(math.exp(hi))
+    last_miss = max(i for i in range(peak + 1) if covs[i] < level)
+
+    def crossing(lo: float, hi: float) -> float:  # cover(lo) < level <= cover(hi)
+        for _ in range(int(iters)):
+            mid = (lo + hi) / 2
+            lo, hi = (lo, mid) if cover(math.exp(mid)) >= level else (mid, hi)
+        return hi
+
+    lower = crossing(scan[first - 1], scan[first])
+    upper = crossing(scan[last_miss], scan[last_miss + 1]) if last_miss > first else lower
+    return float(math.exp((lower + upper) / 2))
