@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import re
-import sys
 from pathlib import Path
 
 __all__ = ["add_data_options", "data_words", "training_data", "report_test", "test_option",
@@ -147,171 +146,34 @@ def data_words(args: argparse.Namespace) -> list[str]:
     return words
 
 
-def _rows(dataset, items) -> dict:
-    """Which items of --data a split holds: their files (a folder) or their indices."""
-    if getattr(dataset, "files", None) is not None:
-        return {"files": [dataset.files[i] for i in items]}
-    return {"indices": list(items)}
+def folder_spec(args: argparse.Namespace):
+    """The :class:`~conceptebm.train.folder.FolderSpec` the ``--data`` options name."""
+    from conceptebm.train.folder import FolderSpec
 
-
-def _split(ds, size, seed: int, what: str):
-    """``(rest, part, part's item indices)``: a seeded count / fraction of ``ds`` (see
-    :func:`~conceptebm.datasets.split_holdout`), with the option's name in its errors."""
-    import torch
-
-    from conceptebm.datasets.user import split_holdout
-
-    try:
-        rest, part = split_holdout(ds, size, seed=seed)
-    except ValueError as err:
-        raise ValueError(f"{what} {size:g}: {err}") from None
-    perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed)).tolist()
-    return rest, part, sorted(perm[:len(part)])
-
-
-def _test_set(args, ds, concept: str, seed: int):
-    """``(data left for training and validation, its indices in ds, test set, record)``."""
-    from conceptebm.datasets.user import load_images
-
-    spec = getattr(args, "test", None)
-    if spec is None:
-        return ds, list(range(len(ds))), None, None
-    if not isinstance(spec, str):  # a seeded part of --data, drawn before the held-out split
-        rest, test, items = _split(ds, spec, seed, "--test")
-        if len(rest) < 2:
-            raise ValueError(f"--test {spec:g} leaves {len(rest)} of {len(ds)} images for "
-                             "training and the held-out split; set aside fewer (e.g. --test "
-                             "0.2)")
-        kept = sorted(set(range(len(ds))) - set(items))
-        return rest, kept, test, {"source": f"{spec:g} of --data (seed {seed})",
-                                  "size": len(test), **_rows(ds, items)}
-    if Path(spec).resolve() == Path(args.data).resolve():
-        raise ValueError(f"--test {spec} is the training data (--data); name a folder or .npz "
-                         "of other images, or a count / fraction of --data (e.g. --test 0.2)")
-    # the trained concept as the run knows it: a category it never saw, or a value outside a
-    # declared or built-in range, is refused here; a range inferred from --data only warns
-    trained = ds.concepts[concept]
-    inferred_range = concept in ds.inferred and not trained.is_categorical
-    try:
-        test = load_images(spec, concepts=None if inferred_range else {concept: trained},
-                           columns=args.columns, infer=True,
-                           resize=getattr(args, "resize", None))
-    except ValueError as err:
-        raise ValueError(f"--test {spec}: {err}") from None
-    if inferred_range and concept in test.labels:
-        v = test.labels[concept]
-        outside = int(((v < trained.low) | (v > trained.high)).any(-1).sum())
-        if outside:
-            print(f"[train] note: {outside} of {len(test)} --test images have a {concept} "
-                  f"outside the range inferred from --data ({trained.low:g}..{trained.high:g})"
-                  "; the model answers within that range")
-    if concept not in test.labels:
-        raise ValueError(f"--test {spec}: no {concept!r} label (its labels: "
-                         f"{', '.join(test.labels) or 'none'}); label the test images like "
-                         "--data")
-    if test.image_size != ds.image_size or test.images.shape[-2] != ds.images.shape[-2]:
-        raise ValueError(f"--test {spec}: its images are {test.images.shape[-1]}x"
-                         f"{test.images.shape[-2]} but those of --data are {ds.image_size}x"
-                         f"{ds.images.shape[-2]}; give both one size")
-    seen = {bytes(x.numpy().tobytes()) for x in ds.images}
-    same = sum(bytes(x.numpy().tobytes()) in seen for x in test.images)
-    if same:
-        print(f"[train] note: {same} of {len(test)} --test images are pixel for pixel images "
-              "of --data; a test split should hold images the run never sees")
-    return ds, list(range(len(ds))), test, {"source": str(spec), "size": len(test),
-                                            **_rows(test, range(len(test)))}
+    return FolderSpec(args.data, tuple(args.columns) if args.columns else None,
+                      args.concepts_file, args.holdout, getattr(args, "test", None),
+                      getattr(args, "resize", None))
 
 
 def training_data(args: argparse.Namespace, config, explicit: dict | None = None,
                   say=print):
-    """``(config, train_set, held_out_set, record)`` for ``--data``; ``ValueError`` names the
-    problem. ``record`` is what the run keeps in ``data.json`` (the caller writes it once the
-    run is accepted, so a refused run leaves its folder as it was); ``say`` prints the summary
-    and the warnings (rank 0 only under DDP).
+    """``(config, train_set, held_out_set, record)`` for ``--data``
+    (:func:`conceptebm.train.folder.folder_data`); ``ValueError`` names the problem. The test
+    split, if any, is kept on ``args`` for :func:`report_test`."""
+    from conceptebm.train.folder import folder_data
 
-    ``config.image_size`` follows the images unless ``--image-size`` was given.
-    """
-    import torch
-
-    from conceptebm.datasets.user import load_images, read_concepts, split_holdout
-
-    declared = read_concepts(args.concepts_file) if args.concepts_file else None
-    ds = load_images(args.data, concepts=declared, columns=args.columns, infer=True,
-                     resize=getattr(args, "resize", None))
-    if config.concept not in ds.concepts:
-        raise ValueError(f"--concept {config.concept!r} is not a label of {args.data}; its "
-                         f"labels: {', '.join(ds.concepts)} (map columns with --columns "
-                         f"{config.concept}=a,b)")
-    if "image_size" not in (explicit or {}) and config.image_size != ds.image_size:
-        config = config.replace(image_size=ds.image_size)
-    if config.image_size != ds.image_size:
-        raise ValueError(f"--image-size {config.image_size} but the images of {args.data} are "
-                         f"{ds.image_size}x{ds.image_size}; drop --image-size")
-    spec = getattr(args, "test", None)
-    rest, kept, test, test_record = _test_set(args, ds, config.concept, config.seed)
-    try:
-        train_set, held = split_holdout(rest, args.holdout, seed=config.seed)
-    except ValueError as err:
-        shown = "(default)" if args.holdout is None else f"{args.holdout:g}"
-        raise ValueError(f"--holdout {shown}: {err}" + (
-            f" (of the {len(rest)} images left after the {len(test)} of --test)"
-            if test is not None else "")) from None
-    perm = torch.randperm(len(rest), generator=torch.Generator().manual_seed(config.seed))
-    held_items = sorted(kept[i] for i in perm[:len(held)].tolist())
-    train_items = sorted(set(kept) - set(held_items))
-    from conceptebm.datasets.user import check_training_labels
-
-    warnings = ds.warnings + check_training_labels(train_set, held, config.concept)
-    say(f"[train] {args.data}: {len(ds)} images of {ds.image_size}x{ds.image_size}, "
-        f"{len(held)} held out (seed {config.seed})")
-    for line in warnings:
-        say(f"warning: {line}", file=sys.stderr)
-    for line in ds.describe():
-        say(f"[train]   {line}")
-    if test is not None:
-        say(f"[train] test split: {len(test)} images from {test_record['source']}, read "
-            "once after training (never used to choose a checkpoint)")
-    record = (
-        {"data": str(args.data), "columns": args.columns, "concepts_file": args.concepts_file,
-         "holdout": len(held), "split_seed": config.seed, "train": len(train_set),
-         **ds.info(),
-         # which items each split holds; the held-out ones alone choose the checkpoint
-         "holdout_items": _rows(ds, held_items), "train_items": _rows(ds, train_items),
-         "test_arg": (None if spec is None else spec if isinstance(spec, str)
-                      else f"{spec:g}"),
-         "test": test_record, "resize": getattr(args, "resize", None)})
-    args.test_set = test
-    return config, train_set, held, record
+    data = folder_data(folder_spec(args), config,
+                       fit_image_size="image_size" not in (explicit or {}), say=say)
+    args.test_set = data.test_set
+    return data.config, data.train_set, data.held_out, data.record
 
 
 def report_test(args, result) -> dict | None:
-    """After training: score ``best.safetensors`` (else the last weights) once on the
-    ``--test`` split (MAP inference, as the held-out split was scored); print it and write
-    ``RUN/test.json``. ``None`` when no test split was named."""
-    test = getattr(args, "test_set", None)
-    if test is None:
-        return None
-    from conceptebm.checkpoints import load_energy
-    from conceptebm.evaluate.heldout_map import heldout_map_metrics
+    """After training: the ``--test`` split read once (:func:`conceptebm.train.folder.
+    score_test`: ``RUN/test.json``); ``None`` when no test split was named."""
+    from conceptebm.train.folder import score_test
 
-    out = Path(result.out_dir)
-    best = out / "best.safetensors"
-    net = load_energy(best) if best.is_file() else result.eval_net
-    name = net.concept.name
-    metrics = heldout_map_metrics(net, test.images, test.labels[name])
-    record = {"split": "test", "read": "once, after training; not used for any choice",
-              "checkpoint": best.name if best.is_file() else "last weights",
-              "best_iteration": result.best_iteration, "size": len(test),
-              "source": json.loads((out / "data.json").read_text())["test"]["source"],
-              "metrics": {k: {"value": m.value, "stderr": m.stderr}
-                          for k, m in metrics.items()}}
-    from conceptebm.checkpoints import atomic_write_text
-
-    atomic_write_text(out / "test.json", json.dumps(record, indent=1))
-    shown = ", ".join(f"{k} {m.value:.4f} ± {m.stderr:.4f}" for k, m in metrics.items())
-    print(f"test split ({len(test)} images, read once after training, not used for "
-          f"selection): {shown}; in {out / 'test.json'}")
-    return record
+    return score_test(result, getattr(args, "test_set", None))
 
 
 EACH_MANIFEST = ".conceptebm-each.json"  # the files an --each run wrote in its folder

@@ -23,6 +23,7 @@ from conceptebm.train.config import (
     smoke_config,
 )
 from conceptebm.train.continual import freeze, load_frozen, match_steps
+from conceptebm.train.folder import FolderSpec, folder_data, train_on_folder
 from conceptebm.train.loop import TrainingDiverged, TrainResult, lr_at, train, training_seed
 from conceptebm.train.loss import (
     cd_loss,
@@ -44,6 +45,9 @@ from conceptebm.train.sampling import conditioned_energy, fresh_noise, sample_im
 
 __all__ = [
     "train",
+    "train_on_folder",
+    "FolderSpec",
+    "folder_data",
     "TrainConfig",
     "smoke_config",
     "make_config",
