@@ -73,3 +73,17 @@ def test_a_name_that_meant_two_things_was_renamed_and_its_old_spelling_warns(mod
                                                 rf"{module}\.{new}"):
         assert getattr(mod, old) is getattr(mod, new)
     assert old not in mod.__all__ and new in mod.__all__
+
+
+@pytest.mark.parametrize("package", ["conceptebm.infer", "conceptebm.evaluate", "conceptebm.scenes",
+                                     "conceptebm.datasets", "conceptebm.train",
+                                     "conceptebm.energies"])
+def test_each_package_lists_about_twenty_names_that_all_resolve(package):
+    import warnings
+
+    mod = importlib.import_module(package)
+    assert 10 <= len(mod.__all__) <= 26 and len(set(mod.__all__)) == len(mod.__all__)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a listed name is never a deprecated one
+        for name in mod.__all__:
+            getattr(mod, name)

@@ -41,10 +41,22 @@ from conceptebm.datasets.user import (
     split_holdout,
 )
 
+#: What a user needs; the rest stays importable from its module.
 __all__ = [
-    "make_dataset", "DATASETS", "SceneDataset", "MultiViewDataset", "SceneSpec", "Scene",
-    "render", "project", "scene_concepts", "LABEL_DOCS", "PALETTE", "SHAPES", "SIZE_RANGE",
-    "DEFAULT_VIEW", "DEFAULT_LIGHT", "LabelledImages", "load_images", "save_npz",
-    "save_folder", "split_holdout", "parse_columns", "read_concepts", "concept_from_values",
-    "read_image", "ImageError",
+    "make_dataset",
+    "DATASETS",
+    "SceneDataset",
+    "MultiViewDataset",
+    "render",
+    "scene_concepts",
+    "PALETTE",
+    "SHAPES",
+    "LabelledImages",
+    "load_images",
+    "save_folder",
+    "save_npz",
+    "split_holdout",
+    "read_concepts",
+    "read_image",
+    "ImageError",
 ]

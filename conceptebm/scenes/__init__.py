@@ -40,32 +40,26 @@ from conceptebm.scenes.plots import (
     show_image,
 )
 
+#: What a user needs; the rest stays importable from its module.
 __all__ = [
     "infer_concept",
     "ConceptEstimate",
     "check_estimates",
-    "EstimateCheck",
-    "check_images",
     "scene_energy_maps",
     "energy_basins",
     "refine_basins",
     "locate_objects",
     "match_objects",
-    "map_correlation",
     "Basins",
     "multiview_model",
     "multiview_posterior",
     "multiview_posteriors",
     "posterior_temperature",
-    "coordinate_names",
     "Posterior",
     "grid_posterior",
     "GridPosterior",
-    "equal_tailed_interval",
     "fit_temperature",
     "interval_coverage",
-    "show_image",
     "plot_energy_map",
-    "plot_energy_curve",
     "image_and_map_figure",
 ]

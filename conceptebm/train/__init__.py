@@ -43,38 +43,24 @@ from conceptebm.train.objective import (
 )
 from conceptebm.train.sampling import conditioned_energy, fresh_noise, sample_images
 
+#: What a user needs; the rest stays importable from its module.
 __all__ = [
     "train",
     "train_on_folder",
     "FolderSpec",
     "folder_data",
     "TrainConfig",
-    "smoke_config",
     "make_config",
+    "smoke_config",
     "CONTRASTIVE_RECIPE",
     "TrainResult",
     "TrainingDiverged",
-    "lr_at",
-    "training_seed",
-    "LABEL_POLICIES",
     "ReplayBuffer",
+    "make_objective",
     "CDObjective",
     "ContrastiveObjective",
-    "Objective",
     "LossTerm",
-    "Sum",
-    "OBJECTIVES",
-    "make_objective",
-    "near_values",
-    "cd_loss",
-    "concept_contrastive_loss",
-    "image_contrastive_loss",
-    "wrong_concept_values",
-    "freeze",
     "load_frozen",
-    "match_steps",
-    "conditioned_energy",
-    "fresh_noise",
     "sample_images",
 ]
 
