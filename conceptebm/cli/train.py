@@ -277,8 +277,7 @@ def command_line(args: argparse.Namespace) -> str:
 def _main(args: argparse.Namespace) -> int:
     import torch
 
-    from conceptebm.checkpoints import atomic_write_text
-    from conceptebm.checkpoints import CheckpointError
+    from conceptebm.checkpoints import CheckpointError, atomic_write_text
     from conceptebm.train.loop import TrainingDiverged, TrainingInterrupted, train
     from conceptebm.train.rundir import append_line
 

@@ -236,8 +236,8 @@ class NotAny(_ClassifierNegation):
     sampler leaves the data), it is bounded below; and several excluded values of one concept
     enter together, as the probability that none of them holds (``NotAny(color, 7 colours)``
     leaves the eighth). ``T``: the classifier's temperature, fitted on labelled images by
-    :func:`conceptebm.compose.calibrate.fit_classifier_temperature`. Not grounded: AND it with another
-    concept.
+    :func:`conceptebm.compose.calibrate.fit_classifier_temperature`. Not grounded: AND it with
+    another concept.
 
     ``closed_world=True`` reads "none of S" as "one of the values left" (the concept takes one
     of its K values): ``-T * logsumexp_{v not in S}(-E(x | v) / T)``, the disjunction (eq. 7
