@@ -57,12 +57,19 @@ class DecoderConfig:
     hidden: int = 64  # width of the MLP that embeds (c, z)
     iterations: int = 3000  # Adam updates
     batch_size: int = 64  # real images per update
-    lr: float = 1e-3  # Adam learning rate, cosine-decayed to lr * 0.1
+    lr: float = 1e-3  # Adam learning rate, cosine-decayed to lr * 0.1 (over the iterations,
+    # or over the CPU budget when cpu_time_limit_min is set, whichever ends first)
     seed: int = 0  # seeds the initial weights, the batch order and the noise
     time_limit_min: float | None = None  # stop early (with a checkpoint) after this long
+    cpu_time_limit_min: float | None = None  # stop after this much CPU time of the process
+    # (a budget that does not depend on what else the machine runs)
+    eval_every: int = 0  # score the validation MSE every this many updates and keep the best
+    # weights (0: keep the last; needs train_decoder(eval_dataset=...))
+    eval_samples: int = 256  # validation images scored each time (the first of the set)
 
     def __post_init__(self) -> None:
-        for name in ("image_size", "width", "hidden", "iterations", "batch_size"):
+        for name in ("image_size", "width", "hidden", "iterations", "batch_size",
+                     "eval_samples"):
             v = getattr(self, name)
             if int(v) != v or v < 1:
                 raise ValueError(f"DecoderConfig.{name} must be an integer >= 1, got {v!r}")
@@ -72,11 +79,15 @@ class DecoderConfig:
         if int(self.noise_dim) != self.noise_dim or self.noise_dim < 0:
             raise ValueError(f"DecoderConfig.noise_dim must be an integer >= 0, got "
                              f"{self.noise_dim!r}")
+        if int(self.eval_every) != self.eval_every or self.eval_every < 0:
+            raise ValueError(f"DecoderConfig.eval_every must be an integer >= 0, got "
+                             f"{self.eval_every!r}")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"DecoderConfig.lr must be a finite number > 0, got {self.lr!r}")
-        if self.time_limit_min is not None and not self.time_limit_min > 0:
-            raise ValueError(f"DecoderConfig.time_limit_min must be None or > 0, got "
-                             f"{self.time_limit_min!r}")
+        for name in ("time_limit_min", "cpu_time_limit_min"):
+            v = getattr(self, name)
+            if v is not None and not v > 0:
+                raise ValueError(f"DecoderConfig.{name} must be None or > 0, got {v!r}")
         if not self.concepts:
             raise ValueError("DecoderConfig.concepts must name at least one concept, got ()")
         object.__setattr__(self, "concepts", tuple(self.concepts))
@@ -172,10 +183,23 @@ def decoder_labels(labels: dict, names: Sequence[str]) -> Tensor:
 
 @dataclass
 class DecoderResult:
-    decoder: ConceptDecoder
+    decoder: ConceptDecoder  # the weights written: the best on validation, else the last
     losses: list[float]  # MSE of each update
     minutes: float
-    stopped: str  # "done" or "time limit"
+    stopped: str  # "done", "time limit" or "cpu time limit"
+    evals: list[tuple[int, float]] = dataclasses.field(default_factory=list)  # (updates,
+    # validation MSE) at each evaluation
+    best_iteration: int | None = None  # updates behind the written weights (None: the last)
+    cpu_minutes: float | None = None  # CPU time of the process while training
+
+
+@torch.no_grad()
+def _validation_mse(dec: ConceptDecoder, images: Tensor, c: Tensor, z: Tensor | None) -> float:
+    dec.eval()
+    err = sum(float(((dec(c[i:i + 256], None if z is None else z[i:i + 256])
+                      - images[i:i + 256]) ** 2).sum()) for i in range(0, len(c), 256))
+    dec.train()
+    return err / images.numel()
 
 
 def _build(config: DecoderConfig, concepts: dict) -> ConceptDecoder:
@@ -188,19 +212,46 @@ def _build(config: DecoderConfig, concepts: dict) -> ConceptDecoder:
 
 
 def train_decoder(config: DecoderConfig, dataset, path: str | Path, *,
-                  extra_meta: dict | None = None) -> DecoderResult:
+                  eval_dataset=None, extra_meta: dict | None = None) -> DecoderResult:
     """Fit the decoder to ``dataset`` (``.concepts`` and ``.batch(indices) -> (images,
-    labels)``) by mean squared error; write a safetensors checkpoint at ``path``."""
-    t0 = time.time()
+    labels)``) by mean squared error; write a safetensors checkpoint at ``path``.
+
+    With ``config.eval_every`` and an ``eval_dataset`` (held-out scenes of the training
+    distribution), the validation MSE of its first ``eval_samples`` images (fixed noise) is
+    measured every ``eval_every`` updates and at the end, and the best weights are written:
+    the decoder's own checkpoint selection, as each EBM's training picks its best snapshot."""
+    t0, c0 = time.time(), time.process_time()
     gen = torch.Generator().manual_seed(config.seed)
     with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
         torch.manual_seed(config.seed)
         dec = _build(config, dataset.concepts)
     opt = torch.optim.Adam(dec.parameters(), lr=config.lr)
     losses, stopped = [], "done"
+    evals, best = [], None  # best: (mse, updates, state)
+    val = None
+    if config.eval_every and eval_dataset is not None:
+        m = min(config.eval_samples, len(eval_dataset))
+        images, labels = eval_dataset.batch(range(m))
+        z = (torch.randn(m, config.noise_dim, generator=torch.Generator().manual_seed(
+            config.seed + 1)) if config.noise_dim else None)
+        val = (images, decoder_labels(labels, config.concepts), z)
+
+    def evaluate(updates: int) -> None:
+        nonlocal best
+        mse = _validation_mse(dec, *val)
+        evals.append((updates, mse))
+        if best is None or mse < best[0]:
+            best = (mse, updates, {k: v.detach().clone() for k, v in dec.state_dict().items()})
+
     for it in range(config.iterations):
-        lr = warmup_cosine(it, peak=config.lr, floor=config.lr * 0.1,
-                           decay_steps=max(config.iterations - 1, 1))
+        if config.cpu_time_limit_min:  # the cosine follows the CPU budget spent
+            spent = (time.process_time() - c0) / (60 * config.cpu_time_limit_min)
+            progress = max(it / max(config.iterations - 1, 1), min(spent, 1.0))
+            lr = warmup_cosine(int(progress * 10_000), peak=config.lr, floor=config.lr * 0.1,
+                               decay_steps=10_000)
+        else:
+            lr = warmup_cosine(it, peak=config.lr, floor=config.lr * 0.1,
+                               decay_steps=max(config.iterations - 1, 1))
         for group in opt.param_groups:
             group["lr"] = lr
         idx = torch.randint(len(dataset), (config.batch_size,), generator=gen)
@@ -211,16 +262,31 @@ def train_decoder(config: DecoderConfig, dataset, path: str | Path, *,
         loss.backward()
         opt.step()
         losses.append(loss.item())
+        if val is not None and (it + 1) % config.eval_every == 0:
+            evaluate(it + 1)
         if config.time_limit_min and time.time() - t0 > 60 * config.time_limit_min:
             stopped = "time limit"
             break
-    minutes = (time.time() - t0) / 60
-    meta = {"decoder": config.to_dict(),
+        if config.cpu_time_limit_min and \
+                time.process_time() - c0 > 60 * config.cpu_time_limit_min:
+            stopped = "cpu time limit"
+            break
+    if val is not None and (not evals or evals[-1][0] != len(losses)):
+        evaluate(len(losses))
+    best_iteration = None
+    if best is not None:
+        dec.load_state_dict(best[2])
+        best_iteration = best[1]
+    minutes, cpu_minutes = (time.time() - t0) / 60, (time.process_time() - c0) / 60
+    meta = {"decoder": config.to_dict(), "cpu_minutes": cpu_minutes,
             "concepts": {n: dataset.concepts[n].to_dict() for n in config.concepts},
             "iteration": len(losses), "minutes": minutes, "stopped": stopped,
-            "final_mse": sum(losses[-50:]) / len(losses[-50:]), **(extra_meta or {})}
+            "final_mse": sum(losses[-50:]) / len(losses[-50:]),
+            "best_iteration": best_iteration,
+            "validation_mse": [[u, m] for u, m in evals], **(extra_meta or {})}
     save_checkpoint(Path(path), {"model": dec.state_dict()}, meta)
-    return DecoderResult(dec.eval(), losses, minutes, stopped)
+    return DecoderResult(dec.eval(), losses, minutes, stopped, evals, best_iteration,
+                         cpu_minutes)
 
 
 def load_decoder(path: str | Path) -> ConceptDecoder:

@@ -4,6 +4,8 @@ checkpoint round-trips, and bad settings are refused with the setting's name."""
 import pytest
 import torch
 
+from conceptebm.checkpoints import CheckpointError, save_checkpoint
+from conceptebm.datasets import make_dataset, scene_concepts
 from paper.baselines.decoder import (
     ConceptDecoder,
     DecoderConfig,
@@ -11,8 +13,6 @@ from paper.baselines.decoder import (
     load_decoder,
     train_decoder,
 )
-from conceptebm.checkpoints import CheckpointError, save_checkpoint
-from conceptebm.datasets import make_dataset, scene_concepts
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +59,31 @@ def test_refuses_bad_settings_and_inputs(tmp_path):
     save_checkpoint(tmp_path / "ebm.safetensors", {"model": {"w": torch.zeros(1)}}, {"net": {}})
     with pytest.raises(CheckpointError, match="not a decoder checkpoint"):
         load_decoder(tmp_path / "ebm.safetensors")
+
+
+def test_validation_selection_keeps_the_best_weights(tiny_set, tmp_path):
+    held = make_dataset("cross_product", size=16, seed=9, fraction=0.1, split="train")
+    cfg = DecoderConfig(width=4, hidden=8, iterations=30, batch_size=8, lr=3e-3, eval_every=10,
+                        eval_samples=16)
+    result = train_decoder(cfg, tiny_set, tmp_path / "d.safetensors", eval_dataset=held)
+    assert [u for u, _ in result.evals] == [10, 20, 30]
+    best_u, best_mse = min(result.evals, key=lambda e: e[1])
+    assert result.best_iteration == best_u
+    dec = load_decoder(tmp_path / "d.safetensors")
+    x, labels = held.batch(range(16))
+    z = torch.randn(16, cfg.noise_dim, generator=torch.Generator().manual_seed(cfg.seed + 1))
+    with torch.no_grad():
+        mse = float(((dec(decoder_labels(labels, cfg.concepts), z) - x) ** 2).mean())
+    assert abs(mse - best_mse) < 1e-5  # the written weights are the best ones
+    with pytest.raises(ValueError, match="eval_every"):
+        DecoderConfig(eval_every=-1)
+
+
+def test_a_cpu_budget_stops_the_training(tiny_set, tmp_path):
+    cfg = DecoderConfig(width=4, hidden=8, iterations=100_000, batch_size=8,
+                        cpu_time_limit_min=0.02)
+    result = train_decoder(cfg, tiny_set, tmp_path / "d.safetensors")
+    assert result.stopped == "cpu time limit" and len(result.losses) < 100_000
+    assert result.cpu_minutes >= 0.02
+    with pytest.raises(ValueError, match="cpu_time_limit_min"):
+        DecoderConfig(cpu_time_limit_min=0)
