@@ -490,7 +490,8 @@ def _train(config: TrainConfig, ctx, stop: _StopSignals, *, dataset, eval_datase
                 scores.append(selection_score(metrics, concept))
             if config.eval_inference or not judging:
                 inferred = inference_quality(eval_net, eval_images, eval_targets,
-                                             grid=config.eval_grid, steps=30)
+                                             grid=config.eval_grid,
+                                             steps=config.eval_map_steps)
                 metrics.update({f"inference_{k}": m for k, m in inferred.items()})
                 scores.append(selection_score(inferred, concept))
             score = sum(scores) / len(scores)  # the mean of both when both are scored
