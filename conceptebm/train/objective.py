@@ -47,7 +47,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from conceptebm.energies.base import ConditionalEnergy
-from conceptebm.infer.settings import IMAGE_BOUNDS
+from conceptebm.infer.settings import DEFAULT, IMAGE_BOUNDS
 from conceptebm.train.config import OBJECTIVES
 from conceptebm.train.loss import concept_contrastive_loss, image_contrastive_loss, same_value
 
@@ -369,7 +369,8 @@ class CDObjective(Objective):
     def __init__(self, net: ConditionalEnergy, *, l2: float = 0.1, kl_weight: float = 0.0,
                  contrastive_weight: float = 0.0, contrastive_temperature: float = 0.01,
                  image_contrastive_weight: float = 0.0, image_negatives: int = 7,
-                 step_size: float = 100.0, bounds: tuple[float, float] = IMAGE_BOUNDS):
+                 step_size: float = DEFAULT.step_size,
+                 bounds: tuple[float, float] = IMAGE_BOUNDS):
         t = contrastive_temperature
         terms = [CDTerm(), L2Term(l2, ("pos", "neg"))]
         if contrastive_weight > 0:

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from conceptebm.energies import ConditionalEnergy, conditioned_energy, split_labels
 from conceptebm.infer import initial_samples
-from conceptebm.infer.settings import IMAGE_BOUNDS, SamplerSettings
+from conceptebm.infer.settings import DEFAULT, IMAGE_BOUNDS, SamplerSettings
 
 __all__ = ["fresh_noise", "conditioned_energy", "sample_images", "split_labels",
            "training_settings", "eval_settings", "weights_without_grad"]
@@ -75,8 +75,8 @@ def fresh_noise(shape: tuple[int, ...], init: str = "smooth", *, generator=None,
 
 
 def sample_images(net: ConditionalEnergy, c: Tensor, *, num_steps: int,
-                  step_size: float = 100.0,
-                  noise_scale: float = 0.005, init: str = "smooth",
+                  step_size: float = DEFAULT.step_size,
+                  noise_scale: float = DEFAULT.noise_scale, init: str = DEFAULT.init,
                   bounds: tuple[float, float] = IMAGE_BOUNDS, x0: Tensor | None = None,
                   image_shape: tuple[int, int, int] | None = None,
                   frozen: Sequence[ConditionalEnergy] = (), generator=None,
