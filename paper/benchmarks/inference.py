@@ -46,7 +46,7 @@ from conceptebm.evaluate import (
     mean_absolute_error,
     position_accuracy,
 )
-from conceptebm.infer import (
+from conceptebm.scenes import (
     grid_posterior,
     infer_concept,
     locate_objects,
