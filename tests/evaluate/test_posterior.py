@@ -140,3 +140,18 @@ def test_without_arviz_one_line_says_how_to_install(monkeypatch):
     assert post.diagnostics["source"].startswith("pyro")
     with pytest.raises(ArvizMissing):
         post.to_arviz()
+
+
+def test_nuts_progress_bar_shows_divergences():
+    import pyro
+    import pyro.distributions as dist
+
+    from conceptebm.infer.pyro import energy_factor, nuts_posterior
+
+    def model():
+        c = pyro.sample("c", dist.Uniform(-1., 1.).expand([2]).to_event(1))
+        energy_factor("ebm", Gaussian(torch.tensor([0.3, -0.2]), 0.1), c, event_dim=1)
+
+    mcmc = nuts_posterior(model, num_samples=10, warmup_steps=10)
+    shown = mcmc.kernel.logging()
+    assert {"step size", "acc. prob", "div."} <= set(shown) and shown["div."] >= 0

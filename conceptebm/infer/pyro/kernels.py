@@ -355,7 +355,8 @@ class StatsNUTS(NUTS):
     Pyro's running mean), ``diverging`` (Pyro counts divergences after warm-up only, so
     warm-up entries are ``False``), ``tree_depth`` (the number of trajectory doublings) and
     ``potential_energy`` (Pyro's potential at the draw: the unconstrained space's, the
-    Jacobian of the box transform included). The chain itself is Pyro's, unchanged.
+    Jacobian of the box transform included). The chain itself is Pyro's, unchanged; its
+    progress bar (``progress=True``) shows the step size, acceptance and divergences.
     """
 
     STATS = ("step_size", "acceptance_rate", "diverging", "tree_depth", "potential_energy")
@@ -370,6 +371,12 @@ class StatsNUTS(NUTS):
         self._depth = max(self._depth, int(tree_depth) + 1)
         return super()._build_tree(z, r, z_grads, log_slice, direction, tree_depth,
                                    energy_current)
+
+    def logging(self):
+        """Pyro's progress bar: step size, mean acceptance, and divergences so far."""
+        out = super().logging()
+        out["div."] = len(self._divergences)
+        return out
 
     def sample(self, params):
         self._depth, eps = 0, float(self.step_size)
