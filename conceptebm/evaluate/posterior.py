@@ -37,7 +37,8 @@ import torch
 from torch import Tensor
 
 __all__ = ["ArvizMissing", "require_arviz", "to_inference_data", "diagnose",
-           "diagnostic_warnings", "chain_stats", "chain_to_arviz", "RHAT_MAX", "ESS_MIN",
+           "diagnostic_warnings", "chain_stats", "chain_to_arviz", "map_to_arviz", "RHAT_MAX",
+           "ESS_MIN",
            "INSTALL_HINT"]
 
 #: A coordinate is flagged above this split R-hat, or below ``ESS_MIN`` bulk or tail ESS.
@@ -195,3 +196,41 @@ def chain_to_arviz(result, *, name: str = "x", warmup: int = 0,
     draws = traj[w:].flatten(2).transpose(0, 1)  # (chains, draws, D)
     return to_inference_data(draws, name, coords=coords, sample_stats=chain_stats(result, w),
                              observed=observed, attrs=attrs)
+
+
+def map_to_arviz(result, *, name: str = "c", coords: Sequence[str] | None = None,
+                 observed: Sequence | None = None, attrs: dict | None = None):
+    """ArviZ data of a multi-start MAP (a :class:`~conceptebm.infer.MAPResult`): every start's
+    end point and energy, not draws of a posterior.
+
+    Two groups outside ArviZ's posterior scheme: ``map`` (``{name}`` ``(observation,
+    {name}_dim)`` the best value of each observation and its ``energy``) and ``map_starts``
+    (``{name}`` ``(observation, start, {name}_dim)`` where each refinement ended, ``energy``
+    there, and ``began``: where it started); ``observed_data`` as :func:`to_inference_data`.
+    Saved and read back with ``to_netcdf`` / ``arviz.from_netcdf`` like any other.
+    """
+    az = require_arviz()
+    import xarray as xr
+
+    b, r, d = result.candidates.shape
+    names = [str(c) for c in (coords if coords is not None else range(d))]
+    cdim = f"{name}_dim"
+    crd = {"observation": np.arange(b), "start": np.arange(r), cdim: names}
+    best = xr.Dataset({name: (("observation", cdim), _np(result.c)),
+                       "energy": (("observation",), _np(result.energy))},
+                      coords={k: crd[k] for k in ("observation", cdim)})
+    starts = xr.Dataset({name: (("observation", "start", cdim), _np(result.candidates)),
+                         "energy": (("observation", "start"), _np(result.candidate_energy)),
+                         "began": (("observation", "start", cdim), _np(result.starts))},
+                        coords=crd)
+    groups = {"map": best, "map_starts": starts}
+    if observed is not None:
+        obs = [str(o) for o in observed]
+        groups["observed_data"] = xr.Dataset({"image": (("observation",), np.asarray(obs))},
+                                             coords={"observation": np.arange(len(obs))})
+    for g in groups.values():
+        g.attrs.update({k: v for k, v in (attrs or {}).items() if v is not None})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the two groups are not in ArviZ's scheme
+        return az.InferenceData(**groups)
+

@@ -155,3 +155,23 @@ def test_nuts_progress_bar_shows_divergences():
     mcmc = nuts_posterior(model, num_samples=10, warmup_steps=10)
     shown = mcmc.kernel.logging()
     assert {"step size", "acc. prob", "div."} <= set(shown) and shown["div."] >= 0
+
+
+def test_multi_start_map_as_arviz_round_trips(tmp_path):
+    from conceptebm.evaluate.posterior import map_to_arviz
+    from conceptebm.infer import map_estimate
+    from conceptebm.infer.optimize import ConceptProblem
+
+    target = torch.tensor([[0.3, -0.5], [0.9, 1.0]])
+    problem = ConceptProblem(lambda c: ((c - target[:, None]) ** 2).sum(-1), batch_size=2,
+                             dim=2, bounds=([-1, -1], [1, 1]))
+    r = map_estimate(problem, grid=5, restarts=3, steps=50)
+    idata = map_to_arviz(r, name="position", coords=["x", "y"], observed=["a.png", "b.png"])
+    path = tmp_path / "map.nc"
+    idata.to_netcdf(str(path))
+    back = az.from_netcdf(str(path))
+    assert dict(back.map_starts["position"].sizes) == {"observation": 2, "start": 3,
+                                                       "position_dim": 2}
+    np.testing.assert_allclose(back.map["position"].values, r.c.numpy())
+    np.testing.assert_allclose(back.map_starts["energy"].values, r.candidate_energy.numpy())
+    assert list(back.observed_data["image"].values) == ["a.png", "b.png"]
