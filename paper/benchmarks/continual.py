@@ -1,7 +1,8 @@
 """Continual learning (paper section 4.3, Table 2, Figure 8): EBMs stage by stage against a GAN.
 
-    OMP_NUM_THREADS=1 python -m paper.benchmarks.continual --threads 1 --test-seed 20261207 \
-        --json paper/results/continual.json
+    OMP_NUM_THREADS=1 python -m paper.benchmarks.continual --threads 1 --train-only
+    OMP_NUM_THREADS=1 python -m paper.benchmarks.continual --threads 1 --eval-only \
+        --test-seed 20261207 --json paper/results/continual.json
     python -m paper.benchmarks.continual --quick --json out/continual_quick.json --out-dir /tmp/c
 
 Stage 1 trains a position EBM on purple cubes; stage 2 a shape EBM (cube / sphere) inside a
@@ -25,7 +26,18 @@ right in the same image; EBM rows), ``<model>.stageK.shape_reader2`` (shape as a
 shipped shape EBM, reads it), ``real.stageK.*`` (the readers on the targets' real scenes),
 ``<model>.stageK.minutes``
 (training minutes of that stage), ``<model>.stageK.object_rate``, ``paper.*`` (Table 2),
-``command``, ``n``.
+``command``, ``n``, ``protocol`` (what was chosen on which seeds; the test seed).
+Realism: ``<model>.stageK.fid`` (Fréchet distance to the targets' own renders in the judges'
+features) and ``real.stageK.fid_floor`` (real vs real, same n). ``ebm_denoised.`` is
+``ebm_selected`` ended with the noise-free steps chosen on validation by FID
+(``.denoise_steps``; every candidate's validation scores under ``.valid.d<steps>.``).
+GAN stages: ``.budget_minutes``, ``.ebm_minutes``, ``.trained_minutes`` (process CPU minutes),
+``.ratio_to_ebm``, ``.steps``, ``.selected_step`` (the snapshot kept on validation) and its
+``.valid.*`` scores. ``<model>.stageK.reads.<asked>.<read>``: how the judges read the shape
+of the generations asked for each shape.
+
+The GAN trains each stage for the EBM stage's training minutes in CPU time (``--gan-ratio``),
+so ``--train-only`` takes about 13 + 2 x (11.4 + 32.8) CPU minutes for both variants.
 """
 
 from __future__ import annotations
