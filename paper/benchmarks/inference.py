@@ -277,13 +277,16 @@ def nuts_section(mv_model, args, details) -> float:
     views, labels = ds.views(range(2 * n))  # the first n: test; the last n: calibration
     views, truth = views[:, :v], labels["position"][:, 0]
     t0 = time.time()
-    grid = grid_posterior(mv_model, views[:n], points=args.posterior_points)
+    grid = grid_posterior(mv_model, views[:n], points=args.posterior_points,
+                          temperature=1.0)
     grid_s = time.time() - t0
     intervals, ess, t0 = [], [], time.time()
     for i in range(n):
+        # the section measures Pyro's NUTS at the energies as trained (T = 1), one chain
         post = multiview_posterior(mv_model, views[i], num_samples=args.nuts_samples,
                                    warmup_steps=args.nuts_warmup, seed=i,
-                                   init=grid.grid[grid.probs[i].argmax()])
+                                   init=grid.grid[grid.probs[i].argmax()], sampler="nuts",
+                                   chains=1, temperature=1.0)
         intervals.append(post.interval)
         ess.append(post.ess.min().item())
     nuts_s = (time.time() - t0) / n
@@ -291,7 +294,7 @@ def nuts_section(mv_model, args, details) -> float:
     cov, joint = coverage(intervals, truth[:n])
     gcov, gjoint = coverage(grid.interval, truth[:n])
     # Recalibration: the temperature fitted on the other n scenes, applied to these.
-    calib = grid_posterior(mv_model, views[n:], points=args.posterior_points)
+    calib = grid_posterior(mv_model, views[n:], points=args.posterior_points, temperature=1.0)
     temp = fit_temperature(calib, truth[n:])
     tcov, tjoint = coverage(grid_posterior(mv_model, views[:n], points=args.posterior_points,
                                            temperature=temp).interval, truth[:n])
