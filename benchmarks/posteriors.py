@@ -4,7 +4,7 @@
     python benchmarks/posteriors.py --quick --json /tmp/posteriors.json           # seconds
 
 Each shipped position model carries a posterior temperature fitted on its validation scenes
-(``python -m conceptebm.scenes.temperature NAME --write``, seed 20261129; one per count of
+(``conceptebm calibrate NAME --posterior-temperature --write``, seed 20261129; one per count of
 views for ``position_multiview``). This reads ``--n`` fresh test sets (seed 20261207, never
 used for fitting) and reports, per model and count of views, the coverage of the exact grid
 posterior's 90 % equal-tailed intervals at the record's temperature (what ``conceptebm infer

@@ -77,6 +77,7 @@ ALLOWED = {
     ("conceptebm.datasets.foreign", "main", "conceptebm.cli"),
     ("conceptebm.datasets.digits", "main", "conceptebm.cli"),
     ("conceptebm.scenes.calibrate", "main", "conceptebm.cli"),
+    ("conceptebm.scenes.temperature", "main", "conceptebm.cli"),
 }
 
 #: Upward edges that exist today and are being removed (architecture issue 11), keyed by

@@ -1,13 +1,20 @@
-"""``conceptebm calibrate NAME...``: the energy calibration of shipped models ("no object").
+"""``conceptebm calibrate NAME...``: the calibrations of shipped models, stored in their records.
 
     conceptebm calibrate position                  # print its calibration and verdicts (JSON)
     conceptebm calibrate position color --write    # and store it in each model's record
+    conceptebm calibrate position_multiview --posterior-temperature --views 1 2 4 8 --write
 
+The energy calibration ("no object found"):
 Renders ``-n`` held-out scenes of each model's training dataset at a seed no training run uses,
 records the quantiles of their best energies, and prints one JSON line per model: the record,
 the thresholds it sets, and how images that hold no object (white, black, grey, noise, the
 empty background) fare against them. ``--write`` stores the record in the shipped model's
 files (``conceptebm infer`` reads it). The work is :mod:`conceptebm.scenes.calibrate`.
+
+``--posterior-temperature`` fits instead the temperature at which the model's 90 % posterior
+intervals cover the truth 90 % of the time on ``-n`` validation sets (default 100) of each count
+of ``--views``, on a ``--points`` grid (:mod:`conceptebm.scenes.temperature`); ``--write``
+stores it as ``posterior_temperature`` (``conceptebm infer --posterior`` uses it).
 """
 
 from __future__ import annotations
@@ -29,8 +36,21 @@ def _main(args: argparse.Namespace) -> int:
     from conceptebm.scenes.calibrate import calibration_report, store_calibration
 
     torch.set_num_threads(args.threads)
+    if args.posterior_temperature:
+        from conceptebm.scenes.temperature import (
+            shipped_temperature,
+            store_posterior_temperature,
+        )
+
+        for name in args.names:
+            cal = shipped_temperature(name, tuple(args.views), n=args.n or 100,
+                                      points=args.points)
+            print(json.dumps({"model": name, "posterior_calibration": cal}), flush=True)
+            if args.write:
+                store_posterior_temperature(pretrained.DIR / f"{name}.safetensors", cal)
+        return 0
     for name in args.names:
-        report = calibration_report(name, n=args.n)
+        report = calibration_report(name, n=args.n or 200)
         print(json.dumps(report), flush=True)
         if args.write:
             store_calibration(pretrained.DIR / f"{name}.safetensors",
@@ -47,9 +67,19 @@ def register(sub) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("names", nargs="+", choices=pretrained.NAMES, metavar="NAME",
                    help=f"shipped model names ({', '.join(pretrained.NAMES)})")
-    p.add_argument("-n", type=validate.integer(MIN_SCENES, MAX_SCENES), default=200,
-                   help=f"held-out scenes, {MIN_SCENES}-{MAX_SCENES} (default 200: the "
-                        "shipped records' count)")
+    p.add_argument("-n", type=validate.integer(MIN_SCENES, MAX_SCENES), default=None,
+                   help=f"held-out scenes (or scene sets), {MIN_SCENES}-{MAX_SCENES} (default "
+                        "200 for the energy calibration, 100 sets a view count for the "
+                        "temperature: the shipped records' counts)")
+    p.add_argument("--posterior-temperature", action="store_true",
+                   help="fit the posterior temperature (interval coverage) instead of the "
+                        "energy calibration")
+    p.add_argument("--views", type=validate.integer(1, 64), nargs="+", default=[1],
+                   help="with --posterior-temperature: view counts to fit at, 1-64 "
+                        "(default 1; position_multiview: 1 2 4 8)")
+    p.add_argument("--points", type=validate.integer(8, 256), default=48,
+                   help="with --posterior-temperature: grid points a coordinate, 8-256 "
+                        "(default 48)")
     p.add_argument("--write", action="store_true",
                    help="store the calibration in each model's record (safetensors metadata "
                         "and JSON twin)")

@@ -18,8 +18,8 @@ A multi-view model gets one temperature per number of views it was fitted at
 (``posterior_calibration["by_views"]``): summed energies of views that are not independent
 given the position need a count-dependent ``T``.
 
-    python -m conceptebm.scenes.temperature position_late position_contrastive --write
-    python -m conceptebm.scenes.temperature position_multiview --views 1 2 4 8 --write
+    conceptebm calibrate position_late position_contrastive --posterior-temperature --write
+    conceptebm calibrate position_multiview --posterior-temperature --views 1 2 4 8 --write
 
 Example (an analytic reading whose data are twice as noisy as its energy claims: the fitted
 temperature is 2 ** 2 = 4):
@@ -39,8 +39,6 @@ temperature is 2 ** 2 = 4):
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 
 import torch
@@ -151,31 +149,21 @@ def shipped_temperature(name: str, views=(1,), n: int = 100, points: int = 48,
             "by_views": {k: f["temperature"] for k, f in by_views.items()},
             "fits": by_views, "dataset": dataset, "seed": seed, "n": n, "points": points,
             "level": first["level"],
-            "command": f"python -m conceptebm.scenes.temperature {name} --views {vs} -n {n} "
-                       f"--points {points} --write"}
+            "command": f"conceptebm calibrate {name} --posterior-temperature --views {vs} "
+                       f"-n {n} --points {points} --write"}
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m conceptebm.scenes.temperature",
-                                description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("names", nargs="+", help="shipped model names")
-    p.add_argument("--views", type=int, nargs="+", default=[1],
-                   help="counts of views to fit at (multiview models: 1 2 4 8)")
-    p.add_argument("-n", type=int, default=100, help="validation sets per count (100)")
-    p.add_argument("--points", type=int, default=48, help="grid points a coordinate (48)")
-    p.add_argument("--write", action="store_true",
-                   help="store it in the model's record (safetensors metadata and JSON twin)")
-    args = p.parse_args(argv)
-    from conceptebm import pretrained
+    """``python -m conceptebm.scenes.temperature NAME ...`` (deprecated): ``conceptebm calibrate
+    NAME --posterior-temperature ...`` after one warning line; it goes in conceptebm 0.3."""
+    import sys
 
-    torch.set_num_threads(1)
-    for name in args.names:
-        cal = shipped_temperature(name, tuple(args.views), n=args.n, points=args.points)
-        print(json.dumps({"model": name, "posterior_calibration": cal}), flush=True)
-        if args.write:
-            store_posterior_temperature(pretrained.DIR / f"{name}.safetensors", cal)
-    return 0
+    from conceptebm.cli import main as conceptebm
+
+    print("warning: python -m conceptebm.scenes.temperature is deprecated; use conceptebm "
+          "calibrate NAME --posterior-temperature; it goes in conceptebm 0.3", file=sys.stderr)
+    args = sys.argv[1:] if argv is None else argv
+    return conceptebm(["calibrate", "--posterior-temperature", *args])
 
 
 if __name__ == "__main__":

@@ -49,3 +49,24 @@ def test_shipped_position_model_finds_no_object_in_a_blank_image(tmp_path, capsy
     captured = capsys.readouterr()
     assert [r["object_found"] for r in json.loads(captured.out)] == [True, False, False]
     assert f"no object found in {grey}" in captured.err
+
+
+def test_calibrate_fits_a_posterior_temperature_and_the_old_module_forwards(capsys, tmp_path,
+                                                                            monkeypatch):
+    import json as _json
+
+    from conceptebm.cli import main as cli_main
+    from conceptebm.scenes import temperature
+
+    assert cli_main(["calibrate", "position_late", "--posterior-temperature", "-n", "10",
+                     "--points", "16"]) == 0
+    line = _json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    cal = line["posterior_calibration"]
+    assert line["model"] == "position_late" and cal["n"] == 10 and cal["points"] == 16
+    assert cal["temperature"] > 0 and cal["command"].startswith("conceptebm calibrate ")
+    # the deprecated python -m form warns once and forwards its arguments
+    seen = {}
+    monkeypatch.setattr("conceptebm.cli.main", lambda argv: seen.setdefault("argv", argv) and 0)
+    temperature.main(["position_late", "-n", "10"])
+    assert seen["argv"] == ["calibrate", "--posterior-temperature", "position_late", "-n", "10"]
+    assert "python -m conceptebm.scenes.temperature is deprecated" in capsys.readouterr().err
