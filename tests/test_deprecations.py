@@ -22,22 +22,15 @@ def test_scene_aliases_of_the_engine_warn_and_resolve(name):
     assert name not in infer.__all__  # a star import does not pull deprecated names
 
 
-@pytest.mark.parametrize("name", sorted(train.MOVED))
-def test_names_that_left_train_warn_and_resolve(name):
-    home = importlib.import_module(train.MOVED[name])
-    with pytest.warns(DeprecationWarning, match=rf"removed in conceptebm 0\.3; import it from "
-                                                rf"{train.MOVED[name]}"):
-        alias = getattr(train, name)
-    assert alias is getattr(home, name) and name not in train.__all__
-
-
-@pytest.mark.parametrize("name", sorted(infer.MOVED))
-def test_names_the_engine_no_longer_lists_warn_and_resolve(name):
-    home = importlib.import_module(infer.MOVED[name])
-    with pytest.warns(DeprecationWarning, match=rf"conceptebm\.infer\.{name} is deprecated .*"
-                                                rf"import it from {infer.MOVED[name]}"):
-        alias = getattr(infer, name)
-    assert alias is getattr(home, name) and name not in infer.__all__
+@pytest.mark.parametrize("package, name", [(p, n) for p in (train, infer)
+                                           for n in sorted(p.MOVED)])
+def test_names_a_package_no_longer_lists_warn_and_resolve(package, name):
+    home = importlib.import_module(package.MOVED[name])
+    with pytest.warns(DeprecationWarning, match=rf"{package.__name__}\.{name} is deprecated .*"
+                                                rf"removed in conceptebm 0\.3; import it from "
+                                                rf"{package.MOVED[name]}"):
+        alias = getattr(package, name)
+    assert alias is getattr(home, name) and name not in package.__all__
 
 
 def test_the_engine_lists_what_a_user_needs():
