@@ -46,6 +46,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from conceptebm.infer.settings import MAP_CHUNK, MAP_GRID, MAP_STEPS
+
 __all__ = ["map_values", "min_energies", "energy_contrast", "energy_calibration",
            "checkpoint_calibration", "views_disagree", "min_contrast", "no_object_threshold",
            "object_found", "QUANTILES", "CONTRAST_QUANTILES", "MARGIN", "CONTRAST_FRACTION"]
@@ -56,8 +58,8 @@ MARGIN = 1.0  # in units of (q99 - q50): see the module docstring
 CONTRAST_FRACTION = 0.8  # of the real images' 1% contrast quantile (see the module docstring)
 
 
-def map_values(net, images: Tensor, *, grid: int = 17, steps: int = 60,
-               chunk: int = 4096) -> tuple[Tensor, Tensor]:
+def map_values(net, images: Tensor, *, grid: int = MAP_GRID, steps: int = MAP_STEPS,
+               chunk: int = MAP_CHUNK) -> tuple[Tensor, Tensor]:
     """``(value, energy)``: the MAP of ``net.concept`` for each image ``(n, C, H, W)`` and
     ``min_c E(x | c)`` there, ``(n,)``. Continuous concepts: grid, then projected Adam (as
     :func:`~conceptebm.evaluate.quality.inference_quality`), ``value (n, dim)``; categorical:
@@ -81,8 +83,8 @@ def min_energies(net, images: Tensor, **kw) -> Tensor:
     return map_values(net, images, **kw)[1]
 
 
-def energy_contrast(net, images: Tensor, *, grid: int = 17, views: bool = False,
-                    chunk: int = 4096) -> Tensor:
+def energy_contrast(net, images: Tensor, *, grid: int = MAP_GRID, views: bool = False,
+                    chunk: int = MAP_CHUNK) -> Tensor:
     """``max_c E(x | c) - min_c E(x | c)`` over a ``grid``-per-coordinate grid of the concept
     (every category of a categorical one), ``(n,)``: how much the image's energy depends on
     the concept at all. With ``views=True`` ``images`` is ``(n, V, C, H, W)``, energies summed."""
@@ -103,8 +105,8 @@ def _quantiles(x: Tensor, quantiles) -> dict[str, float]:
 
 
 def energy_calibration(net, images: Tensor, targets: Tensor | None = None, *,
-                       quantiles=QUANTILES, grid: int = 17, steps: int = 60,
-                       chunk: int = 4096) -> dict:
+                       quantiles=QUANTILES, grid: int = MAP_GRID, steps: int = MAP_STEPS,
+                       chunk: int = MAP_CHUNK) -> dict:
     """Quantiles of the best energies over held-out real ``images``, as checkpoint JSON:
     ``{"quantiles": {"0.5": e, ...}, "n": n, "grid": grid, "steps": steps}``. With the
     images' ``targets`` (raw labels), also the model's own spread: ``"error"``, quantiles of

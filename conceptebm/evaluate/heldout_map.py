@@ -30,6 +30,7 @@ from torch import Tensor
 from conceptebm.concepts import Concept
 from conceptebm.evaluate.augment import add_pixel_noise
 from conceptebm.evaluate.metrics import Metric
+from conceptebm.infer.settings import MAP_CHUNK, MAP_GRID, MAP_STEPS
 
 __all__ = ["heldout_map_metrics", "map_score", "judge_free"]
 
@@ -41,8 +42,9 @@ def judge_free(dataset) -> bool:
     return isinstance(dataset, LabelledImages)
 
 
-def heldout_map_metrics(net, images: Tensor, targets, *, grid: int = 17, steps: int = 60,
-                        noise_sigma: float = 0.0, seed: int = 0, chunk: int = 4096
+def heldout_map_metrics(net, images: Tensor, targets, *, grid: int = MAP_GRID,
+                        steps: int = MAP_STEPS, noise_sigma: float = 0.0, seed: int = 0,
+                        chunk: int = MAP_CHUNK
                         ) -> dict[str, Metric]:
     """Score MAP inference of ``net.concept`` on ``images`` against ``targets`` (raw labels:
     ``(n, dim)`` floats or ``(n,)`` indices), after ``N(0, noise_sigma^2)`` pixel noise

@@ -32,7 +32,7 @@ from conceptebm.concepts import Concept
 from conceptebm.energies import ConditionalEnergy, conditioned_energy
 from conceptebm.evaluate.metrics import Metric, object_present, score_predictions
 from conceptebm.infer import initial_samples, langevin
-from conceptebm.infer.settings import DEFAULT, SamplerSettings
+from conceptebm.infer.settings import DEFAULT, MAP_CHUNK, MAP_GRID, MAP_STEPS, SamplerSettings
 
 __all__ = ["DEFAULT_SAMPLER", "generate", "generation_quality", "inference_quality",
            "selection_score", "sampler_settings"]
@@ -133,8 +133,8 @@ def generation_quality(net: ConditionalEnergy, judge, targets, *, sampler: Mappi
     return (metrics, images) if return_images else metrics
 
 
-def inference_quality(net: ConditionalEnergy, images: Tensor, targets, *, grid: int = 17,
-                      steps: int = 60, chunk: int = 4096,
+def inference_quality(net: ConditionalEnergy, images: Tensor, targets, *, grid: int = MAP_GRID,
+                      steps: int = MAP_STEPS, chunk: int = MAP_CHUNK,
                       concept: Concept | None = None) -> dict[str, Metric]:
     """MAP inference of ``net.concept`` on real ``images (n, C, H, W)`` against ``targets``.
 

@@ -42,7 +42,7 @@ from conceptebm.evaluate.quality import (
     sampler_settings,
     selection_score,
 )
-from conceptebm.infer.settings import DEFAULT, SamplerSettings
+from conceptebm.infer.settings import DEFAULT, MAP_GRID, MAP_STEPS, SamplerSettings
 
 __all__ = ["TEST_SEED", "SELECT_SEED", "result_keys", "score_model", "model_score", "passes",
            "candidates", "select", "export", "model_sampler"]
@@ -77,8 +77,9 @@ def model_sampler(net: ConditionalEnergy) -> SamplerSettings:
 
 
 def score_model(net: ConditionalEnergy, judge, dataset, n: int, *,
-                sampler: Mapping | None = None, inference: bool = False, grid: int = 17,
-                steps: int = 60, seed: int = TEST_SEED, concept: Concept | None = None) -> dict:
+                sampler: Mapping | None = None, inference: bool = False, grid: int = MAP_GRID,
+                steps: int = MAP_STEPS, seed: int = TEST_SEED,
+                concept: Concept | None = None) -> dict:
     """Scores of one concept EBM on the first ``n`` items of ``dataset`` as flat JSON entries.
 
     One image per item's label is generated from fresh noise (``torch.Generator`` seeded with

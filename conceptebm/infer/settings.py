@@ -32,7 +32,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 __all__ = ["SamplerSettings", "DEFAULT", "IMAGE_BOUNDS", "IMAGE_INITS", "MAPSettings",
-           "DEFAULT_MAP", "MAP_OPTIMIZERS", "settings_of"]
+           "DEFAULT_MAP", "MAP_OPTIMIZERS", "MAP_GRID", "MAP_STEPS", "MAP_CHUNK", "default_grid",
+           "settings_of"]
 
 #: Pixel range of every image in the package: samplers clamp generated images to it.
 IMAGE_BOUNDS: tuple[float, float] = (0.0, 1.0)
@@ -245,6 +246,15 @@ DEFAULT = SamplerSettings()
 
 #: Optimizers :func:`conceptebm.infer.map_estimate` refines with.
 MAP_OPTIMIZERS = ("adam", "lbfgs")
+#: The MAP recipe's numbers, in one place: start-grid points per coordinate of a 2-D concept
+#: (17 x 17: enough for Adam to finish from), refinement steps, pairs per network call.
+MAP_GRID, MAP_STEPS, MAP_CHUNK = 17, 60, 4096
+
+
+def default_grid(concept) -> int:
+    """Start-grid points per coordinate for a continuous ``concept``: a fine line in 1-D,
+    :data:`MAP_GRID` in 2-D, 9 in 3-D, none beyond (random starts)."""
+    return {1: 101, 2: MAP_GRID, 3: 9}.get(concept.dim, 0)
 
 
 @dataclass(frozen=True)
@@ -273,11 +283,11 @@ class MAPSettings:
     """
 
     grid: int | None = None
-    steps: int = 60
+    steps: int = MAP_STEPS
     optimizer: str = "adam"
     lr: float | None = None
     restarts: int = 1
-    chunk_size: int = 4096
+    chunk_size: int = MAP_CHUNK
 
     def __post_init__(self) -> None:
         for name, low in (("grid", 0), ("steps", 0), ("restarts", 1), ("chunk_size", 1)):

@@ -28,6 +28,7 @@ from conceptebm.evaluate.calibration import (
     object_found,
     views_disagree,
 )
+from conceptebm.infer.settings import MAP_STEPS
 from conceptebm.scenes.inference import ConceptEstimate, infer_concept
 
 __all__ = ["EstimateCheck", "check_estimates"]
@@ -53,7 +54,7 @@ class EstimateCheck(NamedTuple):
 
 
 def check_estimates(model, sets: Tensor, est: ConceptEstimate, calibration: dict | None, *,
-                    grid: int | None = None, steps: int = 60) -> list[EstimateCheck]:
+                    grid: int | None = None, steps: int = MAP_STEPS) -> list[EstimateCheck]:
     """One :class:`EstimateCheck` per set of ``sets (S, V, C, H, W)`` estimated as ``est``.
 
     Sets of several views are also inferred view by view (one batched MAP of all ``S * V``

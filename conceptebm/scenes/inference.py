@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from conceptebm.concepts import Concept
 from conceptebm.infer.energy_map import concept_grid, energy_map
 from conceptebm.infer.optimize import concept_energy, map_categorical, map_estimate
-from conceptebm.infer.settings import DEFAULT_MAP
+from conceptebm.infer.settings import DEFAULT_MAP, MAP_CHUNK, default_grid
 
 __all__ = [
     "ConceptEstimate",
@@ -147,12 +147,6 @@ def check_images(images: Tensor, model=None, *, views: bool = False,
     return images
 
 
-def _default_grid(concept: Concept) -> int:
-    # 17 x 17 start points for a 2-D position (the prototype's setting, enough for Adam to
-    # finish from); a 1-D concept gets a fine line; beyond 3 dims a grid is too large.
-    return {1: 101, 2: 17, 3: 9}.get(concept.dim, 0)
-
-
 def infer_concept(model, images: Tensor, *, views: bool = False, grid: int | None = None,
                   steps: int | None = None, optimizer: str | None = None,
                   lr: float | None = None, restarts: int | None = None,
@@ -199,7 +193,7 @@ def infer_concept(model, images: Tensor, *, views: bool = False, grid: int | Non
                             chunk_size=chunk_size)
         rows = torch.arange(r.index.shape[0], device=r.index.device)
         return ConceptEstimate(concept, r.index, r.energies[rows, r.index], r.names, r.energies)
-    grid = _default_grid(concept) if grid is None else grid
+    grid = default_grid(concept) if grid is None else grid
     if int(grid) != grid or grid < 0:
         raise ValueError(f"grid must be an integer >= 0 (points per coordinate; 0 = random "
                          f"starts), got {grid!r}")
@@ -213,7 +207,7 @@ def infer_concept(model, images: Tensor, *, views: bool = False, grid: int | Non
 
 
 def scene_energy_maps(model, images: Tensor, points: int = 33, *, views: bool = False,
-                      chunk_size: int = 4096, check_range: bool = True,
+                      chunk_size: int = MAP_CHUNK, check_range: bool = True,
                       progress: bool = False) -> tuple[Tensor, Tensor]:
     """Energy maps of a 2-D concept over an ``points x points`` grid of its box.
 
@@ -293,7 +287,7 @@ def energy_basins(maps: Tensor, grid: Tensor, k: int = 2, *,
 
 
 def refine_basins(model, images: Tensor, basins: Basins, *, steps: int = 30,
-                  lr: float = 0.02, chunk_size: int = 4096) -> Basins:
+                  lr: float = 0.02, chunk_size: int = MAP_CHUNK) -> Basins:
     """Refine each basin of :func:`energy_basins` with ``steps`` projected Adam steps on the
     image's energy (a small ``lr`` keeps each start in its own basin); re-sorted by energy."""
     if steps == 0:
@@ -308,7 +302,7 @@ def refine_basins(model, images: Tensor, basins: Basins, *, steps: int = 30,
 
 def locate_objects(model, images: Tensor, k: int = 2, *, points: int = 33,
                    min_separation: float = 0.3, steps: int = 30, lr: float = 0.02,
-                   chunk_size: int = 4096, check_range: bool = True,
+                   chunk_size: int = MAP_CHUNK, check_range: bool = True,
                    progress: bool = False) -> Basins:
     """Positions of ``k`` objects in each image from one single-object position model.
 

@@ -51,6 +51,7 @@ from conceptebm.infer.energy_map import concept_grid, energy_map
 from conceptebm.infer.optimize import concept_energy
 from conceptebm.infer.pyro import energy_factor
 from conceptebm.infer.pyro.inference import nuts_posterior
+from conceptebm.infer.settings import MAP_CHUNK
 from conceptebm.scenes.inference import check_images, concept_of, infer_concept
 
 __all__ = ["Posterior", "GridPosterior", "multiview_model", "multiview_posterior",
@@ -511,7 +512,7 @@ def _summarise(e: Tensor, grid: Tensor, n: int, level: float, t: float, dtype) -
 
 
 def grid_posterior(model, views: Tensor, points: int = 64, *, level: float = 0.9,
-                   temperature: float | None = None, chunk_size: int = 4096,
+                   temperature: float | None = None, chunk_size: int = MAP_CHUNK,
                    check_range: bool = True,
                    event_dim: int = 3, progress: bool = False) -> GridPosterior:
     """The exact posterior of eq. 11 on a grid, for ``B`` multi-view sets at once.
