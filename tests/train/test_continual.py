@@ -2,7 +2,7 @@ import json
 
 import pytest
 import torch
-from conftest import SquaresDataset
+from squares import SquaresDataset
 
 from conceptebm.checkpoints import save_checkpoint
 from conceptebm.concepts import Concept

@@ -5,7 +5,7 @@ import csv
 
 import pytest
 import torch
-from conftest import SquaresDataset
+from squares import SquaresDataset
 
 from conceptebm.checkpoints import load_checkpoint, load_energy
 from conceptebm.cli import build_parser

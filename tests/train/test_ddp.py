@@ -7,8 +7,8 @@ import socket
 
 import torch
 import torch.multiprocessing as mp
-from conftest import SquaresDataset
 from safetensors.torch import load_file, save_file
+from squares import SquaresDataset
 
 
 def _free_port() -> int:

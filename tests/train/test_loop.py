@@ -2,7 +2,7 @@ import csv
 
 import pytest
 import torch
-from conftest import SquaresDataset, SquaresJudge
+from squares import SquaresDataset, SquaresJudge
 
 from conceptebm.checkpoints import CheckpointError, load_checkpoint, load_energy
 from conceptebm.train import TrainingDiverged, lr_at, smoke_config, train

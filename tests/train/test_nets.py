@@ -229,7 +229,7 @@ def test_unknown_downsample_is_refused():
 
 @pytest.mark.parametrize("objective", ["cd", "contrastive"])
 def test_the_one_loop_trains_a_late_net(tmp_path, objective):
-    from conftest import SquaresDataset
+    from squares import SquaresDataset
 
     from conceptebm.checkpoints import load_energy
     from conceptebm.energies.late import LateEnergyNet
