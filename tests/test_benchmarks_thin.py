@@ -8,8 +8,8 @@ the package (or, for the paper's experiments, in ``paper/experiments``).
 import ast
 from pathlib import Path
 
-# Spelled in two pieces so that a grep for the pattern (the before-stop hook) finds only real
-# uses, not this test that forbids them.
+# Spelled in two pieces so that a plain grep for the pattern finds only real uses, not this
+# test that forbids them.
 LOAD_BY_PATH = "spec_from_" "file_location"
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = {p.stem for folder in ("benchmarks", "paper/benchmarks")
