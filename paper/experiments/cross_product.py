@@ -227,25 +227,33 @@ def _train_ebm(config: CrossProductConfig, name: str, concept: str, fraction: fl
     return info
 
 
+def _fit_decoder(config: CrossProductConfig, fraction: float, folder: Path, dc, command: str,
+                 budget: float | None = None) -> dict:
+    """Train decoder ``dc`` on ``fraction``'s training split, its checkpoint chosen on held-out
+    scenes of that split (as each EBM's is), and write ``done.json``; returns its record."""
+    held = _data(fraction, "train", dc.eval_samples, config.seed + EVAL_SEED_OFFSET)
+    meta = {"fraction": fraction, "split": "train", "command": command,
+            **({} if budget is None else {"budget_cpu_minutes": budget})}
+    result = train_decoder(dc, _data(fraction, "train", config.dataset_size, config.seed),
+                           folder / "decoder.safetensors", eval_dataset=held, extra_meta=meta)
+    tail = result.losses[-50:]
+    info = {"minutes": result.minutes, "cpu_minutes": result.cpu_minutes,
+            **({} if budget is None else {"budget_cpu_minutes": budget}),
+            "stopped": result.stopped, "iterations": len(result.losses),
+            "final_mse": sum(tail) / len(tail), "best_iteration": result.best_iteration,
+            "validation_mse": [[u, m] for u, m in result.evals],
+            "fraction": fraction, "command": command, "decoder": dc.to_dict()}
+    atomic_write_text(folder / "done.json", json.dumps(info, indent=2))
+    return info
+
+
 def _train_baseline(config: CrossProductConfig, fraction: float, log, command: str) -> dict:
     folder = Path(config.out_dir) / f"decoder_{_key(fraction)}"
     info = _done(folder)
     if info is None:
-        dc = DecoderConfig(seed=config.seed, **config.decoder_train)
         log(f"[cross_product] training decoder_{_key(fraction)} (train split)")
-        # its own checkpoint selection: held-out scenes of its training split, as each EBM's
-        held = _data(fraction, "train", dc.eval_samples, config.seed + EVAL_SEED_OFFSET)
-        result = train_decoder(dc, _data(fraction, "train", config.dataset_size, config.seed),
-                               folder / "decoder.safetensors", eval_dataset=held,
-                               extra_meta={"fraction": fraction, "split": "train",
-                                           "command": command})
-        tail = result.losses[-50:]
-        info = {"minutes": result.minutes, "stopped": result.stopped,
-                "iterations": len(result.losses), "final_mse": sum(tail) / len(tail),
-                "best_iteration": result.best_iteration,
-                "validation_mse": [[u, m] for u, m in result.evals],
-                "fraction": fraction, "command": command, "decoder": dc.to_dict()}
-        atomic_write_text(folder / "done.json", json.dumps(info, indent=2))
+        info = _fit_decoder(config, fraction, folder,
+                            DecoderConfig(seed=config.seed, **config.decoder_train), command)
     info["checkpoint"] = str(folder / "decoder.safetensors")
     return info
 
@@ -264,21 +272,9 @@ def _train_equal_decoder(config: CrossProductConfig, fraction: float, minutes: M
         budget = minutes[f"size_ebm.{key}"] + minutes["position_ebm"] / len(config.fractions)
         settings = {**config.decoder_train, "iterations": 200_000, "time_limit_min": None,
                     "cpu_time_limit_min": budget, "eval_every": 1000}
-        dc = DecoderConfig(seed=config.seed, **settings)
         log(f"[cross_product] training decoder_equal_{key} ({budget:.1f} CPU minutes)")
-        held = _data(fraction, "train", dc.eval_samples, config.seed + EVAL_SEED_OFFSET)
-        result = train_decoder(dc, _data(fraction, "train", config.dataset_size, config.seed),
-                               folder / "decoder.safetensors", eval_dataset=held,
-                               extra_meta={"fraction": fraction, "split": "train",
-                                           "command": command, "budget_cpu_minutes": budget})
-        tail = result.losses[-50:]
-        info = {"minutes": result.minutes, "cpu_minutes": result.cpu_minutes,
-                "budget_cpu_minutes": budget, "stopped": result.stopped,
-                "iterations": len(result.losses), "final_mse": sum(tail) / len(tail),
-                "best_iteration": result.best_iteration,
-                "validation_mse": [[u, m] for u, m in result.evals],
-                "fraction": fraction, "command": command, "decoder": dc.to_dict()}
-        atomic_write_text(folder / "done.json", json.dumps(info, indent=2))
+        info = _fit_decoder(config, fraction, folder, DecoderConfig(seed=config.seed, **settings),
+                            command, budget)
     info["checkpoint"] = str(folder / "decoder.safetensors")
     return info
 
