@@ -53,6 +53,18 @@ def _replaced(settings, changes: dict):
     return dataclasses.replace(settings, **{k: v for k, v in changes.items() if v is not None})
 
 
+def _known_fields(cls, d, what: str) -> dict:
+    """``d`` as keyword arguments of the settings class ``cls``; a non-mapping or an unknown
+    field raises, listing the fields (``what`` names the kind of setting)."""
+    if not isinstance(d, Mapping):
+        raise TypeError(f"{cls.__name__}.from_dict needs a mapping, got {type(d).__name__}")
+    unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+    if unknown:
+        raise ValueError(f"unknown {what} setting(s) {unknown} in {dict(d)!r}; known: "
+                         f"{list(cls.__dataclass_fields__)}")
+    return dict(d)
+
+
 def _bad(name: str, value, why: str, fix: str) -> ValueError:
     return ValueError(f"SamplerSettings: {name} {why}, got {value!r}; {fix}")
 
@@ -164,14 +176,8 @@ class SamplerSettings(Mapping):
             >>> SamplerSettings.from_dict({"num_steps": 100, "step_size": 1.0}).step_size
             1.0
         """
-        if not isinstance(d, Mapping):
-            raise TypeError(f"SamplerSettings.from_dict needs a mapping, got {type(d).__name__}")
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown sampler setting(s) {unknown} in {dict(d)!r}; known: "
-                             f"{list(cls.__dataclass_fields__)}")
         base = DEFAULT if default is None else default
-        return dataclasses.replace(base, **dict(d))
+        return dataclasses.replace(base, **_known_fields(cls, d, "sampler"))
 
     @classmethod
     def from_record(cls, meta: Mapping) -> SamplerSettings | None:
@@ -325,13 +331,7 @@ class MAPSettings:
 
     @classmethod
     def from_dict(cls, d: Mapping) -> MAPSettings:
-        if not isinstance(d, Mapping):
-            raise TypeError(f"MAPSettings.from_dict needs a mapping, got {type(d).__name__}")
-        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"unknown MAP setting(s) {unknown} in {dict(d)!r}; known: "
-                             f"{list(cls.__dataclass_fields__)}")
-        return cls(**dict(d))
+        return cls(**_known_fields(cls, d, "MAP"))
 
     @classmethod
     def from_record(cls, meta: Mapping) -> MAPSettings:
