@@ -27,7 +27,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -83,17 +82,6 @@ def resolve(spec: str | os.PathLike | None = None, *, concept: str | None = None
                              f"models: {', '.join(pretrained.NAMES)}")
 
 
-def _record_of(path: Path) -> dict | None:
-    """The JSON twin of a checkpoint (the shipped models keep their full record there)."""
-    twin = path.with_suffix(".json")
-    if twin.is_file():
-        try:
-            return json.loads(twin.read_text())
-        except (OSError, ValueError):
-            return None
-    return None
-
-
 def load(spec: str | os.PathLike | None = None, *, concept: str | None = None,
          device=None, weights: str = "auto") -> ConditionalEnergy:
     """The model a spec stands for (see :func:`resolve`), in eval mode, with ``.sampler``,
@@ -110,14 +98,9 @@ def load(spec: str | os.PathLike | None = None, *, concept: str | None = None,
         ValueError: a model of another concept than ``concept``.
     """
     from conceptebm.checkpoints import load_energy
-    from conceptebm.infer.settings import MAPSettings
-
-    path = resolve(spec, concept=concept)
-    model = load_energy(path, weights=weights, device=device)
-    twin = _record_of(path)
-    if twin is not None:  # the twin is the model's record; the header holds the same or less
-        model.attach_record({**model.record, **twin},
-                            map_settings=MAPSettings.from_record(twin))
+    # the checkpoint's header is its record (its JSON twin is a copy: save_checkpoint writes
+    # both); load_energy attaches it with the sampler and MAP settings it implies
+    model = load_energy(resolve(spec, concept=concept), weights=weights, device=device)
     if concept is not None and model.concept.name != concept:
         raise ValueError(f"{os.fspath(spec)!r} is a {model.concept.name!r} model, not a "
                          f"{concept!r} one; choose a {concept} model or drop the concept")

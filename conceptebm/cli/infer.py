@@ -34,13 +34,12 @@ from conceptebm.cli.models import (
     load_images,
     load_model,
     looks_like_path,
-    model_record,
     read_image,
 )
 from conceptebm.cli.validate import CommandError
 from conceptebm.plotting import save_figure
 
-__all__ = ["register", "load_model", "model_record", "read_image", "CommandError",
+__all__ = ["register", "load_model", "read_image", "CommandError",
            "KNOWN_CONCEPTS"]
 
 

@@ -1,9 +1,10 @@
 """The model and the image files an inference command reads (``infer``, ``energy-map``).
 
 :func:`load_model` takes ``--model`` (a shipped name, a checkpoint, a run folder) and
-``--concept``; :func:`model_record` the JSON record beside it (where ``energy_calibration``
-lives); :func:`load_images` the files, through the package's one image reader. Every user
-error is a :class:`~conceptebm.cli.validate.CommandError` (one ``error:`` line, exit 2).
+``--concept`` (through :func:`conceptebm.load`; the model carries its record, where
+``energy_calibration`` lives); :func:`load_images` the files, through the package's one image
+reader. Every user error is a :class:`~conceptebm.cli.validate.CommandError` (one ``error:``
+line, exit 2).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 from conceptebm.cli.validate import CommandError
 from conceptebm.pretrained import CONCEPTS
 
-__all__ = ["KNOWN_CONCEPTS", "read_image", "load_images", "load_model", "model_record",
+__all__ = ["KNOWN_CONCEPTS", "read_image", "load_images", "load_model",
            "looks_like_path"]
 
 KNOWN_CONCEPTS = CONCEPTS  # concepts with a shipped model
@@ -50,15 +51,6 @@ def _fit_size(image: torch.Tensor, path, model, resize: bool) -> torch.Tensor:
 
 def looks_like_path(spec: str) -> bool:
     return bool(Path(spec).suffix or "/" in spec or Path(spec).exists())
-
-
-def model_record(spec: str | None, concept: str | None) -> dict:
-    """The JSON record of the model ``load_model(spec, concept)`` loads (``{}`` when it cannot
-    be read). Loading the model gives it too, as ``model.record``: prefer that."""
-    try:
-        return dict(load_model(spec, concept).record)
-    except CommandError:
-        return {}
 
 
 def load_model(spec: str | None, concept: str | None, device=None):
