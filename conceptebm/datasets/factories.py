@@ -72,6 +72,21 @@ def _cluttered(opts):
     return _base_spec(opts), "position", {}
 
 
+#: light of the nuisance-randomised set: every azimuth, elevation 15..80 deg, intensity
+#: 0.4..1.0, ambient 0.15..0.45 (wider than the "unseen light" of paper/benchmarks/inference.py)
+ROBUST_LIGHT = ((-180.0, 180.0), (15.0, 80.0), (0.40, 1.00), (0.15, 0.45))
+
+
+def _robust(opts):
+    """The "position" set with the renderer's nuisance factors randomised wider than any test
+    set: 0-3 grey clutter objects (option clutter), light from any direction
+    (:data:`ROBUST_LIGHT`), light tint 0.25. The camera stays the default one: a fixed-camera
+    reader reads world positions through it, so a jittered camera would move the label."""
+    opts.setdefault("clutter", (0, 3))
+    spec = replace(_base_spec(opts), light=ROBUST_LIGHT, light_tint=0.25)
+    return spec, "position", {}
+
+
 def _continual(stage):
     def factory(opts):
         color = _names(opts.pop("color", "purple"), PALETTE, "color")
@@ -184,6 +199,7 @@ DATASETS = {
     "size": _single("size"),
     "general": _single(None),
     "cluttered": _cluttered,
+    "position_robust": _robust,
     "continual_position": _continual("position"),
     "continual_shape": _continual("shape"),
     "continual_color": _continual("color"),
