@@ -72,6 +72,9 @@ class LateEnergyNet(ConditionalEnergy):
         readout: ``"spatial"`` (default for a 2-D continuous concept) or ``"pooled"`` (default
             otherwise); see the module docstring.
         center_input: feed pixels as ``2x - 1``.
+        context: also feed the head the spatial mean of the feature map (spatial readout
+            only): a little global context (the scene's light, what else it holds) beside
+            the local evidence where ``c`` is read; computed once per image.
         sampler: recommended image-generation settings (see ConditionalEnergy).
 
     ``config`` rebuilds the net with :func:`~conceptebm.energies.nets.build_energy_net`.
@@ -80,7 +83,8 @@ class LateEnergyNet(ConditionalEnergy):
     def __init__(self, concept: Concept | Sequence[Concept], *, image_size: int = 32,
                  channels: int = 3, width: int = 24, layers: int = 3, features: int = 32,
                  hidden: int = 64,
-                 readout: str | None = None, center_input: bool = True, sampler=None):
+                 readout: str | None = None, center_input: bool = True,
+                 context: bool = False, sampler=None):
         if not isinstance(concept, Concept):
             concept = JointConcept.of(concept)
         super().__init__(concept, sampler=sampler)
@@ -96,13 +100,18 @@ class LateEnergyNet(ConditionalEnergy):
             raise ValueError(f"LateEnergyNet: readout='spatial' reads a map at a 2-D position; "
                              f"concept {concept.name!r} is not a 2-D continuous concept: use "
                              f"readout='pooled'")
+        if context and readout != "spatial":
+            raise ValueError("LateEnergyNet: context=True adds the pooled map to a spatial "
+                             "readout; a pooled readout already reads it: drop context")
         self.config = {"type": "LateEnergyNet", "concept": concept.to_dict(),
                        "image_size": int(image_size), "channels": int(channels),
                        "width": int(width), "layers": int(layers), "features": int(features),
                        "hidden": int(hidden),
-                       "readout": readout, "center_input": bool(center_input)}
+                       "readout": readout, "center_input": bool(center_input),
+                       **({"context": True} if context else {})}
         self.image_size, self.channels = int(image_size), int(channels)
         self.readout, self.center_input = readout, bool(center_input)
+        self.context = bool(context)
         scale, shift = concept_scaling(concept)
         self.register_buffer("c_scale", scale, persistent=False)
         self.register_buffer("c_shift", shift, persistent=False)
@@ -123,7 +132,8 @@ class LateEnergyNet(ConditionalEnergy):
         if self.where is not None:
             nn.init.eye_(self.where.weight)
             nn.init.zeros_(self.where.bias)
-        self.head = nn.Sequential(nn.Linear(features + concept.dim, hidden), nn.SiLU(),
+        n_in = features * (2 if self.context else 1) + concept.dim
+        self.head = nn.Sequential(nn.Linear(n_in, hidden), nn.SiLU(),
                                   nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 1))
 
     def start_readout(self, images: Tensor, values: Tensor, *, min_r2: float = 0.8) -> bool:
@@ -204,6 +214,9 @@ class LateEnergyNet(ConditionalEnergy):
             read = F.grid_sample(f, loc[:, :, None], mode="bilinear", padding_mode="border",
                                  align_corners=True)  # (N, K, R, 1)
             read = read[..., 0].transpose(1, 2)  # (N, R, K)
+            if self.context:  # the map's spatial mean, the same for every candidate
+                pooled = f.mean((2, 3))[:, None].expand(n, c.shape[1], k)  # (N, R, K)
+                read = torch.cat([read, pooled], dim=-1)  # (N, R, 2K)
         else:
             read = f[:, None].expand(n, c.shape[1], k)  # (N, R, K)
         e = self.head(torch.cat([read, cn], dim=-1))[..., 0]  # (N, R)

@@ -61,6 +61,8 @@ class TrainConfig:
     #                              its neighbours' (one colour per object, not which)
     pixel_prior: bool = False  # an unconditional per-pixel colour energy (1x1 convs) added
     #                            to the net: the data's hues, never its shapes (ConvEnergyNet)
+    late_context: bool = False  # late net: its head also reads the feature map's spatial
+    #                             mean (a little global context; LateEnergyNet context)
     init_weights: str = ""  # checkpoint whose weights start the net (same net config), e.g.
     #                         a discriminative start from benchmarks/multiview_model.py
     # ---- optimisation ------------------------------------------------------------------
@@ -190,6 +192,8 @@ class TrainConfig:
         need(self.net != "late" or not conv_only, "net",
              f"must be 'conv' with the conv net's options {', '.join(conv_only)} (a late net "
              "does not read them: drop them)")
+        need(self.net == "late" or not self.late_context, "late_context",
+             "is an option of the late net: pass --net late too")
         need(not self.hue_agreement or self.hue_invariant, "hue_agreement",
              "extends hue_invariant: pass --hue-invariant too")
         need(self.init in SAMPLER_INITS, "init", f"must be one of {SAMPLER_INITS}")
@@ -242,7 +246,7 @@ class TrainConfig:
 
         if self.net == "late":
             return LateEnergyNet(concept, image_size=self.image_size, width=self.width,
-                                 center_input=self.center_input)
+                                 center_input=self.center_input, context=self.late_context)
         return ConvEnergyNet(concept, **self.net_config())
 
     def to_dict(self) -> dict:

@@ -179,3 +179,30 @@ def test_multiview_pyro_model_runs_the_trunk_once_and_matches_the_full_pass(gen)
     torch.testing.assert_close(torch.stack(split), torch.stack(full))
     assert late.trunk_images == 3 + 5 * 3  # the full pass runs the trunk at every evaluation
     pyro.clear_param_store()
+
+
+def test_context_head_reads_the_pooled_map_and_round_trips(gen):
+    net = LateEnergyNet(POS, image_size=16, width=4, features=6, hidden=8, context=True)
+    assert net.config["context"] is True and net.head[0].in_features == 2 * 6 + 2
+    assert "context" not in LateEnergyNet(POS, image_size=16, width=4, features=6).config
+    x = torch.rand(2, 3, 16, 16, generator=gen)
+    f = net.features(x)
+    c = _values(POS, 2, gen)
+    twin = build_energy_net(net.config)
+    twin.load_state_dict(net.state_dict())
+    torch.testing.assert_close(twin(x, c), net.energy_from_features(f, c))
+    # the pooled map enters: a change far from where c is read moves the energy at c
+    moved = f.clone()
+    moved[:, :, 0, 0] += 5.0
+    assert not torch.allclose(net.energy_from_features(moved, c), net.energy_from_features(f, c))
+    with pytest.raises(ValueError, match="drop context"):
+        LateEnergyNet(COLOR, context=True)
+
+
+def test_train_config_builds_the_context_head_for_a_late_net_only():
+    from conceptebm.train import make_config
+
+    net = make_config(net="late", late_context=True, width=4).build_net(POS)
+    assert net.context and net.config["context"] is True
+    with pytest.raises(ValueError, match="late_context is an option of the late net"):
+        make_config(late_context=True)
