@@ -1,4 +1,4 @@
-"""The one training loop of concept EBMs, one readable function: :func:`train`.
+"""The one training loop of concept EBMs: :func:`train`.
 
 Per iteration: draw a batch of real scenes and their concept labels (optionally augmented);
 under ``objective="cd"`` (paper eq. 2) start chains from the replay buffer (or fresh
@@ -10,6 +10,10 @@ under ``objective="contrastive"`` the concept-contrastive term + L2 alone, no sa
 update the EMA weights. Every so often: log a metrics row, score the model (generations read
 by the judges and/or MAP inference on held-out images), keep the best checkpoint by that
 score, and write a resumable checkpoint.
+
+The loop reads in pieces: ``_setup`` (folder, data, net, optimizer, resume, evaluation set,
+into one ``_Run``), ``_step`` (one update), ``_evaluate`` (score, best checkpoint),
+``_save_last`` / ``_save_snapshot`` (checkpoints) and ``_finish``.
 
 A divergence guard stops the run with :class:`TrainingDiverged` when energies blow up or
 turn non-finite, before the bad update is applied or saved, so the last good checkpoint stays.
@@ -63,6 +67,7 @@ from conceptebm.evaluate.quality import (
     inference_quality,
     selection_score,
 )
+from conceptebm.infer.settings import SamplerSettings
 from conceptebm.schedules import warmup_cosine
 from conceptebm.train import distributed as D
 from conceptebm.train.augment import augment_real
@@ -278,18 +283,158 @@ def train(config: TrainConfig, *, dataset=None, eval_dataset=None, judge=None,
             D.teardown(ctx, clean=clean)
 
 
+@dataclass(eq=False)
+class _Run:
+    """Everything a run holds between iterations: built by :func:`_setup`, advanced by
+    :func:`_step`, scored by :func:`_evaluate`, saved by :func:`_save_last`."""
+
+    config: TrainConfig
+    ctx: D.DistContext
+    device: torch.device
+    out: Path
+    gen: torch.Generator  # the training stream (training_seed): every random draw of a step
+    dataset: object
+    easy: object | None  # the curriculum's dataset (the first config.curriculum iterations)
+    concept: object  # the Concept this EBM is conditioned on
+    frozen: list  # earlier EBMs summed into the chain (continual mode), step-matched
+    net: ConvEnergyNet
+    model: torch.nn.Module  # the objective (a list of loss terms), DDP-wrapped under DDP
+    ema: ConvEnergyNet | None
+    opt: torch.optim.Optimizer
+    buffer: ReplayBuffer | None
+    sampling: bool  # Langevin negatives (objective "cd") or none
+    train_sampler: SamplerSettings  # the K-step sampler of the negatives
+    eval_sampler: SamplerSettings  # scored here, recorded in checkpoints
+    start: int = 0  # the iteration a resumed run continues after
+    elapsed: float = 0.0  # seconds of earlier sessions
+    best: float = -math.inf
+    best_it: int = 0
+    # ---- evaluation (rank 0, config.eval_every > 0) ----
+    evaluating: bool = False
+    judging: bool = False  # judges read generations (else MAP inference alone scores)
+    judge: object = None
+    eval_images: Tensor | None = None
+    eval_targets: Tensor | None = None
+    eval_frozen_c: Tensor | None = None
+    # ---- records (rank 0) ----
+    metrics_log: CsvLog | None = None
+    eval_log: CsvLog | None = None
+    meta_base: dict = field(default_factory=dict)
+
+    @property
+    def last_path(self) -> Path:
+        return self.out / "last.safetensors"
+
+    @property
+    def best_path(self) -> Path:
+        return self.out / "best.safetensors"
+
+    @property
+    def eval_net(self) -> ConvEnergyNet:
+        return self.ema if self.ema is not None else self.net
+
+
 def _train(config: TrainConfig, ctx, stop: _StopSignals, *, dataset, eval_dataset, judge,
            resume, progress, callback, on_start) -> TrainResult:
+    """The loop: :func:`_setup`, then per iteration :func:`_step`, a metrics row, and when
+    due :func:`_evaluate`, a snapshot and :func:`_save_last`; then :func:`_finish`."""
+    run = _setup(config, ctx, dataset=dataset, eval_dataset=eval_dataset, judge=judge,
+                 resume=resume, on_start=on_start)
+    session_t0, stopped, evals = time.time(), "done", []
+    bar = tqdm(range(run.start + 1, config.iterations + 1), initial=run.start,
+               total=config.iterations, desc=f"train {run.concept.name}",
+               disable=not (progress and ctx.is_main))
+    it = run.start
+    for it in bar:
+        lr, gnorm, stats = _step(run, it)
+        now = run.elapsed + time.time() - session_t0
+        row = {"iteration": it, "time_s": now, "lr": lr, "grad_norm": gnorm.item(),
+               **{k: v.item() for k, v in stats.items()}}
+        if ctx.is_main and _due(it, config.log_every, config):
+            run.metrics_log.write(row)
+            bar.set_postfix(loss=f"{row['loss']:.3g}", e_pos=f"{row['e_pos']:.3g}",
+                            best=f"{run.best:.3f}", **{k: f"{row[k]:.3g}" for k in
+                                                       ("e_neg", "contrastive_acc") if k in row})
+        if run.evaluating and _due(it, config.eval_every, config):
+            evals.append(_evaluate(run, it, now))
+        if ctx.is_main and config.snapshot_every and it % config.snapshot_every == 0:
+            _save_snapshot(run, it, now)
+        timeout, signum = _stop_requested(run, now, stop)
+        if ctx.is_main and (config.checkpoint_every or signum) and (
+                it % (config.checkpoint_every or it) == 0 or it == config.iterations
+                or timeout or signum):
+            _save_last(run, it, now)
+        if callback is not None:
+            callback(it, row)
+        if signum:
+            stopped = signal.Signals(signum).name
+            break
+        if timeout:
+            stopped = "time limit"
+            break
+    bar.close()
+    _finish(run, it, stopped, run.elapsed + time.time() - session_t0)
+    if stopped in ("SIGINT", "SIGTERM"):
+        raise TrainingInterrupted(getattr(signal, stopped), it,
+                                  run.last_path if ctx.is_main else None)
+    return TrainResult(net=run.net, eval_net=run.eval_net, iteration=it, best_score=run.best,
+                       best_iteration=run.best_it, out_dir=run.out, stopped=stopped,
+                       evals=evals)
+
+
+def _due(it: int, every: int, config: TrainConfig) -> bool:
+    """Every ``every`` iterations, and at the last one."""
+    return it % every == 0 or it == config.iterations
+
+
+# ---- setup -------------------------------------------------------------------------------
+def _setup(config: TrainConfig, ctx, *, dataset, eval_dataset, judge, resume,
+           on_start) -> _Run:
+    """Check the folder, build the data, the net and its optimizer, continue a resumed
+    checkpoint, draw the held-out evaluation set, then mark the folder as this run's."""
     device = torch.device(config.device)
     if device.type == "cuda" and ctx.enabled:
         device = torch.device("cuda", ctx.local_rank)
         torch.cuda.set_device(device)
     out = Path(config.out_dir)
-    last_path, best_path = out / "last.safetensors", out / "best.safetensors"
     check_out_dir(out, resume=bool(resume))  # nothing of the user's is overwritten
     gen = torch.Generator(device=device).manual_seed(training_seed(config.seed, ctx.rank))
+    dataset, easy, concept, frozen = _data(config, dataset, device)
+    resuming_last = bool(resume) and (out / "last.safetensors").exists()
+    net = _build_net(config, dataset, concept, device, resuming_last)
+    objective = make_objective(config, net)  # a list of loss terms (train/objective.py)
+    model = objective
+    if ctx.enabled:  # DDP broadcasts rank 0's initial weights to every replica
+        model = torch.nn.parallel.DistributedDataParallel(objective, forward_sync_buffers=False)
+    ema = copy.deepcopy(net).requires_grad_(False) if config.ema else None
+    opt = torch.optim.Adam(net.parameters(), lr=config.lr, betas=config.betas)
+    sampling = config.objective == "cd"  # Langevin negatives (and their buffer) or none
+    buffer = (ReplayBuffer(config.buffer_size, reinit_prob=config.reinit_prob,
+                           label_policy=config.label_policy)
+              if config.buffer_size and sampling else None)
+    run = _Run(config=config, ctx=ctx, device=device, out=out, gen=gen, dataset=dataset,
+               easy=easy, concept=concept, frozen=frozen, net=net, model=model, ema=ema,
+               opt=opt, buffer=buffer, sampling=sampling,
+               train_sampler=training_settings(config), eval_sampler=eval_settings(config))
+    _resume(run, resume)
+    _evaluation_set(run, eval_dataset, judge)
+    if ctx.is_main:  # accepted: from here on the run writes (its manifest first)
+        mark_run(out)
+        if on_start is not None:
+            on_start()
+        resumed_from = run.start if run.start else None
+        run.metrics_log = CsvLog(out / "metrics.csv", resume_after=resumed_from)
+        run.eval_log = CsvLog(out / "eval.csv", resume_after=resumed_from)
+    run.meta_base = {"net": net.config, "train": config.to_dict(),
+                     "frozen": [f.concept.name for f in frozen],
+                     "sampler": run.eval_sampler.to_dict()}
+    return run
 
-    # ---- data and model -------------------------------------------------------------
+
+def _data(config: TrainConfig, dataset, device):
+    """``(dataset, easy, concept, frozen)``: the training scenes (default
+    ``make_dataset(config.dataset_name, ...)``), the curriculum's scenes (or None), the
+    concept to learn, and the frozen earlier EBMs, each checked against the labels."""
     if dataset is None:
         from conceptebm.datasets import make_dataset
 
@@ -310,6 +455,13 @@ def _train(config: TrainConfig, ctx, stop: _StopSignals, *, dataset, eval_datase
                   for f, w in zip(frozen, config.frozen_weights, strict=True)]
     for f in frozen:
         _dataset_concept(dataset, f.concept.name)
+    return dataset, easy, concept, frozen
+
+
+def _build_net(config: TrainConfig, dataset, concept, device, resuming_last: bool):
+    """The net of ``config.net``, seeded with ``config.seed`` (the global RNG untouched);
+    a late net starts its readout from the data, ``init_weights`` (unless a resumed
+    checkpoint overrides them) copies a checkpoint's weights."""
     with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
         torch.manual_seed(config.seed)
         net = config.build_net(concept).to(device)  # the family of config.net
@@ -319,228 +471,235 @@ def _train(config: TrainConfig, ctx, stop: _StopSignals, *, dataset, eval_datase
         # a late net reads each value where the camera puts it (LateEnergyNet.start_readout)
         x0, l0 = _batch(dataset, torch.arange(min(len(dataset), 1000)))
         net.start_readout(x0.to(device), torch.as_tensor(l0[concept.name]).to(device))
-    if config.init_weights and not (resume and last_path.exists()):
+    if config.init_weights and not resuming_last:
         _start_from(net, config.init_weights, device)
-    objective = make_objective(config, net)  # a list of loss terms (train/objective.py)
-    model = objective
-    if ctx.enabled:  # DDP broadcasts rank 0's initial weights to every replica
-        model = torch.nn.parallel.DistributedDataParallel(objective, forward_sync_buffers=False)
-    ema = copy.deepcopy(net).requires_grad_(False) if config.ema else None
-    opt = torch.optim.Adam(net.parameters(), lr=config.lr, betas=config.betas)
-    sampling = config.objective == "cd"  # Langevin negatives (and their buffer) or none
-    buffer = (ReplayBuffer(config.buffer_size, reinit_prob=config.reinit_prob,
-                           label_policy=config.label_policy)
-              if config.buffer_size and sampling else None)
-    start, elapsed, best, best_it = 0, 0.0, -math.inf, 0
+    return net
 
-    # ---- resume ---------------------------------------------------------------------
-    resume_path = Path(resume) if isinstance(resume, (str, Path)) else last_path
-    if resume and (resume_path.exists() or isinstance(resume, (str, Path))):
-        ckpt = load_checkpoint(resume_path, device=device)
-        changed = check_resumable(ckpt, config, net)
-        if changed and ctx.is_main:
-            print(f"[train] resuming with changed settings: {changed}")
-        if ema is not None:
-            load_state(ema, ckpt.groups.get("ema", ckpt.groups["model"]), "EMA weights")
-        if "optim" in ckpt.groups:
-            load_optimizer(opt, ckpt.groups["optim"], ckpt.meta["optim_groups"])
-        if buffer is not None and "buffer" in ckpt.groups:
-            buffer.load_state(ckpt.groups["buffer"], ckpt.meta["buffer"], device=device)
-        if "rng" in ckpt.groups and ctx.rank == 0:
-            gen.set_state(ckpt.groups["rng"]["train"].cpu())
-        elif ctx.rank:
-            gen.manual_seed(training_seed(config.seed, ctx.rank, ckpt.meta["iteration"]))
-        start, elapsed = int(ckpt.meta["iteration"]), float(ckpt.meta["elapsed_s"])
-        best, best_it = float(ckpt.meta["best_score"]), int(ckpt.meta["best_iteration"])
-    resumed_from = start if start else None
 
-    # ---- evaluation set (rank 0) ----------------------------------------------------
-    evaluating = config.eval_every > 0 and ctx.is_main
+def _resume(run: _Run, resume: bool | str) -> None:
+    """Continue ``resume`` (a checkpoint path, or ``True``: ``last.safetensors`` when
+    present): weights, EMA, optimizer, buffer, rank 0's generator, counters."""
+    resume_path = Path(resume) if isinstance(resume, (str, Path)) else run.last_path
+    if not (resume and (resume_path.exists() or isinstance(resume, (str, Path)))):
+        return
+    config, ctx = run.config, run.ctx
+    ckpt = load_checkpoint(resume_path, device=run.device)
+    changed = check_resumable(ckpt, config, run.net)
+    if changed and ctx.is_main:
+        print(f"[train] resuming with changed settings: {changed}")
+    if run.ema is not None:
+        load_state(run.ema, ckpt.groups.get("ema", ckpt.groups["model"]), "EMA weights")
+    if "optim" in ckpt.groups:
+        load_optimizer(run.opt, ckpt.groups["optim"], ckpt.meta["optim_groups"])
+    if run.buffer is not None and "buffer" in ckpt.groups:
+        run.buffer.load_state(ckpt.groups["buffer"], ckpt.meta["buffer"], device=run.device)
+    if "rng" in ckpt.groups and ctx.rank == 0:
+        run.gen.set_state(ckpt.groups["rng"]["train"].cpu())
+    elif ctx.rank:
+        run.gen.manual_seed(training_seed(config.seed, ctx.rank, ckpt.meta["iteration"]))
+    run.start, run.elapsed = int(ckpt.meta["iteration"]), float(ckpt.meta["elapsed_s"])
+    run.best, run.best_it = float(ckpt.meta["best_score"]), int(ckpt.meta["best_iteration"])
+
+
+def _evaluation_set(run: _Run, eval_dataset, judge) -> None:
+    """Rank 0 of a run with ``eval_every > 0``: the judges (when generations are scored) and
+    the held-out images and targets every evaluation reads."""
+    config, device = run.config, run.device
+    run.evaluating = config.eval_every > 0 and run.ctx.is_main
     # judges read generations; a contrastive-only model's samples are not images, so it is
     # scored (and its best checkpoint chosen) by MAP inference on held-out images alone
     # a user's images (load_images) have no judge: MAP on all their held-out images scores them
-    user_data = judge_free(eval_dataset if eval_dataset is not None else dataset)
-    judging = sampling and not user_data
-    if evaluating:
-        if judge is None and judging:
-            from conceptebm.evaluate import load_judges
+    user_data = judge_free(eval_dataset if eval_dataset is not None else run.dataset)
+    run.judging = run.sampling and not user_data
+    if not run.evaluating:
+        return
+    if judge is None and run.judging:
+        from conceptebm.evaluate import load_judges
 
-            judge = load_judges()
-        if eval_dataset is None:
-            from conceptebm.datasets import make_dataset
+        judge = load_judges()
+    run.judge = judge
+    if eval_dataset is None:
+        from conceptebm.datasets import make_dataset
 
-            eval_dataset = make_dataset(config.dataset_name, size=config.eval_samples,
-                                        seed=config.seed + EVAL_SEED_OFFSET,
-                                        image_size=config.image_size, **_dataset_options(config))
-        # at most eval_samples held-out images per evaluation (MAP on all 300 of a user's
-        # held-out split cost ~100 s an evaluation on a shared CPU; benchmarks score them all)
-        n_eval = min(config.eval_samples, len(eval_dataset))
-        eval_images, eval_labels = _batch(eval_dataset, torch.arange(n_eval))
-        eval_images = eval_images.to(device)
-        eval_targets = torch.as_tensor(eval_labels[concept.name])
-        eval_frozen_c = _encode(eval_labels, frozen, device) if frozen else None
-    eval_sampler = eval_settings(config)  # SamplerSettings: scored here, recorded in checkpoints
-    train_sampler = training_settings(config)  # the K-step sampler of the negatives
+        eval_dataset = make_dataset(config.dataset_name, size=config.eval_samples,
+                                    seed=config.seed + EVAL_SEED_OFFSET,
+                                    image_size=config.image_size, **_dataset_options(config))
+    # at most eval_samples held-out images per evaluation (MAP on all 300 of a user's
+    # held-out split cost ~100 s an evaluation on a shared CPU; benchmarks score them all)
+    n_eval = min(config.eval_samples, len(eval_dataset))
+    eval_images, eval_labels = _batch(eval_dataset, torch.arange(n_eval))
+    run.eval_images = eval_images.to(device)
+    run.eval_targets = torch.as_tensor(eval_labels[run.concept.name])
+    run.eval_frozen_c = _encode(eval_labels, run.frozen, device) if run.frozen else None
 
-    if ctx.is_main:  # accepted: from here on the run writes (its manifest first)
-        mark_run(out)
-        if on_start is not None:
-            on_start()
-    metrics_log = CsvLog(out / "metrics.csv", resume_after=resumed_from) if ctx.is_main else None
-    eval_log = CsvLog(out / "eval.csv", resume_after=resumed_from) if ctx.is_main else None
-    meta_base = {"net": net.config, "train": config.to_dict(),
-                 "frozen": [f.concept.name for f in frozen], "sampler": eval_sampler.to_dict()}
 
-    def save_last(it: int, now_elapsed: float) -> None:
-        optim_t, optim_groups = optimizer_tensors(opt)
-        buf_t, buf_info = buffer.state() if buffer is not None else ({}, {})
-        groups = {"model": net.state_dict(), "optim": optim_t, "buffer": buf_t,
-                  "rng": {"train": gen.get_state()}}
-        if ema is not None:
-            groups["ema"] = ema.state_dict()
-        save_checkpoint(last_path, {k: v for k, v in groups.items() if v},
-                        {**meta_base, "iteration": it, "elapsed_s": now_elapsed,
-                         "best_score": best, "best_iteration": best_it,
-                         "optim_groups": optim_groups, "buffer": buf_info})
+# ---- one step ----------------------------------------------------------------------------
+def _step(run: _Run, it: int) -> tuple[float, Tensor, dict[str, Tensor]]:
+    """One update at iteration ``it``: a batch of real scenes, the negatives, the
+    divergence guard, one Adam step, the EMA and the buffer. Returns ``(lr, grad_norm,
+    stats)`` (``stats``: the objective's terms)."""
+    config, net, gen = run.config, run.net, run.gen
+    lr = lr_at(config, it)
+    for group in run.opt.param_groups:
+        group["lr"] = lr
+    net.train()
+    x_pos, c = _real_batch(run, it)
+    # c holds this EBM's label, then each frozen EBM's (the sampler sums them); the loss
+    # scores this EBM only, so it gets its own part
+    c_own = split_labels(c, [net, *run.frozen])[0]  # (B, L)
+    x_neg, c_run, sampler_ok = _negatives(run, x_pos, c)
+    c_run_own = split_labels(c_run, [net, *run.frozen])[0] if c_run is not None else None
+    c_wrong = (wrong_concept_values(run.concept, c_own, config.contrastive_negatives,
+                                    near=config.contrastive_near_negatives,
+                                    near_scale=config.contrastive_near_scale,
+                                    generator=gen)
+               if config.contrastive_weight else None)  # (B, M, L)
+    if sampler_ok:
+        loss, stats = run.model(x_pos, c_own, x_neg, c_run_own, c_wrong)
+        e_max = torch.stack([v.abs() for k, v in stats.items() if k.startswith("e_")]).max()
+        bad = torch.stack([(~torch.isfinite(loss)).float(), torch.nan_to_num(e_max, nan=1e30)])
+    else:
+        bad = torch.tensor([1.0, 1e30], device=run.device)
+    bad = D.all_max(bad.to(run.device), run.ctx)
+    if not sampler_ok or bad[0] > 0 or bad[1] > config.max_abs_energy:
+        why = ("the Langevin sampler met a non-finite energy or gradient" if not sampler_ok
+               else f"mean |energy| {bad[1].item():.3g} (limit {config.max_abs_energy:g}) or"
+               f" a non-finite loss")
+        raise _diverged(run, it, why)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    gnorm = torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip or math.inf)
+    if not torch.isfinite(gnorm):
+        raise _diverged(run, it, f"non-finite parameter gradient (norm {gnorm.item()})")
+    run.opt.step()
+    if run.ema is not None:
+        _ema_update(run.ema, net, config.ema, it)
+    if run.buffer is not None:
+        run.buffer.push(x_neg, c_run)
+    return lr, gnorm, stats
 
-    def diverged(it: int, why: str) -> TrainingDiverged:
-        where = (f"the last good checkpoint is {last_path} (iteration "
-                 f"{load_checkpoint(last_path).meta['iteration']})" if last_path.exists()
-                 else "no checkpoint was written yet")
-        return TrainingDiverged(
-            f"training diverged at iteration {it}: {why}. Nothing from this iteration was "
-            f"applied or saved; {where}. Resume from it with a lower lr, a larger l2 or "
-            "grad_clip (--resume after changing them).")
 
-    # ---- the loop ---------------------------------------------------------------------
-    session_t0, stopped, evals = time.time(), "done", []
-    bar = tqdm(range(start + 1, config.iterations + 1), initial=start, total=config.iterations,
-               desc=f"train {concept.name}", disable=not (progress and ctx.is_main))
-    it = start
-    for it in bar:
-        lr = lr_at(config, it)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        net.train()
-        idx = torch.randint(len(dataset), (config.batch_size,), generator=gen, device=device)
-        source = easy if easy is not None and it <= config.curriculum else dataset
-        x_pos, labels = _batch(source, idx.cpu())
-        x_pos = augment_real(x_pos.to(device), noise=config.augment_noise,  # (B, C, H, W)
-                             blur=config.augment_blur, jitter=config.augment_jitter,
-                             generator=gen)
-        c = _encode(labels, [net, *frozen], device)  # (B, L_all)
-        # c holds this EBM's label, then each frozen EBM's (the sampler sums them); the loss
-        # scores this EBM only, so it gets its own part
-        c_own = split_labels(c, [net, *frozen])[0]  # (B, L)
-        x_neg = c_run = c_run_own = None
-        sampler_ok = True
-        if sampling:  # K Langevin steps on E_new(x|c) + sum_j E_j(x|c_j), chains from the buffer
-            fresh = fresh_noise(x_pos.shape, config.init, generator=gen, device=device)
-            x0, c_run = buffer.sample(fresh, c, generator=gen) if buffer is not None else (fresh, c)
-            try:
-                x_neg = sample_images(net, c_run, **train_sampler, x0=x0, frozen=frozen,
-                                      generator=gen)  # (B, C, H, W)
-            except FloatingPointError:
-                x_neg, sampler_ok = x0, False
-            c_run_own = split_labels(c_run, [net, *frozen])[0]  # (B, L)
-        c_wrong = (wrong_concept_values(concept, c_own, config.contrastive_negatives,
-                                        near=config.contrastive_near_negatives,
-                                        near_scale=config.contrastive_near_scale,
-                                        generator=gen)
-                   if config.contrastive_weight else None)  # (B, M, L)
-        if sampler_ok:
-            loss, stats = model(x_pos, c_own, x_neg, c_run_own, c_wrong)
-            e_max = torch.stack([v.abs() for k, v in stats.items() if k.startswith("e_")]).max()
-            bad = torch.stack([(~torch.isfinite(loss)).float(), torch.nan_to_num(e_max, nan=1e30)])
-        else:
-            bad = torch.tensor([1.0, 1e30], device=device)
-        bad = D.all_max(bad.to(device), ctx)
-        if not sampler_ok or bad[0] > 0 or bad[1] > config.max_abs_energy:
-            why = ("the Langevin sampler met a non-finite energy or gradient" if not sampler_ok
-                   else f"mean |energy| {bad[1].item():.3g} (limit {config.max_abs_energy:g}) or"
-                   f" a non-finite loss")
-            raise diverged(it, why)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip or math.inf)
-        if not torch.isfinite(gnorm):
-            raise diverged(it, f"non-finite parameter gradient (norm {gnorm.item()})")
-        opt.step()
-        if ema is not None:
-            _ema_update(ema, net, config.ema, it)
-        if buffer is not None:
-            buffer.push(x_neg, c_run)
+def _real_batch(run: _Run, it: int) -> tuple[Tensor, Tensor]:
+    """``(x_pos, c)``: a batch of real scenes (the curriculum's at first), augmented, and
+    the concatenated labels of this EBM and of each frozen one ``(B, L_all)``."""
+    config = run.config
+    idx = torch.randint(len(run.dataset), (config.batch_size,), generator=run.gen,
+                        device=run.device)
+    source = run.easy if run.easy is not None and it <= config.curriculum else run.dataset
+    x_pos, labels = _batch(source, idx.cpu())
+    x_pos = augment_real(x_pos.to(run.device), noise=config.augment_noise,  # (B, C, H, W)
+                         blur=config.augment_blur, jitter=config.augment_jitter,
+                         generator=run.gen)
+    return x_pos, _encode(labels, [run.net, *run.frozen], run.device)
 
-        now = elapsed + time.time() - session_t0
-        row = {"iteration": it, "time_s": now, "lr": lr, "grad_norm": gnorm.item(),
-               **{k: v.item() for k, v in stats.items()}}
-        if ctx.is_main and (it % config.log_every == 0 or it == config.iterations):
-            metrics_log.write(row)
-            bar.set_postfix(loss=f"{row['loss']:.3g}", e_pos=f"{row['e_pos']:.3g}",
-                            best=f"{best:.3f}", **{k: f"{row[k]:.3g}" for k in
-                                                   ("e_neg", "contrastive_acc") if k in row})
-        if evaluating and (it % config.eval_every == 0 or it == config.iterations):
-            eval_net = (ema if ema is not None else net).eval()
-            eval_gen = torch.Generator(device=device).manual_seed(config.seed + EVAL_SEED_OFFSET)
-            metrics, scores = {}, []
-            if judging:
-                metrics = generation_quality(eval_net, judge, eval_targets, sampler=eval_sampler,
-                                             generator=eval_gen, frozen=frozen,
-                                             frozen_c=eval_frozen_c)
-                scores.append(selection_score(metrics, concept))
-            if config.eval_inference or not judging:
-                inferred = inference_quality(eval_net, eval_images, eval_targets,
-                                             grid=config.eval_grid,
-                                             steps=config.eval_map_steps)
-                metrics.update({f"inference_{k}": m for k, m in inferred.items()})
-                scores.append(selection_score(inferred, concept))
-            score = sum(scores) / len(scores)  # the mean of both when both are scored
-            erow = {"iteration": it, "time_s": now, "score": score,
-                    **{k: m.value for k, m in metrics.items()}}
-            eval_log.write(erow)
-            evals.append(erow)
-            if score > best:
-                best, best_it = score, it
-                save_checkpoint(best_path, {"model": eval_net.state_dict()},
-                                {**meta_base, "iteration": it, "elapsed_s": now, "score": score,
-                                 "metrics": {k: list(m) for k, m in metrics.items()},
-                                 # best energies of held-out real images: "no object found"
-                                 "energy_calibration": checkpoint_calibration(
-                                     eval_net, eval_images, eval_targets)})
-        if ctx.is_main and config.snapshot_every and it % config.snapshot_every == 0:
-            snap = (ema if ema is not None else net).state_dict()
-            save_checkpoint(out / "snapshots" / f"it{it:06d}.safetensors", {"model": snap},
-                            {**meta_base, "iteration": it, "elapsed_s": now}, json_twin=False)
-        # rank 0's time limit, and a signal received by any process, stop every process
-        timeout = ctx.is_main and config.time_limit_min is not None and \
-            now > 60 * config.time_limit_min
-        flags = D.all_max(torch.tensor([float(timeout), float(stop.signum)], device=device), ctx)
-        timeout, signum = bool(flags[0] > 0), int(flags[1].item())
-        if ctx.is_main and (config.checkpoint_every or signum) and (
-                it % (config.checkpoint_every or it) == 0 or it == config.iterations
-                or timeout or signum):
-            save_last(it, now)
-        if callback is not None:
-            callback(it, row)
-        if signum:
-            stopped = signal.Signals(signum).name
-            break
-        if timeout:
-            stopped = "time limit"
-            break
-    bar.close()
+
+def _negatives(run: _Run, x_pos: Tensor, c: Tensor) -> tuple[Tensor | None, Tensor | None, bool]:
+    """``(x_neg, c_run, ok)``: under ``objective="cd"``, K Langevin steps on
+    E_new(x|c) + sum_j E_j(x|c_j) from chains of the buffer (or fresh noise) and the labels
+    they ran under; ``ok`` is False when the sampler met a non-finite value. Without
+    sampling ``(None, None, True)``."""
+    if not run.sampling:
+        return None, None, True
+    fresh = fresh_noise(x_pos.shape, run.config.init, generator=run.gen, device=run.device)
+    x0, c_run = (run.buffer.sample(fresh, c, generator=run.gen) if run.buffer is not None
+                 else (fresh, c))
+    try:
+        x_neg = sample_images(run.net, c_run, **run.train_sampler, x0=x0, frozen=run.frozen,
+                              generator=run.gen)  # (B, C, H, W)
+    except FloatingPointError:
+        return x0, c_run, False
+    return x_neg, c_run, True
+
+
+def _diverged(run: _Run, it: int, why: str) -> TrainingDiverged:
+    last_path = run.last_path
+    where = (f"the last good checkpoint is {last_path} (iteration "
+             f"{load_checkpoint(last_path).meta['iteration']})" if last_path.exists()
+             else "no checkpoint was written yet")
+    return TrainingDiverged(
+        f"training diverged at iteration {it}: {why}. Nothing from this iteration was "
+        f"applied or saved; {where}. Resume from it with a lower lr, a larger l2 or "
+        "grad_clip (--resume after changing them).")
+
+
+# ---- evaluate ----------------------------------------------------------------------------
+def _evaluate(run: _Run, it: int, now: float) -> dict:
+    """Score the evaluation weights (generations read by the judges and/or MAP inference on
+    the held-out images; the mean of both when both), log the row, and keep the best
+    checkpoint by that score. Returns the row of ``eval.csv``."""
+    config, concept = run.config, run.concept
+    eval_net = run.eval_net.eval()
+    eval_gen = torch.Generator(device=run.device).manual_seed(config.seed + EVAL_SEED_OFFSET)
+    metrics, scores = {}, []
+    if run.judging:
+        metrics = generation_quality(eval_net, run.judge, run.eval_targets,
+                                     sampler=run.eval_sampler, generator=eval_gen,
+                                     frozen=run.frozen, frozen_c=run.eval_frozen_c)
+        scores.append(selection_score(metrics, concept))
+    if config.eval_inference or not run.judging:
+        inferred = inference_quality(eval_net, run.eval_images, run.eval_targets,
+                                     grid=config.eval_grid, steps=config.eval_map_steps)
+        metrics.update({f"inference_{k}": m for k, m in inferred.items()})
+        scores.append(selection_score(inferred, concept))
+    score = sum(scores) / len(scores)  # the mean of both when both are scored
+    erow = {"iteration": it, "time_s": now, "score": score,
+            **{k: m.value for k, m in metrics.items()}}
+    run.eval_log.write(erow)
+    if score > run.best:
+        run.best, run.best_it = score, it
+        save_checkpoint(run.best_path, {"model": eval_net.state_dict()},
+                        {**run.meta_base, "iteration": it, "elapsed_s": now, "score": score,
+                         "metrics": {k: list(m) for k, m in metrics.items()},
+                         # best energies of held-out real images: "no object found"
+                         "energy_calibration": checkpoint_calibration(
+                             eval_net, run.eval_images, run.eval_targets)})
+    return erow
+
+
+# ---- checkpoint and stop -----------------------------------------------------------------
+def _save_last(run: _Run, it: int, now_elapsed: float) -> None:
+    """The resumable checkpoint ``last.safetensors``: weights, EMA, optimizer, buffer, the
+    training generator and the counters."""
+    optim_t, optim_groups = optimizer_tensors(run.opt)
+    buf_t, buf_info = run.buffer.state() if run.buffer is not None else ({}, {})
+    groups = {"model": run.net.state_dict(), "optim": optim_t, "buffer": buf_t,
+              "rng": {"train": run.gen.get_state()}}
+    if run.ema is not None:
+        groups["ema"] = run.ema.state_dict()
+    save_checkpoint(run.last_path, {k: v for k, v in groups.items() if v},
+                    {**run.meta_base, "iteration": it, "elapsed_s": now_elapsed,
+                     "best_score": run.best, "best_iteration": run.best_it,
+                     "optim_groups": optim_groups, "buffer": buf_info})
+
+
+def _save_snapshot(run: _Run, it: int, now: float) -> None:
+    """Weights-only ``snapshots/it{it}.safetensors`` of the evaluation weights."""
+    save_checkpoint(run.out / "snapshots" / f"it{it:06d}.safetensors",
+                    {"model": run.eval_net.state_dict()},
+                    {**run.meta_base, "iteration": it, "elapsed_s": now}, json_twin=False)
+
+
+def _stop_requested(run: _Run, now: float, stop: _StopSignals) -> tuple[bool, int]:
+    """``(timeout, signum)`` agreed by every process: rank 0's time limit, and a signal
+    received by any process, stop them all."""
+    config = run.config
+    timeout = run.ctx.is_main and config.time_limit_min is not None and \
+        now > 60 * config.time_limit_min
+    flags = D.all_max(torch.tensor([float(timeout), float(stop.signum)], device=run.device),
+                      run.ctx)
+    return bool(flags[0] > 0), int(flags[1].item())
+
+
+def _finish(run: _Run, it: int, stopped: str, now_elapsed: float) -> None:
+    """Weights back in the default memory order; rank 0 writes the last checkpoint (when no
+    schedule wrote it), the training plot and ``config.json``."""
+    config = run.config
     if config.channels_last:  # hand back weights in the default order
-        for m in (net, ema):
+        for m in (run.net, run.ema):
             if m is not None:
                 m.to(memory_format=torch.contiguous_format)
-    if ctx.is_main:
+    if run.ctx.is_main:
         if config.checkpoint_every == 0 and not stopped.startswith("SIG"):
-            save_last(it, elapsed + time.time() - session_t0)
-        plot_training(out, title=f"{concept.name} EBM, {out.name}")
-        atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=2))
-    if stopped in ("SIGINT", "SIGTERM"):
-        raise TrainingInterrupted(getattr(signal, stopped), it,
-                                  last_path if ctx.is_main else None)
-    return TrainResult(net=net, eval_net=ema if ema is not None else net, iteration=it,
-                       best_score=best, best_iteration=best_it, out_dir=out, stopped=stopped,
-                       evals=evals)
+            _save_last(run, it, now_elapsed)
+        plot_training(run.out, title=f"{run.concept.name} EBM, {run.out.name}")
+        atomic_write_text(run.out / "config.json", json.dumps(config.to_dict(), indent=2))
