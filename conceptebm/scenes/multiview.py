@@ -49,6 +49,16 @@ from conceptebm.evaluate.posterior import chain_stats
 from conceptebm.infer.chain import mala
 from conceptebm.infer.energy_map import concept_grid, energy_map
 from conceptebm.infer.optimize import concept_energy
+from conceptebm.infer.posterior_grid import (
+    REFINE_DELTA,
+    GridPosterior,
+    check_level,
+    check_temperature,
+    fit_temperature,
+    grid_posterior_of,
+    interval_coverage,
+    regrid_temperature,
+)
 from conceptebm.infer.pyro import energy_factor
 from conceptebm.infer.pyro.inference import nuts_posterior
 from conceptebm.infer.settings import MAP_CHUNK
@@ -132,27 +142,6 @@ class Posterior(NamedTuple):
                 "diagnostics": self.diagnostics, "warnings": list(self.warnings)}
 
 
-class GridPosterior(NamedTuple):
-    """Result of :func:`grid_posterior` for ``B`` multi-view sets.
-
-    Attributes:
-        probs: ``(B, G)`` posterior mass of each grid point (rows sum to 1).
-        grid: ``(G, dim)`` the grid (:func:`~conceptebm.infer.concept_grid` layout).
-        mean: ``(B, dim)``; interval: ``(B, 2, dim)`` equal-tailed marginal intervals.
-        level: the interval's probability.
-        energies: ``(B, G)`` summed energies at the grid points (before the temperature).
-        temperature: the temperature ``probs`` were made with.
-    """
-
-    probs: Tensor
-    grid: Tensor
-    mean: Tensor
-    interval: Tensor
-    level: float
-    energies: Tensor | None = None
-    temperature: float = 1.0
-
-
 def _check_views(model, views: Tensor, check_range: bool, event_dim: int) -> Tensor:
     if isinstance(views, Tensor) and views.dim() == event_dim + 2:
         raise ValueError(f"views must be one multi-view set (V, *event), got "
@@ -162,17 +151,7 @@ def _check_views(model, views: Tensor, check_range: bool, event_dim: int) -> Ten
     return views
 
 
-def _check_level(level: float) -> float:
-    if not 0 < level < 1:
-        raise ValueError(f"level must lie in (0, 1), e.g. 0.9 for a 90% interval, got {level!r}")
-    return float(level)
-
-
-def _check_temperature(temperature: float) -> float:
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0 (1 = the energies as trained), "
-                         f"got {temperature!r}")
-    return float(temperature)
+_check_level, _check_temperature = check_level, check_temperature
 
 
 def multiview_model(model, views: Tensor, *, temperature: float = 1.0,
@@ -478,43 +457,11 @@ def multiview_posterior(model, views: Tensor, *, num_samples: int = 1000,
             event_dim=event_dim, progress=progress, **nuts_kwargs)[0]
 
 
-def _marginal_quantile(p: Tensor, axis: Tensor, q: float) -> Tensor:
-    """Quantile ``q`` of marginals ``p (B, n)`` on ``axis (n,)``: each point's mass is spread
-    evenly over its cell (half-way to the neighbours, clipped to the box), so the quantile
-    is a linear interpolation of the cumulative mass rather than a grid point."""
-    n = axis.shape[0]
-    mid = (axis[1:] + axis[:-1]) / 2
-    lo_edge = torch.cat([axis[:1], mid])  # (n,)
-    hi_edge = torch.cat([mid, axis[-1:]])
-    cdf_hi = p.cumsum(-1)  # (B, n) mass up to each cell's upper edge
-    i = torch.searchsorted(cdf_hi, torch.full_like(cdf_hi[:, :1], q)).clamp(max=n - 1)  # (B, 1)
-    cdf_lo = cdf_hi.gather(1, i) - p.gather(1, i)
-    frac = ((q - cdf_lo) / p.gather(1, i).clamp_min(1e-30)).clamp(0, 1)
-    return (lo_edge[i] + frac * (hi_edge[i] - lo_edge[i]))[:, 0]  # (B,)
-
-
-def _summarise(e: Tensor, grid: Tensor, n: int, level: float, t: float, dtype) -> GridPosterior:
-    """Posterior mass, mean and marginal intervals from grid energies ``e (B, G)``."""
-    d = grid.shape[1]
-    probs = torch.softmax(-e.double() / t, dim=-1)  # (B, G), flat prior on the box
-    axis = grid[:n, -1].double()  # (n,) the last coordinate varies fastest
-    cube = probs.reshape(-1, *([n] * d))  # (B, n, ..., n), coordinate j on axis j + 1
-    lows, highs = [], []
-    for j in range(d):
-        others = [k + 1 for k in range(d) if k != j]
-        marg = cube.sum(dim=others) if others else cube  # (B, n)
-        lows.append(_marginal_quantile(marg, axis, (1 - level) / 2))
-        highs.append(_marginal_quantile(marg, axis, (1 + level) / 2))
-    interval = torch.stack([torch.stack(lows, -1), torch.stack(highs, -1)], dim=1)  # (B, 2, d)
-    mean = probs @ grid.double()  # (B, d)
-    return GridPosterior(probs.to(dtype), grid, mean.to(dtype), interval.to(dtype), level,
-                         e, t)
-
-
 def grid_posterior(model, views: Tensor, points: int = 64, *, level: float = 0.9,
-                   temperature: float | None = None, chunk_size: int = MAP_CHUNK,
-                   check_range: bool = True,
-                   event_dim: int = 3, progress: bool = False) -> GridPosterior:
+                   temperature: float | None = None, refine: int = 1,
+                   refine_delta: float = REFINE_DELTA, chunk_size: int = MAP_CHUNK,
+                   check_range: bool = True, event_dim: int = 3,
+                   progress: bool = False) -> GridPosterior:
     """The exact posterior of eq. 11 on a grid, for ``B`` multi-view sets at once.
 
     Args:
@@ -523,9 +470,14 @@ def grid_posterior(model, views: Tensor, points: int = 64, *, level: float = 0.9
             ``dim <= 3``).
         temperature: ``T`` of ``exp(-E / T)``; ``None``: the model's fitted one for this
             count of views (:func:`posterior_temperature`), else 1.
+        refine: ``k > 1`` refines the cells that hold the mass ``k`` times a coordinate
+            (:func:`~conceptebm.infer.posterior_grid.grid_energies`): a sharp posterior's
+            intervals then follow its energy rather than the coarse cells.
 
     Intervals are equal-tailed quantiles of each coordinate's marginal, interpolated within
-    grid cells (see ``_marginal_quantile``), so they are not limited to the grid spacing.
+    grid cells (:func:`~conceptebm.infer.posterior_grid.marginal_quantile`). The math is the
+    engine's :func:`~conceptebm.infer.posterior_grid.grid_posterior_of`; this adds the image
+    checks and the record's temperature.
     """
     concept = concept_of(model)
     if concept.is_categorical or concept.dim > 3:
@@ -535,83 +487,6 @@ def grid_posterior(model, views: Tensor, points: int = 64, *, level: float = 0.9
         temperature = posterior_temperature(model, views=views.shape[1])
     level, t = _check_level(level), _check_temperature(temperature)
     check_images(views, model, views=True, check_range=check_range, event_dim=event_dim)
-    if int(points) != points or points < 2:
-        raise ValueError(f"points must be an integer >= 2, got {points!r}")
-    grid = concept_grid(concept, int(points), dtype=views.dtype, device=views.device)  # (G, d)
-    e = energy_map(model, views, grid, chunk_size=chunk_size, views=True,
-                   event_dim=event_dim, progress=progress)  # (B, G)
-    return _summarise(e, grid, int(points), level, t, views.dtype)
-
-
-def regrid_temperature(posterior: GridPosterior, temperature: float) -> GridPosterior:
-    """The same grid posterior at another temperature, from its stored energies (no network
-    call)."""
-    if posterior.energies is None:
-        raise ValueError("posterior carries no energies; make it with grid_posterior")
-    t = _check_temperature(temperature)
-    n = round(posterior.grid.shape[0] ** (1 / posterior.grid.shape[1]))
-    return _summarise(posterior.energies, posterior.grid, n, posterior.level, t,
-                      posterior.mean.dtype)
-
-
-def interval_coverage(interval: Tensor, truth: Tensor) -> Tensor:
-    """``(B, d)`` booleans: does ``interval (B, 2, d)`` contain ``truth (B, d)``?"""
-    if interval.dim() != 3 or interval.shape[1] != 2 or truth.shape != (interval.shape[0],
-                                                                          interval.shape[2]):
-        raise ValueError(f"interval must be (B, 2, d) and truth (B, d), got "
-                         f"{tuple(interval.shape)} and {tuple(truth.shape)}")
-    truth = truth.to(interval)
-    return (interval[:, 0] <= truth) & (truth <= interval[:, 1])
-
-
-def fit_temperature(posterior: GridPosterior, truth: Tensor, *, low: float = 1e-2,
-                    high: float = 1e2, iters: int = 40) -> float:
-    """The temperature at which ``posterior``'s intervals cover ``truth`` at their level.
-
-    Contrastive-divergence energies have no likelihood scale, so intervals at T = 1 can be
-    far too narrow or too wide. Fit T on held-out sets with known truth (a
-    :func:`grid_posterior` of them, any temperature; its energies are reused, so this costs
-    no network calls), then pass ``temperature=T`` to :func:`grid_posterior`,
-    :func:`multiview_model` or :func:`multiview_posterior` for new sets. Per-coordinate
-    coverage grows with T (until the intervals span the box), noisily: a scan and bisection
-    in ``log T`` find the band of T where the empirical coverage crosses the level, and the
-    fit is its middle (a boundary value means the target lies outside ``[low, high]``).
-    """
-    if posterior.energies is None:
-        raise ValueError("posterior carries no energies; make it with grid_posterior")
-    if not 0 < low < high:
-        raise ValueError(f"need 0 < low < high, got low={low}, high={high}")
-    n = round(posterior.grid.shape[0] ** (1 / posterior.grid.shape[1]))
-
-    def cover(t: float) -> float:
-        p = _summarise(posterior.energies, posterior.grid, n, posterior.level, t,
-                       posterior.mean.dtype)
-        return interval_coverage(p.interval, truth).double().mean().item()
-
-    # Coverage grows with T until the intervals span the box; beyond, a flat posterior's
-    # intervals can exclude truths near the box's edges again, so coverage is not monotone
-    # at large T. With finitely many sets the empirical coverage is a noisy step function
-    # that crosses the level several times within a band of T: the first crossing alone is
-    # biased low (it picks the first upward fluctuation). A scan in log T (up to the peak
-    # coverage) finds the band: from the first T that reaches the level to the last T below
-    # it; each end is refined by bisection and the fit is the band's middle (in log T).
-    level = posterior.level
-    scan = torch.linspace(math.log(low), math.log(high), 41).tolist()
-    covs = [cover(math.exp(lt)) for lt in scan]
-    peak = max(range(len(covs)), key=lambda i: (covs[i], -i))
-    first = next((i for i in range(peak + 1) if covs[i] >= level), None)
-    if first is None:
-        return float(high)
-    if first == 0:
-        return float(low)
-    last_miss = max(i for i in range(peak + 1) if covs[i] < level)
-
-    def crossing(lo: float, hi: float) -> float:  # cover(lo) < level <= cover(hi)
-        for _ in range(int(iters)):
-            mid = (lo + hi) / 2
-            lo, hi = (lo, mid) if cover(math.exp(mid)) >= level else (mid, hi)
-        return hi
-
-    lower = crossing(scan[first - 1], scan[first])
-    upper = crossing(scan[last_miss], scan[last_miss + 1]) if last_miss > first else lower
-    return float(math.exp((lower + upper) / 2))
+    return grid_posterior_of(model, views, points, level=level, temperature=t, refine=refine,
+                             refine_delta=refine_delta, chunk_size=chunk_size,
+                             event_dim=event_dim, progress=progress)

@@ -81,17 +81,19 @@ def scene_sets(dataset: str, n: int, views: int = 1, seed: int = VALIDATION_SEED
 
 def coverage(model, sets: Tensor, truth: Tensor, temperature: float, *, points: int = 48,
              level: float = 0.9, check_range: bool = True, event_dim: int = 3,
-             posterior=None) -> dict:
+             posterior=None, refine: int = 1) -> dict:
     """Coverage of ``level`` intervals of the grid posterior at ``temperature`` on ``sets``.
 
     Returns ``coverage`` (fraction of (set, coordinate) pairs inside), ``se`` (its standard
     error, from the spread of the per-set means: the coordinates of one set are not
     independent), ``joint`` (both coordinates inside), ``width`` (mean interval width) and
-    ``n``. ``posterior``: a grid posterior of the same sets, to reuse its energies.
+    ``n``. ``posterior``: a grid posterior of the same sets, to reuse its energies;
+    ``refine``: see :func:`~conceptebm.scenes.multiview.grid_posterior`.
     """
     if posterior is None:
         posterior = grid_posterior(model, sets, points, level=level, temperature=temperature,
-                                   check_range=check_range, event_dim=event_dim)
+                                   check_range=check_range, event_dim=event_dim,
+                                   refine=refine)
     elif posterior.temperature != temperature:
         posterior = regrid_temperature(posterior, temperature)
     inside = interval_coverage(posterior.interval, truth).double()  # (n, d)
@@ -106,17 +108,17 @@ def coverage(model, sets: Tensor, truth: Tensor, temperature: float, *, points: 
 
 def fit_posterior_temperature(model, sets: Tensor, truth: Tensor, *, points: int = 48,
                               level: float = 0.9, check_range: bool = True,
-                              event_dim: int = 3) -> dict:
+                              event_dim: int = 3, refine: int = 1) -> dict:
     """The temperature at which the grid posterior's ``level`` intervals cover ``truth`` at
     their level on these (validation) sets (:func:`~conceptebm.scenes.multiview.
     fit_temperature`), with the coverage and width it gives there."""
     g = grid_posterior(model, sets, points, level=level, temperature=1.0,
-                       check_range=check_range,
-                       event_dim=event_dim)
+                       check_range=check_range, event_dim=event_dim, refine=refine)
     t = fit_temperature(g, truth)
     fit = coverage(model, sets, truth, t, level=level, posterior=g)
-    return {"temperature": t, "level": level, "points": int(points), "n": int(sets.shape[0]),
-            "views": int(sets.shape[1]), "coverage_fit": fit["coverage"], "width": fit["width"]}
+    return {"temperature": t, "level": level, "points": int(points), "refine": int(refine),
+            "n": int(sets.shape[0]), "views": int(sets.shape[1]),
+            "coverage_fit": fit["coverage"], "width": fit["width"]}
 
 
 def store_posterior_temperature(path, calibration: dict) -> None:
