@@ -15,12 +15,20 @@ files (``conceptebm infer`` reads it). The work is :mod:`conceptebm.scenes.calib
 intervals cover the truth 90 % of the time on ``-n`` validation sets (default 100) of each count
 of ``--views``, on a ``--points`` grid (:mod:`conceptebm.scenes.temperature`); ``--write``
 stores it as ``posterior_temperature`` (``conceptebm infer --posterior`` uses it).
+
+``--map-grid`` chooses instead the MAP start grid and refinement steps of a continuous reader:
+the error of every grid (9 ... 65 points a coordinate) and step count (0 ... 120) on ``-n``
+validation images (default 200) of its training family and of a renderer variant with another
+camera and light; the smallest grid, then the fewest steps, within 0.002 of the finest search on
+every source (:mod:`conceptebm.evaluate.map_grid`). ``--write`` stores it as ``"map"`` (with
+the table as ``"map_selection"``); ``conceptebm infer`` and ``scenes.infer_concept`` use it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from conceptebm.cli import validate
 
@@ -36,6 +44,12 @@ def _main(args: argparse.Namespace) -> int:
     from conceptebm.scenes.calibrate import calibration_report, store_calibration
 
     torch.set_num_threads(args.threads)
+    if args.map_grid and args.posterior_temperature:
+        print("error: conceptebm calibrate: --map-grid and --posterior-temperature are two "
+              "calibrations; run them one at a time", file=sys.stderr)
+        return 2
+    if args.map_grid:
+        return _map_grid(args)
     if args.posterior_temperature:
         from conceptebm.scenes.temperature import (
             shipped_temperature,
@@ -55,6 +69,34 @@ def _main(args: argparse.Namespace) -> int:
         if args.write:
             store_calibration(pretrained.DIR / f"{name}.safetensors",
                               report["energy_calibration"])
+    return 0
+
+
+def _map_grid(args: argparse.Namespace) -> int:
+    from conceptebm import pretrained
+    from conceptebm.evaluate.map_grid import (
+        VALIDATION_SEED,
+        select_map_settings,
+        store_map_settings,
+        validation_sources,
+    )
+
+    n = args.n or 200
+    for name in args.names:
+        model = pretrained.load(name)
+        if model.concept.is_categorical:
+            print(f"error: conceptebm calibrate --map-grid: {name} reads the categorical "
+                  f"{model.concept.name!r}, which is read exactly (no start grid); pass a "
+                  "position reader", file=sys.stderr)
+            return 2
+        sources = validation_sources(model, n)
+        settings, record = select_map_settings(
+            model, sources, progress=not args.quiet, seed=VALIDATION_SEED,
+            command=f"conceptebm calibrate {name} --map-grid -n {n} --write")
+        print(json.dumps({"model": name, "map": settings.to_dict(), "map_selection": record}),
+              flush=True)
+        if args.write:  # the record re-read right before writing: other entries are kept
+            store_map_settings(pretrained.DIR / f"{name}.safetensors", settings, record)
     return 0
 
 
@@ -80,8 +122,12 @@ def register(sub) -> None:
     p.add_argument("--points", type=validate.integer(8, 256), default=48,
                    help="with --posterior-temperature: grid points a coordinate, 8-256 "
                         "(default 48)")
+    p.add_argument("--map-grid", action="store_true",
+                   help="choose the MAP start grid and refinement steps on validation images "
+                        "(default -n 200) instead of the energy calibration")
     p.add_argument("--write", action="store_true",
                    help="store the calibration in each model's record (safetensors metadata "
                         "and JSON twin)")
     validate.add_threads(p)
+    validate.add_quiet(p)
     p.set_defaults(func=_main)
