@@ -164,15 +164,18 @@ def training_data(args: argparse.Namespace, config, explicit: dict | None = None
 
     data = folder_data(folder_spec(args), config,
                        fit_image_size="image_size" not in (explicit or {}), say=say)
-    args.test_set = data.test_set
+    args.test_set, args.held_out_set = data.test_set, data.held_out
     return data.config, data.train_set, data.held_out, data.record
 
 
 def report_test(args, result) -> dict | None:
-    """After training: the ``--test`` split read once (:func:`conceptebm.train.folder.
-    score_test`: ``RUN/test.json``); ``None`` when no test split was named."""
-    from conceptebm.train.folder import score_test
+    """After training: the posterior temperature fitted on the held-out split and stored in
+    the run's checkpoint (:func:`conceptebm.train.folder.fit_run_temperature`), then the
+    ``--test`` split read once (:func:`conceptebm.train.folder.score_test`:
+    ``RUN/test.json``); returns the test record, ``None`` when no test split was named."""
+    from conceptebm.train.folder import fit_run_temperature, score_test
 
+    fit_run_temperature(result, getattr(args, "held_out_set", None))
     return score_test(result, getattr(args, "test_set", None))
 
 

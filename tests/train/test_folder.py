@@ -6,8 +6,11 @@ import json
 
 import pytest
 
+import conceptebm
+from conceptebm.checkpoints import load_checkpoint
 from conceptebm.cli import main
 from conceptebm.datasets.foreign import write_foreign
+from conceptebm.scenes import posterior_temperature
 from conceptebm.train import FolderSpec, smoke_config, train_on_folder
 
 
@@ -34,6 +37,18 @@ def test_python_and_the_command_line_make_the_same_run_record(folder, tmp_path):
     assert test["split"] == "test" and test["size"] == 6
     assert json.loads((py_run / "test.json").read_text()) == test
     assert result.out_dir == str(py_run) or str(result.out_dir) == str(py_run)
+    # both runs fitted a posterior temperature on their 5 held-out images and stored it in
+    # the checkpoint conceptebm.load reads (header and JSON twin alike), used by default
+    for run in (py_run, cli_run):
+        ckpt = next(run / f for f in ("best.safetensors", "last.safetensors")
+                    if (run / f).is_file())
+        record = load_checkpoint(ckpt).meta
+        cal = record["posterior_calibration"]
+        assert record["posterior_temperature"] == cal["temperature"] > 0
+        assert cal["n"] == 5 and cal["views"] == 1 and 0 <= cal["coverage_fit"] <= 1
+        assert json.loads(ckpt.with_suffix(".json").read_text())["posterior_temperature"] == \
+            cal["temperature"]
+        assert posterior_temperature(conceptebm.load(str(run))) == cal["temperature"]
 
 
 def test_resume_from_python_continues_on_the_recorded_data(folder, tmp_path):
