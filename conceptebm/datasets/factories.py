@@ -192,6 +192,24 @@ def _objects(opts):
     return replace(_base_spec(opts), n_objects=n), "position", {}
 
 
+MANY_MAX = 6  # objects per scene the "objects" dataset places apart
+MANY_SIZE = (0.25, 0.30)  # the low end of the single-object sets' sizes: 6 fit apart
+
+
+def _many(opts):
+    """``n_objects`` (0..6, default 3) labelled objects of distinct colours, placed one after
+    another so that none overlap (``SceneSpec.sequential``), sizes 0.25-0.30 (inside the
+    single-object sets' 0.25-0.45, small enough that 6 fit apart); labels keep their object
+    dim for every count (``position (B, n_objects, 2)``; 0 objects: an empty scene). For
+    counting objects with a model trained on one. Options: n_objects, colors, shapes,
+    clutter."""
+    n = opts.pop("n_objects", 3)
+    if isinstance(n, bool) or int(n) != n or not 0 <= n <= MANY_MAX:
+        raise ValueError(f"n_objects must be an integer in 0..{MANY_MAX}, got {n!r}")
+    spec = replace(_base_spec(opts), n_objects=int(n), size_range=MANY_SIZE, sequential=True)
+    return spec, "position", {}
+
+
 DATASETS = {
     "position": _single("position"),
     "color": _single("color"),
@@ -206,6 +224,7 @@ DATASETS = {
     "cross_product": _cross_product,
     "multiview": _multiview,
     "two_objects": _objects,
+    "objects": _many,
 }
 
 

@@ -33,6 +33,7 @@ Range = tuple[float, float]  # (low, high); low == high means fixed
 _MASK64 = (1 << 64) - 1
 GAP = 0.05  # world units kept free between the footprints of any two objects
 PAIR_TRIES = 64  # candidate layouts per multi-object scene (first valid one wins)
+SEQUENTIAL_TRIES = 256  # candidate positions per object placed one after another
 CLUTTER_TRIES = 16  # candidate positions per clutter object (none valid: object dropped)
 CLUTTER_SIZE = (0.18, 0.30)
 CLUTTER_GREY = (0.30, 0.50)
@@ -114,6 +115,11 @@ class SceneSpec:
         light: ranges (azimuth, elevation, intensity, ambient) of the light;
         light_tint: each light colour channel is ``1 - light_tint * U(0, 1)``.
         ground_tint: strength of the orienting colour gradient on the ground.
+        sequential: several objects are placed one after another, each at the first of
+            ``SEQUENTIAL_TRIES`` candidate positions whose footprint keeps ``GAP`` from those
+            already placed (a joint draw of all positions rarely succeeds for many objects;
+            this fits 6 small ones apart); the labels keep their object dim for any count,
+            0 and 1 included (``position (B, n, 2)``).
     """
 
     n_objects: int = 1
@@ -128,11 +134,13 @@ class SceneSpec:
                                                 (0.25, 0.35))
     light_tint: float = 0.1
     ground_tint: float = 0.0
+    sequential: bool = False
     extra: dict = field(default_factory=dict)  # factory options, kept for the record
 
     def __post_init__(self):
-        if self.n_objects < 1:
-            raise ValueError(f"n_objects must be >= 1, got {self.n_objects}")
+        if self.n_objects < (0 if self.sequential else 1):
+            raise ValueError(f"n_objects must be >= {0 if self.sequential else 1}, got "
+                             f"{self.n_objects}")
         for c in self.colors:
             if c not in PALETTE:
                 raise ValueError(f"unknown color {c!r}; palette: {', '.join(PALETTE)}")
@@ -151,9 +159,16 @@ class SceneSpec:
             raise ValueError("a custom placement is only supported with n_objects=1")
 
     @property
+    def tries(self) -> int:
+        """Candidate layouts (joint) or positions per object (sequential) drawn per scene."""
+        if self.n_objects == 1:
+            return 1
+        return SEQUENTIAL_TRIES if self.sequential else PAIR_TRIES
+
+    @property
     def num_draws(self) -> int:
         """How many uniforms one scene consumes (must match :func:`sample_scenes`)."""
-        n, tries = self.n_objects, (1 if self.n_objects == 1 else PAIR_TRIES)
+        n, tries = self.n_objects, self.tries
         colors = len(self.colors) if self.distinct_colors and n > 1 else n
         clutter = 1 + self.clutter[1] * (CLUTTER_TRIES * 2 + 3)
         return tries * n * 2 + n + colors + n + clutter + 4 + 4 + 3
@@ -173,6 +188,29 @@ def _gaps(pos: Tensor, size: Tensor) -> Tensor:
     return cheb - (size[..., :, None] + size[..., None, :])
 
 
+def _place_sequentially(pos: Tensor, size: Tensor) -> Tensor:
+    """Per scene, which of ``T`` candidates each object takes, ``(B, n)``: object ``j`` the
+    first candidate ``pos[:, t, j]`` whose footprint keeps ``GAP`` from objects ``< j`` as
+    placed (none free: the one with the most room). ``pos (B, T, n, 2)``, ``size (B, T, n)``
+    (a size per object, the same over ``T``)."""
+    b, _, n, _ = pos.shape
+    rows = torch.arange(b)
+    picks, placed = [], []
+    for j in range(n):
+        cand, s = pos[:, :, j], size[:, 0, j]  # (B, T, 2), (B,)
+        if placed:
+            p = torch.stack([q for q, _ in placed], dim=1)  # (B, j, 2)
+            ps = torch.stack([r for _, r in placed], dim=1)  # (B, j)
+            cheb = (cand[:, :, None, :] - p[:, None, :, :]).abs().amax(-1)  # (B, T, j)
+            free = (cheb - ps[:, None, :] - s[:, None, None]).amin(-1)  # (B, T)
+        else:
+            free = torch.full(cand.shape[:2], float("inf"), dtype=cand.dtype)
+        pick = _first_valid(free > GAP, free)
+        picks.append(pick)
+        placed.append((cand[rows, pick], s))
+    return torch.stack(picks, dim=1) if picks else torch.zeros(b, 0, dtype=torch.long)
+
+
 def sample_scenes(spec: SceneSpec, u: Tensor, *, position: Tensor | None = None):
     """Scenes and labels from uniforms ``u (B, spec.num_draws)``.
 
@@ -182,7 +220,7 @@ def sample_scenes(spec: SceneSpec, u: Tensor, *, position: Tensor | None = None)
     """
     d = _Draws(u)
     b, n = u.shape[0], spec.n_objects
-    tries = 1 if n == 1 else PAIR_TRIES
+    tries = spec.tries
     u_pos = d.take(tries, n, 2)
     u_size = d.take(1, n, 1).expand(b, tries, n, 1)
     if spec.placement is not None:
@@ -191,14 +229,19 @@ def sample_scenes(spec: SceneSpec, u: Tensor, *, position: Tensor | None = None)
         pos, size = uniform_placement(u_pos, u_size, spec.size_range)  # (B,T,n,2), (B,T,n)
     if position is not None:
         pos = position.to(pos)[:, None, None, :].expand_as(pos)
-    if n > 1:
-        gaps = _gaps(pos, size) + torch.eye(n, dtype=pos.dtype) * 1e9  # ignore self-pairs
-        min_gap = gaps.flatten(-2).amin(-1)  # (B, T)
-        pick = _first_valid(min_gap > GAP, min_gap)
-    else:
-        pick = torch.zeros(b, dtype=torch.long)
     rows = torch.arange(b)
-    pos, size = pos[rows, pick], size[rows, pick]  # (B, n, 2), (B, n)
+    if spec.sequential and n > 1:
+        pick = _place_sequentially(pos, size)  # (B, n): a candidate per object
+        obj = torch.arange(n)
+        pos, size = pos[rows[:, None], pick, obj], size[rows[:, None], pick, obj]
+    else:
+        if n > 1:
+            gaps = _gaps(pos, size) + torch.eye(n, dtype=pos.dtype) * 1e9  # ignore self-pairs
+            min_gap = gaps.flatten(-2).amin(-1)  # (B, T)
+            pick = _first_valid(min_gap > GAP, min_gap)
+        else:
+            pick = torch.zeros(b, dtype=torch.long)
+        pos, size = pos[rows, pick], size[rows, pick]  # (B, n, 2), (B, n)
 
     n_col = len(spec.colors)
     if spec.distinct_colors and n > 1:
@@ -253,7 +296,7 @@ def sample_scenes(spec: SceneSpec, u: Tensor, *, position: Tensor | None = None)
     )
     labels = {"position": pos.float(), "size": size[..., None].float(), "color": color,
               "shape": shape, "view": view.float(), "light": light.float()}
-    if n == 1:
+    if n == 1 and not spec.sequential:
         for key in ("position", "size", "color", "shape"):
             labels[key] = labels[key][:, 0]
     return scene, labels

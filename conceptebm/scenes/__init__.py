@@ -33,6 +33,7 @@ from conceptebm.scenes.multiview import (
     multiview_posteriors,
     posterior_temperature,
 )
+from conceptebm.scenes.objects import Objects, count_objects, match_positions
 from conceptebm.scenes.plots import (
     image_and_map_figure,
     plot_energy_curve,
@@ -49,7 +50,10 @@ __all__ = [
     "energy_basins",
     "refine_basins",
     "locate_objects",
+    "count_objects",
+    "Objects",
     "match_objects",
+    "match_positions",
     "Basins",
     "multiview_model",
     "multiview_posterior",

@@ -300,16 +300,31 @@ def refine_basins(model, images: Tensor, basins: Basins, *, steps: int = 30,
     return Basins(pts, r.candidate_energy.detach().gather(1, order), basins.found)
 
 
-def locate_objects(model, images: Tensor, k: int = 2, *, points: int = 33,
+def locate_objects(model, images: Tensor, k: int | str = 2, *, points: int = 33,
                    min_separation: float = 0.3, steps: int = 30, lr: float = 0.02,
                    chunk_size: int = MAP_CHUNK, check_range: bool = True,
-                   progress: bool = False) -> Basins:
+                   progress: bool = False, **count):
     """Positions of ``k`` objects in each image from one single-object position model.
 
     The energy map of an image with several objects has a basin at each (paper Figure 12):
     take its ``k`` lowest separated basins (:func:`energy_basins`) on a ``points x points``
-    grid and refine each (:func:`refine_basins`).
+    grid and refine each (:func:`refine_basins`); returns :class:`Basins`.
+
+    ``k="auto"``: how many objects there are is decided too, by the count rule fitted on
+    validation scenes (:func:`conceptebm.scenes.objects.count_objects`, which takes the
+    ``count`` keywords: ``threshold``, ``rule``, ``max_objects``, ...); returns
+    :class:`~conceptebm.scenes.objects.Objects` (``found == 0``: no object).
     """
+    if isinstance(k, str):
+        if k != "auto":
+            raise ValueError(f"k must be an integer >= 1 or 'auto', got {k!r}")
+        from conceptebm.scenes.objects import count_objects
+
+        return count_objects(model, images, points=points, min_separation=min_separation,
+                             steps=steps, lr=lr, chunk_size=chunk_size, progress=progress,
+                             **count)
+    if count:
+        raise TypeError(f"locate_objects: {sorted(count)} only go with k='auto'")
     maps, grid = scene_energy_maps(model, images, points, chunk_size=chunk_size,
                                    check_range=check_range, progress=progress)
     basins = energy_basins(maps, grid, k, min_separation=min_separation)
