@@ -34,7 +34,8 @@ Example (a toy energy whose minimum over c is the image's mean brightness):
     ...         return x.flatten(1).mean(1) + (c[:, 0] - 0.5) ** 2
     >>> net = Dim(Concept.continuous("level", 1, 0.0, 1.0))
     >>> real = torch.rand(64, 3, 4, 4) * 0.2      # dark real images: min energy ~0.1
-    >>> cal = energy_calibration(net, real, grid=11, steps=0)
+    >>> from conceptebm.infer import MAPSettings
+    >>> cal = energy_calibration(net, real, map_settings=MAPSettings(grid=11, steps=0))
     >>> sorted(cal["quantiles"]), sorted(cal["contrast"]), cal["n"]
     (['0.5', '0.9', '0.99'], ['0.01', '0.1', '0.5'], 64)
     >>> object_found(cal, torch.tensor([0.1, 0.9])).tolist()   # a bright image is not one
@@ -46,35 +47,44 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from conceptebm.infer.settings import MAP_CHUNK, MAP_GRID, MAP_STEPS
+from conceptebm.infer.settings import MAP_CHUNK, MAP_GRID, MAPSettings
 
 __all__ = ["map_values", "min_energies", "energy_contrast", "energy_calibration",
            "checkpoint_calibration", "views_disagree", "min_contrast", "no_object_threshold",
-           "object_found", "QUANTILES", "CONTRAST_QUANTILES", "MARGIN", "CONTRAST_FRACTION"]
+           "object_found", "QUANTILES", "CONTRAST_QUANTILES", "MARGIN", "CONTRAST_FRACTION",
+           "CHECKPOINT_MAP"]
 
 QUANTILES = (0.5, 0.9, 0.99)
 CONTRAST_QUANTILES = (0.01, 0.1, 0.5)
 MARGIN = 1.0  # in units of (q99 - q50): see the module docstring
 CONTRAST_FRACTION = 0.8  # of the real images' 1% contrast quantile (see the module docstring)
+#: The training loop's cheap MAP for the calibration in every best checkpoint
+#: (:func:`checkpoint_calibration`): a 9-point grid per coordinate, 30 Adam steps.
+CHECKPOINT_MAP = MAPSettings(grid=9, steps=30)
 
 
-def map_values(net, images: Tensor, *, grid: int = MAP_GRID, steps: int = MAP_STEPS,
-               chunk: int = MAP_CHUNK) -> tuple[Tensor, Tensor]:
+def map_values(net, images: Tensor, *, map_settings: MAPSettings | None = None
+               ) -> tuple[Tensor, Tensor]:
     """``(value, energy)``: the MAP of ``net.concept`` for each image ``(n, C, H, W)`` and
-    ``min_c E(x | c)`` there, ``(n,)``. Continuous concepts: grid, then projected Adam (as
-    :func:`~conceptebm.evaluate.quality.inference_quality`), ``value (n, dim)``; categorical:
-    every category's energy, ``value (n,)`` indices."""
+    ``min_c E(x | c)`` there, ``(n,)``, under ``map_settings`` (default: the net's own, else
+    :data:`~conceptebm.infer.DEFAULT_MAP`). Continuous concepts: grid, then projected Adam
+    (as :func:`~conceptebm.evaluate.quality.inference_quality`; the grid kept near 4096
+    points beyond 2 dimensions), ``value (n, dim)``; categorical: every category's energy,
+    ``value (n,)`` indices."""
+    from conceptebm.evaluate.quality import evaluation_grid, map_settings_for
     from conceptebm.infer import concept_energy, map_categorical, map_estimate
 
-    concept = net.concept
+    concept, s = net.concept, map_settings_for(net, map_settings)
     if concept.is_categorical:
         with torch.no_grad():
-            r = map_categorical(net, images, chunk_size=chunk)
+            r = map_categorical(net, images, chunk_size=s.chunk_size)
         return r.index, r.energies.min(dim=1).values.detach()  # (n,), (n,)
-    grid = min(grid, 101) if concept.dim == 1 else grid
+    grid = evaluation_grid(s, concept)
     if concept.dim > 2:  # keep the grid near 4096 points
         grid = max(2, min(grid, round(4096 ** (1 / concept.dim))))
-    r = map_estimate(concept_energy(net, images), grid=grid, steps=steps, chunk_size=chunk)
+    r = map_estimate(concept_energy(net, images), grid=grid, steps=s.steps,
+                     optimizer=s.optimizer, lr=s.lr, restarts=s.restarts,
+                     chunk_size=s.chunk_size)
     return r.c.detach(), r.energy.detach()  # (n, dim), (n,)
 
 
@@ -105,19 +115,24 @@ def _quantiles(x: Tensor, quantiles) -> dict[str, float]:
 
 
 def energy_calibration(net, images: Tensor, targets: Tensor | None = None, *,
-                       quantiles=QUANTILES, grid: int = MAP_GRID, steps: int = MAP_STEPS,
-                       chunk: int = MAP_CHUNK) -> dict:
-    """Quantiles of the best energies over held-out real ``images``, as checkpoint JSON:
-    ``{"quantiles": {"0.5": e, ...}, "n": n, "grid": grid, "steps": steps}``. With the
-    images' ``targets`` (raw labels), also the model's own spread: ``"error"``, quantiles of
-    the distance from MAP to truth (continuous), or ``"accuracy"`` (categorical)."""
+                       quantiles=QUANTILES, map_settings: MAPSettings | None = None) -> dict:
+    """Quantiles of the best energies over held-out real ``images`` (MAP under
+    ``map_settings``, default the net's own: :func:`map_values`), as checkpoint JSON:
+    ``{"quantiles": {"0.5": e, ...}, "n": n, "grid": grid, "steps": steps}`` (the start grid
+    per coordinate and the steps of that MAP), and ``"contrast"`` quantiles
+    (:func:`energy_contrast` on the :data:`~conceptebm.infer.settings.MAP_GRID` grid). With
+    the images' ``targets`` (raw labels), also the model's own spread: ``"error"``, quantiles
+    of the distance from MAP to truth (continuous), or ``"accuracy"`` (categorical)."""
+    from conceptebm.evaluate.quality import map_settings_for
+
     if images.shape[0] < 10:
         raise ValueError(f"energy calibration needs >= 10 held-out images, got "
                          f"{images.shape[0]}")
-    value, energy = map_values(net, images, grid=grid, steps=steps, chunk=chunk)
-    contrast = energy_contrast(net, images, chunk=chunk)
+    s = map_settings_for(net, map_settings)
+    value, energy = map_values(net, images, map_settings=s)
+    contrast = energy_contrast(net, images, chunk=s.chunk_size)
     out = {"quantiles": _quantiles(energy, quantiles), "n": int(images.shape[0]),
-           "grid": grid, "steps": steps,
+           "grid": MAP_GRID if s.grid is None else s.grid, "steps": s.steps,
            "contrast": _quantiles(contrast, CONTRAST_QUANTILES)}
     if targets is not None:
         t = torch.as_tensor(targets).to(value.device)
@@ -129,13 +144,15 @@ def energy_calibration(net, images: Tensor, targets: Tensor | None = None, *,
     return out
 
 
-def checkpoint_calibration(net, images: Tensor, targets=None, **kw) -> dict | None:
+def checkpoint_calibration(net, images: Tensor, targets=None, *,
+                           map_settings: MAPSettings = CHECKPOINT_MAP) -> dict | None:
     """:func:`energy_calibration` for a checkpoint's metadata, with the training loop's cheap
-    MAP (grid 9, 30 Adam steps; finer searches at inference reach slightly lower energies, so
-    the threshold errs towards finding an object); ``None`` for fewer than 10 images."""
+    MAP (:data:`CHECKPOINT_MAP`: grid 9, 30 Adam steps; finer searches at inference reach
+    slightly lower energies, so the threshold errs towards finding an object); ``None`` for
+    fewer than 10 images."""
     if images.shape[0] < 10:
         return None
-    return energy_calibration(net, images, targets, **{"grid": 9, "steps": 30, **kw})
+    return energy_calibration(net, images, targets, map_settings=map_settings)
 
 
 def no_object_threshold(calibration: dict, margin: float = MARGIN) -> float:

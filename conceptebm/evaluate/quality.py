@@ -6,7 +6,9 @@
   judges read off them (:func:`~conceptebm.evaluate.metrics.score_predictions`: the metrics
   follow from each concept's kind, dimension and declared tolerances, with standard errors).
 * :func:`inference_quality`: MAP concept inference on real images with the EBM as the
-  energy of c (grid, then Adam refinement; enumeration for categories), scored the same way.
+  energy of c (grid, then Adam refinement; enumeration for categories), scored the same way,
+  under a :class:`~conceptebm.infer.MAPSettings` (default: the model's own,
+  :func:`map_settings_for`).
 * :func:`selection_score`: one "higher is better" number per concept, used to keep the best
   checkpoint (training is not monotonic: a later snapshot can generate worse than an
   earlier one).
@@ -28,14 +30,15 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
+from conceptebm.compat import deprecated_keywords
 from conceptebm.concepts import Concept
 from conceptebm.energies import ConditionalEnergy, conditioned_energy
 from conceptebm.evaluate.metrics import Metric, object_present, score_predictions
 from conceptebm.infer import initial_samples, langevin
-from conceptebm.infer.settings import DEFAULT, MAP_CHUNK, MAP_GRID, MAP_STEPS, SamplerSettings
+from conceptebm.infer.settings import DEFAULT, DEFAULT_MAP, MAP_GRID, MAPSettings, SamplerSettings
 
 __all__ = ["DEFAULT_SAMPLER", "generate", "generation_quality", "inference_quality",
-           "selection_score", "sampler_settings"]
+           "selection_score", "sampler_settings", "map_settings_for", "evaluation_grid"]
 
 #: Kept for ``conceptebm.train.DEFAULT_SAMPLER`` (its old home): the test-time sampler as a
 #: plain dict without ``bounds``. The one definition is :data:`conceptebm.infer.settings.DEFAULT`
@@ -133,32 +136,77 @@ def generation_quality(net: ConditionalEnergy, judge, targets, *, sampler: Mappi
     return (metrics, images) if return_images else metrics
 
 
-def inference_quality(net: ConditionalEnergy, images: Tensor, targets, *, grid: int = MAP_GRID,
-                      steps: int = MAP_STEPS, chunk: int = MAP_CHUNK,
-                      concept: Concept | None = None) -> dict[str, Metric]:
+def map_settings_for(net, map_settings: MAPSettings | Mapping | None = None, **changes
+                     ) -> MAPSettings:
+    """The MAP settings an evaluation of ``net`` runs with: ``map_settings`` (a
+    :class:`~conceptebm.infer.MAPSettings` or a dict of its fields), else the net's own
+    ``.map_settings`` (from its checkpoint's record), else
+    :data:`~conceptebm.infer.DEFAULT_MAP`; ``changes`` (``None`` values ignored) replace
+    fields of that.
+
+    Example:
+        >>> from conceptebm.energies.nets import ConvEnergyNet
+        >>> net = ConvEnergyNet(Concept.continuous("position", dim=2), image_size=16, width=4)
+        >>> map_settings_for(net).steps, map_settings_for(net, {"grid": 5}, steps=2).grid
+        (60, 5)
+    """
+    if map_settings is None:
+        map_settings = getattr(net, "map_settings", None) or DEFAULT_MAP
+    elif not isinstance(map_settings, MAPSettings):
+        if not isinstance(map_settings, Mapping):
+            raise TypeError(f"map_settings must be a conceptebm.infer.MAPSettings, a dict of "
+                            f"its fields or None, got {type(map_settings).__name__}")
+        map_settings = MAPSettings.from_dict(map_settings)
+    return map_settings.replace(**changes)
+
+
+def evaluation_grid(settings: MAPSettings, concept: Concept) -> int:
+    """Start-grid points per coordinate an evaluation searches: ``settings.grid``, or
+    :data:`~conceptebm.infer.settings.MAP_GRID` (17) for every continuous concept when it is
+    ``None`` (the evaluation recipe, unlike :func:`~conceptebm.scenes.infer_concept`, which
+    takes the concept's own default), at most 101 for a 1-d concept."""
+    grid = MAP_GRID if settings.grid is None else settings.grid
+    return min(grid, 101) if concept.dim == 1 else grid
+
+
+_OLD_MAP = "pass map_settings=MAPSettings(grid=..., steps=..., chunk_size=...)"
+
+
+def inference_quality(net: ConditionalEnergy, images: Tensor, targets, *,
+                      map_settings: MAPSettings | Mapping | None = None,
+                      concept: Concept | None = None, grid: int | None = None,
+                      steps: int | None = None, chunk: int | None = None) -> dict[str, Metric]:
     """MAP inference of ``net.concept`` on real ``images (n, C, H, W)`` against ``targets``.
 
     Continuous concepts: :func:`~conceptebm.infer.map_estimate` from the best point of a
-    ``grid``-per-coordinate grid (at most 101 for a 1-d concept), refined with ``steps``
-    projected Adam steps. Categorical: exact enumeration
-    (:func:`~conceptebm.infer.map_categorical`). The estimates are scored by
+    start grid (:func:`evaluation_grid`), refined with ``map_settings.steps`` projected
+    steps. Categorical: exact enumeration (:func:`~conceptebm.infer.map_categorical`).
+    ``map_settings``: a :class:`~conceptebm.infer.MAPSettings` (default: the net's own,
+    :func:`map_settings_for`). The estimates are scored by
     :func:`~conceptebm.evaluate.metrics.score_predictions` against ``concept`` (default
     ``net.concept``; pass the dataset's declaration to score with its tolerances):
     ``{"<name>_mae": ...}`` plus accuracies within tolerance, or ``{"<name>_acc": ...}``.
+
+    ``grid``, ``steps``, ``chunk``: deprecated (removed in 0.3), replace those fields of the
+    settings; pass ``map_settings`` instead.
     """
     from conceptebm.infer import concept_energy, map_categorical, map_estimate
 
+    old = deprecated_keywords("conceptebm.evaluate.inference_quality",
+                              {"grid": grid, "steps": steps, "chunk": chunk}, _OLD_MAP)
+    settings = map_settings_for(net, map_settings, grid=old.get("grid"),
+                                steps=old.get("steps"), chunk_size=old.get("chunk"))
     concept = net.concept if concept is None else concept
     if concept.name != net.concept.name:
         raise ValueError(f"concept {concept.name!r} is not the net's concept "
                          f"{net.concept.name!r}; pass the declaration of {net.concept.name!r}")
     if concept.is_categorical:
         with torch.no_grad():
-            pred = map_categorical(net, images, chunk_size=chunk).index  # (n,)
+            pred = map_categorical(net, images, chunk_size=settings.chunk_size).index  # (n,)
     else:
-        grid = min(grid, 101) if concept.dim == 1 else grid
-        res = map_estimate(concept_energy(net, images), grid=grid, steps=steps,
-                           chunk_size=chunk)
+        res = map_estimate(concept_energy(net, images), grid=evaluation_grid(settings, concept),
+                           steps=settings.steps, optimizer=settings.optimizer, lr=settings.lr,
+                           restarts=settings.restarts, chunk_size=settings.chunk_size)
         pred = res.c.detach()  # (n, dim)
     return score_predictions({concept.name: pred}, {concept.name: targets},
                              {concept.name: concept})

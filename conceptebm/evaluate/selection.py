@@ -33,16 +33,18 @@ from pathlib import Path
 
 import torch
 
+from conceptebm.compat import deprecated_keywords
 from conceptebm.concepts import Concept
 from conceptebm.energies import ConditionalEnergy
 from conceptebm.evaluate.metrics import Metric, metric_names
 from conceptebm.evaluate.quality import (
     generation_quality,
     inference_quality,
+    map_settings_for,
     sampler_settings,
     selection_score,
 )
-from conceptebm.infer.settings import DEFAULT, MAP_GRID, MAP_STEPS, SamplerSettings
+from conceptebm.infer.settings import DEFAULT, MAPSettings, SamplerSettings
 
 __all__ = ["TEST_SEED", "SELECT_SEED", "result_keys", "score_model", "model_score", "passes",
            "candidates", "select", "export", "model_sampler"]
@@ -77,9 +79,10 @@ def model_sampler(net: ConditionalEnergy) -> SamplerSettings:
 
 
 def score_model(net: ConditionalEnergy, judge, dataset, n: int, *,
-                sampler: Mapping | None = None, inference: bool = False, grid: int = MAP_GRID,
-                steps: int = MAP_STEPS, seed: int = TEST_SEED,
-                concept: Concept | None = None) -> dict:
+                sampler: Mapping | None = None, inference: bool = False,
+                map_settings: MAPSettings | Mapping | None = None, seed: int = TEST_SEED,
+                concept: Concept | None = None, grid: int | None = None,
+                steps: int | None = None) -> dict:
     """Scores of one concept EBM on the first ``n`` items of ``dataset`` as flat JSON entries.
 
     One image per item's label is generated from fresh noise (``torch.Generator`` seeded with
@@ -93,6 +96,10 @@ def score_model(net: ConditionalEnergy, judge, dataset, n: int, *,
     ``<name>.mae_frac`` (MAE over the range, continuous concepts), ``inference_...`` keys and
     ``<name>.seconds``.
     """
+    old = deprecated_keywords("conceptebm.evaluate.score_model",
+                              {"grid": grid, "steps": steps},
+                              "pass map_settings=MAPSettings(grid=..., steps=...)")
+    map_settings = map_settings_for(net, map_settings, **old)
     name = net.concept.name
     concept = concept or getattr(dataset, "concepts", {}).get(name, net.concept)
     images, labels = dataset.batch(torch.arange(n))
@@ -109,7 +116,7 @@ def score_model(net: ConditionalEnergy, judge, dataset, n: int, *,
         out[f"{name}.mae_frac"] = out[f"{name}.mae"] / rng
         out[f"{name}.mae_frac_stderr"] = out[f"{name}.mae_stderr"] / rng
     if inference:
-        inferred = inference_quality(net, images, labels[name], grid=grid, steps=steps,
+        inferred = inference_quality(net, images, labels[name], map_settings=map_settings,
                                      concept=concept)
         _flat(out, concept, inferred, prefix="inference_")
     out[f"{name}.seconds"] = time.time() - t0

@@ -67,7 +67,7 @@ from conceptebm.evaluate.quality import (
     inference_quality,
     selection_score,
 )
-from conceptebm.infer.settings import SamplerSettings
+from conceptebm.infer.settings import MAPSettings, SamplerSettings
 from conceptebm.schedules import warmup_cosine
 from conceptebm.train import distributed as D
 from conceptebm.train.augment import augment_real
@@ -305,6 +305,7 @@ class _Run:
     sampling: bool  # Langevin negatives (objective "cd") or none
     train_sampler: SamplerSettings  # the K-step sampler of the negatives
     eval_sampler: SamplerSettings  # scored here, recorded in checkpoints
+    eval_map: MAPSettings  # the MAP inference an evaluation scores (eval_grid, eval_map_steps)
     start: int = 0  # the iteration a resumed run continues after
     elapsed: float = 0.0  # seconds of earlier sessions
     best: float = -math.inf
@@ -415,7 +416,9 @@ def _setup(config: TrainConfig, ctx, *, dataset, eval_dataset, judge, resume,
     run = _Run(config=config, ctx=ctx, device=device, out=out, gen=gen, dataset=dataset,
                easy=easy, concept=concept, frozen=frozen, net=net, model=model, ema=ema,
                opt=opt, buffer=buffer, sampling=sampling,
-               train_sampler=training_settings(config), eval_sampler=eval_settings(config))
+               train_sampler=training_settings(config), eval_sampler=eval_settings(config),
+               eval_map=MAPSettings(grid=int(config.eval_grid),
+                                    steps=int(config.eval_map_steps)))
     _resume(run, resume)
     _evaluation_set(run, eval_dataset, judge)
     if ctx.is_main:  # accepted: from here on the run writes (its manifest first)
@@ -638,7 +641,7 @@ def _evaluate(run: _Run, it: int, now: float) -> dict:
         scores.append(selection_score(metrics, concept))
     if config.eval_inference or not run.judging:
         inferred = inference_quality(eval_net, run.eval_images, run.eval_targets,
-                                     grid=config.eval_grid, steps=config.eval_map_steps)
+                                     map_settings=run.eval_map)
         metrics.update({f"inference_{k}": m for k, m in inferred.items()})
         scores.append(selection_score(inferred, concept))
     score = sum(scores) / len(scores)  # the mean of both when both are scored

@@ -46,6 +46,7 @@ from conceptebm.evaluate.selection import (
     score_model,
     select,
 )
+from conceptebm.infer.settings import MAP_GRID, MAP_STEPS, MAPSettings
 
 #: The targets of the task: JSON key -> (target, "min" or "max").
 TARGETS = {
@@ -77,7 +78,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     n = 8 if args.quick else args.n
-    grid, steps = (5, 10) if args.quick else (17, 60)
+    map_settings = MAPSettings(grid=5, steps=10) if args.quick else MAPSettings(grid=MAP_GRID,
+                                                                                steps=MAP_STEPS)
     judge = load_judges()
 
     def scenes(name: str, size: int, seed: int, image_size: int):
@@ -95,7 +97,7 @@ def main(argv=None) -> int:
             def metrics(dest):
                 net = load_energy(dest)
                 return score_model(net, judge, scenes(name, n, TEST_SEED, net.image_size), n,
-                                   inference=infer, grid=grid, steps=steps)
+                                   inference=infer, map_settings=map_settings)
 
             dest = export(Path(args.select), path, pretrained.DIR / f"{name}.safetensors",
                           sampler, metrics, n,
@@ -107,7 +109,8 @@ def main(argv=None) -> int:
     for name in args.concepts:
         net = load_energy(overrides[name]) if name in overrides else pretrained.load(name)
         results.update(score_model(net, judge, scenes(name, n, TEST_SEED, net.image_size), n,
-                                   inference=name in args.inference, grid=grid, steps=steps))
+                                   inference=name in args.inference,
+                                   map_settings=map_settings))
     ok = passes(results, TARGETS)
     print(f"{'metric':<26}{'value':>10}{'stderr':>10}  target")
     for key, v in results.items():

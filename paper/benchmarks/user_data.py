@@ -79,6 +79,7 @@ def main(argv=None) -> int:
     from conceptebm.datasets import load_images, split_holdout
     from conceptebm.datasets.foreign import write_foreign
     from conceptebm.evaluate.heldout_map import heldout_map_metrics
+    from conceptebm.infer import MAPSettings
     from paper.baselines.regressor import fit_regressor, regressor_metrics
 
     out = Path(args.out)
@@ -113,7 +114,8 @@ def main(argv=None) -> int:
     x_val, y_val = val.images, val.labels["position"]
     x_te, y_te = test.images, test.labels["position"]
     net = load_energy(run / "best.safetensors")
-    kw = {"grid": 5, "steps": 5} if args.quick else {}
+    # quick: a coarse MAP; else each model's own MAP settings (the shipped recipe)
+    kw = {"map_settings": MAPSettings(grid=5, steps=5)} if args.quick else {}
     result = {}
 
     def put(key, metric):

@@ -19,6 +19,7 @@ from conceptebm.evaluate.selection import (
     score_model,
     select,
 )
+from conceptebm.infer import MAPSettings
 
 POS = Concept.continuous("position", dim=2)
 SIZE = Concept.continuous("size", dim=1, low=0.2, high=0.4)
@@ -61,8 +62,9 @@ def test_result_keys_follow_the_declaration():
 
 
 def test_score_model_flat_entries_and_score():
+    coarse = MAPSettings(grid=3, steps=2)
     res = score_model(_net(), Judge(), Scenes(), 4, sampler={"num_steps": 2}, inference=True,
-                      grid=3, steps=2)
+                      map_settings=coarse)
     for key in ("position.acc04", "position.acc015", "position.mae", "position.mae_frac",
                 "inference_position_acc04", "inference_position_acc015",
                 "inference_position_mae"):
@@ -71,8 +73,15 @@ def test_score_model_flat_entries_and_score():
     assert 0 <= res["position.object_rate"] <= 1 and res["position.seconds"] >= 0
     # seeded: the same numbers again
     again = score_model(_net(), Judge(), Scenes(), 4, sampler={"num_steps": 2}, inference=True,
-                        grid=3, steps=2)
+                        map_settings=coarse)
     assert {k: v for k, v in again.items() if "seconds" not in k} == {
+        k: v for k, v in res.items() if "seconds" not in k}
+    # the old keywords: a DeprecationWarning, the same numbers
+    with pytest.warns(DeprecationWarning, match=r"score_model\(grid=\.\.\., steps=\.\.\.\) is "
+                      "deprecated"):
+        old = score_model(_net(), Judge(), Scenes(), 4, sampler={"num_steps": 2}, inference=True,
+                          grid=3, steps=2)
+    assert {k: v for k, v in old.items() if "seconds" not in k} == {
         k: v for k, v in res.items() if "seconds" not in k}
     # the selection score averages generation and inference, each as the training loop scores
     gen = selection_score({"position_mae": Metric(res["position.mae"], 0)}, POS)
