@@ -43,8 +43,8 @@ from torch import Tensor
 from conceptebm.energies.base import ConditionalEnergy
 from conceptebm.energies.nets import build_energy_net
 
-__all__ = ["FORMAT", "Checkpoint", "save_checkpoint", "load_checkpoint", "load_energy",
-           "load_state", "export_weights", "atomic_write_text", "atomic_write_bytes",
+__all__ = ["FORMAT", "Checkpoint", "save_checkpoint", "load_checkpoint", "read_record",
+           "load_energy", "load_state", "export_weights", "atomic_write_text", "atomic_write_bytes",
            "CheckpointError"]
 
 FORMAT = "conceptebm-checkpoint-1"
@@ -147,6 +147,32 @@ def load_checkpoint(path: str | os.PathLike, device=None) -> Checkpoint:
         flat = load_file(str(path), device=str(device) if device is not None else "cpu")
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"corrupt or unreadable checkpoint {path}: {err}") from None
+    meta = _parse_meta(path, raw_meta)
+    groups: dict[str, dict[str, Tensor]] = {}
+    for key, v in flat.items():
+        gname, _, name = key.partition("/")
+        groups.setdefault(gname, {})[name] = v
+    return Checkpoint(path, meta, groups)
+
+
+def read_record(path: str | os.PathLike) -> dict:
+    """A checkpoint's JSON document (what :func:`load_checkpoint` gives as ``.meta``), read
+    from the safetensors header alone: no tensor is loaded, so listing models costs a few
+    kilobytes each. Raises :class:`CheckpointError` as :func:`load_checkpoint` does."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}: check the path")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            raw_meta = (f.metadata() or {}).get(_META_KEY)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"corrupt or unreadable checkpoint {path}: {err}") from None
+    return _parse_meta(path, raw_meta)
+
+
+def _parse_meta(path: Path, raw_meta: str | None) -> dict:
     if raw_meta is None:
         raise CheckpointError(f"{path} is a safetensors file but not a conceptebm checkpoint "
                               f"(no {_META_KEY!r} metadata)")
@@ -157,11 +183,7 @@ def load_checkpoint(path: str | os.PathLike, device=None) -> Checkpoint:
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path} has format {meta.get('format')!r}; this version "
                               f"reads {FORMAT!r}")
-    groups: dict[str, dict[str, Tensor]] = {}
-    for key, v in flat.items():
-        gname, _, name = key.partition("/")
-        groups.setdefault(gname, {})[name] = v
-    return Checkpoint(path, meta, groups)
+    return meta
 
 
 def load_state(module: torch.nn.Module, state: Mapping[str, Tensor], what: str) -> None:

@@ -13,17 +13,24 @@ import argparse
 
 from conceptebm.cli import validate
 from conceptebm.cli.models import load_model
+from conceptebm.cli.validate import CommandError
 
 __all__ = ["register"]
 
 
 def _list(args: argparse.Namespace) -> int:
     from conceptebm import pretrained
+    from conceptebm.checkpoints import CheckpointError, read_record
     from conceptebm.pretrained.cards import summary
 
     print(f"{'name':<22} {'concept':<9} intended use")
     for name in pretrained.available():
-        print(summary(load_model(name, None), name))
+        try:  # the header's record is all a line needs: no weights are loaded
+            record = read_record(pretrained.checkpoint_path(name))
+        except CheckpointError as err:
+            raise CommandError(f"cannot read shipped model {name}: {err}; reinstall "
+                               "conceptebm") from None
+        print(summary(record, name))
     print("\nconceptebm models show NAME prints a model's card (training, settings, metrics, "
           "limits).")
     return 0

@@ -93,10 +93,18 @@ def _metric_rows(metrics: Mapping) -> list[str]:
     return rows
 
 
-def summary(model, name: str) -> str:
-    """One line: the name, the concept and what the model is for."""
-    use = USE_AND_LIMITS.get(name, {}).get("use") or model.record.get("purpose") or "-"
-    return f"{name:<22} {model.concept.name:<9} {use}"
+def summary(record: Mapping, name: str) -> str:
+    """One line: the name, the concept and what the model is for, from the model's record
+    alone (its checkpoint header, :func:`conceptebm.checkpoints.read_record`: listing
+    models loads no weights).
+
+    Example:
+        >>> summary({"net": {"concept": {"name": "position"}}}, "position_late")[:32]
+        'position_late          position '
+    """
+    use = USE_AND_LIMITS.get(name, {}).get("use") or record.get("purpose") or "-"
+    concept = (record.get("net") or {}).get("concept") or {}
+    return f"{name:<22} {concept.get('name', '-'):<9} {use}"
 
 
 def model_card(model, *, name: str | None = None) -> str:

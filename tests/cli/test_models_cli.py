@@ -1,8 +1,12 @@
 """conceptebm models: every shipped model listed; models show SPEC prints the card written from
 the model's record, for a shipped name and for a checkpoint of the user's; bad specs refused."""
 
+import pytest
+
+import conceptebm.checkpoints as checkpoints
+import conceptebm.models as models
 from conceptebm import pretrained
-from conceptebm.checkpoints import save_checkpoint
+from conceptebm.checkpoints import read_record, save_checkpoint
 from conceptebm.cli import main
 from conceptebm.concepts import Concept
 from conceptebm.energies.nets import ConvEnergyNet
@@ -13,6 +17,45 @@ def test_models_lists_every_shipped_model(capsys):
     out = capsys.readouterr().out
     for name in pretrained.available():
         assert any(line.startswith(name + " ") for line in out.splitlines()), name
+
+
+@pytest.fixture
+def weight_loads(monkeypatch):
+    """Every call of the weight loaders (safetensors' load_file, the model loader), counted."""
+    calls = []
+
+    def spy(name, real):
+        def wrapper(*a, **k):
+            calls.append(name)
+            return real(*a, **k)
+        return wrapper
+
+    monkeypatch.setattr(checkpoints, "load_file", spy("load_file", checkpoints.load_file))
+    monkeypatch.setattr(models, "load", spy("load", models.load))
+    return calls
+
+
+def test_listing_reads_headers_and_loads_no_weights(capsys, weight_loads):
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert weight_loads == []  # no tensor read, no model built
+    for name in pretrained.available():  # each line's concept is its record's
+        concept = pretrained.load(name).concept.name
+        assert any(line.split()[:2] == [name, concept] for line in lines), name
+    # the spies see the loaders: showing a card loads its model
+    weight_loads.clear()
+    assert main(["models", "show", "position"]) == 0
+    assert weight_loads == ["load", "load_file"]
+
+
+def test_read_record_is_the_checkpoints_record_without_its_tensors(tmp_path, weight_loads):
+    path = pretrained.checkpoint_path("color")
+    assert read_record(path) == checkpoints.load_checkpoint(path).meta
+    assert weight_loads == ["load_file"]  # load_checkpoint's, not read_record's
+    bad = tmp_path / "x.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    with pytest.raises(checkpoints.CheckpointError, match="corrupt or unreadable"):
+        read_record(bad)
 
 
 def test_a_shipped_card_shows_its_record(capsys):
