@@ -154,11 +154,23 @@ def test_inactive_slots_are_not_drawn_and_bad_scenes_raise():
         render(scene, 32, antialias=0)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_render_on_cuda_matches_cpu():
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_render_on_each_device_matches_cpu_and_ignores_chunking(device):
+    # the same images on every device (CPU always; CUDA where present), whether the batch
+    # is cast in one chunk or in chunks of 3 images (the renderer picks dense or windowed
+    # casting per chunk)
     scene = make_dataset("cluttered", size=32, seed=0).scenes(range(32))
-    gpu = Scene(*(getattr(scene, f).cuda() for f in Scene.__dataclass_fields__))
-    assert torch.allclose(render(gpu, 32).cpu(), render(scene, 32), atol=1e-3)
+    reference = render(scene, 32)  # (32, 3, 32, 32) on the CPU
+    moved = Scene(*(getattr(scene, f).to(device) for f in Scene.__dataclass_fields__))
+    img = render(moved, 32)
+    assert img.device.type == device and img.shape == (32, 3, 32, 32)
+    assert torch.allclose(img.cpu(), reference, atol=1e-3)
+    chunked = render(moved, 32, max_elements=3 * 32 * 32 * 5)  # 3 images (4 slots + 1)
+    assert torch.allclose(chunked, img, atol=1e-5)
+    assert (img - render(moved.without_objects(), 32)).abs().amax() > 0.1  # objects drawn
 
 
 def test_two_object_labels_agree_with_pixels():
