@@ -44,13 +44,16 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["GRIDS", "STEPS", "PLATEAU_TOL", "VALIDATION_SEED", "TEST_SEED", "VARIANT_VIEW",
-           "VARIANT_LIGHT", "map_errors", "map_plateau", "choose_map_settings",
-           "selection_record", "store_map_settings", "validation_sources",
-           "select_map_settings", "select_run_map_settings"]
+__all__ = ["GRIDS", "LATE_GRIDS", "STEPS", "PLATEAU_TOL", "VALIDATION_SEED", "TEST_SEED",
+           "VARIANT_VIEW", "VARIANT_LIGHT", "is_late", "candidate_grids", "map_errors",
+           "map_plateau", "choose_map_settings", "selection_record", "store_map_settings",
+           "validation_sources", "select_map_settings", "select_run_map_settings"]
 
-#: Start grids (points per coordinate of a 2-D concept) and refinement steps compared.
+#: Start grids (points per coordinate of a 2-D concept) and refinement steps compared; a
+#: late-conditioned net (image features once, a cheap head per candidate) also tries
+#: :data:`LATE_GRIDS` (see :func:`candidate_grids`).
 GRIDS = (9, 17, 25, 33, 41, 65)
+LATE_GRIDS = (97, 129)
 STEPS = (0, 30, 60, 120)
 #: A setting is on the plateau when its mean error exceeds the most thorough search's (the
 #: largest grid with the most steps), on the same images, by at most this much (concept
@@ -64,6 +67,21 @@ TEST_SEED = 20_261_207  # the project's test seed: read once, after the choice, 
 #: ``paper/benchmarks/inference.py``: azimuth 100-170, elevation 20-35, dimmer).
 VARIANT_VIEW = ((-6.0, 6.0), (55.0, 66.0), (6.8, 7.6), (28.0, 32.0))
 VARIANT_LIGHT = ((100.0, 170.0), (20.0, 35.0), (0.5, 0.65), (0.2, 0.3))
+
+
+def is_late(model) -> bool:
+    """True for a late-conditioned net: it overrides ``features`` (the image trunk, run once
+    per image), so a candidate costs a head pass, not a network pass."""
+    from conceptebm.energies import ConditionalEnergy
+
+    return type(model).features is not ConditionalEnergy.features
+
+
+def candidate_grids(model, grids: Sequence[int] = GRIDS) -> tuple[int, ...]:
+    """The grids to compare for ``model``: ``grids``, plus :data:`LATE_GRIDS` for a
+    late-conditioned net, whose candidates are cheap (a 129 x 129 grid reads about 50
+    images a second on one core)."""
+    return tuple(sorted(set(grids) | (set(LATE_GRIDS) if is_late(model) else set())))
 
 
 def map_errors(model, images: Tensor, targets: Tensor, *, grids: Sequence[int] = GRIDS,
@@ -218,12 +236,15 @@ def validation_sources(model, n: int = 200, *, seed: int = VALIDATION_SEED,
     }
 
 
-def select_map_settings(model, sources: Mapping[str, Mapping], *, grids=GRIDS, steps=STEPS,
+def select_map_settings(model, sources: Mapping[str, Mapping], *, grids=None, steps=STEPS,
                         tol: float = PLATEAU_TOL, progress: bool = False, **extra):
     """Measure :func:`map_errors` on every source (``{name: {"images", "targets", "views"}}``)
-    and choose; returns ``(MAPSettings, selection record)``. The settings keep the model's
-    other MAP fields (optimizer, lr, chunk)."""
+    over ``grids`` (default :func:`candidate_grids`) and ``steps``, and choose; returns
+    ``(MAPSettings, selection record)``. The settings keep the model's other MAP fields
+    (optimizer, lr, chunk)."""
     from conceptebm.infer.settings import DEFAULT_MAP
+
+    grids = candidate_grids(model) if grids is None else tuple(grids)
 
     tables = {name: map_errors(model, src["images"], src["targets"], grids=grids, steps=steps,
                                views=bool(src.get("views")), progress=progress)
@@ -236,31 +257,43 @@ def select_map_settings(model, sources: Mapping[str, Mapping], *, grids=GRIDS, s
     return settings, selection_record(tables, (grid, n_steps), tol=tol, sources=about, **extra)
 
 
-def select_run_map_settings(run_dir, held_out, *, grids=GRIDS, steps=STEPS,
+def select_run_map_settings(run_dir, held_out, *, grids=None, steps=STEPS,
                             say=print) -> dict | None:
     """After a ``conceptebm train --data`` run: choose the MAP grid and steps of the run's
-    model (``best.safetensors``, else ``last.safetensors``) on its held-out split
-    (``held_out.images``, ``held_out.labels``), and store them in both checkpoints' records.
-    Returns the selection record; ``None`` for a categorical concept or an empty split."""
+    model (``best.safetensors``, else ``last.safetensors``: what ``conceptebm.load(RUN)``
+    reads) on its held-out split (``held_out.images``, ``held_out.labels``) and store them in
+    that checkpoint's record. Returns the selection record; ``None`` for a categorical
+    concept, one of more than 2 dimensions, or no split or checkpoint.
+
+    Cost is bounded: a late-conditioned net (image features once, a cheap head per candidate)
+    is measured on up to 200 held-out images over :func:`candidate_grids`; an
+    early-conditioned one (a full network pass per candidate) on up to 100 over grids of at
+    most 41 points a coordinate. ``grids``: those to compare instead.
+    """
     from pathlib import Path
 
     from conceptebm.checkpoints import load_energy
 
     run = Path(run_dir)
-    paths = [p for p in (run / "best.safetensors", run / "last.safetensors") if p.is_file()]
-    if not paths or held_out is None or len(held_out) == 0:
+    path = next((p for p in (run / "best.safetensors", run / "last.safetensors")
+                 if p.is_file()), None)
+    if path is None or held_out is None or len(held_out) == 0:
         return None
-    net = load_energy(paths[0])
+    net = load_energy(path)
     concept = net.concept
     if concept.is_categorical or concept.dim > 2:
         return None
-    images, targets = held_out.images, torch.as_tensor(held_out.labels[concept.name])
+    late = is_late(net)
+    n = min(len(held_out), 200 if late else 100)
+    if grids is None:
+        grids = candidate_grids(net) if late else tuple(g for g in GRIDS if g <= 41)
+    images = held_out.images[:n]
+    targets = torch.as_tensor(held_out.labels[concept.name])[:n]
     settings, record = select_map_settings(
         net, {"held_out": {"images": images, "targets": targets, "views": False,
-                           "about": "the run's held-out split"}},
-        grids=grids, steps=steps, checkpoint=paths[0].name)
-    for p in paths:
-        store_map_settings(p, settings, record)
-    say(f"MAP settings chosen on the held-out split ({len(held_out)} images): grid "
-        f"{settings.grid}, {settings.steps} steps (stored in {', '.join(p.name for p in paths)})")
+                           "about": "the run's held-out (validation) split"}},
+        grids=grids, steps=steps, checkpoint=path.name)
+    store_map_settings(path, settings, record)
+    say(f"[train] MAP settings chosen on {n} held-out images: grid {settings.grid}, "
+        f"{settings.steps} steps; stored in {path}")
     return record
