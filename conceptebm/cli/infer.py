@@ -36,7 +36,6 @@ from conceptebm.cli.models import (
     looks_like_path,
     read_image,
 )
-from conceptebm.cli.objects import OBJECTS, objects_rows, objects_text, run_objects
 from conceptebm.cli.validate import CommandError
 from conceptebm.plotting import save_figure
 
@@ -92,8 +91,6 @@ def _infer(args: argparse.Namespace) -> int:
         except ArvizMissing as err:
             raise CommandError(f"--save: {err}") from None
     model = load_model(args.model, args.concept)
-    if args.objects is not None:  # each image on its own: its objects, counted or K
-        return run_objects(model, args)
     if args.save and model.concept.is_categorical:
         raise CommandError(f"--save writes posterior draws of a continuous concept; "
                            f"{model.concept.name!r} is categorical (its posterior is exact: "
@@ -228,21 +225,16 @@ def _energy_map(args: argparse.Namespace) -> int:
     if not concept.is_categorical and concept.dim == 2:
         maps, grid = scene_energy_maps(model, image, args.points,
                                        progress=args.points > 64 and not args.quiet)
-        if args.objects == "auto":  # counted by the rule fitted on validation scenes
-            row = objects_rows(model, image, [args.image], "auto")[0]
-            marks = torch.tensor([o["value"] for o in row["objects"]]).reshape(-1, 2)
-            print(objects_text(row))
-        else:
-            found = refine_basins(model, image, energy_basins(
-                maps, grid, args.objects, min_separation=args.separation))
-            marks = found.points[0, : int(found.found[0])]
+        found = refine_basins(model, image, energy_basins(maps, grid, args.objects,
+                                                         min_separation=args.separation))
+        marks = found.points[0, : int(found.found[0])]
         plot_energy_map(ax_map, maps[0], concept, marks=marks,
                         title=f"E(x | {concept.name}) over {args.points}x{args.points} grid")
-        for k, p in enumerate(marks.tolist() if args.objects != "auto" else []):
+        for k, p in enumerate(marks.tolist()):
             print(f"basin {k + 1}: {concept.name} = ({p[0]:+.3f}, {p[1]:+.3f})   "
                   f"(energy {float(found.energy[0, k]):.4g})")
         calibration = model.record.get("energy_calibration")
-        if args.objects != "auto" and calibration and not bool(object_found(
+        if calibration and not bool(object_found(
                 calibration, found.energy[:1, 0], contrast=maps[0].max() - maps[0].min())[0]):
             _warn(f"no object found in {args.image}: its energy is far above, or flatter in "
                   f"{concept.name} than, what real images of the model's training data get; "
@@ -346,10 +338,6 @@ def register(sub) -> None:
     p.add_argument("--map-steps", dest="steps", type=validate.integer(0, 10_000), default=None,
                    help="Adam refinement steps of the MAP estimate, 0-10000 (default: the "
                         "model's stored MAP settings, else 60)")
-    p.add_argument("--objects", type=OBJECTS, default=None,
-                   help="find several objects in each image: 'auto' counts them (the rule "
-                        "fitted on validation scenes; 'no object found' for none), K takes "
-                        "the K lowest basins of its energy map")
     p.add_argument("--json", action="store_true", help="print a JSON report instead of text")
     validate.add_deprecated(p, "--steps", "--map-steps", command="infer")
     validate.add_deprecated(p, "--temperature", "--posterior-temperature", command="infer")
@@ -363,9 +351,8 @@ def register(sub) -> None:
     _common(m)
     m.add_argument("--points", type=validate.integer(MIN_POINTS, MAX_POINTS), default=48,
                    help=f"grid points per coordinate, {MIN_POINTS}-{MAX_POINTS} (48)")
-    m.add_argument("--objects", type=OBJECTS, default=1,
-                   help="mark this many separated basins (2 for a two-object scene), or "
-                        "'auto': count the objects (the rule fitted on validation scenes)")
+    m.add_argument("--objects", type=validate.integer(1, 16), default=1,
+                   help="mark this many separated basins (2 for a two-object scene)")
     m.add_argument("--separation", type=validate.real(0, 2), default=0.3,
                    help="minimum distance between marked basins, in [0, 2] (0.3)")
     validate.add_quiet(m)
