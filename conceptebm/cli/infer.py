@@ -29,6 +29,8 @@ from pathlib import Path
 import torch
 
 from conceptebm.cli import validate
+from conceptebm.cli.infer_folder import IMAGE_OR_FOLDER, OUTPUT, expand_images, write_jsonl
+from conceptebm.cli.infer_folder import check as check_output
 from conceptebm.cli.models import (
     KNOWN_CONCEPTS,
     load_images,
@@ -36,6 +38,7 @@ from conceptebm.cli.models import (
     looks_like_path,
     read_image,
 )
+from conceptebm.cli.objects import OBJECTS, objects_rows, objects_text, run_objects
 from conceptebm.cli.validate import CommandError
 from conceptebm.plotting import save_figure
 
@@ -91,6 +94,8 @@ def _infer(args: argparse.Namespace) -> int:
         except ArvizMissing as err:
             raise CommandError(f"--save: {err}") from None
     model = load_model(args.model, args.concept)
+    if args.objects is not None:  # each image on its own: its objects, counted or K
+        return run_objects(model, args)
     if args.save and model.concept.is_categorical:
         raise CommandError(f"--save writes posterior draws of a continuous concept; "
                            f"{model.concept.name!r} is categorical (its posterior is exact: "
@@ -99,7 +104,9 @@ def _infer(args: argparse.Namespace) -> int:
     if calibration is None:
         _warn("this model has no energy_calibration in its record, so whether an image holds "
               "an object at all is not checked (retrain, or see conceptebm.scenes.calibrate)")
-    paths = [str(p) for p in args.images]
+    paths = expand_images(args.images)  # a folder: its image files, sorted
+    if args.output is not None:  # streamed to JSON Lines, resumable, sharded under torchrun
+        return write_jsonl(model, paths, calibration, args, _infer_sets, load_images)
     report = []
     if args.separate or len(paths) == 1:  # each image a set of one view, CHUNK at a time
         with tqdm(total=len(paths), desc="infer", unit="img", file=sys.stderr,
@@ -225,16 +232,21 @@ def _energy_map(args: argparse.Namespace) -> int:
     if not concept.is_categorical and concept.dim == 2:
         maps, grid = scene_energy_maps(model, image, args.points,
                                        progress=args.points > 64 and not args.quiet)
-        found = refine_basins(model, image, energy_basins(maps, grid, args.objects,
-                                                         min_separation=args.separation))
-        marks = found.points[0, : int(found.found[0])]
+        if args.objects == "auto":  # counted by the rule fitted on validation scenes
+            row = objects_rows(model, image, [args.image], "auto")[0]
+            marks = torch.tensor([o["value"] for o in row["objects"]]).reshape(-1, 2)
+            print(objects_text(row))
+        else:
+            found = refine_basins(model, image, energy_basins(
+                maps, grid, args.objects, min_separation=args.separation))
+            marks = found.points[0, : int(found.found[0])]
         plot_energy_map(ax_map, maps[0], concept, marks=marks,
                         title=f"E(x | {concept.name}) over {args.points}x{args.points} grid")
-        for k, p in enumerate(marks.tolist()):
+        for k, p in enumerate(marks.tolist() if args.objects != "auto" else []):
             print(f"basin {k + 1}: {concept.name} = ({p[0]:+.3f}, {p[1]:+.3f})   "
                   f"(energy {float(found.energy[0, k]):.4g})")
         calibration = model.record.get("energy_calibration")
-        if calibration and not bool(object_found(
+        if args.objects != "auto" and calibration and not bool(object_found(
                 calibration, found.energy[:1, 0], contrast=maps[0].max() - maps[0].min())[0]):
             _warn(f"no object found in {args.image}: its energy is far above, or flatter in "
                   f"{concept.name} than, what real images of the model's training data get; "
@@ -288,6 +300,8 @@ def _check(args: argparse.Namespace) -> None:
                            f"{', '.join(KNOWN_CONCEPTS)} (or pass --model PATH of a checkpoint)")
     if args.model is not None and looks_like_path(args.model) and not Path(args.model).exists():
         raise CommandError(f"--model {args.model}: model checkpoint not found")
+    if getattr(args, "output", None) is not None:
+        check_output(args)
     if getattr(args, "save", None):
         if not args.posterior:
             raise CommandError("--save writes the posterior draws: add --posterior")
@@ -299,7 +313,13 @@ IMAGE = validate.existing_file(what="image file")
 def register(sub) -> None:
     p = sub.add_parser("infer", help="infer a concept (position, color, ...) from image files",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("images", nargs="+", type=IMAGE, metavar="IMAGE", help="PNG/JPEG files")
+    p.add_argument("images", nargs="+", type=IMAGE_OR_FOLDER, metavar="IMAGE",
+                   help="PNG/JPEG files, or folders of them (their files in sorted order)")
+    p.add_argument("-o", "--output", type=OUTPUT, default=None, metavar="OUT.jsonl",
+                   help="with --separate: write one JSON line per image as it goes (path, "
+                        "value, energy, object_found, flags); a rerun skips images already "
+                        "there; under torchrun --nproc-per-node N each process takes every "
+                        "N-th image and rank 0 merges one sorted file")
     _common(p)
     p.add_argument("--separate", action="store_true",
                    help="infer each image on its own (default: several images are views of "
@@ -338,6 +358,10 @@ def register(sub) -> None:
     p.add_argument("--map-steps", dest="steps", type=validate.integer(0, 10_000), default=None,
                    help="Adam refinement steps of the MAP estimate, 0-10000 (default: the "
                         "model's stored MAP settings, else 60)")
+    p.add_argument("--objects", type=OBJECTS, default=None,
+                   help="find several objects in each image: 'auto' counts them (the rule "
+                        "fitted on validation scenes; 'no object found' for none), K takes "
+                        "the K lowest basins of its energy map")
     p.add_argument("--json", action="store_true", help="print a JSON report instead of text")
     validate.add_deprecated(p, "--steps", "--map-steps", command="infer")
     validate.add_deprecated(p, "--temperature", "--posterior-temperature", command="infer")
@@ -351,8 +375,9 @@ def register(sub) -> None:
     _common(m)
     m.add_argument("--points", type=validate.integer(MIN_POINTS, MAX_POINTS), default=48,
                    help=f"grid points per coordinate, {MIN_POINTS}-{MAX_POINTS} (48)")
-    m.add_argument("--objects", type=validate.integer(1, 16), default=1,
-                   help="mark this many separated basins (2 for a two-object scene)")
+    m.add_argument("--objects", type=OBJECTS, default=1,
+                   help="mark this many separated basins (2 for a two-object scene), or "
+                        "'auto': count the objects (the rule fitted on validation scenes)")
     m.add_argument("--separation", type=validate.real(0, 2), default=0.3,
                    help="minimum distance between marked basins, in [0, 2] (0.3)")
     validate.add_quiet(m)
