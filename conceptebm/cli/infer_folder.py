@@ -44,7 +44,7 @@ def expand_images(given) -> list[str]:
 def check(args: argparse.Namespace) -> None:
     """``-o`` writes one line per image: several images need ``--separate``."""
     out = getattr(args, "output", None)
-    if out is None:
+    if out is None or not hasattr(args, "images"):  # energy-map's -o is its figure
         return
     many = len(args.images) > 1 or any(Path(p).is_dir() for p in args.images)
     if many and not args.separate:
