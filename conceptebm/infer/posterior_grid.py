@@ -14,12 +14,14 @@ fits its model's temperature on its held-out images with it.
 
 Refinement (``refine=k``): a sharp posterior (several views, a confident model) may put its
 mass on a few cells of a coarse grid, so its intervals follow the cells rather than the
-energy. With ``refine=k`` the grid has ``(points - 1) * k + 1`` points a coordinate, but
-energies are computed only where they matter: on the coarse ``points`` grid everywhere, and
-on the fine points of the coarse cells within ``refine_delta`` energy units of the set's best
-coarse energy (and their neighbours); elsewhere a fine point takes its nearest coarse point's
-energy (mass ``exp(-refine_delta / T)`` times smaller than the mode's there: negligible at the
-temperatures intervals are read at).
+energy, and a temperature fitted on them is not the continuous posterior's (the one a sampler
+draws from). With ``refine=k`` the grid has ``(points - 1) * k + 1`` points a coordinate, but
+energies are computed only where they matter (:func:`refine_grid`): on the coarse ``points``
+grid everywhere, and on the fine points of the coarse cells that hold mass at the
+temperature (within ``REFINE_DELTA * T`` of the set's best coarse energy, and their
+neighbours); elsewhere a fine point takes its nearest coarse point's energy.
+:func:`calibrate_temperature` fits on the coarse grid first, then refines at that
+temperature and fits again.
 
 Example (two noisy readings of a 2-D position; the posterior mean is their mean):
     >>> from conceptebm.concepts import Concept
@@ -50,12 +52,13 @@ from conceptebm.infer.energy_map import (
 )
 from conceptebm.infer.settings import MAP_CHUNK
 
-__all__ = ["GridPosterior", "grid_energies", "summarise_grid", "grid_posterior_of",
+__all__ = ["GridPosterior", "grid_energies", "refine_grid", "summarise_grid", "grid_posterior_of",
            "regrid_temperature", "interval_coverage", "fit_temperature", "marginal_quantile",
            "calibrate_temperature", "REFINE_DELTA", "CALIBRATION_GRID"]
 
-#: Energy above a set's best coarse energy beyond which a coarse cell is not refined.
-REFINE_DELTA = 12.0
+#: Energy above a set's best coarse energy, in units of the temperature, beyond which a coarse
+#: cell is not refined: its points hold under exp(-9) = 1.2e-4 of the mode's mass.
+REFINE_DELTA = 9.0
 
 
 class GridPosterior(NamedTuple):
@@ -101,34 +104,55 @@ def _points_per_dim(grid: Tensor) -> int:
 
 
 def grid_energies(model, views: Tensor, concept, points: int, *, refine: int = 1,
-                  refine_delta: float = REFINE_DELTA, chunk_size: int = MAP_CHUNK,
-                  event_dim: int = 3, progress: bool = False) -> tuple[Tensor, Tensor, float]:
+                  refine_temperature: float = 1.0, refine_delta: float = REFINE_DELTA,
+                  chunk_size: int = MAP_CHUNK, event_dim: int = 3,
+                  progress: bool = False) -> tuple[Tensor, Tensor, float]:
     """Summed energies of ``views (B, V, *event)`` on a concept grid.
 
     Returns ``(grid (G, dim), energies (B, G), evaluated)``: ``G = m ** dim`` with ``m =
     (points - 1) * refine + 1`` and ``evaluated`` the mean count of energies computed a set
-    (see the module docstring for the refinement).
+    (:func:`refine_grid` for the refinement).
     """
     if int(points) != points or points < 2:
         raise ValueError(f"points must be an integer >= 2, got {points!r}")
-    if int(refine) != refine or refine < 1:
-        raise ValueError(f"refine must be an integer >= 1 (1: no refinement), got {refine!r}")
-    n, k, d = int(points), int(refine), concept.dim
-    coarse = concept_grid(concept, n, dtype=views.dtype, device=views.device)  # (n^d, d)
+    coarse = concept_grid(concept, int(points), dtype=views.dtype, device=views.device)
     e = energy_map(model, views, coarse, chunk_size=chunk_size, views=True,
                    event_dim=event_dim, progress=progress)  # (B, n^d)
+    return refine_grid(model, views, coarse, e, refine, temperature=refine_temperature,
+                       delta=refine_delta, chunk_size=chunk_size)
+
+
+def refine_grid(model, views: Tensor, grid: Tensor, e: Tensor, refine: int, *,
+                temperature: float = 1.0, delta: float = REFINE_DELTA,
+                chunk_size: int = MAP_CHUNK) -> tuple[Tensor, Tensor, float]:
+    """A ``refine`` times finer grid from coarse energies ``e (B, n^d)`` on ``grid``.
+
+    Energies are computed at the fine points of the coarse cells that hold mass at
+    ``temperature``: the coarse points within ``delta * temperature`` of the set's best
+    coarse energy, grown by one cell (mass below ``exp(-delta)`` of the mode's elsewhere);
+    other fine points take their nearest coarse point's energy. Returns ``(fine grid,
+    energies (B, m^d), evaluated)`` as :func:`grid_energies`.
+    """
+    if int(refine) != refine or refine < 1:
+        raise ValueError(f"refine must be an integer >= 1 (1: no refinement), got {refine!r}")
+    d = grid.shape[1]
+    n, k = _points_per_dim(grid), int(refine)
     if k == 1:
-        return coarse, e, float(n ** d)
+        return grid, e, float(n ** d)
     b, v = views.shape[0], views.shape[1]
     m = (n - 1) * k + 1
-    fine = concept_grid(concept, m, dtype=views.dtype, device=views.device)  # (m^d, d)
+    low, high = grid[0], grid[-1]
+    axes = [torch.linspace(float(low[j]), float(high[j]), m, dtype=torch.float64)
+            for j in range(d)]
+    fine = torch.stack([x.reshape(-1) for x in torch.meshgrid(*axes, indexing="ij")],
+                       1).to(grid)  # (m^d, d)
     near = torch.div(torch.arange(m) + k // 2, k, rounding_mode="floor")  # nearest coarse
     mesh = torch.meshgrid(*([near] * d), indexing="ij")
     coarse_of = sum(mesh[j].reshape(-1) * n ** (d - 1 - j) for j in range(d))  # (m^d,)
     on = torch.meshgrid(*([torch.arange(m) % k == 0] * d), indexing="ij")
     on_coarse = torch.stack([o.reshape(-1) for o in on]).all(0)  # (m^d,) exact coarse points
     out = e[:, coarse_of.to(e.device)].clone()  # (B, m^d) nearest coarse energy
-    keep = (e - e.min(1, keepdim=True).values) < refine_delta  # (B, n^d)
+    keep = (e - e.min(1, keepdim=True).values) < delta * float(temperature)  # (B, n^d)
     pool = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[d - 1]
     grown = pool(keep.reshape(b, 1, *([n] * d)).float(), 3, stride=1, padding=1) > 0
     need = grown.reshape(b, -1)[:, coarse_of.to(e.device)] & ~on_coarse.to(e.device)
@@ -188,18 +212,22 @@ def summarise_grid(e: Tensor, grid: Tensor, level: float, t: float, dtype=None,
 
 def grid_posterior_of(model, views: Tensor, points: int = 64, *, level: float = 0.9,
                       temperature: float = 1.0, refine: int = 1,
+                      refine_temperature: float | None = None,
                       refine_delta: float = REFINE_DELTA, chunk_size: int = MAP_CHUNK,
                       event_dim: int = 3, progress: bool = False) -> GridPosterior:
     """The grid posterior of ``views (B, V, *event)`` under ``model`` (a conditional energy
     with a continuous ``.concept`` of dim <= 3) at ``temperature``; no image checks (those
-    are :func:`conceptebm.scenes.grid_posterior`'s)."""
+    are :func:`conceptebm.scenes.grid_posterior`'s). ``refine``: see :func:`refine_grid`
+    (cells holding mass at ``refine_temperature``, default ``temperature``)."""
     concept = model.concept
     if concept.is_categorical or concept.dim > 3:
         raise ValueError(f"a grid posterior needs a continuous concept of dim <= 3, got "
                          f"{concept.name!r} ({concept.kind}, dim {concept.dim})")
     level, t = check_level(level), check_temperature(temperature)
+    rt = t if refine_temperature is None else check_temperature(refine_temperature)
     grid, e, evaluated = grid_energies(model, views, concept, points, refine=refine,
-                                       refine_delta=refine_delta, chunk_size=chunk_size,
+                                       refine_temperature=rt, refine_delta=refine_delta,
+                                       chunk_size=chunk_size,
                                        event_dim=event_dim, progress=progress)
     return summarise_grid(e, grid, level, t, views.dtype, evaluated)
 
@@ -288,16 +316,24 @@ def calibrate_temperature(model, sets: Tensor, truth: Tensor, *, points: int | N
     intervals cover the truth at their level (:func:`fit_temperature`), with the coverage
     and mean width it gives there, and how it was fitted (the record a checkpoint keeps as
     ``posterior_calibration``). ``points`` / ``refine`` default to
-    :data:`CALIBRATION_GRID` for the concept's dimension."""
+    :data:`CALIBRATION_GRID` for the concept's dimension. With ``refine > 1``: a fit on the
+    coarse grid, then one on the grid refined where the mass lies at twice that temperature.
+    """
     dim = model.concept.dim
     p0, k0 = CALIBRATION_GRID.get(dim, (9, 1))
     points, refine = int(points or p0), int(refine or k0)
-    g = grid_posterior_of(model, sets, points, level=level, temperature=1.0, refine=refine,
+    g = grid_posterior_of(model, sets, points, level=level, temperature=1.0, refine=1,
                           event_dim=event_dim)
-    t = fit_temperature(g, truth)
+    t = t_coarse = fit_temperature(g, truth)
+    if refine > 1:
+        grid, e, evaluated = refine_grid(model, sets, g.grid, g.energies, refine,
+                                         temperature=2 * t_coarse)
+        g = summarise_grid(e, grid, level, 1.0, sets.dtype, evaluated)
+        t = fit_temperature(g, truth)
     at = regrid_temperature(g, t)
     inside = interval_coverage(at.interval, truth).double()
     return {"temperature": t, "level": level, "points": points, "refine": refine,
-            "n": int(sets.shape[0]), "views": int(sets.shape[1]),
-            "coverage_fit": float(inside.mean()),
-            "width": float((at.interval[:, 1] - at.interval[:, 0]).double().mean())}
+            "temperature_coarse": t_coarse, "n": int(sets.shape[0]),
+            "views": int(sets.shape[1]), "coverage_fit": float(inside.mean()),
+            "width": float((at.interval[:, 1] - at.interval[:, 0]).double().mean()),
+            "evaluated": g.evaluated}

@@ -459,6 +459,7 @@ def multiview_posterior(model, views: Tensor, *, num_samples: int = 1000,
 
 def grid_posterior(model, views: Tensor, points: int = 64, *, level: float = 0.9,
                    temperature: float | None = None, refine: int = 1,
+                   refine_temperature: float | None = None,
                    refine_delta: float = REFINE_DELTA, chunk_size: int = MAP_CHUNK,
                    check_range: bool = True, event_dim: int = 3,
                    progress: bool = False) -> GridPosterior:
@@ -471,7 +472,8 @@ def grid_posterior(model, views: Tensor, points: int = 64, *, level: float = 0.9
         temperature: ``T`` of ``exp(-E / T)``; ``None``: the model's fitted one for this
             count of views (:func:`posterior_temperature`), else 1.
         refine: ``k > 1`` refines the cells that hold the mass ``k`` times a coordinate
-            (:func:`~conceptebm.infer.posterior_grid.grid_energies`): a sharp posterior's
+            (:func:`~conceptebm.infer.posterior_grid.refine_grid`; where the mass lies at
+            ``refine_temperature``, default ``temperature``): a sharp posterior's
             intervals then follow its energy rather than the coarse cells.
 
     Intervals are equal-tailed quantiles of each coordinate's marginal, interpolated within
@@ -488,5 +490,6 @@ def grid_posterior(model, views: Tensor, points: int = 64, *, level: float = 0.9
     level, t = _check_level(level), _check_temperature(temperature)
     check_images(views, model, views=True, check_range=check_range, event_dim=event_dim)
     return grid_posterior_of(model, views, points, level=level, temperature=t, refine=refine,
+                             refine_temperature=refine_temperature,
                              refine_delta=refine_delta, chunk_size=chunk_size,
                              event_dim=event_dim, progress=progress)

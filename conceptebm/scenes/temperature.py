@@ -45,8 +45,9 @@ import torch
 from torch import Tensor
 
 from conceptebm.checkpoints import load_checkpoint, save_checkpoint
+from conceptebm.infer.posterior_grid import calibrate_temperature
+from conceptebm.scenes.inference import check_images
 from conceptebm.scenes.multiview import (
-    fit_temperature,
     grid_posterior,
     interval_coverage,
     regrid_temperature,
@@ -110,15 +111,12 @@ def fit_posterior_temperature(model, sets: Tensor, truth: Tensor, *, points: int
                               level: float = 0.9, check_range: bool = True,
                               event_dim: int = 3, refine: int = 1) -> dict:
     """The temperature at which the grid posterior's ``level`` intervals cover ``truth`` at
-    their level on these (validation) sets (:func:`~conceptebm.scenes.multiview.
-    fit_temperature`), with the coverage and width it gives there."""
-    g = grid_posterior(model, sets, points, level=level, temperature=1.0,
-                       check_range=check_range, event_dim=event_dim, refine=refine)
-    t = fit_temperature(g, truth)
-    fit = coverage(model, sets, truth, t, level=level, posterior=g)
-    return {"temperature": t, "level": level, "points": int(points), "refine": int(refine),
-            "n": int(sets.shape[0]), "views": int(sets.shape[1]),
-            "coverage_fit": fit["coverage"], "width": fit["width"]}
+    their level on these (validation) sets, with the coverage and width it gives there
+    (:func:`~conceptebm.infer.posterior_grid.calibrate_temperature`, after the image
+    checks; ``refine > 1`` refines the grid where the mass lies)."""
+    check_images(sets, model, views=True, check_range=check_range, event_dim=event_dim)
+    return calibrate_temperature(model, sets, truth, points=points, refine=refine,
+                                 level=level, event_dim=event_dim)
 
 
 def store_posterior_temperature(path, calibration: dict) -> None:
