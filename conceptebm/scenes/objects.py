@@ -55,7 +55,7 @@ RULES = ("explain", "basins")
 #: The count rule fitted on validation scenes (``benchmarks/counting.py --fit``; the
 #: numbers it chose from are in ``benchmarks/results/counting.json``). ``threshold`` is in
 #: calibration units (see the module docstring), ``window`` / ``erase`` in world units.
-COUNT_RULE = {"rule": "explain", "threshold": 3.0, "window": 0.35, "erase": 0.45,
+COUNT_RULE = {"rule": "explain", "threshold": 3.25, "window": 0.35, "erase": 0.35,
               "candidates": 4, "max_objects": 8}
 
 
