@@ -13,7 +13,8 @@ files (``conceptebm infer`` reads it). The work is :mod:`conceptebm.scenes.calib
 
 ``--posterior-temperature`` fits instead the temperature at which the model's 90 % posterior
 intervals cover the truth 90 % of the time on ``-n`` validation sets (default 100) of each count
-of ``--views``, on a ``--points`` grid (:mod:`conceptebm.scenes.temperature`); ``--write``
+of ``--views``, on a ``--points`` grid refined ``--refine`` times where the mass lies
+(:mod:`conceptebm.scenes.temperature`); ``--write``
 stores it as ``posterior_temperature`` (``conceptebm infer --posterior`` uses it).
 
 ``--map-grid`` chooses instead the MAP start grid and refinement steps of a continuous reader:
@@ -58,7 +59,7 @@ def _main(args: argparse.Namespace) -> int:
 
         for name in args.names:
             cal = shipped_temperature(name, tuple(args.views), n=args.n or 100,
-                                      points=args.points)
+                                      points=args.points, refine=args.refine)
             print(json.dumps({"model": name, "posterior_calibration": cal}), flush=True)
             if args.write:
                 store_posterior_temperature(pretrained.DIR / f"{name}.safetensors", cal)
@@ -122,6 +123,9 @@ def register(sub) -> None:
     p.add_argument("--points", type=validate.integer(8, 256), default=48,
                    help="with --posterior-temperature: grid points a coordinate, 8-256 "
                         "(default 48)")
+    p.add_argument("--refine", type=validate.integer(1, 16), default=1,
+                   help="with --posterior-temperature: refine the grid this many times a "
+                        "coordinate where the posterior's mass lies, 1-16 (default 1: none)")
     p.add_argument("--map-grid", action="store_true",
                    help="choose the MAP start grid and refinement steps on validation images "
                         "(default -n 200) instead of the energy calibration")

@@ -131,10 +131,11 @@ def store_posterior_temperature(path, calibration: dict) -> None:
 
 
 def shipped_temperature(name: str, views=(1,), n: int = 100, points: int = 48,
-                        seed: int = VALIDATION_SEED) -> dict:
+                        seed: int = VALIDATION_SEED, refine: int = 1) -> dict:
     """The ``posterior_calibration`` record of shipped model ``name``: one temperature per
-    count of views (``by_views``) on ``n`` validation sets of its training dataset; the
-    record's ``temperature`` is that of the first count."""
+    count of views (``by_views``) on ``n`` validation sets of its training dataset, on a
+    ``points`` grid refined ``refine`` times where the mass lies; the record's
+    ``temperature`` is that of the first count."""
     from conceptebm import pretrained
 
     model = pretrained.load(name)
@@ -142,15 +143,16 @@ def shipped_temperature(name: str, views=(1,), n: int = 100, points: int = 48,
     by_views = {}
     for v in views:
         sets, truth = scene_sets(dataset, n, v, seed, model.image_size)
-        by_views[str(v)] = fit_posterior_temperature(model, sets, truth, points=points)
+        by_views[str(v)] = fit_posterior_temperature(model, sets, truth, points=points,
+                                                     refine=refine)
     first = by_views[str(views[0])]
     vs = " ".join(str(v) for v in views)
     return {"temperature": first["temperature"], "views": int(views[0]),
             "by_views": {k: f["temperature"] for k, f in by_views.items()},
             "fits": by_views, "dataset": dataset, "seed": seed, "n": n, "points": points,
-            "level": first["level"],
+            "refine": refine, "level": first["level"],
             "command": f"conceptebm calibrate {name} --posterior-temperature --views {vs} "
-                       f"-n {n} --points {points} --write"}
+                       f"-n {n} --points {points} --refine {refine} --write"}
 
 
 def main(argv: list[str] | None = None) -> int:
