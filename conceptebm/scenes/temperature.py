@@ -45,7 +45,11 @@ import torch
 from torch import Tensor
 
 from conceptebm.checkpoints import load_checkpoint, save_checkpoint
-from conceptebm.infer.posterior_grid import calibrate_temperature
+from conceptebm.infer.posterior_grid import (
+    calibrate_temperature,
+    fit_temperature,
+    summarise_grid,
+)
 from conceptebm.scenes.inference import check_images
 from conceptebm.scenes.multiview import (
     grid_posterior,
@@ -54,6 +58,7 @@ from conceptebm.scenes.multiview import (
 )
 
 __all__ = ["VALIDATION_SEED", "TEST_SEED", "scene_sets", "fit_posterior_temperature",
+           "nested_view_fits",
            "coverage", "store_posterior_temperature", "shipped_temperature"]
 
 VALIDATION_SEED = 20_261_129  # the held-out seed of the energy calibration: no training run
@@ -130,21 +135,55 @@ def store_posterior_temperature(path, calibration: dict) -> None:
                                         "posterior_calibration": calibration})
 
 
+def nested_view_fits(model, sets: Tensor, truth: Tensor, views, *, points: int = 32,
+                     level: float = 0.9) -> dict:
+    """One temperature per count in ``views``, fitted on the first ``v`` views of each of the
+    validation ``sets (n, max(views), ...)``: one coarse energy map per view, summed over the
+    first ``v`` (the views of a multi-view scene are drawn independently given its
+    position, so the first ``v`` of them are a ``v``-view set). One rendering and one energy
+    map a view serve every count: a count costs no more network calls than the largest."""
+    from conceptebm.infer.energy_map import concept_grid, energy_map
+
+    check_images(sets, model, views=True)
+    n, most = sets.shape[0], sets.shape[1]
+    grid = concept_grid(model.concept, int(points), dtype=sets.dtype, device=sets.device)
+    single = sets.reshape(n * most, 1, *sets.shape[2:])
+    per_view = energy_map(model, single, grid, views=True).reshape(n, most, -1)  # (n, V, G)
+    fits = {}
+    for v in views:
+        g = summarise_grid(per_view[:, :v].sum(1), grid, level, 1.0, sets.dtype,
+                           float(points ** grid.shape[1]))
+        t = fit_temperature(g, truth)
+        at = regrid_temperature(g, t)
+        inside = interval_coverage(at.interval, truth).double()
+        fits[str(v)] = {"temperature": t, "level": level, "points": int(points), "refine": 1,
+                        "n": n, "views": int(v), "coverage_fit": float(inside.mean()),
+                        "width": float((at.interval[:, 1] - at.interval[:, 0]).mean()),
+                        "sets": f"the first {v} views of {n} {most}-view scenes"}
+    return fits
+
+
 def shipped_temperature(name: str, views=(1,), n: int = 100, points: int = 48,
                         seed: int = VALIDATION_SEED, refine: int = 1) -> dict:
     """The ``posterior_calibration`` record of shipped model ``name``: one temperature per
     count of views (``by_views``) on ``n`` validation sets of its training dataset, on a
     ``points`` grid refined ``refine`` times where the mass lies; the record's
-    ``temperature`` is that of the first count."""
+    ``temperature`` is that of the first count. A multi-view model fitted at several counts
+    without refinement reads the first ``v`` views of ``n`` scenes of ``max(views)`` views
+    (:func:`nested_view_fits`)."""
     from conceptebm import pretrained
 
     model = pretrained.load(name)
     dataset = pretrained.info(name).get("train", {}).get("dataset") or "position"
-    by_views = {}
-    for v in views:
-        sets, truth = scene_sets(dataset, n, v, seed, model.image_size)
-        by_views[str(v)] = fit_posterior_temperature(model, sets, truth, points=points,
-                                                     refine=refine)
+    if dataset == "multiview" and len(views) > 1 and refine == 1:
+        sets, truth = scene_sets(dataset, n, max(views), seed, model.image_size)
+        by_views = nested_view_fits(model, sets, truth, views, points=points)
+    else:
+        by_views = {}
+        for v in views:
+            sets, truth = scene_sets(dataset, n, v, seed, model.image_size)
+            by_views[str(v)] = fit_posterior_temperature(model, sets, truth, points=points,
+                                                         refine=refine)
     first = by_views[str(views[0])]
     vs = " ".join(str(v) for v in views)
     return {"temperature": first["temperature"], "views": int(views[0]),
