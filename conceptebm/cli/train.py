@@ -126,7 +126,9 @@ def config_from_args(args: argparse.Namespace, report=None):
     """
     from conceptebm.train.config import TrainConfig, make_config, smoke_config
 
-    values: dict = {}
+    from conceptebm.train.config import PRESETS
+
+    values: dict = dict(PRESETS[args.preset]) if getattr(args, "preset", None) else {}
     explicit = {name: None if v is _NONE else v for name, v in _explicit(args).items()}
     if args.config:
         values.update(_read_config_file(args.config))
@@ -247,6 +249,30 @@ def _check(args: argparse.Namespace) -> None:
     args.train_config, args.overrides = config, notes
 
 
+def _data_default(args: argparse.Namespace, config, dataset, say):
+    """``--data`` with a continuous concept and no recipe flag (``--preset``, ``--config``,
+    ``--resume``, ``--smoke``, ``--objective``, ``--net``, a conv-net option) trains
+    :data:`~conceptebm.train.config.DATA_RECIPE`, the options given still overriding it."""
+    from conceptebm.train.config import DATA_RECIPE, RECIPE_OPTIONS
+
+    explicit = _explicit(args)
+    if (args.preset or args.config or args.resume or args.smoke
+            or any(k in explicit for k in RECIPE_OPTIONS)
+            or dataset.concepts[config.concept].is_categorical):
+        return config
+    recipe = {k: v for k, v in DATA_RECIPE.items() if k not in explicit}
+    say(f"[train] --data, continuous concept, no recipe flag: the 'data' preset ("
+        f"{', '.join(f'{k} {_show(v)}' for k, v in recipe.items())}); --preset cd or "
+        "--preset position_contrastive trains the earlier recipes")
+    args.preset = "data"  # command.txt records it
+    try:
+        return config.replace(**recipe)
+    except ValueError as err:
+        raise ValueError(re.sub(r"TrainConfig\.(\w+)",
+                                lambda m: "--" + m.group(1).replace("_", "-"), str(err))) \
+            from None
+
+
 def _explicit(args: argparse.Namespace) -> dict:
     from conceptebm.train.config import TrainConfig
 
@@ -260,6 +286,8 @@ def command_line(args: argparse.Namespace) -> str:
     for flag in ("smoke", "resume"):
         if getattr(args, flag):
             words.append(f"--{flag}")
+    if getattr(args, "preset", None):
+        words += ["--preset", args.preset]
     if args.config:
         words += ["--config", args.config]
     for name, v in _explicit(args).items():
@@ -303,6 +331,7 @@ def _main(args: argparse.Namespace) -> int:
         try:
             config, dataset, eval_dataset, data_record = training_data(
                 args, config, _explicit(args), say=say)
+            config = _data_default(args, config, dataset, say)
         except ValueError as err:
             print(f"error: conceptebm train: {err}", file=sys.stderr)
             return 2
@@ -356,6 +385,18 @@ def register(sub) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", type=validate.existing_file((".json",), "JSON file"),
                    help="JSON file of TrainConfig settings (options override it)")
+    from conceptebm.train.config import PRESETS
+
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="start from a named recipe (options given override it): 'cd' the "
+                        "generative contrastive-divergence recipe (the option defaults below), "
+                        "'position_contrastive' the shipped reader's concept-contrastive recipe "
+                        "(conv net), 'data' the recipe for a user's images. Default: 'data' for "
+                        "--data with a continuous concept and no --objective, --net, --config "
+                        "or conv-net option (late net, contrastive objective with uniform and "
+                        "near negatives, noise/blur/jitter augmentation, cosine learning rate: "
+                        "chosen on two image sources, measured on a third, "
+                        "benchmarks/results/data_defaults.json); else 'cd'")
     p.add_argument("--smoke", action="store_true",
                    help="tiny preset that runs in seconds (what the tests run)")
     p.add_argument("--resume", action="store_true",
