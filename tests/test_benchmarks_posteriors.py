@@ -1,6 +1,6 @@
 """benchmarks/posteriors.py in its quick mode: it runs, prints its coverage table and writes
 its JSON keys (coverage in [0, 1] with standard errors and widths; no accuracy asserted on
-six scenes)."""
+six scenes), including the row of a train --data run on the foreign fixture."""
 
 import json
 import math
@@ -12,7 +12,12 @@ def test_posteriors_quick(tmp_path, run_benchmark):
     assert "90% intervals on 6 test sets" in stdout and "sampler (MALA, 4 chains" in stdout
     res = json.loads(out.read_text())
     assert [(r["model"], r["views"]) for r in res["rows"]] == [("position_late", 1),
-                                                               ("position_multiview", 2)]
+                                                               ("position_multiview", 2),
+                                                               ("foreign", 1)]
+    # the foreign row's model is a train --data run that fitted its own temperature
+    cal = res["foreign"]["posterior_calibration"]
+    assert res["rows"][-1]["temperature"] == cal["temperature"] and cal["n"] == 12
+    assert "train --data" in res["foreign"]["train_command"]
     for r in res["rows"]:
         assert 0 <= r["coverage"] <= 1 and 0 <= r["coverage_t1"] <= 1 and r["n"] == 6
         assert math.isfinite(r["se"]) and r["width"] > 0 and r["temperature"] > 0
