@@ -19,8 +19,8 @@
 Example::
 
     conceptebm make-data foreign --out-dir data/foreign -n 1700
-    conceptebm train --data data/foreign --concept position --objective contrastive \\
-        --time-limit-min 10 --threads 2 --out-dir runs/foreign
+    conceptebm train --data data/foreign --concept position --time-limit-min 10 \\
+        --threads 2 --out-dir runs/foreign        # no recipe flag: --preset data
     conceptebm infer --model runs/foreign/best.safetensors data/foreign/scene_00000.png --json
 """
 
@@ -169,12 +169,15 @@ def training_data(args: argparse.Namespace, config, explicit: dict | None = None
 
 
 def report_test(args, result) -> dict | None:
-    """After training: the posterior temperature fitted on the held-out split and stored in
-    the run's checkpoint (:func:`conceptebm.train.folder.fit_run_temperature`), then the
-    ``--test`` split read once (:func:`conceptebm.train.folder.score_test`:
+    """After training: the MAP grid and steps chosen on the held-out split
+    (:func:`conceptebm.evaluate.map_grid.select_run_map_settings`) and the posterior
+    temperature fitted there (:func:`conceptebm.train.folder.fit_run_temperature`), both
+    stored in the run's checkpoint, then the ``--test`` split read once (:func:`conceptebm.train.folder.score_test`:
     ``RUN/test.json``); returns the test record, ``None`` when no test split was named."""
+    from conceptebm.evaluate.map_grid import select_run_map_settings
     from conceptebm.train.folder import fit_run_temperature, score_test
 
+    select_run_map_settings(result.out_dir, getattr(args, "held_out_set", None))  # its grid
     fit_run_temperature(result, getattr(args, "held_out_set", None))
     return score_test(result, getattr(args, "test_set", None))
 
