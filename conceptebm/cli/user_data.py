@@ -172,8 +172,9 @@ def report_test(args, result) -> dict | None:
     """After training: the MAP grid and steps chosen on the held-out split
     (:func:`conceptebm.evaluate.map_grid.select_run_map_settings`) and the posterior
     temperature fitted there (:func:`conceptebm.train.folder.fit_run_temperature`), both
-    stored in the run's checkpoint, then the ``--test`` split read once (:func:`conceptebm.train.folder.score_test`:
-    ``RUN/test.json``); returns the test record, ``None`` when no test split was named."""
+    stored in the run's checkpoint, then the ``--test`` split read once
+    (:func:`conceptebm.train.folder.score_test`: ``RUN/test.json``); returns the test
+    record, ``None`` when no test split was named."""
     from conceptebm.evaluate.map_grid import select_run_map_settings
     from conceptebm.train.folder import fit_run_temperature, score_test
 
