@@ -91,9 +91,10 @@ def _map_grid(args: argparse.Namespace) -> int:
                   "position reader", file=sys.stderr)
             return 2
         sources = validation_sources(model, n)
+        grids = f" --grids {' '.join(map(str, args.grids))}" if args.grids else ""
         settings, record = select_map_settings(
-            model, sources, progress=not args.quiet, seed=VALIDATION_SEED,
-            command=f"conceptebm calibrate {name} --map-grid -n {n} --write")
+            model, sources, grids=args.grids, progress=not args.quiet, seed=VALIDATION_SEED,
+            command=f"conceptebm calibrate {name} --map-grid -n {n}{grids} --write")
         print(json.dumps({"model": name, "map": settings.to_dict(), "map_selection": record}),
               flush=True)
         if args.write:  # the record re-read right before writing: other entries are kept
@@ -129,6 +130,9 @@ def register(sub) -> None:
     p.add_argument("--map-grid", action="store_true",
                    help="choose the MAP start grid and refinement steps on validation images "
                         "(default -n 200) instead of the energy calibration")
+    p.add_argument("--grids", type=validate.integer(2, 257), nargs="+", default=None,
+                   help="with --map-grid: the start grids to compare, points a coordinate "
+                        "(default 9 17 25 33 41 65, and 97 129 for a late-conditioned model)")
     p.add_argument("--write", action="store_true",
                    help="store the calibration in each model's record (safetensors metadata "
                         "and JSON twin)")
