@@ -108,3 +108,21 @@ def test_a_run_chooses_its_grid_on_its_held_out_split(tmp_path):
     assert conceptebm.load(str(tmp_path)).map_settings.grid == record["grid"]
     assert "held-out" in said[0]
     assert select_run_map_settings(tmp_path / "none", held, say=said.append) is None
+
+
+def test_the_calibrate_command_prints_the_choice_and_refuses_what_has_no_grid(capsys):
+    from conceptebm.cli import main
+
+    assert main(["calibrate", "position_late", "--map-grid", "-n", "10", "--grids", "9", "17",
+                 "--quiet"]) == 0
+    line = json.loads(capsys.readouterr().out)
+    sel = line["map_selection"]
+    assert line["model"] == "position_late" and line["map"]["grid"] == sel["grid"] in (9, 17)
+    assert set(sel["sources"]) == {"scenes", "camera_light"}
+    assert {r["grid"] for r in sel["sources"]["scenes"]["rows"]} == {9, 17}
+    assert "--grids 9 17" in sel["command"] and sel["seed"] == 20_261_130
+    for argv, needle in ((["color", "--map-grid"], "categorical"),
+                         (["position_late", "--map-grid", "--posterior-temperature"], "one at")):
+        assert main(["calibrate", *argv, "-n", "10"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0], err
