@@ -10,7 +10,8 @@ objects (both basins), no-object false alarms (:mod:`conceptebm.scenes.robustnes
 Every model reads the same renders of ``--seed`` (``--n`` per column; the no-object column
 holds ``2 n + 5`` images) with its default MAP settings; each value has its standard error.
 JSON: ``{"command", "seed", "split", "n", "models": {name: {column: {...}}},
-"seconds": {name: s}}``.
+"seconds": {name: s}}``; ``--add-to`` adds models to an earlier table of the same renders
+(the commands joined by ``&&``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ def main(argv=None) -> int:
     p.add_argument("--split", default="validation", choices=("validation", "test"))
     p.add_argument("--columns", default=",".join(COLUMNS))
     p.add_argument("--json", help="write the table here")
+    p.add_argument("--add-to", metavar="JSON",
+                   help="add these models to a table of the same seed, split and n (its "
+                        "command kept beside this one)")
     p.add_argument("--quick", action="store_true", help="4 renders per column")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
@@ -59,9 +63,16 @@ def main(argv=None) -> int:
                 f"{', '.join(COLUMNS)}")
     command = " ".join(["python benchmarks/robustness.py",
                         *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
-    images = robustness_images(n, args.seed)
     out = {"command": command, "seed": args.seed, "split": args.split, "n": n,
            "models": {}, "seconds": {}}
+    if args.add_to:
+        old = json.loads(Path(args.add_to).read_text())
+        if (old["seed"], old["split"], old["n"]) != (args.seed, args.split, n):
+            p.error(f"--add-to {args.add_to}: its seed, split and n are {old['seed']}, "
+                    f"{old['split']}, {old['n']}; run with the same")
+        out.update(models=old["models"], seconds=old["seconds"],
+                   command=" && ".join(c for c in (old["command"], command) if c))
+    images = robustness_images(n, args.seed)
     for spec in args.models:
         model = load(spec)
         t0 = time.process_time()
