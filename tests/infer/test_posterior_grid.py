@@ -53,3 +53,20 @@ def test_a_sharp_posteriors_refined_interval_matches_the_closed_form(views):
     torch.testing.assert_close(width, torch.full_like(width, want), atol=0.04 * want, rtol=0)
     coarse_err = ((coarse.interval[:, 1] - coarse.interval[:, 0]) - want).abs().max()
     assert (width - want).abs().max() < coarse_err  # the coarse cells distort the width
+
+
+def test_calibrate_temperature_recovers_a_simulated_temperature_on_a_refined_grid():
+    from conceptebm.infer.posterior_grid import calibrate_temperature
+
+    # data twice as spread as the energy claims (T = 2) around 400 truths; the posterior's
+    # sd (0.02 * sqrt(2) / sqrt(2 views) = 0.02) is a sixth of the coarse cell (0.125)
+    g = torch.Generator().manual_seed(3)
+    truth = torch.rand(400, 2, generator=g, dtype=torch.float64) * 1.2 - 0.6
+    x = truth[:, None] + torch.randn(400, 2, 2, generator=g, dtype=torch.float64) * 0.02 * 2 ** 0.5
+    fit = calibrate_temperature(Reading(0.02), x, truth, points=17, refine=8, event_dim=1)
+    assert fit["points"] == 17 and fit["refine"] == 8 and fit["n"] == 400 and fit["views"] == 2
+    assert abs(fit["temperature"] / 2.0 - 1) < 0.2, fit  # coverage se ~0.01: T within ~10 %
+    assert abs(fit["coverage_fit"] - 0.9) < 0.01
+    assert fit["evaluated"] < 0.2 * 129 ** 2  # refined only where the mass lies
+    width = 2 * Z95 * 0.02 * (fit["temperature"] / 2.0) ** 0.5
+    assert abs(fit["width"] / width - 1) < 0.05
