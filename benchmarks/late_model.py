@@ -42,16 +42,19 @@ import argparse
 import shlex
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from conceptebm.checkpoints import save_checkpoint
-from conceptebm.datasets import make_dataset
+from conceptebm.datasets import SceneDataset, make_dataset
 from conceptebm.energies.late import LateEnergyNet
-from conceptebm.scenes import infer_concept
-from conceptebm.train import concept_contrastive_loss, wrong_concept_values
+from conceptebm.scenes import infer_concept, locate_objects, match_objects
+from conceptebm.train import wrong_concept_values
+from conceptebm.train.augment import augment_real
 
 RECIPE = {"dataset": "position", "dataset_size": 200_000, "seed": 0, "iterations": 5000,
           "batch_size": 32, "negatives": 31, "lr": 1e-3, "lr_schedule": "cosine to lr/20",
@@ -60,12 +63,40 @@ RECIPE = {"dataset": "position", "dataset_size": 200_000, "seed": 0, "iterations
           "loss": "concept-contrastive only (no CD)"}
 
 
+def _masked_ce(e: Tensor, masked: Tensor | None) -> Tensor:
+    """Cross-entropy of candidate 0 against the others, logits ``-e (B, 1 + M)``; candidates
+    where ``masked (B, M)`` is True are left out (another object's place: not a wrong value)."""
+    logits = -e
+    if masked is not None:
+        logits = torch.cat([logits[:, :1], logits[:, 1:].masked_fill(masked, float("-inf"))], 1)
+    return torch.nn.functional.cross_entropy(logits, torch.zeros(len(e), dtype=torch.long))
+
+
+def _two_object_set(dataset: str, size: int, seed: int) -> SceneDataset:
+    """Two labelled objects under the nuisances of ``dataset`` (its light, no clutter)."""
+    spec = replace(make_dataset(dataset, size=1).spec, n_objects=2, clutter=(0, 0))
+    return SceneDataset(spec, size=size, seed=seed, name=f"{dataset}_two", concept="position")
+
+
 def train_late_model(out: str | Path, *, iterations: int, width: int, seed: int = 0,
                      layers: int = RECIPE["layers"], center_input: bool = False,
+                     dataset: str = "position", negatives: int = RECIPE["negatives"],
+                     near_negatives: int = 0, clutter_negatives: bool = False,
+                     two_objects: float = 0.0, augment: tuple = (0.0, 0.0, 0.0),
+                     context: bool = False, time_limit_min: float | None = None,
                      command: str = "", progress: bool = True) -> Path:
     """Train (see the module docstring) and save with the net config; returns the path."""
     cfg = {**RECIPE, "seed": seed, "iterations": int(iterations), "width": int(width),
            "layers": int(layers), "center_input": bool(center_input)}
+    robust = (dataset != "position" or near_negatives or clutter_negatives or two_objects
+              or any(augment) or context or negatives != RECIPE["negatives"])
+    if robust:  # the options of the robust family (module docstring); else the exact recipe
+        cfg.update(dataset=dataset, negatives=int(negatives), near_negatives=int(near_negatives),
+                   clutter_negatives=bool(clutter_negatives), two_objects=float(two_objects),
+                   augment_noise=augment[0], augment_blur=augment[1], augment_jitter=augment[2],
+                   context=bool(context), select="best of every 500 iterations by validation "
+                   "(seed 900001): accuracy within 0.15 + two objects found")
+        return _train_robust(out, cfg, time_limit_min, command, progress)
     ds = make_dataset(cfg["dataset"], size=cfg["dataset_size"], seed=seed)
     concept = ds.concepts["position"]
     torch.manual_seed(seed)  # weight init only; data and negatives use the generator
@@ -90,7 +121,8 @@ def train_late_model(out: str | Path, *, iterations: int, width: int, seed: int 
         wrong = wrong_concept_values(concept, c, cfg["negatives"], generator=gen)  # (B, M, 2)
         cands = torch.cat([c[:, None], wrong], dim=1)  # (B, 1 + M, 2): the true value first
         e = net.energy_from_features(net.features(x), cands)  # (B, 1 + M)
-        ce, acc = concept_contrastive_loss(e[:, 0], e[:, 1:])
+        ce = _masked_ce(e, None)
+        acc = (e.argmin(1) == 0).float().mean()
         loss = ce + cfg["l2"] * e.pow(2).mean()
         if not torch.isfinite(loss):
             raise RuntimeError(f"training diverged at iteration {it} (loss {loss.item()}); "
@@ -116,6 +148,107 @@ def train_late_model(out: str | Path, *, iterations: int, width: int, seed: int 
     return out
 
 
+def _train_robust(out, cfg: dict, time_limit_min, command: str, progress: bool) -> Path:
+    """The robust family: ``cfg["dataset"]`` (e.g. position_robust: clutter, any light), the
+    real images augmented, uniform + near wrong values, the grey clutter objects' places as
+    wrong values too, and a fraction of two-object scenes in which each object in turn is the
+    true value and the other's place (within 0.3) is left out of the wrong ones."""
+    seed = cfg["seed"]
+    ds = make_dataset(cfg["dataset"], size=cfg["dataset_size"], seed=seed)
+    two = _two_object_set(cfg["dataset"], cfg["dataset_size"], seed)
+    concept = ds.concepts["position"]
+    torch.manual_seed(seed)
+    net = LateEnergyNet(concept, width=cfg["width"], layers=cfg["layers"],
+                        features=cfg["features"], hidden=cfg["hidden"],
+                        center_input=cfg["center_input"], context=cfg["context"])
+    x_fit, l_fit = make_dataset("position", size=1000, seed=seed + 1).batch(range(1000))
+    if not net.start_readout(x_fit, l_fit["position"]):
+        raise RuntimeError("the readout start did not fit (see LateEnergyNet.start_readout)")
+    cfg["readout_start"] = {"weight": net.where.weight.tolist(), "bias": net.where.bias.tolist()}
+    x_val, l_val = make_dataset(cfg["dataset"], size=200, seed=900_001).batch(range(200))
+    x_val2, l_val2 = _two_object_set(cfg["dataset"], 100, 900_001).batch(range(100))
+    opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg["iterations"],
+                                                       eta_min=cfg["lr"] / 20)
+    gen = torch.Generator().manual_seed(seed)
+    b, t0, acc_avg = cfg["batch_size"], time.time(), 0.0
+    n2 = int(round(cfg["two_objects"] * b))
+    best, history = (-1.0, None, -1), []
+    noise, blur, jitter = cfg["augment_noise"], cfg["augment_blur"], cfg["augment_jitter"]
+    bar = tqdm(range(cfg["iterations"]), desc="robust late position", disable=not progress)
+    for it in bar:
+        scene = ds.scenes(torch.randint(len(ds), (b - n2,), generator=gen).tolist())
+        x1 = ds.render_scenes(scene)  # (b - n2, 3, H, W)
+        c1 = scene.position[:, 0].float()  # the labelled object
+        parts = [x1]
+        if n2:
+            s2 = two.scenes(torch.randint(len(two), (n2,), generator=gen).tolist())
+            parts.append(two.render_scenes(s2))
+        x = augment_real(torch.cat(parts), noise=noise, blur=blur, jitter=jitter, generator=gen)
+        f = net.features(x)  # (B, K, H/2, W/2): once for every term
+        wrong = wrong_concept_values(concept, c1, cfg["negatives"], near=cfg["near_negatives"],
+                                     generator=gen)  # (b - n2, M, 2)
+        if cfg["clutter_negatives"]:  # the grey objects' places; absent ones: uniform values
+            grey = scene.position[:, 1:].float()  # (b - n2, S, 2)
+            filler = wrong_concept_values(concept, c1, grey.shape[1], generator=gen)
+            wrong = torch.cat([wrong, torch.where(scene.active[:, 1:, None], grey, filler)], 1)
+        e1 = net.energy_from_features(f[:b - n2], torch.cat([c1[:, None], wrong], 1))
+        terms, energies = [_masked_ce(e1, None)], [e1]
+        acc = (e1.argmin(1) == 0).float().mean()
+        if n2:
+            pos2 = s2.position[:, :2].float()  # (n2, 2, 2)
+            for k in (0, 1):
+                c, other = pos2[:, k], pos2[:, 1 - k]
+                w = wrong_concept_values(concept, c, cfg["negatives"],
+                                         near=cfg["near_negatives"], generator=gen)
+                e2 = net.energy_from_features(f[b - n2:], torch.cat([c[:, None], w], 1))
+                masked = (w - other[:, None]).norm(dim=-1) < 0.3  # (n2, M)
+                terms.append(_masked_ce(e2, masked))
+                energies.append(e2)
+        ce = sum(terms) / len(terms)
+        loss = ce + cfg["l2"] * torch.cat([e.flatten() for e in energies]).pow(2).mean()
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"training diverged at iteration {it} (loss {loss.item()}); "
+                               f"lower the learning rate (now {cfg['lr']})")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        acc_avg = 0.98 * acc_avg + 0.02 * acc.item()
+        if it % 20 == 0:
+            bar.set_postfix(ce=f"{ce.item():.3f}", acc=f"{acc_avg:.2f}")
+        out_of_time = time_limit_min is not None and time.time() - t0 > 60 * time_limit_min
+        if it % 500 == 499 or it == cfg["iterations"] - 1 or out_of_time:
+            net.eval()
+            with torch.no_grad():
+                v = infer_concept(net, x_val).value
+            err = (v - l_val["position"]).norm(dim=-1)
+            found = locate_objects(net, x_val2, 2)
+            frac2 = (match_objects(found.points, l_val2["position"]) < 0.15).float().mean()
+            net.train()
+            score = (err < 0.15).float().mean().item() + frac2.item()
+            history.append({"iteration": it + 1, "mae": (v - l_val["position"]).abs().mean()
+                            .item(), "acc_0.15": (err < 0.15).float().mean().item(),
+                            "two_objects": frac2.item(), "score": score,
+                            "time_s": round(time.time() - t0)})
+            print(f"iteration {it + 1}: {history[-1]}", flush=True)
+            if score > best[0]:
+                best = (score, {k: t.detach().clone() for k, t in net.state_dict().items()},
+                        it + 1)
+        if out_of_time:
+            break
+    net.load_state_dict(best[1])
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cfg.update(train_s=round(time.time() - t0, 1), final_acc=round(acc_avg, 3),
+               iterations_run=history[-1]["iteration"], best_iteration=best[2],
+               validation=history, lr_schedule=f"cosine to lr/20 over {cfg['iterations']}")
+    save_checkpoint(out, {"model": net.state_dict()},
+                    {"net": net.config, "train": cfg, "command": command,
+                     "training_time_s": cfg["train_s"]})
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -127,6 +260,19 @@ def main(argv=None) -> int:
     p.add_argument("--center-input", action="store_true",
                    help="feed pixels as 2x - 1 instead of [0, 1]")
     p.add_argument("--seed", type=int, default=0)
+    g = p.add_argument_group("the robust family (any of these leaves the exact recipe)")
+    g.add_argument("--dataset", default="position", help="e.g. position_robust")
+    g.add_argument("--negatives", type=int, default=RECIPE["negatives"])
+    g.add_argument("--near-negatives", type=int, default=0)
+    g.add_argument("--clutter-negatives", action="store_true",
+                   help="the grey clutter objects' places as wrong values")
+    g.add_argument("--two-objects", type=float, default=0.0,
+                   help="fraction of each batch from two-object scenes (each object true in "
+                        "turn, the other's place left out of the wrong values)")
+    g.add_argument("--augment", type=float, nargs=3, default=(0.0, 0.0, 0.0),
+                   metavar=("NOISE", "BLUR", "JITTER"))
+    g.add_argument("--context", action="store_true", help="LateEnergyNet context=True")
+    g.add_argument("--time-limit-min", type=float, default=None)
     p.add_argument("--quick", action="store_true", help="20 iterations of a width-4 net")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
@@ -135,7 +281,11 @@ def main(argv=None) -> int:
                         *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
     kw = {"iterations": 20, "width": 4} if args.quick else {"iterations": args.iterations,
                                                            "width": args.width}
-    kw.update(layers=args.layers, center_input=args.center_input)
+    kw.update(layers=args.layers, center_input=args.center_input, dataset=args.dataset,
+              negatives=args.negatives, near_negatives=args.near_negatives,
+              clutter_negatives=args.clutter_negatives, two_objects=args.two_objects,
+              augment=tuple(args.augment), context=args.context,
+              time_limit_min=args.time_limit_min)
     path = train_late_model(args.out, seed=args.seed, command=command, **kw)
     print(f"wrote {path}")
     return 0

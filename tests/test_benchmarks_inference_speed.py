@@ -35,3 +35,20 @@ def test_late_model_quick(tmp_path, run_benchmark):
     # in the label, downward in the image
     w = net.where.weight.detach()
     assert w[0, 0] > 0.3 and w[1, 1] < -0.3, w
+
+
+def test_late_model_robust_family_quick(tmp_path, run_benchmark):
+    from conceptebm.checkpoints import load_checkpoint
+
+    out = tmp_path / "robust.safetensors"
+    run_benchmark("late_model", "--quick", "--dataset", "position_robust", "--near-negatives",
+                  "2", "--clutter-negatives", "--two-objects", "0.25", "--augment", "0.1",
+                  "0.5", "0.1", "--out", str(out))
+    ckpt = load_checkpoint(out)
+    train = ckpt.meta["train"]
+    assert train["dataset"] == "position_robust" and train["two_objects"] == 0.25
+    assert train["clutter_negatives"] and train["near_negatives"] == 2
+    # the kept weights are the validation history's best
+    best = max(train["validation"], key=lambda r: r["score"])
+    assert train["best_iteration"] == best["iteration"] == train["iterations_run"] == 20
+    assert "--two-objects 0.25" in ckpt.meta["command"]
