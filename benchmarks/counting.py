@@ -47,8 +47,10 @@ VAL_SEED, TEST_SEED = 20_261_130, 20_261_207
 TARGETS = {"accuracy_0_3": 0.95, "accuracy_4": 0.85, "mae": 0.05}
 FIT_COUNTS = (0, 1, 2, 3, 4)  # the counts the threshold is fitted for (their mean accuracy)
 CONFIGS = {"basins": {"rule": "basins"},
-           "explain": {"rule": "explain", "erase": 0.35},
-           "explain_wide": {"rule": "explain", "erase": 0.45}}
+           "explain": {"rule": "explain", "erase": 0.35, "exclusion": 0.3, "polish": 0},
+           "explain_wide": {"rule": "explain", "erase": 0.45, "exclusion": 0.3, "polish": 0},
+           "explain_polish": {"rule": "explain", "erase": 0.35, "exclusion": 0.5,
+                              "polish": 20}}
 THRESHOLDS = [round(0.25 * i, 2) for i in range(1, 49)]  # calibration units (z), 0.25..12
 
 
@@ -100,7 +102,7 @@ def main(argv=None) -> int:
     p.add_argument("--test-seed", type=int, default=TEST_SEED)
     p.add_argument("--baseline-seconds", type=float, default=300.0,
                    help="CPU seconds of training for the heatmap baseline (300)")
-    p.add_argument("--configs", default=",".join(CONFIGS),
+    p.add_argument("--configs", default="basins,explain,explain_polish",
                    help=f"count rules tried on validation ({','.join(CONFIGS)})")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="a few scenes, seconds of training")

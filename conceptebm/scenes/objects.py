@@ -18,6 +18,9 @@ stored in every model's record): a candidate's *score* is ``z = (E - q50) / (q99
   the threshold, and its window (``erase``-sized) is painted over before the next round. A
   basin between two objects isolates to a window with no whole object in it and scores badly;
   an object hidden by a stronger neighbour gets its own basin once that neighbour is erased.
+  A new object must lie ``exclusion`` from those found (0.5: two objects of the training
+  sizes, 0.25 and up, cannot be closer without overlapping), and with ``polish`` each position
+  is refined by that many Adam steps on the whole image, from where its window read it.
   The windows are where the default camera (:data:`~conceptebm.datasets.scene.DEFAULT_VIEW`)
   puts a position: the rule is for models of default-camera scenes (every shipped position
   reader but ``position_multiview``).
@@ -37,6 +40,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from conceptebm.infer.optimize import concept_energy, map_estimate
 from conceptebm.infer.settings import MAP_CHUNK
 from conceptebm.scenes.inference import (
     check_images,
@@ -56,7 +60,7 @@ RULES = ("explain", "basins")
 #: numbers it chose from are in ``benchmarks/results/counting.json``). ``threshold`` is in
 #: calibration units (see the module docstring), ``window`` / ``erase`` in world units.
 COUNT_RULE = {"rule": "explain", "threshold": 3.25, "window": 0.35, "erase": 0.35,
-              "candidates": 4, "max_objects": 8}
+              "candidates": 4, "exclusion": 0.3, "polish": 0, "max_objects": 8}
 
 
 class Objects(NamedTuple):
@@ -179,7 +183,7 @@ def _basin_candidates(model, images, calibration, *, max_objects, points, min_se
 
 
 def _explain_candidates(model, images, calibration, *, max_objects, points, min_separation,
-                        window, erase, candidates, threshold, chunk_size,
+                        window, erase, candidates, threshold, exclusion, polish, chunk_size,
                         progress) -> Candidates:
     b, size = images.shape[0], images.shape[-1]
     dim = 2
@@ -206,12 +210,19 @@ def _explain_candidates(model, images, calibration, *, max_objects, points, min_
         energy[torch.arange(m)[None] >= bas.found[:, None]] = float("inf")  # padding
         if r:  # a candidate on an object already found is no new object
             taken = out_p[idx, :r]  # (A, r, 2)
-            near = (torch.cdist(value, taken) < min_separation).any(-1)
+            near = (torch.cdist(value, taken) < exclusion).any(-1)
             energy[near] = float("inf")
         best = energy.argmin(dim=1)  # (A,)
         rows = torch.arange(a)
         e, p = energy[rows, best], value[rows, best]
         ok = torch.isfinite(e)
+        # read it again through a window centred where it was read: a window that cut the
+        # object biases the position
+        again = window_masks(p, window, size)  # (A, S, S)
+        est2 = infer_concept(model, torch.where(again[:, None], work[idx], ground[idx]),
+                             chunk_size=chunk_size)
+        p = torch.where(ok[:, None], est2.value, p)
+        e = torch.where(ok, est2.energy, e)
         out_p[idx[ok], r], out_e[idx[ok], r] = p[ok], e[ok]
         s = energy_score(e, calibration)
         out_s[idx[ok], r] = s[ok]
@@ -223,13 +234,20 @@ def _explain_candidates(model, images, calibration, *, max_objects, points, min_
         live[idx[stop]] = False
         if progress:
             print(f"count objects: round {r + 1}, {int(live.sum())} images still open")
+    if polish:  # each position refined on the whole image, from where its window read it
+        ok = torch.isfinite(out_p).all(-1)  # (B, rounds)
+        r = map_estimate(concept_energy(model, images), bounds=concept_of(model),
+                         init=torch.where(ok[..., None], out_p, torch.zeros_like(out_p)),
+                         steps=polish, lr=0.01, chunk_size=chunk_size)
+        out_p = torch.where(ok[..., None], r.candidates.detach(), out_p)
     return Candidates(out_p, out_e, out_s)
 
 
 def object_candidates(model, images: Tensor, *, rule: str | None = None,
                       max_objects: int | None = None, threshold: float | None = None,
                       window: float | None = None, erase: float | None = None,
-                      candidates: int | None = None, points: int = 33,
+                      candidates: int | None = None, exclusion: float | None = None,
+                      polish: int | None = None, points: int = 33,
                       min_separation: float = 0.3, steps: int = 30, lr: float = 0.02,
                       chunk_size: int = MAP_CHUNK, calibration: dict | None = None,
                       progress: bool = False) -> Candidates:
@@ -261,6 +279,8 @@ def object_candidates(model, images: Tensor, *, rule: str | None = None,
         min_separation=min_separation, window=cfg["window"] if window is None else window,
         erase=cfg["erase"] if erase is None else erase,
         candidates=cfg["candidates"] if candidates is None else candidates,
+        exclusion=cfg["exclusion"] if exclusion is None else exclusion,
+        polish=cfg["polish"] if polish is None else polish,
         threshold=threshold, chunk_size=chunk_size, progress=progress)
 
 
@@ -298,7 +318,8 @@ def count_objects(model, images: Tensor, *, threshold: float | None = None,
     used = {**cfg, "rule": rule, "threshold": threshold}
     if max_objects is not None:
         used["max_objects"] = int(max_objects)
-    used.update({k2: v for k2, v in kw.items() if k2 in ("window", "erase", "candidates")})
+    used.update({k2: v for k2, v in kw.items()
+                 if k2 in ("window", "erase", "candidates", "exclusion", "polish")})
     return Objects(points, energy, found, score, None if q90 is None else float(q90), used)
 
 
