@@ -4,7 +4,9 @@ user types it: one process, then ``torchrun --nproc-per-node 2`` (issue 29 item 
 Renders ``-n`` default scenes (seed 20261207) as PNGs into ``--work``, then runs the command
 (``--model position_late``, one thread a process) in one process and in two; each run starts
 from an empty output, and a third run of one process repeats the first command on the finished
-output (resume: every image skipped). Reports wall-clock images/s, the processes' CPU seconds
+output (resume: every image skipped). Before them, one process reads a folder of one chunk (256
+images), whose peak memory the whole folder's should match (memory bounded by the chunk, not
+the folder). Reports wall-clock images/s, the processes' CPU seconds
 (user + system of the children) and their peak memory, and checks that the two outputs hold the
 same rows in the same order.
 
@@ -25,6 +27,7 @@ import time
 from pathlib import Path
 
 TEST_SEED = 20_261_207
+CHUNK = 256  # conceptebm.scenes.folder.CHUNK: images read and inferred at a time
 
 
 def render(folder: Path, n: int) -> None:
@@ -71,6 +74,15 @@ def main(argv=None) -> int:
     infer = ["-m", "conceptebm", "infer", str(images), "--separate", "--model", args.model,
              "--threads", "1", "--quiet", "-o"]
     runs = {}
+    # memory: first (the children's peak only grows) one process on a folder of one chunk,
+    # CHUNK images, to compare with the peak of the whole folder below
+    small = work / f"images_{CHUNK}"
+    render(small, CHUNK)
+    (work / "one_chunk.jsonl").unlink(missing_ok=True)
+    one_chunk = timed([sys.executable, *infer[:3], str(small), *infer[4:],
+                       str(work / "one_chunk.jsonl")])
+    print(f"one chunk ({CHUNK} images): peak {one_chunk['peak_rss_mb_any_child']:.0f} MB",
+          flush=True)
     for name, launcher in (("1_process", [sys.executable]),
                            ("2_processes", [sys.executable, "-m", "torch.distributed.run",
                                             "--standalone", "--nproc-per-node", "2"])):
@@ -100,6 +112,7 @@ def main(argv=None) -> int:
            "note": "wall-clock images/s on a machine shared with other jobs (the load "
                    "average before each run is recorded); CPU seconds are user + system of "
                    "every process, start-up (imports, model load) included",
+           "one_chunk_peak_rss_mb": one_chunk["peak_rss_mb_any_child"], "chunk": CHUNK,
            "runs": runs, "resume": resumed, "rows": [len(one), len(two)],
            "same_sorted_order": same_order, "max_value_difference": max_diff}
     out = Path(args.out)
