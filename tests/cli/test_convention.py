@@ -14,7 +14,8 @@ from conceptebm.cli import build_parser, main, parse
 from conceptebm.cli.validate import REMOVED_IN, THREADS_DEFAULT, deprecation_line
 
 # the commands that draw a progress bar (each has --quiet); the others print none
-WITH_PROGRESS = {"demo", "render", "train", "sample", "infer", "energy-map", "train-judges"}
+WITH_PROGRESS = {"demo", "render", "train", "sample", "infer", "energy-map", "train-judges",
+                 "calibrate"}  # calibrate: --map-grid shows a bar over the grids
 # files written besides the command's main output, named by what they hold
 SECOND_FILES = {("render", "--labels"), ("infer", "--save")}
 # the commands that only read and print (no torch work to spread over threads), and
