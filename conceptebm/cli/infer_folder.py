@@ -42,10 +42,15 @@ def expand_images(given) -> list[str]:
 
 
 def check(args: argparse.Namespace) -> None:
-    """``-o`` writes one line per image: several images need ``--separate``."""
+    """``-o`` writes one line per image: several images need ``--separate``; ``--save``
+    (posterior files numbered by position) does not stream."""
     out = getattr(args, "output", None)
     if out is None or not hasattr(args, "images"):  # energy-map's -o is its figure
         return
+    if getattr(args, "save", None):
+        raise CommandError(f"--save {args.save} with -o {out}: the posterior files of a "
+                           "streamed folder would be numbered by chunk; drop --save (the JSON "
+                           "lines hold each interval) or run --save without -o")
     many = len(args.images) > 1 or any(Path(p).is_dir() for p in args.images)
     if many and not args.separate:
         raise CommandError(f"-o {out} writes one JSON line per image: add --separate (without "

@@ -125,6 +125,7 @@ def test_the_command_writes_the_json_rows_and_resumes(folder, tmp_path, capsys):
     (["--separate", "-o", "{img}/r.jsonl"], "-o"),  # a folder path runs through a file
     (["--separate", "-o", "{tmp}/r.txt"], "-o"),
     (["-o", "{tmp}/r.jsonl"], "--separate"),
+    (["--separate", "--posterior", "--save", "{tmp}/p.nc", "-o", "{tmp}/r.jsonl"], "--save"),
 ])
 def test_a_bad_output_is_one_error_line(folder, tmp_path, capsys, argv, needle):
     img = image_files(folder)[0]
