@@ -206,3 +206,21 @@ def test_train_config_builds_the_context_head_for_a_late_net_only():
     assert net.context and net.config["context"] is True
     with pytest.raises(ValueError, match="late_context is an option of the late net"):
         make_config(late_context=True)
+
+
+def test_start_readout_sees_objects_under_a_light_that_changes_per_image(gen):
+    # the ground's brightness varies from image to image (as a random light makes it): the
+    # per-pixel median image then differs from most ground pixels, each image's own median not
+    v = torch.rand(80, 2, generator=gen) * 1.6 - 0.8
+    ground = 0.3 + 0.4 * torch.rand(80, 1, 1, 1, generator=gen)  # (80, 1, 1, 1)
+    x = ground.expand(80, 3, 16, 16).clone()
+    for i, (a, b) in enumerate(((v + 1) * 6).round().long().tolist()):
+        x[i, 0, 13 - b:16 - b, a + 1:a + 4] = 1.0  # a red square: y grows upward
+        x[i, 1:, 13 - b:16 - b, a + 1:a + 4] = 0.0
+    net = LateEnergyNet(POS, image_size=16, width=4, features=6, hidden=8)
+    assert not net.start_readout(x, v, background="dataset")  # the ground swamps the fit
+    assert net.start_readout(x, v)  # background="image"
+    w = net.where.weight.detach()
+    assert w[0, 0] > 0.6 and w[1, 1] < -0.6, w
+    with pytest.raises(ValueError, match="background must be"):
+        net.start_readout(x, v, background="sky")
