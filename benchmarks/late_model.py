@@ -104,7 +104,8 @@ def train_late_model(out: str | Path, *, iterations: int, width: int, seed: int 
                         features=cfg["features"], hidden=cfg["hidden"],
                         center_input=cfg["center_input"])
     x_fit, l_fit = make_dataset(cfg["dataset"], size=1000, seed=seed + 1).batch(range(1000))
-    if not net.start_readout(x_fit, l_fit["position"], background="dataset"):  # as shipped
+    if not net.start_readout(x_fit, l_fit["position"], background="dataset",
+                               min_r2=0.8, trim=0.0):  # as shipped
         raise RuntimeError("the readout start did not fit (see LateEnergyNet.start_readout)")
     cfg["readout_start"] = {"weight": net.where.weight.tolist(), "bias": net.where.bias.tolist()}
     test = make_dataset(cfg["dataset"], size=100, seed=900_001)  # progress only
@@ -162,7 +163,8 @@ def _train_robust(out, cfg: dict, time_limit_min, command: str, progress: bool) 
                         features=cfg["features"], hidden=cfg["hidden"],
                         center_input=cfg["center_input"], context=cfg["context"])
     x_fit, l_fit = make_dataset("position", size=1000, seed=seed + 1).batch(range(1000))
-    if not net.start_readout(x_fit, l_fit["position"], background="dataset"):
+    if not net.start_readout(x_fit, l_fit["position"], background="dataset",
+                               min_r2=0.8, trim=0.0):
         raise RuntimeError("the readout start did not fit (see LateEnergyNet.start_readout)")
     cfg["readout_start"] = {"weight": net.where.weight.tolist(), "bias": net.where.bias.tolist()}
     x_val, l_val = make_dataset(cfg["dataset"], size=200, seed=900_001).batch(range(200))

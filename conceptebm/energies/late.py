@@ -136,8 +136,8 @@ class LateEnergyNet(ConditionalEnergy):
         self.head = nn.Sequential(nn.Linear(n_in, hidden), nn.SiLU(),
                                   nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 1))
 
-    def start_readout(self, images: Tensor, values: Tensor, *, min_r2: float = 0.8,
-                      background: str = "image") -> bool:
+    def start_readout(self, images: Tensor, values: Tensor, *, min_r2: float = 0.3,
+                      background: str = "image", trim: float = 0.5) -> bool:
         """Start the readout where the camera puts each value: fit ``where`` (an affine map of
         the normalised value to the image point) by least squares to the centroids of the
         pixels of ``images (N, C, H, W)`` that differ from the background, against their
@@ -149,6 +149,13 @@ class LateEnergyNet(ConditionalEnergy):
         object each: a local trunk cannot see an object that lies farther from where its
         value is read than its receptive field, and a gradient does not flip a wrong sign
         (started at the identity, the default camera's downward image y never trained out).
+
+        The fit is accepted when it explains ``min_r2`` of the centroids' variance (grey
+        clutter and shadows pull centroids off the object: on the nuisance-randomised
+        "position_robust" set 0.49, against 0.99 on clean scenes and about 0 on noise), then
+        refitted ``3`` times on the ``1 - trim`` of images it explains best (there the fitted
+        scale grew from 0.32 to 0.39 of the clean fit's 0.55; what matters is the sign and the
+        rough place, which training refines).
 
         Returns whether it was applied: not for a pooled readout, nor when the fit explains
         less than ``min_r2`` of the centroids' variance (no single object per image, or a
@@ -184,6 +191,10 @@ class LateEnergyNet(ConditionalEnergy):
         sol = torch.linalg.lstsq(design, centre).solution  # (3, 2)
         resid = (design @ sol - centre).pow(2).sum()
         r2 = 1 - resid / (centre - centre.mean(0)).pow(2).sum().clamp(min=1e-12)
+        for _ in range(3 if trim else 0):  # refit on the images the fit explains best
+            best = (design @ sol - centre).norm(dim=1).argsort()[:max(3, int(len(centre)
+                                                                          * (1 - trim)))]
+            sol = torch.linalg.lstsq(design[best], centre[best]).solution
         if not r2 >= min_r2:
             return False
         with torch.no_grad():
