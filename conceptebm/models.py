@@ -15,8 +15,8 @@ frozen models and the benchmarks all load through it, so a spec means the same e
 Example:
     >>> import conceptebm
     >>> model = conceptebm.load("position_late")
-    >>> model.concept.name, model.map_settings.steps, "command" in model.record
-    ('position', 60, True)
+    >>> model.concept.name, model.map_settings.grid, "command" in model.record
+    ('position', 41, True)
     >>> type(conceptebm.load(concept="position")).__name__   # the default reader
     'ConvEnergyNet'
     >>> conceptebm.load("no_such_model")
