@@ -96,10 +96,11 @@ def run_objects(model, args) -> int:
     at a time; text, or one JSON list with ``--json``."""
     import json
 
+    from conceptebm.cli.infer_folder import expand_images
     from conceptebm.cli.models import load_images
 
     check_position_model(model)
-    paths = [str(p) for p in args.images]
+    paths = expand_images(args.images)  # a folder: its image files, sorted
     rows = []
     for lo in range(0, len(paths), CHUNK):
         chunk = paths[lo:lo + CHUNK]
