@@ -45,8 +45,13 @@ CONCEPTS = ("position", "color", "shape", "size")
 #: per candidate position): about 80x faster MAP and half the error of
 #: ``position_contrastive`` on default scenes (0.015 vs 0.028), about as good on two-object
 #: scenes, but less robust to grey clutter objects (0.127 vs 0.051) and to light from unseen
-#: directions (0.125 vs 0.066), so it is not the default (see its JSON record).
-INFERENCE = ("position_contrastive", "position_multiview", "position_late")
+#: directions (0.125 vs 0.066) (see its JSON record); ``position_late_robust``
+#: (``benchmarks/late_model.py`` with the robust family's options) is the same net trained on
+#: nuisance-randomised scenes (grey clutter, light from any direction, noise, blur, jitter) with
+#: the grey objects' places among the wrong values and two-object scenes in which each object
+#: is true in turn (``benchmarks/results/robustness.json``).
+INFERENCE = ("position_contrastive", "position_multiview", "position_late",
+             "position_late_robust")
 #: The model ``conceptebm infer`` / ``energy-map`` use for a concept when no --model is given.
 INFER_DEFAULT = {"position": "position_contrastive"}
 #: Generation variants, named ``<concept>_<how>``. ``position_cd`` is the position EBM trained

@@ -62,6 +62,16 @@ USE_AND_LIMITS: dict[str, dict[str, str]] = {
                   "(single_mae.clutter, single_mae.lighting against single_mae.clean); not "
                   "the default reader for that reason.",
     },
+    "position_late_robust": {
+        "use": "fast position reading (one trunk pass per image) in default-camera scenes with "
+               "pixel noise, grey clutter, light from any direction, one or two objects",
+        "limits": "Knows the default camera only. Its training randomised exactly the "
+                  "nuisances the robustness table measures (grey clutter, light wider than the "
+                  "unseen-light test, noise, blur), so robustness.clutter and robustness.light "
+                  "measure it inside its training range, not beyond; a uniform-noise image is "
+                  "answered, not refused (conceptebm calibrate position_late_robust). Trained "
+                  "2,300 of 4,000 scheduled iterations (time limit).",
+    },
     "position_multiview": {
         "use": "position from one or several views taken from any camera (their energies add)",
         "limits": "A single view is ambiguous (multiview_mae.1); use four or more views for "
