@@ -248,3 +248,26 @@ def test_map_leaves_network_gradients_alone_and_works_under_no_grad(optimizer):
         r = map_estimate(concept_energy(net, x), grid=5, optimizer=optimizer, steps=50)
     torch.testing.assert_close(r.c, x, atol=1e-4, rtol=0)
     assert net.w.grad is None
+
+
+def test_written_out_adam_matches_torch_adam_with_cosine_schedule_bit_for_bit():
+    # MAP refinement spells Adam + CosineAnnealingLR out (torch's optimizer costs an import of
+    # torch._dynamo per process); the arithmetic must be torch's exactly.
+    from conceptebm.infer.optimize import _AdamCosine
+
+    gen = torch.Generator().manual_seed(3)
+    start = torch.randn(4, 5, 2, generator=gen)
+    grads = [torch.randn(4, 5, 2, generator=gen) * 10 ** torch.randint(-3, 3, (), generator=gen)
+             for _ in range(25)]
+    ours, theirs = start.clone(), start.clone().requires_grad_(True)
+    adam = _AdamCosine(ours, lr=0.02, t_max=25)
+    opt = torch.optim.Adam([theirs], lr=0.02, betas=(0.5, 0.999))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=25, eta_min=0.02 / 100)
+    for g in grads:
+        adam.step(g)
+        theirs.grad = g.clone()
+        opt.step()
+        sched.step()
+        assert adam.lr == opt.param_groups[0]["lr"]
+    assert torch.equal(ours, theirs.detach())
+    assert not torch.equal(ours, start)
