@@ -131,3 +131,16 @@ def test_over_dispersed_starts_flag_chains_in_separate_basins():
     assert near.draws[..., 0].sign().unique().numel() == 1
     assert far.draws[:, -1, 0].sign().unique().numel() == 2
     assert any(w.startswith("position x: R-hat") for w in far.warnings), far.warnings
+
+
+def test_nested_view_fits_equal_the_direct_fits_on_the_same_views():
+    from conceptebm.scenes.temperature import nested_view_fits, scene_sets
+
+    model = conceptebm.load("position_multiview")
+    sets, truth = scene_sets("multiview", 6, 4, seed=5, image_size=model.image_size)
+    nested = nested_view_fits(model, sets, truth, (1, 2, 4), points=8)
+    for v in (1, 2, 4):
+        direct = fit_posterior_temperature(model, sets[:, :v], truth, points=8)
+        assert nested[str(v)]["temperature"] == pytest.approx(direct["temperature"], rel=1e-6)
+        assert nested[str(v)]["coverage_fit"] == pytest.approx(direct["coverage_fit"])
+        assert nested[str(v)]["n"] == 6 and nested[str(v)]["views"] == v
