@@ -12,7 +12,7 @@ posterior temperature, with ArviZ's R-hat, bulk / tail ESS and MCSE and a warnin
 coordinate that has not converged; ``--save post.nc`` writes the draws as ArviZ netCDF
 (continuous concepts), or the posterior of every category (categorical ones).
 ``--model`` takes a shipped model name (``conceptebm.pretrained``) or a checkpoint path; by
-default the shipped inference model of ``--concept`` (``position_contrastive`` for position,
+default the shipped inference model of ``--concept`` (``position_late_robust`` for position,
 else the concept's EBM), which knows the default camera only. For views taken from other
 sides use ``--model position_multiview`` (trained on views from any camera):
 
@@ -287,7 +287,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=validate.text("a model name or checkpoint path"),
                    default=None,
                    help="shipped model name or checkpoint path (default: the shipped "
-                        "inference model of --concept: position_contrastive for position)")
+                        "inference model of --concept: position_late_robust for position)")
     p.add_argument("--resize", action="store_true",
                    help="rescale images to the model's input size instead of refusing them")
     validate.add_threads(p)

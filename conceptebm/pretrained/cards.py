@@ -49,8 +49,9 @@ USE_AND_LIMITS: dict[str, dict[str, str]] = {
              "limits": "An empty scene gets an energy like a real one's, so it cannot say "
                        "'no object found'."},
     "position_contrastive": {
-        "use": "the default reader of conceptebm infer: the position of the object(s) in "
-               "default-camera scenes, robust to pixel noise, grey clutter and unseen light",
+        "use": "the position of the object(s) in default-camera scenes, robust to pixel "
+               "noise, grey clutter and unseen light (the default reader of conceptebm infer "
+               "until position_late_robust matched it on every robustness column)",
         "limits": "Knows the default camera only (use position_multiview for other views); "
                   "early-conditioned: each candidate position costs a full network pass, so "
                   "it reads a few images per second per core.",
@@ -63,8 +64,9 @@ USE_AND_LIMITS: dict[str, dict[str, str]] = {
                   "the default reader for that reason.",
     },
     "position_late_robust": {
-        "use": "fast position reading (one trunk pass per image) in default-camera scenes with "
-               "pixel noise, grey clutter, light from any direction, one or two objects",
+        "use": "the default reader of conceptebm infer: fast position reading (one trunk "
+               "pass per image) in default-camera scenes with pixel noise, grey clutter, light "
+               "from any direction, one or two objects",
         "limits": "Knows the default camera only. Its training randomised exactly the "
                   "nuisances the robustness table measures (grey clutter, light wider than the "
                   "unseen-light test, noise, blur), so robustness.clutter and robustness.light "
