@@ -145,9 +145,10 @@ class LateEnergyNet(ConditionalEnergy):
         changes from image to image moves the whole ground, which a shared background would
         count as object: on a renderer variant with another camera and light the fit then
         explained 0.80 of the centroids' variance, against 0.97 per image); ``"dataset"``:
-        the per-pixel median image of the batch (how ``position_late`` was started). Call it before training, on about 1,000 training images of one
-        object each: a local trunk cannot see an object that lies farther from where its
-        value is read than its receptive field, and a gradient does not flip a wrong sign
+        the per-pixel median image of the batch (how ``position_late`` was started). Call it
+        before training, on about 1,000 training images of one object each: a local trunk
+        cannot see an object that lies farther from where its value is read than its receptive
+        field, and a gradient does not flip a wrong sign
         (started at the identity, the default camera's downward image y never trained out).
 
         The fit is accepted when it explains ``min_r2`` of the centroids' variance (grey

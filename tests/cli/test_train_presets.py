@@ -10,7 +10,8 @@ from conceptebm.datasets.foreign import write_foreign
 from conceptebm.train.config import CONTRASTIVE_RECIPE, DATA_RECIPE, make_config
 
 TINY = ["--iterations", "2", "--width", "4", "--batch-size", "4", "--eval-every", "1",
-        "--eval-samples", "4", "--eval-grid", "5", "--checkpoint-every", "1", "--quiet", "--threads", "1"]
+        "--eval-samples", "4", "--eval-grid", "5", "--checkpoint-every", "1", "--quiet",
+        "--threads", "1"]
 
 
 def parse(*argv):
