@@ -68,3 +68,14 @@ def test_benchmark_quick(tmp_path, run_benchmark):
     assert set(row) == set(COLUMNS)
     assert 0 <= row["clean"]["mae"]["value"] < 2 and row["clean"]["mae"]["stderr"] >= 0
     assert 0 <= row["no_object"]["false_alarm"]["value"] <= 1
+
+
+def test_data_defaults_writes_sources_train_reads(tmp_path, run_benchmark):
+    from conceptebm.datasets import load_images
+
+    run_benchmark("data_defaults", "write", str(tmp_path), "-n", "3", "--sources", "camera_b",
+                  "foreign")
+    for name in ("camera_b", "foreign"):
+        ds = load_images(tmp_path / name, infer=True)
+        assert len(ds) == 3 and ds.concepts["position"].dim == 2
+        assert ds.labels["position"].abs().max() <= 1
