@@ -12,10 +12,10 @@ image; the only kind the recipe was measured on) and no recipe flag (``--preset`
 ``--config``, ``--objective``, ``--net``, a conv-net option) trains ``--preset data`` instead,
 an inference reader meant for images this project did not render: the late net, the
 concept-contrastive objective with uniform and near wrong values, noise, blur and brightness
-jitter on the real images, a cosine learning rate over 1,500 iterations. It was chosen on the
-held-out splits of two image sources and measured once on another (position MAE 0.046 on a
-rotated camera with grey clutter, short of the 0.03 aimed at; benchmarks/data_defaults.py,
-benchmarks/results/data_defaults.json). ``--preset position_contrastive`` trains the shipped
+jitter on the real images, a cosine learning rate over 3,000 iterations. It was chosen on the
+held-out splits of image sources this project's scenes differ from, and measured on sources it
+was not chosen on (benchmarks/data_defaults.py, benchmarks/results/data_defaults.json; the
+train guide gives the table). ``--preset position_contrastive`` trains the shipped
 reader's recipe (conv net), ``--preset cd`` the generative one; options given override any
 preset.
 

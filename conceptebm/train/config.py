@@ -281,15 +281,15 @@ _RECIPES = {"cd": {}, "contrastive": CONTRASTIVE_RECIPE}
 
 #: What ``conceptebm train --data DIR`` trains a 2-D continuous concept (a position) with when
 #: no recipe flag (``--preset``, ``--config``, ``--objective``, ``--net`` or a conv-net option)
-#: is given: an inference reader for a stranger's images. Chosen on the held-out splits of two
-#: image sources and measured once on another (position MAE 0.046 on a rotated camera with
-#: grey clutter, short of the 0.03 aimed at; ``benchmarks/data_defaults.py``,
-#: ``benchmarks/results/data_defaults.json``): the late net (one trunk pass per image), the
-#: concept-contrastive objective with 15 uniform and 8 near wrong values, pixel noise, blur
-#: and brightness jitter on the real images (1,700 images are learnt by heart without them),
+#: is given: an inference reader for a stranger's images. Chosen on the held-out splits of
+#: image sources and measured once each on others (``benchmarks/data_defaults.py``,
+#: ``benchmarks/results/data_defaults.json``, the train guide's table): the late net (one
+#: trunk pass per image), the concept-contrastive objective with 15 uniform and 8 near wrong
+#: values, pixel noise, blur and brightness jitter on the real images (1,700 images are learnt
+#: by heart without them),
 #: a cosine learning rate over 3,000 iterations (about 7 minutes on one free core; the
 #: candidates were compared at 1,500, then 3,000 against 1,500 on two validation sources:
-#: 0.027 / 0.019 against 0.040 / 0.030; ``--time-limit-min`` stops it earlier, and the
+#: 0.027 / 0.018 against 0.040 / 0.030; ``--time-limit-min`` stops it earlier, and the
 #: held-out split keeps the best checkpoint either way).
 DATA_RECIPE = {"objective": "contrastive", **CONTRASTIVE_RECIPE, "net": "late",
                "contrastive_negatives": 15, "contrastive_near_negatives": 8,
