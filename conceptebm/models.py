@@ -17,8 +17,8 @@ Example:
     >>> model = conceptebm.load("position_late")
     >>> model.concept.name, model.map_settings.grid, "command" in model.record
     ('position', 41, True)
-    >>> type(conceptebm.load(concept="position")).__name__   # the default reader
-    'ConvEnergyNet'
+    >>> type(conceptebm.load(concept="position")).__name__   # the default: position_late_robust
+    'LateEnergyNet'
     >>> conceptebm.load("no_such_model")
     Traceback (most recent call last):
     ...
