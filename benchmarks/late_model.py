@@ -95,6 +95,17 @@ RECIPE = {"dataset": "position", "dataset_size": 200_000, "seed": 0, "iterations
           "loss": "concept-contrastive only (no CD)"}
 
 
+def _update(loss, opt, sched, it, lr):
+    """One optimiser and schedule step, refusing a non-finite loss."""
+    if not torch.isfinite(loss):
+        raise RuntimeError(f"training diverged at iteration {it} (loss {loss.item()}); "
+                           f"lower the learning rate (now {lr})")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+
+
 def _masked_ce(e: Tensor, masked: Tensor | None) -> Tensor:
     """Cross-entropy of candidate 0 against the others, logits ``-e (B, 1 + M)``; candidates
     where ``masked (B, M)`` is True are left out (another object's place: not a wrong value)."""
@@ -157,13 +168,7 @@ def train_late_model(out: str | Path, *, iterations: int, width: int, seed: int 
         ce = _masked_ce(e, None)
         acc = (e.argmin(1) == 0).float().mean()
         loss = ce + cfg["l2"] * e.pow(2).mean()
-        if not torch.isfinite(loss):
-            raise RuntimeError(f"training diverged at iteration {it} (loss {loss.item()}); "
-                               f"lower the learning rate (now {cfg['lr']})")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+        _update(loss, opt, sched, it, cfg["lr"])
         acc_avg = 0.98 * acc_avg + 0.02 * acc.item()
         if it % 20 == 0:
             bar.set_postfix(ce=f"{ce.item():.3f}", acc=f"{acc_avg:.2f}")
@@ -241,13 +246,7 @@ def _train_robust(out, cfg: dict, time_limit_min, command: str, progress: bool) 
                 energies.append(e2)
         ce = sum(terms) / len(terms)
         loss = ce + cfg["l2"] * torch.cat([e.flatten() for e in energies]).pow(2).mean()
-        if not torch.isfinite(loss):
-            raise RuntimeError(f"training diverged at iteration {it} (loss {loss.item()}); "
-                               f"lower the learning rate (now {cfg['lr']})")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+        _update(loss, opt, sched, it, cfg["lr"])
         acc_avg = 0.98 * acc_avg + 0.02 * acc.item()
         if it % 20 == 0:
             bar.set_postfix(ce=f"{ce.item():.3f}", acc=f"{acc_avg:.2f}")
