@@ -110,8 +110,8 @@ def main(argv=None) -> int:
                    help=f"count rules tried on validation ({','.join(CONFIGS)})")
     p.add_argument("--fixed-rule", action="store_true",
                    help="no fitting: read the test scenes with the package's COUNT_RULE (fitted "
-                        "on position_late's validation scenes; its threshold is in calibration "
-                        "units, so it carries to another model)")
+                        "on the default reader's validation scenes; its threshold is in "
+                        "calibration units, so it carries to another model)")
     p.add_argument("--no-baseline", action="store_true", help="skip the heatmap baseline")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="a few scenes, seconds of training")
@@ -145,7 +145,7 @@ def main(argv=None) -> int:
             out["chosen"][name] = {**{k: COUNT_RULE[k] for k in keys}, "config": "COUNT_RULE",
                                    "threshold": COUNT_RULE["threshold"],
                                    "why": "--fixed-rule: the package's COUNT_RULE, fitted on "
-                                          "position_late's validation scenes"}
+                                          "the default reader's validation scenes"}
             run_test(model, name, out, test, counts, shown)
             continue
         fits = {}
