@@ -55,8 +55,9 @@ INFERENCE = ("position_contrastive", "position_multiview", "position_late",
 #: The model ``conceptebm infer`` / ``energy-map`` use for a concept when no --model is given:
 #: ``position_late_robust``, as accurate as ``position_contrastive`` (the default before it) on
 #: every column of fresh test renders (clean, noise 0.1, grey clutter, unseen light, two
-#: objects, no-object false alarms; ``benchmarks/results/robustness.json``, seed 20261208) and
-#: one trunk pass per image.
+#: objects, no-object false alarms; ``benchmarks/results/robustness.json``, seed 20261208), again
+#: at each reader's MAP settings chosen on validation images (grid 25, 30 steps;
+#: ``benchmarks/results/robustness_map.json``, seed 20261209), and one trunk pass per image.
 INFER_DEFAULT = {"position": "position_late_robust"}
 #: Generation variants, named ``<concept>_<how>``. ``position_cd`` is the position EBM trained
 #: by contrastive divergence alone (the shipped "position" until the concept-contrastive term
