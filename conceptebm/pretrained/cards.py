@@ -72,7 +72,9 @@ USE_AND_LIMITS: dict[str, dict[str, str]] = {
                   "unseen-light test, noise, blur), so robustness.clutter and robustness.light "
                   "measure it inside its training range, not beyond; a uniform-noise image is "
                   "answered, not refused (conceptebm calibrate position_late_robust). Trained "
-                  "2,300 of 4,000 scheduled iterations (time limit).",
+                  "2,300 of 4,000 scheduled iterations (time limit). Photographs are not "
+                  "refused reliably: 10 of scikit-image's 26 sample photographs are answered "
+                  "without 'no object found' (benchmarks/results/photographs.json).",
     },
     "position_multiview": {
         "use": "position from one or several views taken from any camera (their energies add)",
