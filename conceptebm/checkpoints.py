@@ -44,8 +44,8 @@ from conceptebm.energies.base import ConditionalEnergy
 from conceptebm.energies.nets import build_energy_net
 
 __all__ = ["FORMAT", "Checkpoint", "save_checkpoint", "load_checkpoint", "read_record",
-           "load_energy", "load_state", "export_weights", "atomic_write_text", "atomic_write_bytes",
-           "CheckpointError"]
+           "update_record", "run_checkpoint", "load_energy", "load_state", "export_weights",
+           "atomic_write_text", "atomic_write_bytes", "CheckpointError"]
 
 FORMAT = "conceptebm-checkpoint-1"
 _META_KEY = "conceptebm"
@@ -170,6 +170,23 @@ def read_record(path: str | os.PathLike) -> dict:
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"corrupt or unreadable checkpoint {path}: {err}") from None
     return _parse_meta(path, raw_meta)
+
+
+def update_record(path: str | os.PathLike, entries: Mapping) -> None:
+    """Set ``entries`` in a checkpoint's record, in the safetensors metadata and its JSON twin
+    alike; tensors are rewritten unchanged. The record is re-read right before writing, so
+    entries another writer stored meanwhile are kept."""
+    ckpt = load_checkpoint(path)
+    meta = {k: v for k, v in ckpt.meta.items() if k != "format"}
+    save_checkpoint(path, ckpt.groups, {**meta, **entries})
+
+
+def run_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """The checkpoint a training run's folder stands for: ``best.safetensors``, else
+    ``last.safetensors``; ``None`` when it holds neither."""
+    run = Path(run_dir)
+    return next((p for p in (run / "best.safetensors", run / "last.safetensors")
+                 if p.is_file()), None)
 
 
 def _parse_meta(path: Path, raw_meta: str | None) -> dict:

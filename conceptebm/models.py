@@ -52,6 +52,7 @@ def resolve(spec: str | os.PathLike | None = None, *, concept: str | None = None
     the shipped reader of ``concept`` (``pretrained.INFER_DEFAULT``; default ``"position"``).
     """
     from conceptebm import pretrained
+    from conceptebm.checkpoints import run_checkpoint
 
     if spec is None:
         name = concept or "position"
@@ -68,9 +69,9 @@ def resolve(spec: str | os.PathLike | None = None, *, concept: str | None = None
             raise ModelNotFoundError(str(err)) from None
     path = Path(text)
     if path.is_dir():
-        for name in ("best.safetensors", "last.safetensors"):
-            if (path / name).is_file():
-                return path / name
+        found = run_checkpoint(path)
+        if found is not None:
+            return found
         raise ModelNotFoundError(f"the folder {path} holds no best.safetensors or "
                                  "last.safetensors: pass a training run's folder (--out-dir of "
                                  "conceptebm train) or a checkpoint file")

@@ -176,14 +176,12 @@ def store_map_settings(path, settings, selection: dict | None = None) -> None:
     ``"map"`` record, and ``selection`` (how they were chosen) as ``"map_selection"``, in the
     safetensors metadata and its JSON twin alike; tensors are rewritten unchanged. Re-read
     right before writing, so other record entries written meanwhile are kept."""
-    from conceptebm.checkpoints import load_checkpoint, save_checkpoint
+    from conceptebm.checkpoints import update_record
 
-    ckpt = load_checkpoint(path)
-    meta = {k: v for k, v in ckpt.meta.items() if k != "format"}
-    meta["map"] = settings.to_dict()
+    entries = {"map": settings.to_dict()}
     if selection is not None:
-        meta["map_selection"] = selection
-    save_checkpoint(path, ckpt.groups, meta)
+        entries["map_selection"] = selection
+    update_record(path, entries)
 
 
 def validation_sources(model, n: int = 200, *, seed: int = VALIDATION_SEED,
@@ -270,13 +268,9 @@ def select_run_map_settings(run_dir, held_out, *, grids=None, steps=STEPS,
     early-conditioned one (a full network pass per candidate) on up to 100 over grids of at
     most 41 points a coordinate. ``grids``: those to compare instead.
     """
-    from pathlib import Path
+    from conceptebm.checkpoints import load_energy, run_checkpoint
 
-    from conceptebm.checkpoints import load_energy
-
-    run = Path(run_dir)
-    path = next((p for p in (run / "best.safetensors", run / "last.safetensors")
-                 if p.is_file()), None)
+    path = run_checkpoint(run_dir)
     if path is None or held_out is None or len(held_out) == 0:
         return None
     net = load_energy(path)

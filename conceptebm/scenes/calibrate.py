@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from conceptebm.checkpoints import load_checkpoint, save_checkpoint
+from conceptebm.checkpoints import update_record
 from conceptebm.evaluate.calibration import (
     energy_calibration,
     energy_contrast,
@@ -70,9 +70,7 @@ def store_calibration(path, calibration: dict) -> None:
     """Add ``energy_calibration`` to a checkpoint's record, in the safetensors metadata and
     its JSON twin alike (one record, two copies that never disagree); tensors are rewritten
     unchanged."""
-    ckpt = load_checkpoint(path)
-    meta = {k: v for k, v in ckpt.meta.items() if k != "format"}
-    save_checkpoint(path, ckpt.groups, {**meta, "energy_calibration": calibration})
+    update_record(path, {"energy_calibration": calibration})
 
 
 def calibration_report(name: str, n: int = 200) -> dict:

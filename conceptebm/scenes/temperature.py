@@ -44,7 +44,7 @@ import math
 import torch
 from torch import Tensor
 
-from conceptebm.checkpoints import load_checkpoint, save_checkpoint
+from conceptebm.checkpoints import update_record
 from conceptebm.infer.posterior_grid import (
     calibrate_temperature,
     fit_temperature,
@@ -128,11 +128,8 @@ def store_posterior_temperature(path, calibration: dict) -> None:
     """Write ``posterior_temperature`` (the number: ``calibration["temperature"]``) and
     ``posterior_calibration`` (the whole record) into a checkpoint's record: its safetensors
     metadata and its JSON twin alike; the tensors are rewritten unchanged."""
-    ckpt = load_checkpoint(path)
-    meta = {k: v for k, v in ckpt.meta.items() if k != "format"}
-    save_checkpoint(path, ckpt.groups, {**meta,
-                                        "posterior_temperature": calibration["temperature"],
-                                        "posterior_calibration": calibration})
+    update_record(path, {"posterior_temperature": calibration["temperature"],
+                         "posterior_calibration": calibration})
 
 
 def nested_view_fits(model, sets: Tensor, truth: Tensor, views, *, points: int = 32,

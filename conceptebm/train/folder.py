@@ -286,12 +286,10 @@ def fit_run_temperature(result, held_out, *, say=print) -> dict | None:
     likelihood's scale. ``None`` (with a note) for a categorical concept or one of more than
     3 dimensions, or without held-out images or a checkpoint.
     """
-    from conceptebm.checkpoints import load_checkpoint, load_energy, save_checkpoint
+    from conceptebm.checkpoints import load_energy, run_checkpoint, update_record
     from conceptebm.infer.posterior_grid import calibrate_temperature
 
-    out = Path(result.out_dir)
-    path = next((out / f for f in ("best.safetensors", "last.safetensors")
-                 if (out / f).is_file()), None)
+    path = run_checkpoint(result.out_dir)
     if held_out is None or len(held_out) < 2 or path is None:
         return None
     net = load_energy(path)
@@ -306,10 +304,8 @@ def fit_run_temperature(result, held_out, *, say=print) -> dict | None:
         cal = calibrate_temperature(net, images[:, None], truth.to(images))
     cal.update({"split": "held-out (validation) images of --data", "checkpoint": path.name,
                 "views": 1, "by_views": {"1": cal["temperature"]}})
-    ckpt = load_checkpoint(path)  # re-read: the record as it is now
-    meta = {k: v for k, v in ckpt.meta.items() if k != "format"}
-    save_checkpoint(path, ckpt.groups, {**meta, "posterior_temperature": cal["temperature"],
-                                        "posterior_calibration": cal})
+    update_record(path, {"posterior_temperature": cal["temperature"],
+                         "posterior_calibration": cal})
     say(f"[train] posterior temperature {cal['temperature']:.3g}, fitted on {cal['n']} "
         f"held-out images (90% intervals cover {cal['coverage_fit']:.2f} there, mean width "
         f"{cal['width']:.3g}); stored in {path}")
