@@ -71,7 +71,7 @@ def main(argv=None) -> int:
         answered = object_found(cal, est.energy, contrast=energy_contrast(model, images))
         m = binomial_metric(answered)
         out["models"][name] = {"answered": m.value, "answered_stderr": m.stderr,
-                               "answered_names": [q.name for q, a in zip(paths, answered) if a]}
+                               "answered_names": [q.name for q, a in zip(paths, answered.tolist(), strict=True) if a]}
         print(f"{name:24s} answered {int(answered.sum())} of {len(paths)} "
               f"({m.value:.3f} ± {m.stderr:.3f}; target <= 0.05)")
     if args.json:
