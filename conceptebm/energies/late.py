@@ -23,6 +23,18 @@ Two readouts of the trunk:
 * ``"pooled"`` (any concept: categories, a size, joint concepts): the map is averaged to a
   ``K`` vector and the MLP reads ``[vector, c]``.
 
+``camera=True`` (spatial readout; views from any camera, ``make_dataset("multiview")``): where
+a value is read depends on the view's camera, which the net estimates from the image. A small
+MLP reads moments of the feature map (its mean and its mean weighted by ``x``, ``y``, ``x^2``,
+``y^2``, ``xy`` of the map's grid: what way the ground's colour gradient runs across the image)
+and gives the camera ``(cos az, sin az, (elevation - 55) / 20, distance - 8.5)`` (degrees,
+world units; :meth:`LateEnergyNet.camera_target` turns a rendered view into these); the world
+point ``(c_x, c_y, h)`` (``h`` learned, started at 0.35, the mid object centre height) is
+projected through that pinhole camera (field of view ``camera_fov``) to the map, then through
+``where`` (started at the identity), and the camera also enters the head. Training can
+supervise the camera on rendered views (``benchmarks/late_multiview.py``); inference needs only
+the images.
+
 Example:
     >>> import torch
     >>> from conceptebm.concepts import Concept
@@ -38,6 +50,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -51,6 +64,9 @@ from conceptebm.energies.nets import JointConcept, check_net_options, concept_sc
 __all__ = ["LateEnergyNet"]
 
 READOUTS = ("spatial", "pooled")
+#: the camera the ``camera=True`` head predicts: ``(cos az, sin az, (el - 55) / 20, dist - 8.5)``
+CAMERA_CENTER = (55.0, 8.5)  # elevation (degrees), distance: the multiview set's mid range
+CAMERA_SCALE = (20.0, 1.0)
 
 
 def _conv(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
@@ -75,6 +91,9 @@ class LateEnergyNet(ConditionalEnergy):
         context: also feed the head the spatial mean of the feature map (spatial readout
             only): a little global context (the scene's light, what else it holds) beside
             the local evidence where ``c`` is read; computed once per image.
+        camera: read the map where the view's camera, estimated from the image, puts ``c``
+            (spatial readout of a world position; see the module docstring).
+        camera_fov: the cameras' field of view in degrees (``camera=True``).
         sampler: recommended image-generation settings (see ConditionalEnergy).
 
     ``config`` rebuilds the net with :func:`~conceptebm.energies.nets.build_energy_net`.
@@ -84,7 +103,8 @@ class LateEnergyNet(ConditionalEnergy):
                  channels: int = 3, width: int = 24, layers: int = 3, features: int = 32,
                  hidden: int = 64,
                  readout: str | None = None, center_input: bool = True,
-                 context: bool = False, sampler=None):
+                 context: bool = False, camera: bool = False, camera_fov: float = 30.0,
+                 sampler=None):
         if not isinstance(concept, Concept):
             concept = JointConcept.of(concept)
         super().__init__(concept, sampler=sampler)
@@ -103,15 +123,23 @@ class LateEnergyNet(ConditionalEnergy):
         if context and readout != "spatial":
             raise ValueError("LateEnergyNet: context=True adds the pooled map to a spatial "
                              "readout; a pooled readout already reads it: drop context")
+        if camera and readout != "spatial":
+            raise ValueError("LateEnergyNet: camera=True projects a world position into a "
+                             "spatial readout's map; use readout='spatial' or drop camera")
+        if camera and not 0 < float(camera_fov) < 180:
+            raise ValueError(f"LateEnergyNet: camera_fov must be in (0, 180) degrees, got "
+                             f"{camera_fov!r}")
         self.config = {"type": "LateEnergyNet", "concept": concept.to_dict(),
                        "image_size": int(image_size), "channels": int(channels),
                        "width": int(width), "layers": int(layers), "features": int(features),
                        "hidden": int(hidden),
                        "readout": readout, "center_input": bool(center_input),
-                       **({"context": True} if context else {})}
+                       **({"context": True} if context else {}),
+                       **({"camera": True, "camera_fov": float(camera_fov)} if camera else {})}
         self.image_size, self.channels = int(image_size), int(channels)
         self.readout, self.center_input = readout, bool(center_input)
         self.context = bool(context)
+        self.camera_aware = bool(camera)
         scale, shift = concept_scaling(concept)
         self.register_buffer("c_scale", scale, persistent=False)
         self.register_buffer("c_shift", shift, persistent=False)
@@ -132,9 +160,22 @@ class LateEnergyNet(ConditionalEnergy):
         if self.where is not None:
             nn.init.eye_(self.where.weight)
             nn.init.zeros_(self.where.bias)
-        n_in = features * (2 if self.context else 1) + concept.dim
+        n_in = features * (2 if self.context else 1) + concept.dim + (4 if camera else 0)
         self.head = nn.Sequential(nn.Linear(n_in, hidden), nn.SiLU(),
                                   nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 1))
+        if camera:  # after the head: nets without a camera draw the same initial weights
+            n = image_size // 2
+            gy, gx = torch.meshgrid(torch.linspace(-1, 1, n), torch.linspace(-1, 1, n),
+                                    indexing="ij")
+            weights = torch.stack([torch.ones_like(gx), gx, gy, gx * gx, gy * gy, gx * gy])
+            self.register_buffer("moment_maps", weights / (n * n), persistent=False)
+            self.camera_head = nn.Sequential(nn.Linear(6 * features, hidden), nn.SiLU(),
+                                             nn.Linear(hidden, hidden), nn.SiLU(),
+                                             nn.Linear(hidden, 4))
+            self.height = nn.Parameter(torch.tensor(0.35))
+            self.register_buffer("tan_half_fov",
+                                 torch.tensor(math.tan(math.radians(camera_fov) / 2)),
+                                 persistent=False)
 
     def start_readout(self, images: Tensor, values: Tensor, *, min_r2: float = 0.3,
                       background: str = "image", trim: float = 0.5) -> bool:
@@ -171,7 +212,7 @@ class LateEnergyNet(ConditionalEnergy):
             >>> net.start_readout(x, v), net.where.weight.diag().sign().tolist()
             (True, [1.0, -1.0])
         """
-        if self.where is None:
+        if self.where is None or self.camera_aware:  # a camera net projects from the start
             return False
         x = images.detach().float()
         if background not in ("image", "dataset"):
@@ -221,6 +262,47 @@ class LateEnergyNet(ConditionalEnergy):
         f = self.out(self.body(self.down(h)))  # (B, K, H/2, W/2)
         return f if self.readout == "spatial" else f.mean((2, 3))  # (B, K)
 
+    def camera(self, f: Tensor) -> Tensor:
+        """The camera of each view estimated from spatial features ``f (N, K, h, w)``:
+        ``(N, 4)`` as :meth:`camera_target` (``camera=True`` nets)."""
+        if not self.camera_aware:
+            raise ValueError("LateEnergyNet.camera: this net was built without camera=True")
+        m = torch.einsum("nkhw,mhw->nkm", f, self.moment_maps.to(f))  # (N, K, 6)
+        return self.camera_head(m.flatten(1))  # (N, 4)
+
+    @staticmethod
+    def camera_target(view: Tensor) -> Tensor:
+        """A rendered view's camera ``(N, 4)``: (azimuth, elevation, distance, fov) in degrees
+        and world units, the dataset's ``"view"`` label -> ``(cos az, sin az, (el - 55) / 20,
+        dist - 8.5)``, what :meth:`camera` estimates."""
+        az = torch.deg2rad(view[:, 0])
+        return torch.stack([az.cos(), az.sin(), (view[:, 1] - CAMERA_CENTER[0]) / CAMERA_SCALE[0],
+                            (view[:, 2] - CAMERA_CENTER[1]) / CAMERA_SCALE[1]], dim=1)
+
+    def project(self, c: Tensor, cam: Tensor) -> Tensor:
+        """World points ``(c_x, c_y, height)`` for ``c (N, R, 2)`` seen by cameras ``cam (N, 4)``
+        (:meth:`camera`) -> ``(N, R, 2)`` points of the feature map in ``grid_sample``'s
+        ``align_corners=True`` frame (the renderer's pinhole camera, looking at the origin)."""
+        a = cam[:, :2] / cam[:, :2].norm(dim=1, keepdim=True).clamp_min(1e-6)  # cos, sin az
+        el = torch.deg2rad(CAMERA_CENTER[0] + CAMERA_SCALE[0] * cam[:, 2]).clamp(0.05, 1.52)
+        dist = (CAMERA_CENTER[1] + CAMERA_SCALE[1] * cam[:, 3]).clamp_min(2.0)
+        ce, se = el.cos(), el.sin()
+        forward = torch.stack([-ce * a[:, 1], ce * a[:, 0], -se], 1)  # (N, 3), unit
+        right = torch.stack([a[:, 0], a[:, 1], torch.zeros_like(ce)], 1)
+        up = torch.linalg.cross(right, forward)
+        eye = -dist[:, None] * forward
+        p = torch.cat([c, self.height.to(c).expand(*c.shape[:2], 1)], -1)  # (N, R, 3)
+        rel = p - eye[:, None]
+        depth = (rel * forward[:, None]).sum(-1).clamp_min(0.1)
+        t = self.tan_half_fov.to(c)
+        sx = (rel * right[:, None]).sum(-1) / (depth * t)  # image x in [-1, 1], right
+        sy = (rel * up[:, None]).sum(-1) / (depth * t)  # image y in [-1, 1], up
+        s = self.image_size
+        half = s // 2 - 1  # the stride-2 map's cell j sits on image pixel 2j
+        gx = ((sx + 1) * s / 2 - 0.5) / 2 / half * 2 - 1
+        gy = ((1 - sy) * s / 2 - 0.5) / 2 / half * 2 - 1
+        return torch.stack([gx, gy], -1)
+
     def energy_from_features(self, f: Tensor, c: Tensor) -> Tensor:
         n, k = f.shape[0], self.config["features"]
         single = c.dim() == 2
@@ -231,8 +313,12 @@ class LateEnergyNet(ConditionalEnergy):
                              f"{self.concept.dim}) or (N, R, {self.concept.dim}) for features of "
                              f"N = {n} items, got {tuple(c.shape)}")
         cn = self.normalise(c.to(f))  # (N, R, dim)
-        if self.readout == "spatial":
+        cam = self.camera(f) if self.camera_aware else None  # (N, 4)
+        if cam is not None:
+            loc = self.where(self.project(c.to(f), cam))  # (N, R, 2)
+        elif self.readout == "spatial":
             loc = self.where(cn)  # (N, R, 2): (x, y) in grid_sample's [-1, 1] frame
+        if self.readout == "spatial":
             read = F.grid_sample(f, loc[:, :, None], mode="bilinear", padding_mode="border",
                                  align_corners=True)  # (N, K, R, 1)
             read = read[..., 0].transpose(1, 2)  # (N, R, K)
@@ -241,7 +327,10 @@ class LateEnergyNet(ConditionalEnergy):
                 read = torch.cat([read, pooled], dim=-1)  # (N, R, 2K)
         else:
             read = f[:, None].expand(n, c.shape[1], k)  # (N, R, K)
-        e = self.head(torch.cat([read, cn], dim=-1))[..., 0]  # (N, R)
+        parts = [read, cn]
+        if cam is not None:  # the camera enters the head too
+            parts.append(cam[:, None].expand(n, c.shape[1], 4))
+        e = self.head(torch.cat(parts, dim=-1))[..., 0]  # (N, R)
         return e[:, 0] if single else e
 
     def energy(self, x: Tensor, c: Tensor) -> Tensor:
