@@ -1,5 +1,7 @@
-"""Robustness table of position readers: clean, noise 0.1, grey clutter, unseen light, two
-objects (both basins), no-object false alarms (:mod:`conceptebm.scenes.robustness`).
+"""Robustness table of position readers: clean, noise 0.1, grey clutter, unseen light, JPEG
+quality 40, blur sigma 1.5 px, another ground colour, a checkerboard ground, a jittered camera,
+two objects (both basins), no-object false alarms (:mod:`conceptebm.scenes.robustness`), and
+the built-in foreign fixture after ``conceptebm train --data`` with each reader's recipe.
 
     python benchmarks/robustness.py --models position_contrastive runs/late_robust \\
         --seed 600001 --split validation --json out/robustness_val.json     # to choose
@@ -7,11 +9,20 @@ objects (both basins), no-object false alarms (:mod:`conceptebm.scenes.robustnes
         --seed 20261208 --split test --json benchmarks/results/robustness.json  # read once
     python benchmarks/robustness.py --quick --json /tmp/robustness.json       # seconds
 
+The foreign column: ``conceptebm make-data foreign --out-dir D/foreign`` (1,700 images, seed
+0) and ``... -n 150 --seed TEST --out-dir D/test``; ``conceptebm train --data D/foreign
+--concept position --test D/test --time-limit-min 10 --out-dir RUN`` once with the default
+recipe (``--preset data``) and once with ``--preset position_contrastive``; ``python
+benchmarks/data_defaults.py collect RUN1 RUN2 --json F`` reads the runs' records, and
+``--foreign F --foreign-run MODEL=RUN`` puts each run's test MAE in MODEL's row.
+
 Every model reads the same renders of ``--seed`` (``--n`` per column; the no-object column
 holds ``2 n + 5`` images) with its default MAP settings; each value has its standard error.
 JSON: ``{"command", "seed", "split", "n", "models": {name: {column: {...}}},
-"seconds": {name: s}}``; ``--add-to`` adds models to an earlier table of the same renders
-(the commands joined by ``&&``).
+"seconds": {name: s}}`` (with ``--foreign``: ``models[name]["foreign"]`` holds the run's
+``test_mae`` and its records, and ``"foreign_runs"`` the collected file's command and note);
+``--add-to`` adds models to an earlier table of the same renders (the commands joined by
+``&&``).
 """
 
 from __future__ import annotations
@@ -33,7 +44,9 @@ def _show(col: dict) -> str:
     for key in ("mae", "frac", "false_alarm"):
         if col.get(key):
             v = col[key]
-            extra = (f" (missed {col['missed']['value']:.3f})" if key == "false_alarm" else "")
+            extra = (f" (missed {col['missed']['value']:.3f})" if key == "false_alarm" else
+                     f" (floor {col['floor']['value']:.4f}, against what is shown "
+                     f"{col['mae_seen']['value']:.4f})" if "floor" in col else "")
             return f"{key} {v['value']:.4f} ± {v['stderr']:.4f}{extra}"
     return "no calibration"
 
@@ -52,6 +65,11 @@ def main(argv=None) -> int:
     p.add_argument("--add-to", metavar="JSON",
                    help="add these models to a table of the same seed, split and n (its "
                         "command kept beside this one)")
+    p.add_argument("--foreign", metavar="JSON",
+                   help="runs trained on the foreign fixture, collected by benchmarks/"
+                        "data_defaults.py collect (with --foreign-run)")
+    p.add_argument("--foreign-run", action="append", default=[], metavar="MODEL=RUN",
+                   help="the run of --foreign that stands for MODEL's recipe (repeatable)")
     p.add_argument("--quick", action="store_true", help="4 renders per column")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
@@ -72,6 +90,18 @@ def main(argv=None) -> int:
                     f"{old['split']}, {old['n']}; run with the same")
         out.update(models=old["models"], seconds=old["seconds"],
                    command=" && ".join(c for c in (old["command"], command) if c))
+    foreign = {}
+    if args.foreign:
+        runs = json.loads(Path(args.foreign).read_text())
+        out["foreign_runs"] = {"command": runs["command"], "note": runs.get("note", "")}
+        for pair in args.foreign_run:
+            model, _, run = pair.partition("=")
+            if run not in runs["runs"] or "test_mae" not in runs["runs"][run]:
+                p.error(f"--foreign-run {pair}: {run!r} is not a run with a test read in "
+                        f"{args.foreign}; use one of {sorted(runs['runs'])}")
+            foreign[model] = {"run": run, **runs["runs"][run]}
+    elif args.foreign_run:
+        p.error("--foreign-run needs --foreign JSON (benchmarks/data_defaults.py collect)")
     images = robustness_images(n, args.seed)
     for spec in args.models:
         model = load(spec)
@@ -81,6 +111,11 @@ def main(argv=None) -> int:
         out["models"][spec] = table
         for col in columns:
             print(f"{spec:28s} {col:12s} {_show(table[col])}", flush=True)
+    for model, run in foreign.items():
+        out["models"].setdefault(model, {})["foreign"] = run
+        print(f"{model:28s} {'foreign':12s} mae {run['test_mae']:.4f} ± "
+              f"{run['test_mae_stderr']:.4f} ({run['run']}: {run['iterations']} iterations, "
+              f"{run['train_s']:.0f} s)")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=1))

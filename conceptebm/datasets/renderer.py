@@ -23,10 +23,11 @@ from torch import Tensor
 from conceptebm.datasets.raycast import Slots, occluded, primary_hits
 from conceptebm.datasets.scene import GROUND_RGB, SKY_RGB, Scene, camera_frame, direction
 
-__all__ = ["render", "camera_rays"]
+__all__ = ["render", "camera_rays", "GROUND_TILE"]
 
 SPECULAR = 0.25  # highlight strength of objects (the ground is matte)
 SHININESS = 24.0  # Blinn-Phong exponent
+GROUND_TILE = 0.5  # side of the squares of a checkerboard ground (render's ground option)
 _LIFT = 1e-4  # shadow rays start this far back along the view ray, off the surface
 
 
@@ -43,6 +44,15 @@ def camera_rays(view: Tensor, n: int) -> tuple[Tensor, Tensor]:
     return eye, d / d.norm(dim=-1, keepdim=True)
 
 
+def _ground_albedo(ground: Tensor, p: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+    """Ground albedo ``(B, 3, P)`` at the ground points ``p`` of :func:`render`'s ``ground``:
+    one colour ``(B, 3)`` or a checkerboard ``(B, 2, 3)`` of squares :data:`GROUND_TILE` wide."""
+    if ground.dim() == 2:
+        return ground[:, :, None].expand(-1, -1, p[0].shape[1])
+    cell = (torch.floor(p[0] / GROUND_TILE) + torch.floor(p[1] / GROUND_TILE)).remainder(2)
+    return torch.where(cell[:, None, :] > 0.5, ground[:, 1, :, None], ground[:, 0, :, None])
+
+
 def _object_normals(p: Tensor, slot: Tensor, sl: Slots, bi: Tensor) -> Tensor:
     """Outward unit normals ``(N, 3)`` at hit points ``p (N, 3)`` on slots ``slot`` of ``bi``."""
     c = torch.stack((sl.cx[bi, slot], sl.cy[bi, slot], sl.cz[bi, slot]), dim=-1)  # (N, 3)
@@ -57,8 +67,10 @@ def _object_normals(p: Tensor, slot: Tensor, sl: Slots, bi: Tensor) -> Tensor:
     return n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-def _render_chunk(scene: Scene, n: int, dense: bool | None, out: Tensor) -> None:
-    """Render ``scene`` into ``out`` ``(B, 3, n, n)`` (contiguous)."""
+def _render_chunk(scene: Scene, n: int, dense: bool | None, out: Tensor,
+                  ground_albedo: Tensor | None = None) -> None:
+    """Render ``scene`` into ``out`` ``(B, 3, n, n)`` (contiguous); ``ground_albedo``: see
+    :func:`render`'s ``ground`` (this chunk's rows)."""
     scene = scene.drop_empty_slots()
     b, k = scene.size.shape
     dtype, device = scene.position.dtype, scene.position.device
@@ -88,7 +100,16 @@ def _render_chunk(scene: Scene, n: int, dense: bool | None, out: Tensor) -> None
     sun = strength * to_light[:, 2, None]  # (B, 3): the ground faces up
     rgb = out.view(b, 3, n * n)  # written in place, channels first
     ground = torch.tensor(GROUND_RGB, dtype=dtype, device=device)
-    if bool((scene.ground_tint != 0).any()):
+    if ground_albedo is not None:  # another ground: plain colour or checkerboard per image
+        ground = _ground_albedo(ground_albedo.to(dtype), p)  # (B, 3, P)
+        if bool((scene.ground_tint != 0).any()):
+            gx, gy = torch.tanh(p[0] / 2), torch.tanh(p[1] / 2)
+            tint = scene.ground_tint.to(dtype)[:, None, None]
+            ground = (ground + torch.stack((gx, gy, -gx), dim=1) * tint).clamp(0, 1)
+        light_in = ambient[..., None] + sun[..., None] * lit[:, None, :]  # (B, 3, P)
+        torch.mul(ground, light_in, out=rgb)
+        rgb.clamp_(0, 1)
+    elif bool((scene.ground_tint != 0).any()):
         gx, gy = torch.tanh(p[0] / 2), torch.tanh(p[1] / 2)  # (B, P)
         tint = scene.ground_tint.to(dtype)[:, None, None]
         ground = (ground[None, :, None] + torch.stack((gx, gy, -gx), dim=1) * tint).clamp(0, 1)
@@ -120,7 +141,8 @@ def _render_chunk(scene: Scene, n: int, dense: bool | None, out: Tensor) -> None
 
 
 def render(scene: Scene, image_size: int = 32, *, antialias: int = 1,
-           max_elements: int = 1 << 19, dense: bool | None = None) -> Tensor:
+           max_elements: int = 1 << 19, dense: bool | None = None,
+           ground: Tensor | None = None) -> Tensor:
     """Render a batch of scenes to float32 images ``(B, 3, image_size, image_size)`` in [0, 1].
 
     Args:
@@ -131,6 +153,11 @@ def render(scene: Scene, image_size: int = 32, *, antialias: int = 1,
             ``(chunk, pixels, slots)`` tensor holds at most this many numbers.
         dense: ``None`` (default) picks the faster ray-casting strategy per chunk;
             ``True`` / ``False`` force dense / windowed casting (same images; for tests).
+        ground: ``None`` (default) renders the ground of every dataset (:data:`GROUND_RGB`);
+            ``(B, 3)`` albedos give each image a plain ground of its own colour, ``(B, 2, 3)``
+            a checkerboard of two albedos in squares of :data:`GROUND_TILE` world units
+            (robustness tests: a background no model was trained on; the objects, their
+            shading and shadows are unchanged).
 
     The result is a deterministic function of ``scene`` (no randomness inside).
     """
@@ -139,13 +166,20 @@ def render(scene: Scene, image_size: int = 32, *, antialias: int = 1,
     if int(antialias) != antialias or antialias < 1:
         raise ValueError(f"antialias must be an integer >= 1, got {antialias!r}")
     scene.validate()
+    if ground is not None and (ground.dim() not in (2, 3) or ground.shape[0] != scene.batch_size
+                               or ground.shape[-1] != 3 or ground.dim() == 3
+                               and ground.shape[1] != 2):
+        raise ValueError(f"ground must have shape (B, 3) or (B, 2, 3) with B = "
+                         f"{scene.batch_size}, got {tuple(ground.shape)}")
     n = image_size * antialias
     b, k = scene.size.shape
     out = torch.empty(b, 3, n, n, dtype=scene.position.dtype, device=scene.position.device)
     chunk = max(1, max_elements // (n * n * (k + 1)))
     for start in range(0, b, chunk):
         part = scene.select(slice(start, start + chunk))
-        _render_chunk(part, n, dense, out[start:start + chunk])
+        _render_chunk(part, n, dense, out[start:start + chunk],
+                      None if ground is None else ground[start:start + chunk]
+                      .to(out.device))
     if antialias > 1:
         out = F.avg_pool2d(out, antialias)
     return out.float()

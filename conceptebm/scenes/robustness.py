@@ -9,6 +9,23 @@ validation seed to choose, a test seed once after choosing), column by column:
 * ``clutter``: the "cluttered" set (1-3 grey objects beside the labelled one);
 * ``light``: "position" scenes (their own random stream) lit from outside the training
   range (:data:`UNSEEN_LIGHT`, the light of ``paper/benchmarks/inference.py``);
+* ``jpeg``: the clean images saved as JPEG at quality :data:`JPEG_QUALITY` (Pillow, its
+  default 4:2:0 chroma subsampling) and read back;
+* ``blur``: the clean images under a Gaussian blur of sigma :data:`BLUR_SIGMA` pixels (a full
+  kernel of radius ``ceil(3 sigma)``; the training augmentations blur with a 3x3 kernel of
+  sigma at most 1);
+* ``ground``: the clean scenes rendered on a plain ground of a colour of their own (hue
+  uniform, saturation and value in :data:`GROUND_SATURATION` / :data:`GROUND_VALUE`) instead
+  of the one warm grey every training set uses; objects, light and shadows unchanged;
+* ``texture``: the clean scenes on a checkerboard ground (squares of
+  :data:`~conceptebm.datasets.renderer.GROUND_TILE` world units, the training grey and
+  :data:`TEXTURE_DARK` times it);
+* ``camera``: the clean scenes seen from a jittered camera (:data:`CAMERA_JITTER` around the
+  default view, which every position training set keeps fixed); the label stays the world
+  position, so a reader of the default camera is off even when it reads perfectly: the
+  column also reports ``floor``, the MAE of that perfect reader (the ground point the
+  default camera sees where the jittered one shows the object's centre), and ``mae_seen``,
+  the error against that point;
 * ``two_objects``: the "two_objects" set, both objects found within 0.15 by the two lowest
   separated basins of a 33x33 energy map (:func:`~conceptebm.scenes.locate_objects`);
 * ``no_object``: the "position" and "cluttered" scenes with the labelled object removed (empty
@@ -17,32 +34,120 @@ validation seed to choose, a test seed once after choosing), column by column:
   object found" (false alarms: lower is better), with ``missed`` (real clean scenes refused)
   beside it, since refusing everything has no false alarms.
 
-Continuous columns report MAP MAE (default MAP settings of the model) and accuracy within 0.15;
-every value carries its standard error.
+Every severity was fixed before any test seed was read. Continuous columns report MAP MAE
+(default MAP settings of the model) and accuracy within 0.15; every value carries its
+standard error.
 """
 
 from __future__ import annotations
 
+import io
+import math
 from dataclasses import replace
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from conceptebm.datasets import SceneDataset, make_dataset
+from conceptebm.datasets.renderer import render
+from conceptebm.datasets.scene import DEFAULT_VIEW, GROUND_RGB, camera_frame, project
 from conceptebm.evaluate import add_pixel_noise, binomial_metric, mean_absolute_error
 from conceptebm.evaluate.calibration import energy_contrast, object_found
 from conceptebm.scenes.calibrate import empty_images
 from conceptebm.scenes.inference import infer_concept, locate_objects, match_objects
 
-__all__ = ["COLUMNS", "UNSEEN_LIGHT", "robustness_images", "robustness_table"]
+__all__ = ["COLUMNS", "UNSEEN_LIGHT", "JPEG_QUALITY", "BLUR_SIGMA", "CAMERA_JITTER",
+           "GROUND_SATURATION", "GROUND_VALUE", "TEXTURE_DARK",
+           "jpeg", "blur", "ground_colors", "jitter_views", "seen_position", "camera_floor",
+           "robustness_images", "robustness_table"]
 
-COLUMNS = ("clean", "noise", "clutter", "light", "two_objects", "no_object")
+COLUMNS = ("clean", "noise", "clutter", "light", "jpeg", "blur", "ground", "texture", "camera",
+           "two_objects", "no_object")
 #: light from outside the training range of the default sets (azimuth 100..170 deg, elevation
 #: 20..35 deg, intensity 0.5..0.65, ambient 0.2..0.3; training: azimuth -70..10, elevation
 #: 45..70, intensity 0.6..0.8), as in ``paper/benchmarks/inference.py``
 UNSEEN_LIGHT = ((100.0, 170.0), (20.0, 35.0), (0.5, 0.65), (0.2, 0.3))
 NOISE = 0.1
 TWO_OBJECT_TOLERANCE = 0.15
+JPEG_QUALITY = 40
+BLUR_SIGMA = 1.5
+GROUND_SATURATION = (0.2, 0.5)
+GROUND_VALUE = (0.35, 0.9)
+TEXTURE_DARK = 0.75
+#: half-widths of the uniform camera jitter around :data:`~conceptebm.datasets.scene.DEFAULT_VIEW`:
+#: azimuth and elevation in degrees, distance as a fraction of the default, fov in degrees
+CAMERA_JITTER = (4.0, 4.0, 0.04, 1.5)
+_SALT = {"ground": 1, "camera": 2}
+
+
+def _generator(seed: int, column: str) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + _SALT[column])
+
+
+def jpeg(images: Tensor, quality: int = JPEG_QUALITY) -> Tensor:
+    """``images (B, 3, H, W)`` in [0, 1] saved as 8-bit JPEG at ``quality`` and read back."""
+    from PIL import Image
+
+    out = []
+    for img in images:
+        arr = (img.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, format="JPEG", quality=int(quality))
+        buf.seek(0)
+        back = torch.from_numpy(np.asarray(Image.open(buf).convert("RGB")).copy())
+        out.append(back.permute(2, 0, 1).float() / 255)
+    return torch.stack(out).to(images)
+
+
+def blur(images: Tensor, sigma: float = BLUR_SIGMA) -> Tensor:
+    """Gaussian blur of every image (separable kernel of radius ``ceil(3 sigma)``, edges
+    replicated)."""
+    r = max(1, math.ceil(3 * sigma))
+    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=images.dtype) / sigma) ** 2)
+    k = (k / k.sum()).to(images.device)
+    b, c, h, w = images.shape
+    x = F.pad(images.reshape(1, b * c, h, w), (r, r, r, r), mode="replicate")
+    x = F.conv2d(x, k.view(1, 1, 1, -1).repeat(b * c, 1, 1, 1), groups=b * c)
+    x = F.conv2d(x, k.view(1, 1, -1, 1).repeat(b * c, 1, 1, 1), groups=b * c)
+    return x.reshape(b, c, h, w)
+
+
+def ground_colors(n: int, generator: torch.Generator) -> Tensor:
+    """``(n, 3)`` ground albedos: hue uniform, saturation in :data:`GROUND_SATURATION`,
+    value in :data:`GROUND_VALUE` (HSV)."""
+    u = torch.rand(n, 3, generator=generator)
+    h = u[:, 0] * 6
+    sat = GROUND_SATURATION[0] + (GROUND_SATURATION[1] - GROUND_SATURATION[0]) * u[:, 1]
+    val = GROUND_VALUE[0] + (GROUND_VALUE[1] - GROUND_VALUE[0]) * u[:, 2]
+    k = (torch.tensor([5.0, 3.0, 1.0])[None] + h[:, None]) % 6  # HSV -> RGB, channel-wise
+    return val[:, None] - val[:, None] * sat[:, None] * (torch.minimum(k, 4 - k).clamp(0, 1))
+
+
+def jitter_views(n: int, generator: torch.Generator) -> Tensor:
+    """``(n, 4)`` cameras: the default view with :data:`CAMERA_JITTER` uniform jitter."""
+    u = 2 * torch.rand(n, 4, generator=generator) - 1
+    az, el, dist, fov = DEFAULT_VIEW
+    ja, je, jd, jf = CAMERA_JITTER
+    return torch.stack((az + ja * u[:, 0], el + je * u[:, 1], dist * (1 + jd * u[:, 2]),
+                        fov + jf * u[:, 3]), dim=-1)
+
+
+def seen_position(position: Tensor, size: Tensor, view: Tensor, image_size: int = 32
+                  ) -> Tensor:
+    """Where a reader of the default camera sees an object ``(B, 2)`` of ``size (B,)`` shown
+    by cameras ``view (B, 4)``: the point at the object's centre height that the default
+    camera shows at the pixel where ``view`` shows the centre."""
+    centre = torch.cat((position, size[:, None]), dim=-1)[:, None]  # (B, 1, 3)
+    col, row = project(centre, view, image_size)[:, 0].unbind(-1)
+    sx = (col + 0.5) * 2 / image_size - 1
+    sy = 1 - (row + 0.5) * 2 / image_size
+    default = torch.tensor([DEFAULT_VIEW], dtype=view.dtype).expand(len(view), 4)
+    eye, forward, right, up, tan = camera_frame(default)
+    d = forward + tan[:, None] * (sx[:, None] * right + sy[:, None] * up)
+    t = (size - eye[:, 2]) / d[:, 2]
+    return (eye + t[:, None] * d)[:, :2]
 
 
 def _without_object(ds, n: int) -> Tensor:
@@ -50,6 +155,19 @@ def _without_object(ds, n: int) -> Tensor:
     scene = ds.scenes(range(n))
     scene.active[:, 0] = False
     return ds.render_scenes(scene)
+
+
+def _camera_scenes(n: int, seed: int):
+    """The clean column's scenes seen from :func:`jitter_views` cameras."""
+    scene = make_dataset("position", size=n, seed=seed).scenes(range(n))
+    return replace(scene, view=jitter_views(n, _generator(seed, "camera")))
+
+
+def camera_floor(n: int, seed: int) -> Tensor:
+    """``(n, 2)``: what a perfect reader of the default camera answers on the ``camera``
+    column of ``(n, seed)`` (:func:`seen_position` of each object)."""
+    scene = _camera_scenes(n, seed)
+    return seen_position(scene.position[:, 0], scene.size[:, 0], scene.view)
 
 
 def robustness_images(n: int, seed: int) -> dict[str, tuple[Tensor, Tensor | None]]:
@@ -63,7 +181,16 @@ def robustness_images(n: int, seed: int) -> dict[str, tuple[Tensor, Tensor | Non
     x, lab = base.batch(range(n))
     noisy = add_pixel_noise(x, torch.full((n,), NOISE), generator=torch.Generator()
                             .manual_seed(seed))
-    out = {"clean": (x, lab["position"]), "noise": (noisy, lab["position"])}
+    truth = lab["position"]
+    out = {"clean": (x, truth), "noise": (noisy, truth), "jpeg": (jpeg(x), truth),
+           "blur": (blur(x), truth)}
+    scene = base.scenes(range(n))
+    out["ground"] = (render(scene, base.image_size,
+                            ground=ground_colors(n, _generator(seed, "ground"))), truth)
+    grey = torch.tensor(GROUND_RGB)
+    checker = torch.stack((grey, TEXTURE_DARK * grey))[None].expand(n, 2, 3)
+    out["texture"] = (render(scene, base.image_size, ground=checker), truth)
+    out["camera"] = (render(_camera_scenes(n, seed), base.image_size), truth)
     for name, ds in (("clutter", clutter), ("light", light), ("two_objects", two)):
         xs, ls = ds.batch(range(n))
         out[name] = (xs, ls["position"])
@@ -113,4 +240,8 @@ def robustness_table(model, n: int = 150, seed: int = 600_001, *, columns=COLUMN
             out[col] = {"mae": _row(mean_absolute_error(est.value, truth)),
                         "acc_0.15": _row(binomial_metric(err < TWO_OBJECT_TOLERANCE)),
                         "n": len(x)}
+            if col == "camera":  # the geometric floor, and the error against what is shown
+                seen = camera_floor(len(x), seed)
+                out[col]["floor"] = _row(mean_absolute_error(seen, truth))
+                out[col]["mae_seen"] = _row(mean_absolute_error(est.value, seen))
     return out
