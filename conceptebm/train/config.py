@@ -94,6 +94,12 @@ class TrainConfig:
     #                                      sharpen the ranking where MAP refinement looks
     contrastive_near_scale: float = 0.1  # how near: at most this fraction of the range away
     #                                      (at least a fifth of it)
+    empty_negatives: int = 0  # objective "contrastive": object-free images per update (renders
+    #                           of the empty ground, half of them, and smooth colour noise),
+    #                           augmented as the real ones; each real image under its true
+    #                           value must score lower than every one of them under that value
+    #                           (the same cross-entropy): what teaches a reader to say "no
+    #                           object found" (the wrong values alone never show it one)
     # ---- real-image augmentation (off by default; none moves the object) ---------------
     augment_noise: float = 0.0  # Gaussian pixel noise, sigma ~ U(0, this) per image
     augment_blur: float = 0.0  # Gaussian blur on half the images, sigma ~ U(0, this) pixels
@@ -163,7 +169,8 @@ class TrainConfig:
                  name, "must be an integer >= 1")
         for name in ("buffer_size", "eval_every", "checkpoint_every", "blocks",
                      "contrastive_negatives", "snapshot_every", "image_negatives",
-                     "contrastive_near_negatives", "n_views", "curriculum"):
+                     "contrastive_near_negatives", "n_views", "curriculum",
+                     "empty_negatives"):
             need(int(getattr(self, name)) == getattr(self, name) and getattr(self, name) >= 0,
                  name, "must be an integer >= 0")
         need(self.log_every >= 1, "log_every", "must be >= 1")
@@ -212,6 +219,8 @@ class TrainConfig:
         need(self.objective != "contrastive" or self.contrastive_weight > 0,
              "contrastive_weight", "must be > 0 under objective 'contrastive' (it is that "
              "objective's only term; make_config(objective='contrastive') starts from 1)")
+        need(self.empty_negatives == 0 or self.objective == "contrastive", "empty_negatives",
+             "is a term of the concept-contrastive objective: pass --objective contrastive")
         need(0 < self.contrastive_near_scale <= 1, "contrastive_near_scale",
              "must lie in (0, 1] (a fraction of the concept's range)")
         need(self.augment_jitter < 1, "augment_jitter", "must lie in [0, 1)")

@@ -91,6 +91,7 @@ __all__ = ["train", "TrainResult", "TrainingDiverged", "TrainingInterrupted", "l
            "training_seed", "EVAL_SEED_OFFSET"]
 
 EVAL_SEED_OFFSET = 1_000_003  # held-out evaluation scenes: another seed than the training data
+EMPTY_SEED_OFFSET = 2_000_003  # the empty-ground renders of empty_negatives
 RANK_STRIDE = 7919  # training_seed: seed * RANK_STRIDE + rank (one stream per DDP rank)
 RESUME_STRIDE = 104729  # training_seed: a resumed rank > 0 starts a stream of its own
 
@@ -306,6 +307,7 @@ class _Run:
     train_sampler: SamplerSettings  # the K-step sampler of the negatives
     eval_sampler: SamplerSettings  # scored here, recorded in checkpoints
     eval_map: MAPSettings  # the MAP inference an evaluation scores (eval_grid, eval_map_steps)
+    empties: object = None  # renders of the empty ground (config.empty_negatives > 0)
     start: int = 0  # the iteration a resumed run continues after
     elapsed: float = 0.0  # seconds of earlier sessions
     best: float = -math.inf
@@ -419,6 +421,12 @@ def _setup(config: TrainConfig, ctx, *, dataset, eval_dataset, judge, resume,
                train_sampler=training_settings(config), eval_sampler=eval_settings(config),
                eval_map=MAPSettings(grid=int(config.eval_grid),
                                     steps=int(config.eval_map_steps)))
+    if config.empty_negatives:
+        from conceptebm.datasets import make_dataset
+
+        run.empties = make_dataset("objects", size=config.dataset_size, n_objects=0,
+                                   seed=config.seed + EMPTY_SEED_OFFSET,
+                                   image_size=config.image_size)
     _resume(run, resume)
     _evaluation_set(run, eval_dataset, judge)
     if ctx.is_main:  # accepted: from here on the run writes (its manifest first)
@@ -557,8 +565,9 @@ def _step(run: _Run, it: int) -> tuple[float, Tensor, dict[str, Tensor]]:
                                     near_scale=config.contrastive_near_scale,
                                     generator=gen)
                if config.contrastive_weight else None)  # (B, M, L)
+    x_empty = _empty_batch(run) if config.empty_negatives else None  # (K, C, H, W)
     if sampler_ok:
-        loss, stats = run.model(x_pos, c_own, x_neg, c_run_own, c_wrong)
+        loss, stats = run.model(x_pos, c_own, x_neg, c_run_own, c_wrong, x_empty)
         e_max = torch.stack([v.abs() for k, v in stats.items() if k.startswith("e_")]).max()
         bad = torch.stack([(~torch.isfinite(loss)).float(), torch.nan_to_num(e_max, nan=1e30)])
     else:
@@ -594,6 +603,20 @@ def _real_batch(run: _Run, it: int) -> tuple[Tensor, Tensor]:
                          blur=config.augment_blur, jitter=config.augment_jitter,
                          generator=run.gen)
     return x_pos, _encode(labels, [run.net, *run.frozen], run.device)
+
+
+def _empty_batch(run: _Run) -> Tensor:
+    """``config.empty_negatives`` object-free images: renders of the empty ground (the first
+    half) and smooth colour noise, augmented as the real images are."""
+    config, k = run.config, run.config.empty_negatives
+    n_ground = (k + 1) // 2
+    idx = torch.randint(len(run.empties), (n_ground,), generator=run.gen, device=run.device)
+    ground, _ = _batch(run.empties, idx.cpu())
+    noise = fresh_noise((k - n_ground, *ground.shape[1:]), "smooth", generator=run.gen,
+                        device=run.device)
+    x = torch.cat([ground.to(run.device), noise])
+    return augment_real(x, noise=config.augment_noise, blur=config.augment_blur,
+                        jitter=config.augment_jitter, generator=run.gen)
 
 
 def _negatives(run: _Run, x_pos: Tensor, c: Tensor) -> tuple[Tensor | None, Tensor | None, bool]:

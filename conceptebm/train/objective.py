@@ -52,8 +52,8 @@ from conceptebm.train.config import OBJECTIVES
 from conceptebm.train.loss import concept_contrastive_loss, image_contrastive_loss, same_value
 
 __all__ = ["Batch", "LossTerm", "CDTerm", "L2Term", "ConceptContrastiveTerm",
-           "ImageContrastiveTerm", "KLTerm", "Sum", "Objective", "CDObjective",
-           "ContrastiveObjective", "OBJECTIVES", "make_objective", "splits"]
+           "ImageContrastiveTerm", "EmptyContrastiveTerm", "KLTerm", "Sum", "Objective",
+           "CDObjective", "ContrastiveObjective", "OBJECTIVES", "make_objective", "splits"]
 
 Rows = dict[str, tuple[Tensor, Tensor]]  # block name -> (images (N, C, H, W), labels (N, L)
 #                                         or (N, R, L): R candidate values per image)
@@ -64,13 +64,15 @@ class Batch:
     """What one update's loss sees. ``x_pos (B, C, H, W)``: real images; ``c_pos (B, L)``:
     their labels (the trained concept's encoding); ``x_neg``, ``c_neg``: sampler negatives and
     the labels they were sampled under (CD); ``c_wrong (B, M, L)``: wrong values for the
-    concept-contrastive term."""
+    concept-contrastive term; ``x_empty (K, C, H, W)``: object-free images for the empty
+    term."""
 
     x_pos: Tensor
     c_pos: Tensor
     x_neg: Tensor | None = None
     c_neg: Tensor | None = None
     c_wrong: Tensor | None = None
+    x_empty: Tensor | None = None
 
     def need(self, name: str, term: str) -> Tensor:
         value = getattr(self, name)
@@ -185,6 +187,37 @@ class ConceptContrastiveTerm(LossTerm):
         return ce, stats
 
 
+class EmptyContrastiveTerm(LossTerm):
+    """For a real image under its true value ``c_i``, the same value on ``K`` object-free
+    images: cross-entropy over ``-E / T`` with the real image as the answer (the form of
+    :func:`~conceptebm.train.loss.concept_contrastive_loss`), so an image without an object
+    scores above real scenes under every value and its best energy says "no object found".
+    Enters as ``weight * T * CE``. Stats: ``empty``, ``empty_acc``, ``e_empty``."""
+
+    name = "empty"
+
+    def __init__(self, weight: float, temperature: float):
+        super().__init__(weight)
+        self.temperature = float(temperature)
+
+    @property
+    def scale(self) -> float:
+        return self.weight * self.temperature
+
+    def rows(self, batch: Batch) -> Rows:
+        x_empty = batch.need("x_empty", self.name)  # (K, C, H, W)
+        k, (b, width) = x_empty.shape[0], batch.c_pos.shape
+        # every empty image under every real image's value: (K, B, L), image-major
+        return {"pos": (batch.x_pos, batch.c_pos),
+                "empty": (x_empty, batch.c_pos[None].expand(k, b, width))}
+
+    def value(self, e, batch, net):
+        b = e["pos"].shape[0]
+        e_empty = e["empty"].reshape(-1, b).T  # (B, K): E(empty_k | c_i)
+        ce, acc = concept_contrastive_loss(e["pos"], e_empty, self.temperature)
+        return ce, {"empty": ce, "empty_acc": acc, "e_empty": e_empty.mean()}
+
+
 class ImageContrastiveTerm(LossTerm):
     """For a label ``c_i``, its own real image against ``k`` other images of the batch (the
     batch rolled by 1..k), same-value ones masked
@@ -287,9 +320,9 @@ class Objective(nn.Module):
         self.net, self.loss = net, loss
 
     def forward(self, x_pos: Tensor, c_pos: Tensor, x_neg: Tensor | None = None,
-                c_neg: Tensor | None = None,
-                c_wrong: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
-        batch = Batch(x_pos, c_pos, x_neg, c_neg, c_wrong)
+                c_neg: Tensor | None = None, c_wrong: Tensor | None = None,
+                x_empty: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        batch = Batch(x_pos, c_pos, x_neg, c_neg, c_wrong, x_empty)
         e = self.energies(self.loss.rows(batch))
         loss, stats = self.loss.value(e, batch, self.net)
         stats["loss"] = loss
@@ -386,13 +419,17 @@ class ContrastiveObjective(Objective):
     """The concept-contrastive term alone plus L2 on every energy it scores:
     ``weight * T * CE(-E/T) + l2 * mean(E^2)`` over the true and the M wrong values of each
     real image. Needs ``c_wrong``; takes no negatives images. With ``weight = T = 1`` this is
-    the recipe of the shipped ``position_contrastive`` (``CE + 0.01 * mean E^2``)."""
+    the recipe of the shipped ``position_contrastive`` (``CE + 0.01 * mean E^2``). ``empty``:
+    also :class:`EmptyContrastiveTerm` (same weight and T; needs ``x_empty``), its energies
+    in the L2 pool."""
 
     def __init__(self, net: ConditionalEnergy, *, l2: float = 0.01, weight: float = 1.0,
-                 temperature: float = 1.0):
-        terms = [ConceptContrastiveTerm(weight, temperature, report_energies=True),
-                 L2Term(l2, ("pos", "wrong"), pooled=True)]
-        super().__init__(net, Sum(terms))
+                 temperature: float = 1.0, empty: bool = False):
+        terms = [ConceptContrastiveTerm(weight, temperature, report_energies=True)]
+        if empty:
+            terms.append(EmptyContrastiveTerm(weight, temperature))
+        blocks = ("pos", "wrong", "empty") if empty else ("pos", "wrong")
+        super().__init__(net, Sum([*terms, L2Term(l2, blocks, pooled=True)]))
 
 
 def make_objective(config, net: ConditionalEnergy) -> Objective:
@@ -405,5 +442,6 @@ def make_objective(config, net: ConditionalEnergy) -> Objective:
                            image_negatives=config.image_negatives, step_size=config.step_size)
     if config.objective == "contrastive":
         return ContrastiveObjective(net, l2=config.l2, weight=config.contrastive_weight,
-                                    temperature=config.contrastive_temperature)
+                                    temperature=config.contrastive_temperature,
+                                    empty=config.empty_negatives > 0)
     raise ValueError(f"objective must be one of {OBJECTIVES}, got {config.objective!r}")
