@@ -23,6 +23,12 @@ validation images (default 200) of its training family and of a renderer variant
 camera and light; the smallest grid, then the fewest steps, within 0.002 of the finest search on
 every source (:mod:`conceptebm.evaluate.map_grid`). ``--write`` stores it as ``"map"`` (with
 the table as ``"map_selection"``); ``conceptebm infer`` and ``scenes.infer_concept`` use it.
+
+``--familiarity`` fits instead the check that an image is of the kind the model knows (coarse
+scene statistics of ``-n`` renders of the scene family, default 6,000;
+:mod:`conceptebm.evaluate.familiarity`); ``--write`` stores it as ``familiarity``, and
+``conceptebm infer`` then says "unlike the scenes the model knows" rather than answering a
+photograph or a drawing.
 """
 
 from __future__ import annotations
@@ -45,12 +51,27 @@ def _main(args: argparse.Namespace) -> int:
     from conceptebm.scenes.calibrate import calibration_report, store_calibration
 
     torch.set_num_threads(args.threads)
-    if args.map_grid and args.posterior_temperature:
-        print("error: conceptebm calibrate: --map-grid and --posterior-temperature are two "
+    chosen = [f for f, on in (("--map-grid", args.map_grid),
+                              ("--posterior-temperature", args.posterior_temperature),
+                              ("--familiarity", args.familiarity)) if on]
+    if len(chosen) > 1:
+        print(f"error: conceptebm calibrate: {' and '.join(chosen)} are {len(chosen)} "
               "calibrations; run them one at a time", file=sys.stderr)
         return 2
     if args.map_grid:
         return _map_grid(args)
+    if args.familiarity:
+        from conceptebm.checkpoints import update_record
+        from conceptebm.scenes.calibrate import shipped_familiarity
+
+        for name in args.names:
+            record = shipped_familiarity(name, n=args.n or 6000)
+            print(json.dumps({"model": name, **{k: v for k, v in record.items()
+                                                if k not in ("mean", "basis", "variance")}}),
+                  flush=True)
+            if args.write:
+                update_record(pretrained.DIR / f"{name}.safetensors", {"familiarity": record})
+        return 0
     if args.posterior_temperature:
         from conceptebm.scenes.temperature import (
             shipped_temperature,
@@ -133,6 +154,10 @@ def register(sub) -> None:
     p.add_argument("--grids", type=validate.integer(2, 257), nargs="+", default=None,
                    help="with --map-grid: the start grids to compare, points a coordinate "
                         "(default 9 17 25 33 41 65, and 97 129 for a late-conditioned model)")
+    p.add_argument("--familiarity", action="store_true",
+                   help="fit the check that an image is of the kind the model knows (scene "
+                        "statistics; default -n 6000 renders of the scene family) instead of "
+                        "the energy calibration")
     p.add_argument("--write", action="store_true",
                    help="store the calibration in each model's record (safetensors metadata "
                         "and JSON twin)")

@@ -153,7 +153,16 @@ def _infer_sets(model, sets: torch.Tensor, set_paths: list[list[str]], names: li
         row = {"images": set_paths[i], "concept": concept.name,
                "energy": float(est.energy[i]), "object_found": checks[i].object_found}
         line = f"{name}: {est.describe(i)}   (energy {float(est.energy[i]):.4g})"
-        if checks[i].object_found is False:
+        if checks[i].familiarity is not None:
+            row["familiarity"] = round(checks[i].familiarity, 4)
+        if checks[i].familiarity is not None and checks[i].familiarity > 1.0:
+            line = (f"{name}: no object found: the image is unlike the scenes the model was "
+                    f"trained on ({checks[i].familiarity:.3g} times the distance real images "
+                    f"reach; {est.describe(i)} would be a guess)")
+            _warn(f"{name} is unlike the images the model was trained on (a photograph, a "
+                  "drawing, another renderer?); the estimate means nothing: train a model on "
+                  "such images (conceptebm train --data DIR)")
+        elif checks[i].object_found is False:
             line = (f"{name}: no object found ({est.describe(i)} would be a guess; best "
                     f"energy {float(est.energy[i]) / sets.shape[1]:.4g} per view, real images "
                     f"reach {checks[i].threshold:.4g} or less)")

@@ -174,13 +174,22 @@ def min_contrast(calibration: dict) -> float | None:
 
 
 def object_found(calibration: dict, energy: Tensor, views: int = 1,
-                 contrast: Tensor | None = None, margin: float = MARGIN) -> Tensor:
+                 contrast: Tensor | None = None, margin: float = MARGIN, *,
+                 familiarity: dict | None = None, images: Tensor | None = None) -> Tensor:
     """``(n,)`` bools: is each best ``energy`` (summed over ``views``) within what real
-    images reach, and (given each image's :func:`energy_contrast`) its energy not flat?"""
+    images reach, and (given each image's :func:`energy_contrast`) its energy not flat? Given
+    the model's ``familiarity`` record and the ``images`` (``(n, C, H, W)`` or sets ``(n, V,
+    C, H, W)``), also: is each image of the kind the model was trained on
+    (:func:`~conceptebm.evaluate.familiarity.familiar`; an image unlike them has no object the
+    model knows, whatever its energy)?"""
     found = torch.as_tensor(energy) / views <= no_object_threshold(calibration, margin)
     low = min_contrast(calibration)
     if contrast is not None and low is not None:
         found = found & (torch.as_tensor(contrast) / views >= low)
+    if familiarity is not None and images is not None:
+        from conceptebm.evaluate.familiarity import familiar
+
+        found = found & familiar(familiarity, images.detach().cpu()).to(found.device)
     return found
 
 

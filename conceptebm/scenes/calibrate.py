@@ -8,6 +8,12 @@ them as ``energy_calibration`` in the model's JSON twin (weights and the safeten
 untouched; ``conceptebm infer`` reads the twin). It also prints the best energies and energy
 contrasts of images that hold no object (white, black, grey, noise, the empty background)
 against the resulting thresholds, and which of them the rule refuses.
+
+``conceptebm calibrate NAME... --familiarity [--write]`` fits the check of
+:mod:`conceptebm.evaluate.familiarity` (is an image of the kind the model knows?) on renders of
+the scene family the shipped readers meet (:func:`familiarity_images`: clean, cluttered,
+two-object, randomly lit and multi-view scenes, half of them with pixel noise and contrast
+changes) and stores it as ``familiarity`` in the model's record.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import torch
 
 from conceptebm.checkpoints import update_record
+from conceptebm.evaluate.familiarity import fit_familiarity
 from conceptebm.evaluate.calibration import (
     energy_calibration,
     energy_contrast,
@@ -24,11 +31,14 @@ from conceptebm.evaluate.calibration import (
     object_found,
 )
 
-__all__ = ["CALIBRATION_SEED", "MIN_SCENES", "shipped_calibration", "calibration_report",
-           "empty_images", "store_calibration"]
+__all__ = ["CALIBRATION_SEED", "MIN_SCENES", "FAMILY", "shipped_calibration",
+           "calibration_report", "empty_images", "store_calibration", "familiarity_images",
+           "shipped_familiarity"]
 
 CALIBRATION_SEED = 20_261_129  # held out: training runs use seeds 0..10 and eval offsets
 MIN_SCENES = 10  # energy_calibration's minimum (its 0.99 quantile wants a few hundred)
+#: the datasets whose renders make the scene family of :func:`familiarity_images`
+FAMILY = ("position", "position_robust", "cluttered", "two_objects", "general", "multiview")
 
 
 def _held_out(name: str, n: int, seed: int):
@@ -71,6 +81,44 @@ def store_calibration(path, calibration: dict) -> None:
     its JSON twin alike (one record, two copies that never disagree); tensors are rewritten
     unchanged."""
     update_record(path, {"energy_calibration": calibration})
+
+
+def familiarity_images(n: int, seed: int = CALIBRATION_SEED, image_size: int = 32
+                       ) -> torch.Tensor:
+    """``(n, 3, S, S)`` renders of the scene family (:data:`FAMILY`, ``n`` split evenly; one
+    view of each multi-view scene), the odd-numbered ones given Gaussian pixel noise of sigma
+    U(0, 0.15) and a contrast factor U(0.8, 1.2) about their mean: what a reader trained on
+    these renderers is asked about. A pure function of ``(n, seed, image_size)``."""
+    from conceptebm.datasets import make_dataset
+
+    if n < 2 * len(FAMILY):
+        raise ValueError(f"familiarity_images needs n >= {2 * len(FAMILY)}, got {n}")
+    parts = []
+    for i, name in enumerate(FAMILY):
+        m = n // len(FAMILY) + (i < n % len(FAMILY))
+        x = make_dataset(name, size=m, seed=seed, image_size=image_size).batch(range(m))[0]
+        parts.append(x[:, 0] if x.dim() == 5 else x)
+    x = torch.cat(parts)  # (n, 3, S, S)
+    gen = torch.Generator().manual_seed(seed)
+    odd = x[1::2]
+    sigma = torch.rand(odd.shape[0], 1, 1, 1, generator=gen) * 0.15
+    odd = odd + sigma * torch.randn(odd.shape, generator=gen)
+    mean = odd.mean((1, 2, 3), keepdim=True)
+    gain = 0.8 + 0.4 * torch.rand(odd.shape[0], 1, 1, 1, generator=gen)
+    x[1::2] = ((odd - mean) * gain + mean).clamp(0, 1)
+    return x
+
+
+def shipped_familiarity(name: str, n: int = 6000, seed: int = CALIBRATION_SEED) -> dict:
+    """The ``familiarity`` record of shipped model ``name``: :func:`fit_familiarity` on
+    :func:`familiarity_images` at the model's image size (every fifth held out for the
+    threshold)."""
+    from conceptebm import pretrained
+
+    model = pretrained.load(name)
+    record = fit_familiarity(familiarity_images(n, seed, model.image_size))
+    return {**record, "family": list(FAMILY), "seed": seed,
+            "command": f"conceptebm calibrate {name} --familiarity -n {n} --write"}
 
 
 def calibration_report(name: str, n: int = 200) -> dict:

@@ -8,7 +8,10 @@ reach, stored with the model; :mod:`conceptebm.evaluate.calibration`):
   the energy hardly depends on the concept (its contrast over the concept grid is below what
   real images show; :func:`~conceptebm.evaluate.calibration.object_found`): a blank or
   foreign image gets an answer that means nothing, and is flagged rather than printed as if
-  it were sure;
+  it were sure; and, when the model's record has a ``familiarity`` check
+  (:mod:`conceptebm.evaluate.familiarity`), an image (or any view) whose coarse statistics are
+  unlike the images the model was trained on (a photograph, a drawing) is "no object found"
+  too, with its distance in ``familiarity``;
 * **views disagree**: several images given as views of one object (their energies add, eq. 11)
   whose separate estimates lie further apart than the model's own error on real images allows
   (:func:`~conceptebm.evaluate.calibration.views_disagree`), i.e. probably different scenes.
@@ -28,6 +31,7 @@ from conceptebm.evaluate.calibration import (
     object_found,
     views_disagree,
 )
+from conceptebm.evaluate.familiarity import familiarity
 from conceptebm.infer.settings import MAP_STEPS
 from conceptebm.scenes.inference import ConceptEstimate, infer_concept
 
@@ -45,12 +49,17 @@ class EstimateCheck(NamedTuple):
             view or without the model's error record.
         separate: the views' separate estimates (``(V, dim)`` values or ``V`` category names),
             when several views were checked.
+        familiarity: the set's distance from the images the model was trained on, in units
+            of its threshold (above 1: unlike them, and ``object_found`` is ``False``;
+            :mod:`~conceptebm.evaluate.familiarity`); ``None`` when the model's record has
+            no ``familiarity``.
     """
 
     object_found: bool | None
     threshold: float | None
     views_agree: bool | None
     separate: list | None
+    familiarity: float | None = None
 
 
 def check_estimates(model, sets: Tensor, est: ConceptEstimate, calibration: dict | None, *,
@@ -64,9 +73,14 @@ def check_estimates(model, sets: Tensor, est: ConceptEstimate, calibration: dict
     n_sets, n_views = sets.shape[:2]
     threshold = no_object_threshold(calibration) if calibration else None
     found = [None] * n_sets
+    fam_record = (getattr(model, "record", None) or {}).get("familiarity")
+    distance = [None] * n_sets
+    if fam_record:
+        distance = familiarity(fam_record, sets.detach().cpu()).tolist()
     if calibration:
         contrast = energy_contrast(model, sets, views=True)  # (S,) summed over the views
         found = object_found(calibration, est.energy, views=n_views, contrast=contrast).tolist()
+        found = [f and (d is None or d <= 1.0) for f, d in zip(found, distance, strict=True)]
     per_view = None
     if n_views > 1:
         per_view = infer_concept(model, sets.flatten(0, 1)[:, None], views=True, grid=grid,
@@ -85,6 +99,6 @@ def check_estimates(model, sets: Tensor, est: ConceptEstimate, calibration: dict
                 separate = values.tolist()
                 if calibration and (calibration.get("error") or {}).get("0.99") is not None:
                     agree = not views_disagree(calibration, values)
-        out.append(EstimateCheck(found[i], threshold, agree, separate))
+        out.append(EstimateCheck(found[i], threshold, agree, separate, distance[i]))
     return out
 

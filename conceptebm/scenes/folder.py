@@ -138,7 +138,8 @@ def answer_rows(model, paths: Sequence[str], images: Tensor | None = None, *,
     """One row per image: ``{"path", "concept", "value", "energy", "object_found",
     "flags"}``; ``value`` is the MAP estimate (a category name for a categorical concept),
     ``flags`` lists ``"no_object_found"`` when the model's energy calibration refuses the
-    image. ``images`` default to :func:`read_images` of ``paths``."""
+    image, and ``"unfamiliar_image"`` too when its familiarity check finds it unlike the
+    model's training images (``familiarity``: that distance over its threshold). ``images`` default to :func:`read_images` of ``paths``."""
     from conceptebm.scenes.checks import check_estimates
     from conceptebm.scenes.inference import infer_concept
 
@@ -151,10 +152,14 @@ def answer_rows(model, paths: Sequence[str], images: Tensor | None = None, *,
     rows = []
     for i, p in enumerate(paths):
         value = est.names[i] if est.names is not None else est.value[i].tolist()
-        found = checks[i].object_found
+        found, dist = checks[i].object_found, checks[i].familiarity
+        flags = ["no_object_found"] if found is False else []
+        if dist is not None and dist > 1.0:
+            flags.append("unfamiliar_image")
         rows.append({"path": str(p), "concept": model.concept.name, "value": value,
                      "energy": float(est.energy[i]), "object_found": found,
-                     "flags": ["no_object_found"] if found is False else []})
+                     **({} if dist is None else {"familiarity": round(dist, 4)}),
+                     "flags": flags})
     return rows
 
 

@@ -1,0 +1,129 @@
+"""The familiarity check (is an image of the kind a model was trained on?): its false-refusal
+rate on the training distribution, its JSON record, the shipped readers' records, and what
+``conceptebm infer`` and ``calibrate --familiarity`` say."""
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image
+
+import conceptebm
+from conceptebm.datasets import make_dataset
+from conceptebm.datasets.nonscenes import nonscene_images
+from conceptebm.evaluate.calibration import object_found
+from conceptebm.evaluate.familiarity import (
+    familiar,
+    familiarity,
+    fit_familiarity,
+    scene_features,
+)
+from conceptebm.scenes.calibrate import FAMILY, familiarity_images
+
+
+def _family(n, seed):
+    """Images whose statistics vary smoothly: a random colour gradient plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.rand(n, 3, 1, 1, generator=g)
+    b = torch.rand(n, 3, 1, 1, generator=g) * 0.5
+    ramp = torch.linspace(0, 1, 16)[None, None, :, None]
+    return (a * 0.5 + b * ramp + 0.05 * torch.randn(n, 3, 16, 16, generator=g)).clamp(0, 1)
+
+
+def test_features_have_the_documented_size_and_histograms_sum_to_one():
+    x = torch.rand(5, 3, 32, 32)
+    f = scene_features(x)
+    assert f.shape == (5, 64 * 3 + 32 + 16)
+    hists = f[:, -16:]
+    assert torch.allclose(hists[:, :8].sum(1), torch.ones(5))
+    assert torch.allclose(hists[:, 8:].sum(1), torch.ones(5))
+    # a white image puts all its brightness in the top bin (1.0 is not lost off the end)
+    assert scene_features(torch.ones(1, 3, 8, 8))[0, -1] == 1.0
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        scene_features(torch.rand(3, 8, 8))
+
+
+def test_refusal_rate_on_the_training_distribution_is_one_minus_the_quantile():
+    # threshold at the 0.9 quantile of 400 held-out distances: fresh images of the same
+    # family are refused 0.1 of the time; sd from the threshold's quantile (sqrt(.09/400))
+    # and from the 4,000 fresh images (sqrt(.09/4000)): 0.016; tolerance 4 sd
+    record = fit_familiarity(_family(1600, 0), _family(400, 1), components=16, quantile=0.9)
+    refused = (~familiar(record, _family(4000, 2))).float().mean().item()
+    sd = math.sqrt(0.09 / 400 + 0.09 / 4000)
+    assert abs(refused - 0.1) < 4 * sd
+    # another family (bright, flat, no gradient) is refused
+    assert not familiar(record, torch.full((10, 3, 16, 16), 0.97)).any()
+
+
+def test_record_is_json_and_sets_of_views_take_their_worst_view():
+    record = fit_familiarity(_family(400, 0), components=8)
+    back = json.loads(json.dumps(record))
+    x = _family(6, 3)
+    assert torch.equal(familiarity(back, x), familiarity(record, x))
+    sets = torch.stack([x[:3], torch.cat([x[3:5], torch.ones(1, 3, 16, 16)])])  # (2, 3, ...)
+    d = familiarity(record, sets)
+    assert d.shape == (2,) and d[1] > 1.0
+    assert torch.isclose(d[0], familiarity(record, x[:3]).max())
+    with pytest.raises(ValueError, match="refit"):
+        familiarity({**record, "features": "old"}, x)
+    with pytest.raises(ValueError, match=">= 20 images"):
+        fit_familiarity(_family(10, 0))
+
+
+def test_object_found_also_asks_familiarity_when_given_images():
+    record = fit_familiarity(_family(400, 0), components=8)
+    cal = {"quantiles": {"0.5": 0.0, "0.9": 0.5, "0.99": 1.0}}
+    images = torch.cat([_family(1, 5), torch.ones(1, 3, 16, 16)])
+    energy = torch.tensor([0.0, 0.0])  # both pass the energy check
+    assert object_found(cal, energy).tolist() == [True, True]
+    assert object_found(cal, energy, familiarity=record, images=images).tolist() == [True, False]
+
+
+def test_scene_family_renders_are_a_pure_function_of_their_seed():
+    a, b = familiarity_images(24, seed=5, image_size=16), familiarity_images(24, seed=5,
+                                                                              image_size=16)
+    assert a.shape == (24, 3, 16, 16) and torch.equal(a, b)
+    assert 0.0 <= float(a.min()) and float(a.max()) <= 1.0
+    assert len(FAMILY) == 6
+    with pytest.raises(ValueError, match="n >= 12"):
+        familiarity_images(5)
+
+
+@pytest.mark.parametrize("name", ["position_late_robust", "position_multiview"])
+def test_shipped_readers_know_rendered_scenes_and_refuse_pictures(name):
+    model = conceptebm.load(name)
+    record = model.record["familiarity"]
+    assert record["family"] == list(FAMILY) and record["components"] == 64
+    scenes = make_dataset("position", size=40, seed=99).batch(range(40))[0]
+    assert familiar(record, scenes).float().mean() >= 0.95
+    pictures = nonscene_images(32, seed=1)
+    for kind in ("photos", "digits"):
+        assert familiar(record, pictures[kind]).float().mean() <= 0.15, kind
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "conceptebm", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_infer_says_a_picture_is_unlike_the_scenes(tmp_path):
+    pic = tmp_path / "board.png"
+    board = ((torch.arange(64)[:, None] // 8 + torch.arange(64)[None] // 8) % 2).float()
+    Image.fromarray((board.numpy() * 255).astype("uint8")).convert("RGB").save(pic)
+    r = _cli("infer", str(pic), "--resize", "--json")
+    assert r.returncode == 0, r.stderr
+    row = json.loads(r.stdout)[0]
+    assert row["familiarity"] > 1.0 and row["object_found"] is False
+    assert "unlike the images the model was trained on" in r.stderr
+    r = _cli("infer", str(pic), "--resize")
+    assert "no object found: the image is unlike the scenes" in r.stdout
+
+
+def test_calibrate_takes_one_calibration_at_a_time():
+    r = _cli("calibrate", "position_late", "--familiarity", "--map-grid")
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: conceptebm calibrate: --map-grid and --familiarity")
+    assert "Traceback" not in r.stderr
