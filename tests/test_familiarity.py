@@ -127,3 +127,22 @@ def test_calibrate_takes_one_calibration_at_a_time():
     assert r.returncode == 2
     assert r.stderr.startswith("error: conceptebm calibrate: --map-grid and --familiarity")
     assert "Traceback" not in r.stderr
+
+
+def test_a_run_on_a_users_images_carries_its_own_check(tmp_path):
+    from conceptebm.datasets import load_images
+    from conceptebm.datasets.foreign import write_foreign
+    from conceptebm.train import FolderSpec, smoke_config, train_on_folder
+
+    folder = write_foreign(tmp_path / "data", n=80, seed=0, image_size=16)
+    run = tmp_path / "run"
+    train_on_folder(FolderSpec(str(folder), holdout=10),
+                    smoke_config(concept="position", objective="contrastive", out_dir=str(run),
+                                 eval_every=3), progress=False, say=lambda *a, **k: None)
+    model = conceptebm.load(str(run))
+    record = model.record["familiarity"]
+    assert 70 < record["n"] <= 80 and record["threshold"] > 0  # 70 fitted, the held-out read
+    own = load_images(folder, infer=True)
+    mine = torch.stack([own[i][0] for i in range(len(own))])
+    assert familiar(record, mine).float().mean() >= 0.9
+    assert not familiar(record, torch.ones(2, 3, 16, 16)).any()

@@ -94,6 +94,7 @@ EVAL_SEED_OFFSET = 1_000_003  # held-out evaluation scenes: another seed than th
 EMPTY_SEED_OFFSET = 2_000_003  # the empty-ground renders of empty_negatives
 RANK_STRIDE = 7919  # training_seed: seed * RANK_STRIDE + rank (one stream per DDP rank)
 RESUME_STRIDE = 104729  # training_seed: a resumed rank > 0 starts a stream of its own
+FAMILIARITY_IMAGES = 2000  # training images a run on a user's images fits its familiarity check on
 
 
 class TrainingDiverged(RuntimeError):
@@ -439,7 +440,25 @@ def _setup(config: TrainConfig, ctx, *, dataset, eval_dataset, judge, resume,
     run.meta_base = {"net": net.config, "train": config.to_dict(),
                      "frozen": [f.concept.name for f in frozen],
                      "sampler": run.eval_sampler.to_dict()}
+    if run.evaluating and not run.judging:  # a user's images: is a new one of their kind?
+        run.meta_base["familiarity"] = _familiarity(run)
     return run
+
+
+def _familiarity(run: _Run) -> dict | None:
+    """The familiarity check of a run on a user's images (:mod:`conceptebm.evaluate.
+    familiarity`): fitted on up to :data:`FAMILIARITY_IMAGES` training images, its threshold
+    set on the held-out images; ``None`` when there are too few of either."""
+    from conceptebm.evaluate.familiarity import fit_familiarity
+
+    n = min(len(run.dataset), FAMILIARITY_IMAGES)
+    images = _batch(run.dataset, torch.arange(n))[0]
+    images = images.flatten(0, 1) if images.dim() == 5 else images  # views of a set
+    held = run.eval_images.flatten(0, 1) if run.eval_images.dim() == 5 else run.eval_images
+    try:
+        return fit_familiarity(images.float().cpu(), held.float().cpu())
+    except ValueError:  # fewer than 20 training or 5 held-out images
+        return None
 
 
 def _data(config: TrainConfig, dataset, device):
