@@ -95,7 +95,7 @@ class TrainConfig:
     contrastive_near_scale: float = 0.1  # how near: at most this fraction of the range away
     #                                      (at least a fifth of it)
     empty_negatives: int = 0  # objective "contrastive": object-free images per update (renders
-    #                           of the empty ground, half of them, and smooth colour noise),
+    #                           of the empty ground, half of them; pixel noise, flat colours),
     #                           augmented as the real ones; each real image under its true
     #                           value must score lower than every one of them under that value
     #                           (the same cross-entropy): what teaches a reader to say "no

@@ -625,15 +625,21 @@ def _real_batch(run: _Run, it: int) -> tuple[Tensor, Tensor]:
 
 
 def _empty_batch(run: _Run) -> Tensor:
-    """``config.empty_negatives`` object-free images: renders of the empty ground (the first
-    half) and smooth colour noise, augmented as the real images are."""
+    """``config.empty_negatives`` object-free images, augmented as the real images are: renders
+    of the empty ground (half of them), then a third each of the rest uniform pixel noise and
+    flat colours, the others smooth colour noise."""
     config, k = run.config, run.config.empty_negatives
     n_ground = (k + 1) // 2
+    n_uniform = n_flat = (k - n_ground) // 3
+    n_smooth = k - n_ground - n_uniform - n_flat
     idx = torch.randint(len(run.empties), (n_ground,), generator=run.gen, device=run.device)
     ground, _ = _batch(run.empties, idx.cpu())
-    noise = fresh_noise((k - n_ground, *ground.shape[1:]), "smooth", generator=run.gen,
-                        device=run.device)
-    x = torch.cat([ground.to(run.device), noise])
+    shape, dev = ground.shape[1:], run.device
+    smooth = fresh_noise((n_smooth, *shape), "smooth", generator=run.gen, device=dev)
+    uniform = torch.rand((n_uniform, *shape), generator=run.gen, device=dev)
+    flat = torch.rand((n_flat, shape[0], 1, 1), generator=run.gen, device=dev).expand(
+        n_flat, *shape)
+    x = torch.cat([ground.to(dev), smooth, uniform, flat])  # (K, C, H, W)
     return augment_real(x, noise=config.augment_noise, blur=config.augment_blur,
                         jitter=config.augment_jitter, generator=run.gen)
 
