@@ -146,3 +146,19 @@ def test_a_run_on_a_users_images_carries_its_own_check(tmp_path):
     mine = torch.stack([own[i][0] for i in range(len(own))])
     assert familiar(record, mine).float().mean() >= 0.9
     assert not familiar(record, torch.ones(2, 3, 16, 16)).any()
+
+
+def test_counting_finds_no_object_in_a_picture():
+    from conceptebm.cli.objects import objects_text
+    from conceptebm.scenes import count_objects
+
+    model = conceptebm.load("position_late_robust")
+    scenes = make_dataset("objects", size=2, seed=7, n_objects=2).batch(range(2))[0]
+    photos = nonscene_images(32, seed=2)["photos"][:2]
+    r = count_objects(model, torch.cat([scenes, photos]))
+    assert r.found[2:].tolist() == [0, 0] and (r.familiarity[2:] > 1).all()
+    assert (r.familiarity[:2] <= 1).all() and (r.found[:2] >= 1).all()
+    assert r.describe(2).endswith("unlike the scenes the model was trained on")
+    row = {"image": "p.png", "concept": "position", "objects_asked": "auto", "count": 0,
+           "objects": [], "familiarity": 3.0}
+    assert "unlike the scenes" in objects_text(row)

@@ -59,7 +59,9 @@ def objects_rows(model, images, paths: list[str], k) -> list[dict]:
             raise CommandError(f"--objects auto: {err}") from None
         for i, path in enumerate(paths):
             rows.append({"image": path, "concept": name, "objects_asked": "auto",
-                         "count": int(r.found[i]), "objects": r.objects(i), "rule": r.rule})
+                         "count": int(r.found[i]), "objects": r.objects(i), "rule": r.rule,
+                         **({} if r.familiarity is None
+                            else {"familiarity": round(float(r.familiarity[i]), 4)})})
         return rows
     b = locate_objects(model, images, int(k))
     cal = (getattr(model, "record", None) or {}).get("energy_calibration")
@@ -80,6 +82,9 @@ def objects_text(row: dict) -> str:
     object."""
     name = row["concept"]
     if row["objects_asked"] == "auto" and row["count"] == 0:
+        if row.get("familiarity", 0.0) > 1.0:
+            return (f"{row['image']}: no object found: the image is unlike the scenes the "
+                    "model was trained on")
         return f"{row['image']}: no object found"
     what = "found" if row["objects_asked"] == "auto" else "asked for"
     lines = [f"{row['image']}: {row['count']} object{'s' if row['count'] != 1 else ''} {what}"]

@@ -54,6 +54,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from conceptebm.evaluate.familiarity import familiarity
 from conceptebm.infer.optimize import concept_energy, map_estimate
 from conceptebm.infer.settings import MAP_CHUNK
 from conceptebm.scenes.inference import (
@@ -90,6 +91,10 @@ class Objects(NamedTuple):
         radius: the model's 90 % error radius (one number for every object; ``None`` when
             its calibration has no error record).
         rule: the rule and threshold used (a dict like :data:`COUNT_RULE`).
+        familiarity: ``(B,)`` each image's distance from the images the model was trained
+            on, in units of its threshold (:mod:`conceptebm.evaluate.familiarity`); an image
+            above 1 is unlike them and holds no object the model knows (``found`` 0);
+            ``None`` when the model's record has no familiarity check.
     """
 
     points: Tensor
@@ -98,6 +103,7 @@ class Objects(NamedTuple):
     score: Tensor
     radius: float | None
     rule: dict
+    familiarity: Tensor | None = None
 
     def objects(self, i: int = 0) -> list[dict]:
         """Image ``i``'s objects as JSON-friendly dicts (``value``, ``energy``, ``score``,
@@ -114,6 +120,8 @@ class Objects(NamedTuple):
     def describe(self, i: int = 0, name: str = "position") -> str:
         """Image ``i`` in words: ``no object found`` or one line per object."""
         n = int(self.found[i])
+        if n == 0 and self.familiarity is not None and float(self.familiarity[i]) > 1.0:
+            return "no object found: the image is unlike the scenes the model was trained on"
         if n == 0:
             return "no object found"
         head = f"{n} object{'s' if n > 1 else ''} found"
@@ -313,7 +321,8 @@ def count_objects(model, images: Tensor, *, threshold: float | None = None,
             ``min_separation``, ``steps``, ``lr``, ``chunk_size``, ``progress``.
 
     Returns:
-        :class:`Objects` (``found == 0``: no object).
+        :class:`Objects` (``found == 0``: no object; also for an image unlike those the model
+        was trained on, when its record has a familiarity check).
     """
     cfg = dict(COUNT_RULE)
     rule = cfg["rule"] if rule is None else rule
@@ -323,6 +332,11 @@ def count_objects(model, images: Tensor, *, threshold: float | None = None,
     cand = object_candidates(model, images, rule=rule, max_objects=max_objects,
                              threshold=threshold, calibration=calibration, **kw)
     found = counts_at(cand.score, threshold)
+    fam = (getattr(model, "record", None) or {}).get("familiarity")
+    distance = None
+    if fam is not None:  # a photograph or a drawing holds no object the model knows
+        distance = familiarity(fam, images.detach().cpu())
+        found = found.masked_fill(distance.to(found.device) > 1.0, 0)
     k = max(1, int(found.max()))
     keep = torch.arange(cand.score.shape[1])[None, :k] < found[:, None]  # (B, k)
     nan = float("nan")
@@ -335,7 +349,8 @@ def count_objects(model, images: Tensor, *, threshold: float | None = None,
         used["max_objects"] = int(max_objects)
     used.update({k2: v for k2, v in kw.items()
                  if k2 in ("window", "erase", "candidates", "exclusion", "polish")})
-    return Objects(points, energy, found, score, None if q90 is None else float(q90), used)
+    return Objects(points, energy, found, score, None if q90 is None else float(q90), used,
+                   distance)
 
 
 def match_positions(found: Tensor, truth: Tensor) -> tuple[Tensor, Tensor]:

@@ -52,8 +52,11 @@ def test_streaming_in_tiny_chunks_answers_as_the_batch_path(folder, late, tmp_pa
     assert torch.allclose(torch.tensor([r["value"] for r in got]), batch.value, atol=1e-4)
     assert torch.allclose(torch.tensor([r["energy"] for r in got]), batch.energy, atol=1e-3)
     for r in got:
-        assert set(r) == {"path", "concept", "value", "energy", "object_found", "flags"}
-        assert r["flags"] == ([] if r["object_found"] is not False else ["no_object_found"])
+        assert set(r) == {"path", "concept", "value", "energy", "object_found", "flags",
+                          "familiarity"}
+        unfamiliar = ["unfamiliar_image"] if r["familiarity"] > 1.0 else []
+        assert r["flags"] == ([] if r["object_found"] is not False
+                              else ["no_object_found", *unfamiliar])
 
 
 def test_a_rerun_skips_what_is_done_and_redoes_a_line_cut_short(tmp_path):
