@@ -130,8 +130,10 @@ def calibration_report(name: str, n: int = 200) -> dict:
     empty = empty_images(images)
     energy = {k: float(min_energies(model, v)[0]) for k, v in empty.items()}
     contrast = {k: float(energy_contrast(model, v)[0]) for k, v in empty.items()}
+    fam = model.record.get("familiarity")  # the images' own check, when the record has one
     found = {k: bool(object_found(cal, torch.tensor([energy[k]]),
-                                  contrast=torch.tensor([contrast[k]]))[0]) for k in empty}
+                                  contrast=torch.tensor([contrast[k]]), familiarity=fam,
+                                  images=empty[k])[0]) for k in empty}
     return {"model": name, "energy_calibration": cal, "threshold": no_object_threshold(cal),
             "min_contrast": min_contrast(cal), "empty_energy": energy,
             "empty_contrast": contrast, "refused": {k: not f for k, f in found.items()}}
