@@ -70,11 +70,12 @@ USE_AND_LIMITS: dict[str, dict[str, str]] = {
         "limits": "Knows the default camera only. Its training randomised exactly the "
                   "nuisances the robustness table measures (grey clutter, light wider than the "
                   "unseen-light test, noise, blur), so robustness.clutter and robustness.light "
-                  "measure it inside its training range, not beyond; a uniform-noise image is "
-                  "answered, not refused (conceptebm calibrate position_late_robust). Trained "
-                  "2,300 of 4,000 scheduled iterations (time limit). Photographs are not "
-                  "refused reliably: 10 of scikit-image's 26 sample photographs are answered "
-                  "without 'no object found' (benchmarks/results/photographs.json).",
+                  "measure it inside its training range, not beyond. Trained 2,300 of 4,000 "
+                  "scheduled iterations (time limit). Its energy alone answers a uniform-noise "
+                  "image and 10 of scikit-image's 26 sample photographs; the familiarity check "
+                  "in its record refuses them (0 of 26 answered; "
+                  "benchmarks/results/photographs.json) and 19% of validation scenes on a "
+                  "ground colour it never saw.",
     },
     "position_multiview": {
         "use": "position from one or several views taken from any camera (their energies add)",
