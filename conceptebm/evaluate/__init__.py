@@ -7,6 +7,8 @@ standard errors (the metrics follow each concept's declaration: :func:`metric_na
 ``generation_quality`` / ``inference_quality`` score a concept EBM (:mod:`.quality`);
 ``score_model``, ``select`` and ``export`` score a model as flat JSON, pick a run's best
 snapshot and ship it (:mod:`.selection`, what ``paper/benchmarks/train_quality.py`` calls).
+``fit_familiarity`` / ``familiar`` say whether an image is of the kind a model was trained on
+(:mod:`.familiarity`, the check behind "no object found" for photographs).
 
 Example:
     >>> import torch
@@ -20,6 +22,7 @@ Example:
 
 from conceptebm.evaluate.augment import add_pixel_noise, augment, gaussian_blur
 from conceptebm.evaluate.checkpoint import SHIPPED, load_judge, load_judges, save_judge
+from conceptebm.evaluate.familiarity import familiar, familiarity, fit_familiarity
 from conceptebm.evaluate.heldout import heldout_metrics, metrics_to_json
 from conceptebm.evaluate.judge import Judge, JudgeConfig, JudgeNet
 from conceptebm.evaluate.metrics import (
@@ -80,4 +83,7 @@ __all__ = [
     "score_model",
     "select",
     "export",
+    "fit_familiarity",
+    "familiarity",
+    "familiar",
 ]
