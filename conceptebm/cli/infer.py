@@ -14,9 +14,10 @@ coordinate that has not converged; ``--save post.nc`` writes the draws as ArviZ 
 ``--model`` takes a shipped model name (``conceptebm.pretrained``) or a checkpoint path; by
 default the shipped inference model of ``--concept`` (``position_late_robust`` for position,
 else the concept's EBM), which knows the default camera only. For views taken from other
-sides use ``--model position_multiview`` (trained on views from any camera):
+sides use ``--model position_multiview_late`` (trained on views from any camera; more accurate
+and faster than ``position_multiview``: ``benchmarks/results/late_multiview.json``):
 
-    conceptebm infer view*.png --model position_multiview --posterior
+    conceptebm infer view*.png --model position_multiview_late --posterior
 """
 
 from __future__ import annotations

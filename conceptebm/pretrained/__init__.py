@@ -49,9 +49,12 @@ CONCEPTS = ("position", "color", "shape", "size")
 #: (``benchmarks/late_model.py`` with the robust family's options) is the same net trained on
 #: nuisance-randomised scenes (grey clutter, light from any direction, noise, blur, jitter) with
 #: the grey objects' places among the wrong values and two-object scenes in which each object
-#: is true in turn (``benchmarks/results/robustness.json``).
+#: is true in turn (``benchmarks/results/robustness.json``); ``position_multiview_late``
+#: (``benchmarks/late_multiview.py``) reads views from any camera like ``position_multiview``,
+#: late-conditioned, each view's camera estimated from the image (``LateEnergyNet(camera=True)``):
+#: more accurate at 1, 2, 4 and 8 views and faster (``benchmarks/results/late_multiview.json``).
 INFERENCE = ("position_contrastive", "position_multiview", "position_late",
-             "position_late_robust")
+             "position_late_robust", "position_multiview_late")
 #: The model ``conceptebm infer`` / ``energy-map`` use for a concept when no --model is given:
 #: ``position_late_robust``, as accurate as ``position_contrastive`` (the default before it) on
 #: every column of fresh test renders (clean, noise 0.1, grey clutter, unseen light, two

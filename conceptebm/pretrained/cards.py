@@ -82,6 +82,16 @@ USE_AND_LIMITS: dict[str, dict[str, str]] = {
         "limits": "A single view is ambiguous (multiview_mae.1); use four or more views for "
                   "a precise answer; its NUTS intervals were checked on 4-view sets only.",
     },
+    "position_multiview_late": {
+        "use": "position from one or several views taken from any camera (their energies "
+               "add), one trunk pass per view: the reader for views from other sides",
+        "limits": "Each view's camera is estimated from the faint colour gradient of the "
+                  "multiview set's ground (azimuth any, elevation 35-75 deg, distance "
+                  "7.5-9.5): on default-camera scenes, whose ground has no gradient, it reads "
+                  "about chance (use position_late_robust there); other cameras are "
+                  "untested. A uniform-noise image is answered, not refused. Trained 7,421 of "
+                  "8,000 scheduled iterations (time limit).",
+    },
 }
 
 
