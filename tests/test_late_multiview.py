@@ -110,3 +110,14 @@ def test_benchmark_quick_train(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     net = load_energy(out)
     assert net.config["camera"] is True and net.record["train"]["best_iteration"] in (10, 20)
+
+
+def test_shipped_reader_reads_positions_from_any_camera():
+    model = pretrained.load("position_multiview_late")
+    assert model.config["camera"] is True and model.map_settings.grid == 9
+    images, labels = make_dataset("multiview", size=48, seed=123, n_views=4).views(range(12))
+    truth = labels["position"][:, 0]  # (12, 2): one position per 4-view set
+    with torch.no_grad():
+        err = (infer_concept(model, images, views=True).value - truth).abs().mean().item()
+    # its 4-view test MAE is 0.017 (benchmarks/results/late_multiview.json); chance is 2/3
+    assert err < 0.08, err
