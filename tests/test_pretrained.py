@@ -47,7 +47,8 @@ def test_shape_model_keeps_its_own_step_size():
 
 def test_unknown_name_lists_the_shipped_ones():
     shipped = ("position, color, shape, size, position_contrastive, position_multiview, "
-               "position_late, position_late_robust, position_multiview_late, position_cd")
+               "position_late, position_late_robust, position_multiview_late, shape_late, "
+               "size_late, color_late, position_cd")
     with pytest.raises(ValueError, match=shipped):
         pretrained.load("texture")
     assert set(pretrained.available()) <= set(pretrained.NAMES)

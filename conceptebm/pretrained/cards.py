@@ -92,6 +92,37 @@ USE_AND_LIMITS: dict[str, dict[str, str]] = {
                   "untested. A uniform-noise image is answered, not refused. Trained 7,421 of "
                   "8,000 scheduled iterations (time limit).",
     },
+    "shape_late": {
+        "use": "the default reader of conceptebm infer --concept shape: sphere, cube or "
+               "cylinder of the object in default-camera scenes, one trunk pass per image",
+        "limits": "Knows the default camera and one object (the pooled readout mixes several "
+                  "objects); clean renders only in training, so accuracy falls under pixel "
+                  "noise (shape.acc_noise_0.1). The grey image is answered, not refused "
+                  "(blank_answered_of_5; object-free images were among its training "
+                  "negatives, so that column is not a held-out test). Categories are read "
+                  "exactly: its speed-up over the early shape EBM is small (three values).",
+    },
+    "size_late": {
+        "use": "the default reader of conceptebm infer --concept size: the object's size in "
+               "default-camera scenes, one trunk pass per image",
+        "limits": "Knows the default camera and one object; MAP at the default 1-D settings "
+                  "(101-point grid, 60 Adam steps), not chosen on validation. Object-free "
+                  "images were among its training negatives, so blank_answered_of_5 is not "
+                  "a held-out test.",
+    },
+    "color_late": {
+        "use": "the default reader of conceptebm infer --concept color: one of the eight "
+               "palette colours of the object in default-camera scenes, one trunk pass per "
+               "image",
+        "limits": "Knows the renderer's eight palette colours and one object. The empty "
+                  "ground of the test renders is answered, not refused, where the early color "
+                  "EBM refuses all five object-free images (blank_answered_of_5), and it "
+                  "refuses 0.008 of real scenes (refused_real) against the early EBM's "
+                  "0.002. It was tuned with four object-free images a step (empty ground, "
+                  "smooth noise); eight with flat colours and pixel noise among them answered "
+                  "more of them on validation (2 of 5 against 1) and read colours worse "
+                  "(0.994 against 0.996), so it was not chosen.",
+    },
 }
 
 
