@@ -112,3 +112,25 @@ def test_the_empty_term_scores_every_empty_image_under_every_true_value():
     assert set(stats) >= {"empty", "empty_acc", "e_empty", "loss"}
     with pytest.raises(ValueError, match="empty_negatives"):
         TrainConfig(concept="shape", empty_negatives=4)  # a CD run has no such term
+
+
+def test_the_benchmark_reads_both_readers_on_the_same_renders(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "late.json"
+    proc = subprocess.run([sys.executable, "benchmarks/late_readers.py", "--quick",
+                           "--concepts", "color", "--json", str(out)], capture_output=True,
+                          text=True, timeout=600, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text())["concepts"]["color"]
+    assert res["model"] == "color_late" and res["reference"] == "color"
+    rows = res["rows"]
+    assert set(rows) == {"model", "reference"} and res["metric"] == "acc"
+    for row in rows.values():  # 12 renders each: accuracy in [0, 1], a speed, 5 blanks
+        assert 0 <= row["acc"]["value"] <= 1 and row["images_per_s"] > 0
+        assert len(row["blank_answered"]) == 5
+    diff = rows["model"]["acc"]["value"] - rows["reference"]["acc"]["value"]
+    assert abs(res["diff"]["clean"]["value"] - diff) < 1e-9  # paired on the same scenes

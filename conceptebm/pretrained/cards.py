@@ -100,7 +100,9 @@ USE_AND_LIMITS: dict[str, dict[str, str]] = {
                   "noise (shape.acc_noise_0.1). The grey image is answered, not refused "
                   "(blank_answered_of_5; object-free images were among its training "
                   "negatives, so that column is not a held-out test). Categories are read "
-                  "exactly: its speed-up over the early shape EBM is small (three values).",
+                  "exactly: its speed-up over the early shape EBM is small (three values). "
+                  "Photographs are not refused reliably: 5 of scikit-image's 26 are answered "
+                  "(early shape 7; benchmarks/results/photographs_late_readers.json).",
     },
     "size_late": {
         "use": "the default reader of conceptebm infer --concept size: the object's size in "
@@ -108,7 +110,8 @@ USE_AND_LIMITS: dict[str, dict[str, str]] = {
         "limits": "Knows the default camera and one object; MAP at the default 1-D settings "
                   "(101-point grid, 60 Adam steps), not chosen on validation. Object-free "
                   "images were among its training negatives, so blank_answered_of_5 is not "
-                  "a held-out test.",
+                  "a held-out test. Answers none of scikit-image's 26 photographs (early size "
+                  "6; benchmarks/results/photographs_late_readers.json).",
     },
     "color_late": {
         "use": "the default reader of conceptebm infer --concept color: one of the eight "
@@ -121,7 +124,9 @@ USE_AND_LIMITS: dict[str, dict[str, str]] = {
                   "0.002. It was tuned with four object-free images a step (empty ground, "
                   "smooth noise); eight with flat colours and pixel noise among them answered "
                   "more of them on validation (2 of 5 against 1) and read colours worse "
-                  "(0.994 against 0.996), so it was not chosen.",
+                  "(0.994 against 0.996), so it was not chosen. Answers 1 of scikit-image's "
+                  "26 photographs (early color 0; benchmarks/results/photographs_late_readers"
+                  ".json).",
     },
 }
 
