@@ -39,13 +39,16 @@ USE_AND_LIMITS: dict[str, dict[str, str]] = {
                "position=(-0.6,-0.6) & position=(0.6,0.6))",
         "limits": "A generator: not the reader to use for inference.",
     },
-    "color": {"use": "generating and reading one of eight colours of the scene's object",
+    "color": {"use": "generating one of eight colours of the scene's object (read colours "
+                     "with color_late, the default of conceptebm infer --concept color)",
               "limits": "Knows the eight palette colours of the renderer only."},
-    "shape": {"use": "generating and reading sphere, cube or cylinder",
+    "shape": {"use": "generating sphere, cube or cylinder (read shapes with shape_late, the "
+                     "default of conceptebm infer --concept shape)",
               "limits": "An empty scene gets an energy like a real one's, so it cannot say "
                         "'no object found'; generated shapes are right about three times in "
                         "four (shape.acc)."},
-    "size": {"use": "generating and reading an object's size",
+    "size": {"use": "generating an object's size (read sizes with size_late, the default of "
+                    "conceptebm infer --concept size: 76x faster, MAE 0.013 against 0.034)",
              "limits": "An empty scene gets an energy like a real one's, so it cannot say "
                        "'no object found'."},
     "position_contrastive": {
