@@ -12,8 +12,9 @@ posterior temperature, with ArviZ's R-hat, bulk / tail ESS and MCSE and a warnin
 coordinate that has not converged; ``--save post.nc`` writes the draws as ArviZ netCDF
 (continuous concepts), or the posterior of every category (categorical ones).
 ``--model`` takes a shipped model name (``conceptebm.pretrained``) or a checkpoint path; by
-default the shipped inference model of ``--concept`` (``position_late_robust`` for position,
-else the concept's EBM), which knows the default camera only. For views taken from other
+default the shipped inference model of ``--concept`` (``pretrained.INFER_DEFAULT``:
+``position_late_robust``, ``shape_late``, ``size_late``, ``color_late``, each one trunk pass per
+image), which knows the default camera only. For views taken from other
 sides use ``--model position_multiview_late`` (trained on views from any camera; more accurate
 and faster than ``position_multiview``: ``benchmarks/results/late_multiview.json``):
 
