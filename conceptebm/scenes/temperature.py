@@ -44,10 +44,11 @@ import math
 import torch
 from torch import Tensor
 
-from conceptebm.checkpoints import update_record
+from conceptebm.checkpoints import read_record, update_record
 from conceptebm.infer.posterior_grid import (
     calibrate_temperature,
     fit_temperature,
+    half_split_check,
     summarise_grid,
 )
 from conceptebm.scenes.inference import check_images
@@ -58,7 +59,7 @@ from conceptebm.scenes.multiview import (
 )
 
 __all__ = ["VALIDATION_SEED", "TEST_SEED", "scene_sets", "fit_posterior_temperature",
-           "nested_view_fits",
+           "nested_view_fits", "merge_view_fits",
            "coverage", "store_posterior_temperature", "shipped_temperature"]
 
 VALIDATION_SEED = 20_261_129  # the held-out seed of the energy calibration: no training run
@@ -124,12 +125,45 @@ def fit_posterior_temperature(model, sets: Tensor, truth: Tensor, *, points: int
                                  level=level, event_dim=event_dim)
 
 
-def store_posterior_temperature(path, calibration: dict) -> None:
-    """Write ``posterior_temperature`` (the number: ``calibration["temperature"]``) and
-    ``posterior_calibration`` (the whole record) into a checkpoint's record: its safetensors
-    metadata and its JSON twin alike; the tensors are rewritten unchanged."""
+def merge_view_fits(old: dict | None, new: dict) -> dict:
+    """``new`` (a ``posterior_calibration``) with the fits of ``old`` at the counts of views
+    ``new`` did not fit kept: refitting one count (``--views 1 -n 600``) leaves the others'
+    temperatures as they were. Each kept fit carries its own provenance (``seed``, ``n``,
+    ``command``) in ``fits``; ``commands`` lists every command that made the record, and
+    ``temperature`` / ``views`` are those of the smallest count (the single-image default)."""
+    if not old or not old.get("by_views") or not new.get("by_views"):
+        return new  # a calibration without counts of views is stored as it is
+    kept = {k: t for k, t in old["by_views"].items() if k not in new["by_views"]}
+    if not kept:
+        return new
+    old_fits = old.get("fits") or {}
+    fits = {k: {"seed": old.get("seed"), "n": old.get("n"), "points": old.get("points"),
+                "command": old.get("command"), **old_fits.get(k, {})} for k in kept}
+    for k, f in (new.get("fits") or {}).items():
+        fits[k] = {"seed": new.get("seed"), "command": new.get("command"), **f}
+    by_views = {**kept, **new["by_views"]}
+    order = sorted(by_views, key=int)
+    first = order[0]
+    commands = list(old.get("commands") or [old.get("command")]) + [new.get("command")]
+    return {**new, "by_views": {k: by_views[k] for k in order},
+            "fits": {k: fits[k] for k in order if k in fits},
+            "temperature": by_views[first], "views": int(first),
+            "commands": [c for c in commands if c]}
+
+
+def store_posterior_temperature(path, calibration: dict, *, keep_other_views: bool = True
+                                ) -> dict:
+    """Write ``posterior_temperature`` (the number) and ``posterior_calibration`` (the whole
+    record) into a checkpoint's record: its safetensors metadata and its JSON twin alike;
+    the tensors are rewritten unchanged. With ``keep_other_views`` the record's fits at
+    counts of views ``calibration`` did not fit are kept (:func:`merge_view_fits`).
+    Returns the stored calibration."""
+    if keep_other_views:
+        calibration = merge_view_fits(read_record(path).get("posterior_calibration"),
+                                      calibration)
     update_record(path, {"posterior_temperature": calibration["temperature"],
                          "posterior_calibration": calibration})
+    return calibration
 
 
 def nested_view_fits(model, sets: Tensor, truth: Tensor, views, *, points: int = 32,
@@ -156,7 +190,8 @@ def nested_view_fits(model, sets: Tensor, truth: Tensor, views, *, points: int =
         fits[str(v)] = {"temperature": t, "level": level, "points": int(points), "refine": 1,
                         "n": n, "views": int(v), "coverage_fit": float(inside.mean()),
                         "width": float((at.interval[:, 1] - at.interval[:, 0]).mean()),
-                        "sets": f"the first {v} views of {n} {most}-view scenes"}
+                        "sets": f"the first {v} views of {n} {most}-view scenes",
+                        "half_split": half_split_check(g, truth)}
     return fits
 
 

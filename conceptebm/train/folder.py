@@ -306,9 +306,14 @@ def fit_run_temperature(result, held_out, *, say=print) -> dict | None:
                 "views": 1, "by_views": {"1": cal["temperature"]}})
     update_record(path, {"posterior_temperature": cal["temperature"],
                          "posterior_calibration": cal})
+    halves = cal.get("half_split")
+    spread = "" if not halves else (
+        f"; fitted on each half instead: T {halves['temperature'][0]:.3g} / "
+        f"{halves['temperature'][1]:.3g}, covering {halves['coverage'][0]:.2f} / "
+        f"{halves['coverage'][1]:.2f} of the other half")
     say(f"[train] posterior temperature {cal['temperature']:.3g}, fitted on {cal['n']} "
         f"held-out images (90% intervals cover {cal['coverage_fit']:.2f} there, mean width "
-        f"{cal['width']:.3g}); stored in {path}")
+        f"{cal['width']:.3g}{spread}); stored in {path}")
     return cal
 
 

@@ -144,3 +144,52 @@ def test_nested_view_fits_equal_the_direct_fits_on_the_same_views():
         assert nested[str(v)]["temperature"] == pytest.approx(direct["temperature"], rel=1e-6)
         assert nested[str(v)]["coverage_fit"] == pytest.approx(direct["coverage_fit"])
         assert nested[str(v)]["n"] == 6 and nested[str(v)]["views"] == v
+
+
+def test_half_split_fits_recover_the_temperature_and_cover_the_other_half():
+    # readings of sd 0.1: each half of 600 readings (300 x 2 coordinates: coverage se ~0.017)
+    # fits T = 2 within ~25 %, and the T fitted on one half covers the other half at 0.9
+    # within 4 se of a difference of two such coverages
+    s = 0.1
+    x, truth = _readings(2.0, n=600, seed=3, s=s)
+    fit = fit_posterior_temperature(Reading(s), x, truth, points=32, check_range=False,
+                                    event_dim=1)
+    halves = fit["half_split"]
+    assert halves["sets"] == [300, 300]
+    for t, c in zip(halves["temperature"], halves["coverage"], strict=True):
+        assert abs(math.log(t / 2.0)) < 0.35, halves
+        assert abs(c - 0.9) < 4 * math.sqrt(2 * 0.09 / 600) + 0.01, halves
+    # halves read at T = 1 and T = 4: their fits differ about 4-fold
+    x_cold, truth_cold = _readings(1.0, n=300, seed=5, s=s)
+    x_hot, truth_hot = _readings(4.0, n=300, seed=4, s=s)
+    mixed = fit_posterior_temperature(Reading(s), torch.cat([x_cold, x_hot]),
+                                      torch.cat([truth_cold, truth_hot]), points=32,
+                                      check_range=False, event_dim=1)
+    t1, t2 = mixed["half_split"]["temperature"]
+    assert 2.5 < t2 / t1 < 6, mixed["half_split"]
+
+
+def test_refitting_one_count_of_views_keeps_the_records_other_counts(late_copy):
+    from conceptebm.scenes.temperature import merge_view_fits
+
+    old = {"temperature": 0.6, "views": 1, "by_views": {"1": 0.6, "2": 0.7, "8": 1.0},
+           "fits": {"1": {"n": 200}, "2": {"n": 200}, "8": {"n": 200}}, "seed": 7, "n": 200,
+           "command": "fit all"}
+    store_posterior_temperature(late_copy, old)
+    new = {"temperature": 0.5, "views": 1, "by_views": {"1": 0.5}, "fits": {"1": {"n": 600}},
+           "seed": 7, "n": 600, "command": "fit one"}
+    stored = store_posterior_temperature(late_copy, new)
+    record = conceptebm.load(str(late_copy)).record
+    assert record["posterior_calibration"] == stored
+    assert stored["by_views"] == {"1": 0.5, "2": 0.7, "8": 1.0}
+    assert record["posterior_temperature"] == 0.5
+    assert stored["fits"]["1"]["n"] == 600 and stored["fits"]["8"]["n"] == 200
+    assert stored["fits"]["8"]["command"] == "fit all" and stored["commands"] == ["fit all",
+                                                                                 "fit one"]
+    model = conceptebm.load(str(late_copy))
+    assert posterior_temperature(model, views=1) == 0.5
+    assert posterior_temperature(model, views=2) == 0.7
+    # a fit at every count replaces the record; one without by_views is stored as it is
+    assert merge_view_fits(old, {**old, "by_views": {"1": 0.4, "2": 0.4, "8": 0.4}})[
+        "by_views"] == {"1": 0.4, "2": 0.4, "8": 0.4}
+    assert merge_view_fits(None, new) == new
