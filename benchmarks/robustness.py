@@ -7,6 +7,11 @@ the built-in foreign fixture after ``conceptebm train --data`` with each reader'
         --seed 600001 --split validation --json out/robustness_val.json     # to choose
     python benchmarks/robustness.py --models position_contrastive position_late_robust \\
         --seed 20261208 --split test --json benchmarks/results/robustness.json  # read once
+    python benchmarks/robustness.py --models position_late_robust position_contrastive \
+        position_late --seed 20261211 --split test --foreign \
+        benchmarks/results/robustness_foreign.json --foreign-run position_late_robust=RUN1 \
+        --foreign-run position_contrastive=RUN2 \
+        --json benchmarks/results/robustness_full.json      # every column, read once
     python benchmarks/robustness.py --quick --json /tmp/robustness.json       # seconds
 
 The foreign column: ``conceptebm make-data foreign --out-dir D/foreign`` (1,700 images, seed
