@@ -65,7 +65,10 @@ INFERENCE = ("position_contrastive", "position_multiview", "position_late",
 #: every column of fresh test renders (clean, noise 0.1, grey clutter, unseen light, two
 #: objects, no-object false alarms; ``benchmarks/results/robustness.json``, seed 20261208), again
 #: at each reader's MAP settings chosen on validation images (grid 25, 30 steps;
-#: ``benchmarks/results/robustness_map.json``, seed 20261209), and one trunk pass per image;
+#: ``benchmarks/results/robustness_map.json``, seed 20261209), and on the twelve columns of the
+#: full table (JPEG, blur, other grounds, camera jitter and the foreign fixture after
+#: ``train --data`` added; ``benchmarks/results/robustness_full.json``, seed 20261211), with one
+#: trunk pass per image;
 #: ``shape_late``, ``size_late``, ``color_late``, more accurate than the early-conditioned
 #: ``shape``, ``size``, ``color`` on fresh test renders, clean and under pixel noise 0.1, and
 #: 1.5x, 76x and 8x faster (seed 20261210, n = 500: shape 0.964 vs 0.798, size MAE 0.013 vs
