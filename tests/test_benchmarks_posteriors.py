@@ -12,11 +12,12 @@ def test_posteriors_quick(tmp_path, run_benchmark):
     assert "90% intervals on 6 test sets" in stdout and "sampler (MALA, 4 chains" in stdout
     res = json.loads(out.read_text())
     assert [(r["model"], r["views"]) for r in res["rows"]] == [("position_late", 1),
-                                                               ("position_multiview", 2),
-                                                               ("foreign", 1)]
+                                                               ("foreign", 1),
+                                                               ("position_multiview", 2)]
+    assert res["complete"] is True
     # the foreign row's model is a train --data run that fitted its own temperature
     cal = res["foreign"]["posterior_calibration"]
-    assert res["rows"][-1]["temperature"] == cal["temperature"] and cal["n"] == 12
+    assert res["rows"][1]["temperature"] == cal["temperature"] and cal["n"] == 12
     assert "train --data" in res["foreign"]["train_command"]
     for r in res["rows"]:
         assert 0 <= r["coverage"] <= 1 and 0 <= r["coverage_t1"] <= 1 and r["n"] == 6
