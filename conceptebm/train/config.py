@@ -27,6 +27,7 @@ OBJECTIVES = ("cd", "contrastive")  # train/objective.py builds each
 #: image features once per image, a small head per concept value: fast concept inference)
 NETS = ("conv", "late")
 FIELD_CHOICES = {"objective": OBJECTIVES, "net": NETS}
+MAX_NEGATIVES = 1024  # wrong values (or object-free images) per real image, each kind
 LR_SCHEDULES = ("constant", "cosine")
 SAMPLER_INITS = ("smooth", "uniform")
 DOWNSAMPLES = ("stride", "pool")
@@ -173,6 +174,10 @@ class TrainConfig:
                      "empty_negatives"):
             need(int(getattr(self, name)) == getattr(self, name) and getattr(self, name) >= 0,
                  name, "must be an integer >= 0")
+        for name in ("contrastive_negatives", "contrastive_near_negatives", "image_negatives",
+                     "empty_negatives"):  # per real image: a batch grows by this factor
+            need(getattr(self, name) <= MAX_NEGATIVES, name,
+                 f"must be at most {MAX_NEGATIVES} (each real image's batch grows by it)")
         need(self.log_every >= 1, "log_every", "must be >= 1")
         for name in ("lr", "step_size", "max_abs_energy", "contrastive_temperature"):
             v = getattr(self, name)
