@@ -3,7 +3,8 @@ position reader answer without saying "no object found"?
 
     pip install scikit-image     # its sample photographs ship inside the package
     python benchmarks/photographs.py --json benchmarks/results/photographs.json
-    python benchmarks/photographs.py --validation --json benchmarks/results/photographs_validation.json
+    python benchmarks/photographs.py --validation \
+        --json benchmarks/results/photographs_validation.json
 
 Every photograph and scientific image that ships in ``skimage/data`` (a portrait, a cat, a cup
 of coffee, a rocket, a logo, textures, micrographs, ...; ``--photos DIR`` reads another folder)
@@ -39,6 +40,7 @@ import torch
 import conceptebm
 from conceptebm import pretrained
 from conceptebm.datasets import read_image
+from conceptebm.datasets.images import resize_image
 from conceptebm.evaluate.calibration import energy_contrast, object_found
 from conceptebm.evaluate.familiarity import familiarity
 from conceptebm.evaluate.metrics import binomial_metric
@@ -91,10 +93,7 @@ def main(argv=None) -> int:
     for name in args.models:
         model = conceptebm.load(name)
         size = model.image_size
-        images = torch.stack([
-            torch.nn.functional.interpolate(im[None], size=(size, size), mode="bilinear",
-                                            antialias=True, align_corners=False)[0].clamp(0, 1)
-            for im in photos])  # (N, 3, size, size)
+        images = torch.stack([resize_image(im, size) for im in photos])  # (N, 3, size, size)
         est = infer_concept(model, images)
         cal, fam = model.record["energy_calibration"], model.record.get("familiarity")
         by_energy = object_found(cal, est.energy, contrast=energy_contrast(model, images))

@@ -44,9 +44,9 @@ def _fit_size(image: torch.Tensor, path, model, resize: bool) -> torch.Tensor:
             f"image {path} is {image.shape[-1]}x{image.shape[-2]} (width x height) but the "
             f"{model.concept.name} model reads {size}x{size} images; pass --resize to rescale "
             "it (the aspect ratio is not kept)")
-    out = torch.nn.functional.interpolate(image[None], size=(size, size), mode="bilinear",
-                                          antialias=True, align_corners=False)[0]
-    return out.clamp(0, 1)
+    from conceptebm.datasets.images import resize_image
+
+    return resize_image(image, size)
 
 
 def looks_like_path(spec: str) -> bool:

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["read_image", "write_pngs", "ImageError"]
+__all__ = ["read_image", "resize_image", "write_pngs", "ImageError"]
 
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 _WITH_ALPHA = ("RGBA", "LA", "PA", "RGBa", "La")
@@ -96,6 +96,18 @@ def read_image(path: str | os.PathLike) -> Tensor:
         raise ImageError(f"cannot read image {p} ({err}); is it an image file? "
                          f"{_FIX}") from None
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255.0  # (3, H, W)
+
+
+def resize_image(img: Tensor, size: int | None) -> Tensor:
+    """``img (3, H, W)`` or ``(n, 3, H, W)`` in [0, 1] at ``size x size`` (bilinear with
+    antialiasing, aspect ratio not kept, clamped to [0, 1]; unchanged at that size already or
+    for ``size=None``): what ``--resize`` does to every image."""
+    if size is None or tuple(img.shape[-2:]) == (size, size):
+        return img
+    batch = img if img.dim() == 4 else img[None]
+    out = torch.nn.functional.interpolate(batch, size=(size, size), mode="bilinear",
+                                          antialias=True, align_corners=False).clamp(0, 1)
+    return out if img.dim() == 4 else out[0]
 
 
 def write_pngs(images: Tensor, paths) -> None:

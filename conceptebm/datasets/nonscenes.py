@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from conceptebm.datasets.images import resize_image
+
 __all__ = ["nonscene_images", "scaled"]
 
 CROPS = 12  # random crops of each photograph
@@ -38,14 +40,12 @@ DRAWINGS = 60
 
 def scaled(array, size: int) -> Tensor:
     """An ``(H, W)`` or ``(H, W, C)`` array in [0, 1] as a ``(3, size, size)`` image (grey
-    repeated, alpha dropped)."""
+    repeated, alpha dropped; :func:`~conceptebm.datasets.images.resize_image`)."""
     t = torch.as_tensor(np.asarray(array, dtype=np.float32))
     if t.dim() == 2:
         t = t[..., None]
     t = t[..., :3].expand(-1, -1, 3) if t.shape[-1] == 1 else t[..., :3]
-    t = t.permute(2, 0, 1)[None]
-    return F.interpolate(t, size=(size, size), mode="bilinear", antialias=True,
-                         align_corners=False)[0].clamp(0, 1)
+    return resize_image(t.permute(2, 0, 1).contiguous(), size)
 
 
 def _pictures() -> list[np.ndarray]:

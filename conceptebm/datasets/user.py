@@ -72,7 +72,7 @@ from conceptebm.datasets.declarations import (
     parse_columns,
     read_concepts,
 )
-from conceptebm.datasets.images import ImageError, read_image, write_pngs
+from conceptebm.datasets.images import ImageError, read_image, resize_image, write_pngs
 from conceptebm.datasets.scene import PALETTE, SHAPES
 
 __all__ = ["LabelledImages", "load_images", "save_npz", "save_folder", "label_table",
@@ -453,16 +453,6 @@ def _check_size(n: int, h: int, w: int, where: str, resize: int | None) -> None:
                          f"smaller ones: {fix}")
 
 
-def _resized(img: Tensor, size: int | None) -> Tensor:
-    """``img (3, H, W)`` or ``(n, 3, H, W)`` at ``size x size`` (antialiased bilinear)."""
-    if size is None or tuple(img.shape[-2:]) == (size, size):
-        return img
-    batch = img if img.dim() == 4 else img[None]
-    out = torch.nn.functional.interpolate(batch, size=(size, size), mode="bilinear",
-                                          antialias=True, align_corners=False).clamp(0, 1)
-    return out if img.dim() == 4 else out[0]
-
-
 def _load_folder(folder: Path, labels_file: Path | None, concepts, declared, columns, infer,
                  resize: int | None = None, warnings: list[str] | None = None):
     if labels_file is None:
@@ -495,7 +485,7 @@ def _load_folder(folder: Path, labels_file: Path | None, concepts, declared, col
         if first is None:
             _check_size(len(rows), img.shape[1], img.shape[2], where, resize)
         if resize is not None:
-            img = _resized(img, resize)
+            img = resize_image(img, resize)
         if first is None:
             first = (file, img.shape)
         elif img.shape != first[1]:
@@ -540,7 +530,7 @@ def _load_npz(path: Path, concepts, declared, columns, infer, resize: int | None
             raise ValueError(f"{path.name}: images[{i}] has values outside [0, 1]; store "
                              "uint8 or floats in [0, 1]")
     if resize is not None and tuple(x.shape[-2:]) != (resize, resize):
-        x = torch.cat([_resized(x[i:i + 256], resize) for i in range(0, x.shape[0], 256)])
+        x = torch.cat([resize_image(x[i:i + 256], resize) for i in range(0, x.shape[0], 256)])
     palette = None
     if "palette_names" in data and "palette_rgb" in data:
         names = [str(s) for s in data["palette_names"]]

@@ -21,7 +21,6 @@ from __future__ import annotations
 import torch
 
 from conceptebm.checkpoints import update_record
-from conceptebm.evaluate.familiarity import fit_familiarity
 from conceptebm.evaluate.calibration import (
     energy_calibration,
     energy_contrast,
@@ -30,6 +29,7 @@ from conceptebm.evaluate.calibration import (
     no_object_threshold,
     object_found,
 )
+from conceptebm.evaluate.familiarity import fit_familiarity
 
 __all__ = ["CALIBRATION_SEED", "MIN_SCENES", "FAMILY", "shipped_calibration",
            "calibration_report", "empty_images", "store_calibration", "familiarity_images",

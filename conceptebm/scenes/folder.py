@@ -116,7 +116,7 @@ def read_images(paths: Sequence[str], size: int | None = None, *,
     """Images ``(n, 3, H, W)`` in [0, 1] read with the package's one reader
     (:func:`conceptebm.datasets.images.read_image`); with ``size``, each must be ``size x
     size`` or, with ``resize``, is rescaled to it."""
-    from conceptebm.datasets.images import read_image
+    from conceptebm.datasets.images import read_image, resize_image
 
     out = []
     for p in paths:
@@ -125,9 +125,7 @@ def read_images(paths: Sequence[str], size: int | None = None, *,
             if not resize:
                 raise ValueError(f"image {p} is {im.shape[-1]}x{im.shape[-2]} but the model "
                                  f"reads {size}x{size} images; pass resize=True")
-            im = torch.nn.functional.interpolate(im[None], size=(size, size), mode="bilinear",
-                                                 antialias=True, align_corners=False)[0]
-            im = im.clamp(0, 1)
+            im = resize_image(im, size)
         out.append(im)
     return torch.stack(out)
 
@@ -139,7 +137,8 @@ def answer_rows(model, paths: Sequence[str], images: Tensor | None = None, *,
     "flags"}``; ``value`` is the MAP estimate (a category name for a categorical concept),
     ``flags`` lists ``"no_object_found"`` when the model's energy calibration refuses the
     image, and ``"unfamiliar_image"`` too when its familiarity check finds it unlike the
-    model's training images (``familiarity``: that distance over its threshold). ``images`` default to :func:`read_images` of ``paths``."""
+    model's training images (``familiarity``: that distance over its threshold). ``images``
+    default to :func:`read_images` of ``paths``."""
     from conceptebm.scenes.checks import check_estimates
     from conceptebm.scenes.inference import infer_concept
 
