@@ -96,9 +96,10 @@ def main(argv=None) -> int:
         images = torch.stack([resize_image(im, size) for im in photos])  # (N, 3, size, size)
         est = infer_concept(model, images)
         cal, fam = model.record["energy_calibration"], model.record.get("familiarity")
-        by_energy = object_found(cal, est.energy, contrast=energy_contrast(model, images))
-        answered = object_found(cal, est.energy, contrast=energy_contrast(model, images),
-                                familiarity=fam, images=images)
+        contrast = energy_contrast(model, images)
+        by_energy = object_found(cal, est.energy, contrast=contrast)
+        answered = object_found(cal, est.energy, contrast=contrast, familiarity=fam,
+                                images=images)
         m, me = binomial_metric(answered), binomial_metric(by_energy)
         out["models"][name] = {
             "answered": m.value, "answered_stderr": m.stderr,
