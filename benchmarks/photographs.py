@@ -60,6 +60,7 @@ def main(argv=None) -> int:
                    help="read the validation images instead (matplotlib's and scikit-learn's "
                         "pictures, drawings, digits) and the rendered scenes refused")
     p.add_argument("--models", nargs="+", default=list(pretrained.INFERENCE),
+                   choices=pretrained.NAMES, metavar="NAME",
                    help="position readers (default: every shipped one)")
     p.add_argument("--json", default=None, help="write the results here")
     args = p.parse_args(argv)
@@ -83,6 +84,10 @@ def main(argv=None) -> int:
                       "pip install scikit-image, or pass --photos DIR", file=sys.stderr)
                 return 2
             args.photos = str(Path(skimage.data.__file__).parent)
+        if not Path(args.photos).is_dir():
+            print(f"error: --photos: {args.photos} is not a folder; pass a folder of .png/.jpg "
+                  "photographs", file=sys.stderr)
+            return 2
         paths = sorted(q for q in Path(args.photos).iterdir() if q.suffix.lower() in SUFFIXES)
         if not paths:
             print(f"error: --photos: no .png/.jpg files in {args.photos}", file=sys.stderr)

@@ -36,3 +36,6 @@ def test_photographs_benchmark_refuses_an_empty_folder(tmp_path):
     r = _run("--photos", str(tmp_path), "--models", "position_late")
     assert r.returncode == 2 and r.stderr.startswith("error: --photos:")
     assert "Traceback" not in r.stderr
+    r = _run("--photos", str(tmp_path / "missing"), "--models", "position_late")
+    assert r.returncode == 2 and r.stderr.startswith("error: --photos:")
+    assert "is not a folder" in r.stderr and "Traceback" not in r.stderr
