@@ -157,7 +157,14 @@ def _infer_sets(model, sets: torch.Tensor, set_paths: list[list[str]], names: li
         line = f"{name}: {est.describe(i)}   (energy {float(est.energy[i]):.4g})"
         if checks[i].familiarity is not None:
             row["familiarity"] = round(checks[i].familiarity, 4)
-        if checks[i].familiarity is not None and checks[i].familiarity > 1.0:
+            row["colourless"] = checks[i].colourless
+        if checks[i].colourless:  # grey or empty: nothing of the objects' colour
+            line = (f"{name}: no object found: the image has no patch of colour like the "
+                    f"objects the model knows ({est.describe(i)} would be a guess)")
+            _warn(f"no object found in {name}: no part of it is as colourful as the objects "
+                  "in every image the model was trained on (a grey, empty or washed-out "
+                  "image?); the estimate means nothing")
+        elif checks[i].familiarity is not None and checks[i].familiarity > 1.0:
             line = (f"{name}: no object found: the image is unlike the scenes the model was "
                     f"trained on ({checks[i].familiarity:.3g} times the distance real images "
                     f"reach; {est.describe(i)} would be a guess)")

@@ -9,7 +9,12 @@ installed packages (nothing is downloaded):
   and two elevation maps from matplotlib's sample data drawn in three colour maps;
 * ``drawings``: text, rectangles, chessboards and smooth fractal noise drawn on random
   backgrounds;
-* ``digits``: scikit-learn's 8x8 handwritten digits, dark on light and light on dark.
+* ``digits``: scikit-learn's 8x8 handwritten digits, dark on light and light on dark;
+* ``grey_photos``: the same photographs and maps in grey, whole and as crops, some blurred
+  (micrographs, scans and night skies are grey);
+* ``patches``: small crops of them (5-20 % of the side), half in grey: surfaces, not scenes;
+* ``textures``: procedural textures: grain (noise at one scale), gravel (discs of random grey),
+  brick walls, pages of text, bright blobs on a dark field, and stripes.
 
 Every image is scaled to ``size x size`` (bilinear with antialiasing, aspect ratio not kept, as
 ``conceptebm infer --resize`` does). The test side, never used to choose anything, is the
@@ -18,7 +23,7 @@ sample data of scikit-image (``benchmarks/photographs.py``).
 Example:
     >>> sets = nonscene_images(16, seed=0)
     >>> sorted(sets), tuple(sets["digits"].shape)
-    (['digits', 'drawings', 'photos'], (90, 3, 16, 16))
+    (['digits', 'drawings', 'grey_photos', 'patches', 'photos', 'textures'], (90, 3, 16, 16))
 """
 
 from __future__ import annotations
@@ -35,7 +40,11 @@ from conceptebm.datasets.images import resize_image
 __all__ = ["nonscene_images", "scaled"]
 
 CROPS = 12  # random crops of each photograph
+GREY_CROPS = 6  # grey crops of each
+PATCHES = 8  # small crops of each
 DRAWINGS = 60
+TEXTURES = 120
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 def scaled(array, size: int) -> Tensor:
@@ -116,6 +125,100 @@ def _drawing(kind: int, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(im, dtype=np.float32) / 255
 
 
+def _grey(a: np.ndarray) -> np.ndarray:
+    return a[..., :3] @ _LUMA
+
+
+def _blur(a: np.ndarray, sigma: float) -> np.ndarray:
+    """A grey ``(H, W)`` array blurred by a Gaussian of ``sigma`` px (edges replicated)."""
+    from conceptebm.scenes.robustness import blur
+
+    return blur(torch.as_tensor(np.ascontiguousarray(a))[None, None], sigma)[0, 0].numpy()
+
+
+def _crop(a: np.ndarray, rng: np.random.Generator, low: float, high: float,
+          square: bool = False) -> np.ndarray:
+    h, w = a.shape[:2]
+    ch, cw = int(h * rng.uniform(low, high)), int(w * rng.uniform(low, high))
+    if square:
+        ch = cw = max(2, int(min(h, w) * rng.uniform(low, high)))
+    y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+    return a[y:y + ch, x:x + cw]
+
+
+def _grey_photos(size: int, rng: np.random.Generator) -> Tensor:
+    out = []
+    for a in _pictures():
+        g = _grey(a)
+        out.append(scaled(g, size))
+        for _ in range(GREY_CROPS):
+            c = _crop(g, rng, 0.15, 0.7)
+            out.append(scaled(_blur(c, rng.uniform(1, 6)) if rng.random() < 0.4 else c, size))
+    return torch.stack(out)
+
+
+def _patches(size: int, rng: np.random.Generator) -> Tensor:
+    out = []
+    for a in _pictures():
+        for _ in range(PATCHES):
+            c = _crop(a, rng, 0.05, 0.2, square=True)
+            out.append(scaled(_grey(c) if rng.random() < 0.5 else c, size))
+    return torch.stack(out)
+
+
+def _texture(kind: int, rng: np.random.Generator) -> np.ndarray:
+    from PIL import Image, ImageDraw
+
+    side = 128
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32)
+    if kind == 0:  # grain: Gaussian noise at one scale, grey or faintly tinted
+        cells = int(rng.integers(8, 64))
+        g = torch.as_tensor(rng.standard_normal((1, 1, cells, cells)), dtype=torch.float32)
+        z = F.interpolate(g, size=(side, side), mode="bicubic", align_corners=False)[0, 0].numpy()
+        z = 0.5 + rng.uniform(0.05, 0.25) * z / (z.std() + 1e-6)
+        return np.clip(z[..., None] * (1 + rng.uniform(-0.15, 0.15, 3)), 0, 1).astype(np.float32)
+    if kind == 1:  # gravel: discs of random grey on a grey background, sometimes blurred
+        bg = rng.uniform(0.1, 0.9)
+        im = Image.new("L", (side, side), int(bg * 255))
+        draw = ImageDraw.Draw(im)
+        for _ in range(int(rng.integers(20, 300))):
+            r, (x, y) = rng.uniform(1.5, 12), rng.uniform(0, side, 2)
+            draw.ellipse([x - r, y - r, x + r, y + r],
+                         fill=int(np.clip(bg + rng.normal(0, 0.25), 0, 1) * 255))
+        a = np.asarray(im, dtype=np.float32) / 255
+        return _blur(a, rng.uniform(0.5, 2)) if rng.random() < 0.5 else a
+    if kind == 2:  # a brick wall: offset rows of bricks, grey or coloured, between mortar lines
+        bh, bw = int(rng.integers(4, 20)), int(rng.integers(10, 40))
+        base = rng.uniform(0.2, 0.8, 3) if rng.random() < 0.5 else np.full(3, rng.uniform(0.2, 0.8))
+        a = np.full((side, side, 3), rng.uniform(0.3, 0.9), np.float32)
+        for r in range(0, side, bh):
+            off = (r // bh % 2) * bw // 2
+            for c in range(-bw, side, bw):
+                a[r + 1:r + bh, max(c + off + 1, 0):max(c + off + bw, 0)] = np.clip(
+                    base + rng.normal(0, 0.05), 0, 1)
+        return np.clip(a + rng.normal(0, rng.uniform(0, 0.08), a.shape), 0, 1).astype(np.float32)
+    if kind == 3:  # a page: lines of dark text on light paper
+        im = Image.new("L", (side, side), int(rng.uniform(0.75, 1) * 255))
+        draw = ImageDraw.Draw(im)
+        for y in range(2, side - 8, int(rng.integers(8, 16))):
+            text = "".join(chr(int(c)) if c != 91 else " " for c in rng.integers(65, 92, 30))
+            draw.text((int(rng.integers(0, 10)), y), text.lower() if rng.random() < 0.7 else text,
+                      fill=int(rng.uniform(0, 0.3) * 255))
+        return np.asarray(im, dtype=np.float32) / 255
+    if kind == 4:  # a dark field with bright soft blobs (a moon, stars, cells), or inverted
+        a = np.full((side, side), rng.uniform(0, 0.3), np.float32)
+        for _ in range(int(rng.integers(1, 12))):
+            r, (cx, cy) = rng.uniform(2, 40), rng.uniform(0, side, 2)
+            a += rng.uniform(0.2, 0.8) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))
+        a = np.clip(a + rng.normal(0, rng.uniform(0, 0.05), a.shape), 0, 1)
+        return 1 - a if rng.random() < 0.3 else a
+    # stripes or fibres at one orientation, their phase wandering along the rows
+    th, f = rng.uniform(0, np.pi), rng.uniform(0.05, 0.5)
+    wander = rng.normal(0, 1, (side, side)).cumsum(1) * 0.05
+    z = np.sin((xx * np.cos(th) + yy * np.sin(th)) * f + wander)
+    return np.clip(0.5 + rng.uniform(0.1, 0.4) * z, 0, 1).astype(np.float32)
+
+
 def _digits(size: int) -> Tensor:
     from sklearn.datasets import load_digits
 
@@ -124,9 +227,15 @@ def _digits(size: int) -> Tensor:
 
 
 def nonscene_images(size: int = 32, seed: int = 0) -> dict[str, Tensor]:
-    """``{"photos", "drawings", "digits"}``: ``(n, 3, size, size)`` images in [0, 1] that hold
-    no rendered scene (see the module docstring); ``seed`` draws the crops and drawings."""
+    """``{"photos", "drawings", "digits", "grey_photos", "patches", "textures"}``: ``(n, 3,
+    size, size)`` images in [0, 1] that hold no rendered scene (see the module docstring);
+    ``seed`` draws the crops, drawings and textures (the first three sets are what they were
+    before the last three were added, seed for seed)."""
     rng = np.random.default_rng(seed)
     photos = _photos(size, rng)
     drawings = torch.stack([scaled(_drawing(k % 4, rng), size) for k in range(DRAWINGS)])
-    return {"photos": photos, "drawings": drawings, "digits": _digits(size)}
+    more = np.random.default_rng([seed, 1])  # a stream of its own: the first three unchanged
+    return {"photos": photos, "drawings": drawings, "digits": _digits(size),
+            "grey_photos": _grey_photos(size, more), "patches": _patches(size, more),
+            "textures": torch.stack([scaled(_texture(k % 6, more), size)
+                                     for k in range(TEXTURES)])}

@@ -18,11 +18,24 @@ distance: the ``quantile`` of held-out training images' distances times ``margin
 stored in a model's record as ``"familiarity"`` (its arrays as base64 float32, about 85 KB),
 where :func:`~conceptebm.evaluate.calibration.object_found` uses it when given the images.
 
-The defaults (the features, 64 components, the 99.5 % quantile, margin 1) were chosen on
-validation images only: rendered scenes of every kind the shipped position readers meet
-(clean, noisy, grey clutter, unseen light, two objects; seed 31337) against photographs,
-crops, terrain maps, drawings and digits that ship with matplotlib and scikit-learn
-(``benchmarks/photographs.py --validation``); the photographs of scikit-image are the test set.
+A second, one-sided check asks for what every object of a known kind has when its training
+images have it: a patch of colour. :func:`peak_saturation` is the largest saturation (max minus
+min over channels) of the image averaged on an 8x8 grid, which pixel noise barely moves and a
+coloured object of a few pixels lifts; the record's ``peak_floor`` is its
+:data:`PEAK_QUANTILE` quantile over the fitted images, and an image whose peak lies below the
+floor is unfamiliar (``familiarity`` then reports ``peak_floor / peak`` when that is the
+larger). Grey photographs, micrographs, text and ground-like textures fail it, however
+scene-like their coarse statistics; a model trained on grey images has a floor near 0 and the
+check passes everything. Records fitted before this check have no ``peak_floor`` and skip it.
+
+The defaults (the features, 64 components, the 99.5 % quantile, margin 1, the peak floor at
+the 0.2 % quantile) were chosen on validation images only: rendered scenes of every kind the
+shipped position readers meet (clean, noisy, JPEG, blurred, grey clutter, unseen light, two
+objects, other grounds and cameras; seed 31337) against photographs, crops, grey photographs,
+texture patches, terrain maps, drawings, procedural textures, pages of text and digits made
+from files that ship with matplotlib and scikit-learn (:mod:`conceptebm.datasets.nonscenes`;
+``benchmarks/photographs.py --validation``). The test sets are photographs never used to
+choose anything (``benchmarks/photographs.py``).
 
 Example (images in two families: dark noise is familiar, a bright one is not):
     >>> import torch
@@ -46,14 +59,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["scene_features", "fit_familiarity", "familiarity", "familiar", "FEATURES",
-           "COMPONENTS", "QUANTILE", "MARGIN"]
+__all__ = ["scene_features", "peak_saturation", "fit_familiarity", "familiarity", "familiar",
+           "colourless",
+           "FEATURES", "COMPONENTS", "QUANTILE", "MARGIN", "PEAK_QUANTILE"]
 
 #: the version of :func:`scene_features` a record was fitted with
 FEATURES = "thumb8-grad4-hist8/v1"
 COMPONENTS = 64
 QUANTILE = 0.995
 MARGIN = 1.0
+PEAK_QUANTILE = 0.002
 _BINS = 8
 
 
@@ -80,6 +95,17 @@ def scene_features(images: Tensor) -> Tensor:
     return torch.cat([thumb, *grads, *hists], dim=1)
 
 
+def peak_saturation(images: Tensor) -> Tensor:
+    """``(N, C, H, W)`` images in [0, 1] -> ``(N,)``: the largest saturation (max minus min
+    over channels) of the image averaged to an 8x8 grid: about 0 for a grey image, and lifted
+    by a patch of colour a cell wide (4x4 pixels at 32x32), while pixel noise averages out."""
+    if images.dim() != 4:
+        raise ValueError(f"peak_saturation: images must have shape (N, C, H, W), got "
+                         f"{tuple(images.shape)}")
+    p = F.adaptive_avg_pool2d(images.float(), 8)
+    return (p.max(1).values - p.min(1).values).flatten(1).max(1).values
+
+
 def _pack(t: Tensor) -> dict:
     """A float tensor as JSON: its shape and its float32 bytes (little-endian) in base64."""
     a = t.detach().cpu().to(torch.float32).contiguous().numpy().astype("<f4")
@@ -101,10 +127,12 @@ def _distance(record: dict, feats: Tensor) -> Tensor:
 
 def fit_familiarity(images: Tensor, heldout: Tensor | None = None, *,
                     components: int = COMPONENTS, quantile: float = QUANTILE,
-                    margin: float = MARGIN) -> dict:
+                    margin: float = MARGIN, peak_quantile: float = PEAK_QUANTILE) -> dict:
     """Fit the check on ``images (N, C, H, W)`` of the training distribution; the threshold
     comes from ``heldout`` images of the same distribution (default: every fifth of
-    ``images``, the rest fitted). Returns a JSON-ready record."""
+    ``images``, the rest fitted), the peak floor from the fitted images' ``peak_quantile``
+    quantile of :func:`peak_saturation` (``peak_quantile=0`` turns that check off). Returns a
+    JSON-ready record."""
     if heldout is None:
         keep = torch.arange(images.shape[0]) % 5 != 4
         images, heldout = images[keep], images[~keep]
@@ -125,6 +153,8 @@ def fit_familiarity(images: Tensor, heldout: Tensor | None = None, *,
               "variance": _pack(var[:k].clamp_min(floor)), "residual": residual}
     dist = _distance(record, scene_features(heldout))
     record["threshold"] = float(torch.quantile(dist, quantile)) * float(margin)
+    floor = float(torch.quantile(peak_saturation(images), peak_quantile)) if peak_quantile else 0.0
+    record.update(peak_quantile=float(peak_quantile), peak_floor=floor)
     return record
 
 
@@ -138,7 +168,24 @@ def familiarity(record: dict, images: Tensor) -> Tensor:
     if images.dim() == 5:
         s, v = images.shape[:2]
         return familiarity(record, images.flatten(0, 1)).reshape(s, v).max(1).values
-    return (_distance(record, scene_features(images)) / float(record["threshold"])).float()
+    score = _distance(record, scene_features(images)) / float(record["threshold"])
+    floor = float(record.get("peak_floor") or 0.0)
+    if floor > 0:  # below the floor: no patch of colour where the training images had one
+        score = torch.maximum(score, floor / peak_saturation(images).double().clamp_min(1e-6))
+    return score.float()
+
+
+def colourless(record: dict, images: Tensor) -> Tensor:
+    """``(N,)`` bools: does each image (a set: any of its views) lack the patch of colour the
+    training images have (its :func:`peak_saturation` below the record's ``peak_floor``)?
+    Such an image holds no object of a kind the model knows. All ``False`` for a record with
+    no floor."""
+    if images.dim() == 5:
+        s, v = images.shape[:2]
+        return colourless(record, images.flatten(0, 1)).reshape(s, v).any(1)
+    floor = float(record.get("peak_floor") or 0.0)
+    return peak_saturation(images) < floor if floor > 0 else torch.zeros(images.shape[0],
+                                                                         dtype=torch.bool)
 
 
 def familiar(record: dict, images: Tensor) -> Tensor:

@@ -13,7 +13,8 @@ against the resulting thresholds, and which of them the rule refuses.
 :mod:`conceptebm.evaluate.familiarity` (is an image of the kind the model knows?) on renders of
 the scene family the shipped readers meet (:func:`familiarity_images`: clean, cluttered,
 two-object, randomly lit and multi-view scenes, half of them with pixel noise and contrast
-changes) and stores it as ``familiarity`` in the model's record.
+changes, a quarter blurred, an eighth saved as JPEG: what the readers are meant to read) and
+stores it as ``familiarity`` in the model's record.
 """
 
 from __future__ import annotations
@@ -87,8 +88,11 @@ def familiarity_images(n: int, seed: int = CALIBRATION_SEED, image_size: int = 3
                        ) -> torch.Tensor:
     """``(n, 3, S, S)`` renders of the scene family (:data:`FAMILY`, ``n`` split evenly; one
     view of each multi-view scene), the odd-numbered ones given Gaussian pixel noise of sigma
-    U(0, 0.15) and a contrast factor U(0.8, 1.2) about their mean: what a reader trained on
-    these renderers is asked about. A pure function of ``(n, seed, image_size)``."""
+    U(0, 0.15) and a contrast factor U(0.8, 1.2) about their mean, those numbered 2 mod 4 a
+    Gaussian blur of sigma U(0.5, 2) px, those numbered 0 mod 8 a JPEG round trip at quality
+    U(20, 90), the rest (4 mod 8) left clean: what a reader trained on these renderers is asked
+    about (the robustness table's corruptions). A pure function of ``(n, seed,
+    image_size)``."""
     from conceptebm.datasets import make_dataset
 
     if n < 2 * len(FAMILY):
@@ -106,6 +110,12 @@ def familiarity_images(n: int, seed: int = CALIBRATION_SEED, image_size: int = 3
     mean = odd.mean((1, 2, 3), keepdim=True)
     gain = 0.8 + 0.4 * torch.rand(odd.shape[0], 1, 1, 1, generator=gen)
     x[1::2] = ((odd - mean) * gain + mean).clamp(0, 1)
+    from conceptebm.scenes.robustness import blur, jpeg  # robustness imports this module
+
+    for i in range(2, n, 4):
+        x[i:i + 1] = blur(x[i:i + 1], 0.5 + 1.5 * float(torch.rand(1, generator=gen)))
+    for i in range(0, n, 8):
+        x[i:i + 1] = jpeg(x[i:i + 1], int(20 + 70 * float(torch.rand(1, generator=gen))))
     return x
 
 

@@ -31,7 +31,7 @@ from conceptebm.evaluate.calibration import (
     object_found,
     views_disagree,
 )
-from conceptebm.evaluate.familiarity import familiarity
+from conceptebm.evaluate.familiarity import colourless, familiarity
 from conceptebm.infer.settings import MAP_STEPS
 from conceptebm.scenes.inference import ConceptEstimate, infer_concept
 
@@ -53,6 +53,9 @@ class EstimateCheck(NamedTuple):
             of its threshold (above 1: unlike them, and ``object_found`` is ``False``;
             :mod:`~conceptebm.evaluate.familiarity`); ``None`` when the model's record has
             no ``familiarity``.
+        colourless: ``True`` when the set (any view) has no patch of colour where every
+            training image had one (:func:`~conceptebm.evaluate.familiarity.colourless`: a
+            grey or empty image); ``None`` without a ``familiarity`` record.
     """
 
     object_found: bool | None
@@ -60,6 +63,7 @@ class EstimateCheck(NamedTuple):
     views_agree: bool | None
     separate: list | None
     familiarity: float | None = None
+    colourless: bool | None = None
 
 
 def check_estimates(model, sets: Tensor, est: ConceptEstimate, calibration: dict | None, *,
@@ -74,9 +78,10 @@ def check_estimates(model, sets: Tensor, est: ConceptEstimate, calibration: dict
     threshold = no_object_threshold(calibration) if calibration else None
     found = [None] * n_sets
     fam_record = (getattr(model, "record", None) or {}).get("familiarity")
-    distance = [None] * n_sets
+    distance, grey = [None] * n_sets, [None] * n_sets
     if fam_record:
         distance = familiarity(fam_record, sets.detach().cpu()).tolist()
+        grey = colourless(fam_record, sets.detach().cpu()).tolist()
     if calibration:
         contrast = energy_contrast(model, sets, views=True)  # (S,) summed over the views
         found = object_found(calibration, est.energy, views=n_views, contrast=contrast).tolist()
@@ -99,6 +104,6 @@ def check_estimates(model, sets: Tensor, est: ConceptEstimate, calibration: dict
                 separate = values.tolist()
                 if calibration and (calibration.get("error") or {}).get("0.99") is not None:
                     agree = not views_disagree(calibration, values)
-        out.append(EstimateCheck(found[i], threshold, agree, separate, distance[i]))
+        out.append(EstimateCheck(found[i], threshold, agree, separate, distance[i], grey[i]))
     return out
 
