@@ -32,7 +32,14 @@ validation seed to choose, a test seed once after choosing), column by column:
   ground, or grey objects alone, under their random light) plus the five blank images of
   :func:`~conceptebm.scenes.calibrate.empty_images`: the fraction answered without a "no
   object found" (false alarms: lower is better), with ``missed`` (real clean scenes refused)
-  beside it, since refusing everything has no false alarms.
+  beside it, since refusing everything has no false alarms. Judged by the rule ``conceptebm
+  infer`` applies (:func:`~conceptebm.evaluate.calibration.object_found` with the energy
+  contrast and, where the model's record has one, its ``familiarity`` check).
+
+:func:`object_free_images` renders the object-free counterparts of the nuisance columns (the
+clean scenes emptied, then noised, compressed, blurred, re-grounded, seen from another camera
+or lit from outside the training range) and two families of blank images (uniform noise,
+a constant colour): ``benchmarks/false_alarms.py`` reads them beside ``no_object``.
 
 Every severity was fixed before any test seed was read. Continuous columns report MAP MAE
 (default MAP settings of the model) and accuracy within 0.15; every value carries its
@@ -61,7 +68,7 @@ from conceptebm.scenes.inference import infer_concept, locate_objects, match_obj
 __all__ = ["COLUMNS", "UNSEEN_LIGHT", "JPEG_QUALITY", "BLUR_SIGMA", "CAMERA_JITTER",
            "GROUND_SATURATION", "GROUND_VALUE", "TEXTURE_DARK",
            "jpeg", "blur", "ground_colors", "jitter_views", "seen_position", "camera_floor",
-           "robustness_images", "robustness_table"]
+           "robustness_images", "object_free_images", "robustness_table"]
 
 COLUMNS = ("clean", "noise", "clutter", "light", "jpeg", "blur", "ground", "texture", "camera",
            "two_objects", "no_object")
@@ -200,6 +207,41 @@ def robustness_images(n: int, seed: int) -> dict[str, tuple[Tensor, Tensor | Non
     return out
 
 
+def object_free_images(n: int, seed: int) -> dict[str, Tensor]:
+    """``{name: (n, 3, H, W)}`` images that hold no object, a pure function of ``(n, seed)``:
+    the clean column's scenes with their object removed (``empty``) and under each nuisance
+    of the table (``empty_noise``, ``empty_jpeg``, ``empty_blur``, ``empty_ground``,
+    ``empty_texture``, ``empty_camera``, ``empty_light``: the same noise, quality, sigma,
+    ground colours, cameras and light as the columns of :func:`robustness_images` with the
+    same ``(n, seed)``), and two blank families drawn from ``seed``: ``uniform_noise`` (every
+    pixel U(0, 1)) and ``constant`` (one colour, each channel U(0, 1))."""
+    base = make_dataset("position", size=n, seed=seed)
+    light = SceneDataset(replace(base.spec, light=UNSEEN_LIGHT), size=n, seed=seed,
+                         name="position_unseen_light", concept="position")
+    empty = _without_object(base, n)
+    scene = base.scenes(range(n))
+    scene.active[:, 0] = False
+    grey = torch.tensor(GROUND_RGB)
+    checker = torch.stack((grey, TEXTURE_DARK * grey))[None].expand(n, 2, 3)
+    camera = _camera_scenes(n, seed)
+    camera.active[:, 0] = False
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + 3)
+    size = base.image_size
+    return {
+        "empty": empty,
+        "empty_noise": add_pixel_noise(empty, torch.full((n,), NOISE),
+                                       generator=torch.Generator().manual_seed(seed)),
+        "empty_jpeg": jpeg(empty),
+        "empty_blur": blur(empty),
+        "empty_ground": render(scene, size, ground=ground_colors(n, _generator(seed, "ground"))),
+        "empty_texture": render(scene, size, ground=checker),
+        "empty_camera": render(camera, size),
+        "empty_light": _without_object(light, n),
+        "uniform_noise": torch.rand(n, 3, size, size, generator=gen),
+        "constant": torch.rand(n, 3, 1, 1, generator=gen).expand(n, 3, size, size).clone(),
+    }
+
+
 def _row(metric) -> dict:
     return {"value": metric.value, "stderr": metric.stderr}
 
@@ -226,11 +268,13 @@ def robustness_table(model, n: int = 150, seed: int = 600_001, *, columns=COLUMN
                 out[col] = {"false_alarm": None, "missed": None, "n": len(x)}
                 continue
             real = images["clean"][0]
+            fam = (getattr(model, "record", None) or {}).get("familiarity")
             answered = []
-            for imgs in (x, real):
+            for imgs in (x, real):  # the rule of conceptebm infer (scenes.check_estimates)
                 est = infer_concept(model, imgs, progress=progress)
                 answered.append(object_found(cal, est.energy,
-                                             contrast=energy_contrast(model, imgs)))
+                                             contrast=energy_contrast(model, imgs),
+                                             familiarity=fam, images=imgs))
             out[col] = {"false_alarm": _row(binomial_metric(answered[0])),
                         "missed": _row(binomial_metric(~answered[1])),
                         "n": len(x), "n_real": len(real)}

@@ -1,0 +1,160 @@
+"""False alarms of position readers on images that hold no object, and what the rule refuses of
+real scenes, judged as ``conceptebm infer`` judges them
+(:func:`conceptebm.scenes.checks.check_estimates`: best energy, energy contrast and, where the
+model's record has one, the familiarity check).
+
+    python benchmarks/false_alarms.py --split validation --seed 31337 --n 2000   # to choose
+    python benchmarks/false_alarms.py --split test --seed 20261214 --n 2000       # read once
+    python benchmarks/false_alarms.py --quick --json /tmp/fa.json                 # seconds
+
+Object-free images (:mod:`conceptebm.scenes.robustness`): ``no_object``, the robustness
+table's column (the ``n`` "position" and ``n`` "cluttered" scenes with their labelled object
+removed, and five blank images: ``2 n + 5``), the headline; beside it, from
+:func:`~conceptebm.scenes.robustness.object_free_images`, the emptied clean scenes under each
+nuisance of the table and two blank families (uniform noise, a constant colour), ``n`` each.
+Real scenes: ``missed``, the fraction of each column of
+:func:`~conceptebm.scenes.robustness.robustness_images` (clean ... camera) answered "no object
+found". Each rate has its standard error and a one-sided 95 % Clopper-Pearson upper bound;
+``table_rule`` is the rate without the familiarity check (the robustness table's rule before
+it used the CLI's). Images are read ``--chunk`` at a time (memory stays bounded).
+
+JSON: ``{"command", "split", "seed", "n", "models": {name: {"no_object": {...},
+"object_free": {set: {...}}, "missed": {column: {...}}, "thresholds": {...}, "seconds"}}}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from conceptebm import load
+from conceptebm.evaluate import binomial_metric
+from conceptebm.evaluate.calibration import energy_contrast, min_contrast, no_object_threshold
+from conceptebm.scenes.checks import check_estimates
+from conceptebm.scenes.inference import infer_concept
+from conceptebm.scenes.robustness import object_free_images, robustness_images
+
+REAL = ("clean", "noise", "clutter", "light", "jpeg", "blur", "ground", "texture", "camera")
+
+
+def upper_bound(k: int, n: int, level: float = 0.95) -> float:
+    """One-sided Clopper-Pearson upper bound on a rate seen ``k`` times in ``n``."""
+    from scipy.stats import beta
+
+    return 1.0 if k >= n else float(beta.ppf(level, k + 1, n - k))
+
+
+def judge(model, images: torch.Tensor, chunk: int) -> dict[str, torch.Tensor]:
+    """Per image: the CLI's verdict (``found``), its best energy, energy contrast and
+    familiarity distance (NaN without a record), ``chunk`` images at a time."""
+    cal = model.record.get("energy_calibration")
+    parts = []
+    for lo in range(0, len(images), chunk):
+        sets = images[lo:lo + chunk][:, None]  # (S, 1, 3, H, W): one view each, as the CLI
+        est = infer_concept(model, sets, views=True)
+        checks = check_estimates(model, sets, est, cal)
+        parts.append({
+            "found": torch.tensor([bool(c.object_found) for c in checks]),
+            "energy": est.energy.detach().cpu().double(),
+            "contrast": energy_contrast(model, sets, views=True).cpu().double(),
+            "familiarity": torch.tensor([float("nan") if c.familiarity is None
+                                         else c.familiarity for c in checks],
+                                        dtype=torch.float64)})
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
+def rate(hits: torch.Tensor) -> dict:
+    m, k, n = binomial_metric(hits), int(hits.sum()), hits.numel()
+    return {"value": m.value, "stderr": m.stderr, "count": k, "n": n,
+            "upper95": upper_bound(k, n)}
+
+
+def false_alarms(scores: dict, threshold: float, low: float | None) -> dict:
+    """The answered fraction, with what each check would refuse on its own."""
+    energy_ok = scores["energy"] <= threshold
+    contrast_ok = (scores["contrast"] >= low) if low is not None else torch.ones_like(energy_ok)
+    fam = scores["familiarity"]
+    fam_ok = fam.isnan() | (fam <= 1.0)
+    return {"false_alarm": rate(scores["found"]),
+            "table_rule": rate(energy_ok & contrast_ok),
+            "passed": {"energy": int(energy_ok.sum()), "contrast": int(contrast_ok.sum()),
+                       "familiarity": int(fam_ok.sum())},
+            "lowest_energy": float(scores["energy"].min()),
+            "highest_contrast": float(scores["contrast"].max())}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", default=["position_late_robust"],
+                   help="shipped names or checkpoints (default position_late_robust)")
+    p.add_argument("--split", default="validation", choices=("validation", "test"))
+    p.add_argument("--seed", type=int, default=31337,
+                   help="render seed (a validation seed to choose, a fresh test seed once)")
+    p.add_argument("--n", type=int, default=2000,
+                   help="scenes a column (no_object holds 2 n + 5 images; default 2000)")
+    p.add_argument("--chunk", type=int, default=500, help="images read at a time")
+    p.add_argument("--quick", action="store_true", help="--n 8")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", help="default benchmarks/results/false_alarms.json (test) or "
+                                  "benchmarks/results/false_alarms_validation.json")
+    args = p.parse_args(argv)
+    for opt, v, eg in (("--n", args.n, 2000), ("--chunk", args.chunk, 500),
+                       ("--threads", args.threads, 1)):
+        if v < 1:
+            print(f"error: {opt} {v}: must be a positive integer (e.g. {opt} {eg})",
+                  file=sys.stderr)
+            return 2
+    torch.set_num_threads(args.threads)
+    n = 8 if args.quick else args.n
+    path = Path(args.json or ("benchmarks/results/false_alarms.json" if args.split == "test"
+                              else "benchmarks/results/false_alarms_validation.json"))
+    real = robustness_images(n, args.seed)
+    free = object_free_images(n, args.seed)
+    out = {"command": "python " + shlex.join(["benchmarks/false_alarms.py",
+                                              *(sys.argv[1:] if argv is None else argv)]),
+           "split": args.split, "seed": args.seed, "n": n, "models": {}}
+    for name in args.models:
+        t0 = time.perf_counter()
+        model = load(name)
+        cal = model.record.get("energy_calibration")
+        if not cal:
+            print(f"error: --models {name}: its record has no energy_calibration (run "
+                  f"conceptebm calibrate {name} --write)", file=sys.stderr)
+            return 2
+        thr, low = no_object_threshold(cal), min_contrast(cal)
+        row = {"thresholds": {"energy": thr, "contrast": low,
+                              "familiarity": bool(model.record.get("familiarity"))}}
+        row["no_object"] = false_alarms(judge(model, real["no_object"][0], args.chunk), thr,
+                                        low)
+        row["object_free"] = {k: false_alarms(judge(model, x, args.chunk), thr, low)
+                              for k, x in free.items()}
+        row["missed"] = {col: rate(~judge(model, real[col][0], args.chunk)["found"])
+                         for col in REAL}
+        row["seconds"] = time.perf_counter() - t0
+        out["models"][name] = row
+        fa = row["no_object"]["false_alarm"]
+        print(f"{name}: no_object false alarms {fa['count']}/{fa['n']} = {fa['value']:.5f} ± "
+              f"{fa['stderr']:.5f} (95% upper {fa['upper95']:.5f}; without familiarity "
+              f"{row['no_object']['table_rule']['count']})", flush=True)
+        for k, v in row["object_free"].items():
+            f = v["false_alarm"]
+            print(f"  {k:14s} answered {f['count']}/{f['n']} (95% upper {f['upper95']:.5f}; "
+                  f"without familiarity {v['table_rule']['count']})")
+        print("  missed: " + ", ".join(f"{c} {m['value']:.4f} ± {m['stderr']:.4f}"
+                                       for c, m in row["missed"].items()))
+        print(f"  {row['seconds']:.0f} s", flush=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
