@@ -28,6 +28,10 @@ OBJECTIVES = ("cd", "contrastive")  # train/objective.py builds each
 NETS = ("conv", "late")
 FIELD_CHOICES = {"objective": OBJECTIVES, "net": NETS}
 MAX_NEGATIVES = 1024  # wrong values (or object-free images) per real image, each kind
+#: upper bounds on sizes that would otherwise fail as "memory ran out" after a long start
+MAX_BATCH = 8192  # real images per update, per process (more: more processes under DDP)
+MAX_IMAGE_SIZE = 1024  # pixels a side
+MAX_WIDTH = 1024  # first-layer channels
 LR_SCHEDULES = ("constant", "cosine")
 SAMPLER_INITS = ("smooth", "uniform")
 DOWNSAMPLES = ("stride", "pool")
@@ -174,6 +178,11 @@ class TrainConfig:
                      "empty_negatives"):
             need(int(getattr(self, name)) == getattr(self, name) and getattr(self, name) >= 0,
                  name, "must be an integer >= 0")
+        for name, most, why in (("batch_size", MAX_BATCH, "per process; run more processes "
+                                 "with torchrun for a larger global batch"),
+                                ("image_size", MAX_IMAGE_SIZE, "pixels a side"),
+                                ("width", MAX_WIDTH, "first-layer channels")):
+            need(getattr(self, name) <= most, name, f"must be at most {most} ({why})")
         for name in ("contrastive_negatives", "contrastive_near_negatives", "image_negatives",
                      "empty_negatives"):  # per real image: a batch grows by this factor
             need(getattr(self, name) <= MAX_NEGATIVES, name,

@@ -178,6 +178,8 @@ def no_work(monkeypatch):
      "--empty-negatives must be at most 1024"),
     (["train", "--objective", "contrastive", "--contrastive-negatives", "5000"],
      "--contrastive-negatives must be at most 1024"),
+    (["train", "--batch-size", "100000000"], "--batch-size must be at most 8192 (per process"),
+    (["train", "--image-size", "100000"], "--image-size must be at most 1024"),
     (["train", "--concept", "banana"], "'banana'"),
     (["train", "--dataset", "banana"], "--dataset 'banana' names no dataset"),
     (["train", "--resume", "--out-dir", "/nonexistent/run"], "there is no training run"),
