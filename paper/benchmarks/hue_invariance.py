@@ -29,8 +29,8 @@ import torch
 
 from conceptebm.checkpoints import load_checkpoint, load_energy
 from conceptebm.datasets import make_dataset
-from paper.experiments.continual import SHAPES, STAGES, shape_transfer, write_json
 from conceptebm.train import make_config, train
+from paper.experiments.continual import SHAPES, STAGES, shape_transfer, write_json
 
 COMMITTED = "paper/checkpoints/continual/stage2_shape.safetensors"
 

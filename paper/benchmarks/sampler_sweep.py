@@ -1,6 +1,7 @@
 """Is a shipped model's generation quality limited by its sampler? Sweep the test-time sampler.
 
-    python -m paper.benchmarks.sampler_sweep --concept shape --n 200 --json out/sampler_sweep_shape.json
+    python -m paper.benchmarks.sampler_sweep --concept shape --n 200 \
+        --json out/sampler_sweep_shape.json
     python -m paper.benchmarks.sampler_sweep --concept size --n 200 --quick
 
 Generates one image per held-out target (the targets and judges of ``train_quality.py``) with

@@ -230,9 +230,9 @@ def test_concepts_file_errors_name_the_file_and_fix(tmp_path, text, message):
 
 
 def test_declared_concepts_round_trip_through_npz_and_checkpoint(tmp_path):
+    from conceptebm.checkpoints import load_energy, save_checkpoint
     from conceptebm.datasets import LabelledImages
     from conceptebm.energies.nets import ConvEnergyNet
-    from conceptebm.checkpoints import load_energy, save_checkpoint
 
     digit = Concept.categorical("digit", [str(i) for i in range(4)])
     ds = LabelledImages(torch.rand(4, 3, 8, 8), {"digit": torch.arange(4)}, {"digit": digit})

@@ -106,8 +106,7 @@ def test_map_estimate_same_through_either_path_trunk_once(views, gen):
 
 
 def test_config_rebuilds_and_checkpoint_loads(tmp_path, gen):
-    from conceptebm.checkpoints import save_checkpoint
-    from conceptebm.checkpoints import load_energy
+    from conceptebm.checkpoints import load_energy, save_checkpoint
 
     net = LateEnergyNet([POS, COLOR], image_size=16, width=4, features=6, hidden=8)
     assert net.readout == "pooled" and net.concept.dim == 5

@@ -277,8 +277,8 @@ def test_per_chain_accept_beats_pyro_global_accept_on_a_batch():
     # 64 chains of a 768-dim N(0, 0.01 I) started in equilibrium; MALA step l = 1.1e-3, i.e.
     # h = l / sigma^2 = 0.11, for which a chain accepts with probability about
     # 2 Phi(-h^1.5 sqrt(d) / 8) = 0.90. Pyro's HMC with one leapfrog step of size sqrt(l) makes
-    # the same proposal (Pyro's own MALA-style proposal) but accepts or rejects all 64 chains at once
-    # on the summed log-ratio: about 2 Phi(-8 * 0.126) = 0.31 (sd 0.065 over 50 decisions).
+    # the same proposal (Pyro's own MALA-style proposal) but accepts or rejects all 64 chains at
+    # once on the summed log-ratio: about 2 Phi(-8 * 0.126) = 0.31 (sd 0.065 over 50 decisions).
     def model():
         with pyro.plate("chains", 64):
             x = pyro.sample("x", dist.ImproperUniform(dist.constraints.real, (), (768,)))
