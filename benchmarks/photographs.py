@@ -1,27 +1,35 @@
 """Photographs that hold no scene of the kind the models know: how many does each shipped
-position reader answer without saying "no object found"?
+reader answer without saying "no object found"?
 
+    python benchmarks/get_photographs.py --out photos_test   # the test set: 177 real images
+    python benchmarks/photographs.py --photos photos_test \
+        --json benchmarks/results/photographs_fresh.json
     pip install scikit-image     # its sample photographs ship inside the package
-    python benchmarks/photographs.py --json benchmarks/results/photographs.json
+    python benchmarks/photographs.py --json benchmarks/results/photographs_skimage_revalidation.json
     python benchmarks/photographs.py --validation \
         --json benchmarks/results/photographs_validation.json
 
-Every photograph and scientific image that ships in ``skimage/data`` (a portrait, a cat, a cup
-of coffee, a rocket, a logo, textures, micrographs, ...; ``--photos DIR`` reads another folder)
-is scaled to the reader's input size (bilinear, aspect ratio not kept: what ``conceptebm infer
-PHOTO --resize`` does), read by MAP inference, and judged by the reader's stored energy
-calibration and energy contrast and by its familiarity check (whether the image's coarse
-statistics are those of the scenes it knows; ``conceptebm calibrate NAME --familiarity``): the
-same "no object found" rule as ``conceptebm infer``. ``answered`` counts what passes all of
-them, ``answered_energy`` what passes the energy checks alone (the rule before the familiarity
-check). Nothing is fitted here: the photographs are a test set. The target set for the readers
-is at most 1 in 20 answered.
+Each image (``--photos DIR``: every .png/.jpg in a folder; default: the photographs and
+scientific images that ship in ``skimage/data``) is scaled to the reader's input size (bilinear,
+aspect ratio not kept: what ``conceptebm infer PHOTO --resize`` does), read by MAP inference,
+and judged by the reader's stored energy calibration and energy contrast and by its
+familiarity check (whether the image's coarse statistics are those of the scenes it knows, and
+whether it has a patch of colour where they all do; ``conceptebm calibrate NAME
+--familiarity``): the same "no object found" rule as ``conceptebm infer``. ``answered`` counts
+what passes all of them, ``answered_energy`` what passes the energy checks alone (the rule
+before the familiarity check). Nothing is fitted here. The target set for the readers is at
+most 1 in 20 answered.
 
-``--validation`` reads instead the validation images the familiarity check was chosen on
-(:func:`conceptebm.datasets.nonscenes.nonscene_images`: photographs and maps shipped with
-matplotlib and scikit-learn, drawings, digits; needs scikit-learn) and, as the other side of
-the trade, the share of rendered validation scenes of each robustness column (seed 31337, 150
-a column) that the check refuses.
+The sets and what they were used for: the fresh test set of ``get_photographs.py`` (wallpaper
+photographs, textures, medical and scientific images from Debian and PyPI packages; read once,
+after every choice); scikit-image's 26 images (the first test set, spent on the first version
+of the familiarity check, since then a second validation set); ``--validation``, the validation
+images the familiarity check was chosen on
+(:func:`conceptebm.datasets.nonscenes.nonscene_images`: photographs, grey photographs,
+patches, maps, drawings, procedural textures and digits made from files that ship with
+matplotlib and scikit-learn; needs scikit-learn) and, as the other side of the trade, the share
+of rendered validation scenes of each robustness column (seed 31337, 150 a column) that the
+check refuses.
 
 JSON: ``{"command", "photos", "n", "models": {name: {"answered", "answered_stderr",
 "answered_names", "answered_energy", "answered_energy_stderr"}}}``, and with ``--validation``
