@@ -16,10 +16,11 @@ from conceptebm.datasets import make_dataset
 from conceptebm.datasets.nonscenes import nonscene_images
 from conceptebm.evaluate.calibration import object_found
 from conceptebm.evaluate.familiarity import (
+    colourless,
     familiar,
     familiarity,
     fit_familiarity,
-    peak_saturation,
+    colour_contrast,
     scene_features,
 )
 from conceptebm.scenes.calibrate import FAMILY, familiarity_images
@@ -74,36 +75,43 @@ def test_record_is_json_and_sets_of_views_take_their_worst_view():
         fit_familiarity(_family(10, 0))
 
 
-def test_peak_saturation_sees_a_patch_of_colour_and_not_grey_or_noise():
+def test_colour_contrast_sees_a_patch_of_colour_and_not_grey_one_tint_or_noise():
     grey = torch.rand(1, 1, 32, 32).expand(1, 3, 32, 32).clone()  # any grey texture
-    assert peak_saturation(grey).item() < 1e-6
+    assert colour_contrast(grey).item() < 1e-6
+    # a brown texture (one tint all over): chroma = grey level x (0.27, -0.03, -0.23), norm
+    # 0.36 g; a cell's mean grey (16 pixels of U(0.35, 0.65): sd 0.022) moves it by sd 0.008,
+    # and the largest of 64 such deviations stays under 4 sd
+    tint = torch.tensor([0.8, 0.5, 0.3])[None, :, None, None]
+    assert colour_contrast((0.35 + 0.3 * grey) * tint).item() < 0.03
     scene = torch.full((1, 3, 32, 32), 0.6)
     scene[0, :, 8:12, 20:24] = torch.tensor([0.9, 0.1, 0.1])[:, None, None]  # one 4x4 cell
-    assert abs(peak_saturation(scene).item() - 0.8) < 1e-5
-    # colour noise of sd 0.1 averaged over 16 pixels: the spread of 3 channels of sd 0.025
+    chroma = torch.tensor([0.9, 0.1, 0.1]) - 1.1 / 3  # against a grey median: chroma 0
+    assert colour_contrast(scene).item() == pytest.approx(float(chroma.norm()), abs=1e-5)
+    # colour noise of sd 0.1 averaged over 16 pixels: chroma of sd about 0.02 a channel
     noise = (0.5 + 0.1 * torch.randn(200, 3, 32, 32, generator=torch.Generator()
                                      .manual_seed(0))).clamp(0, 1)
-    assert peak_saturation(noise).max().item() < 0.2
+    assert colour_contrast(noise).max().item() < 0.2
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
-        peak_saturation(torch.rand(3, 8, 8))
+        colour_contrast(torch.rand(3, 8, 8))
 
 
-def test_images_without_the_training_images_colour_are_refused_by_the_peak_floor():
+def test_images_without_the_training_images_colour_are_refused_by_the_colour_floor():
     coloured = _family(400, 0)
     coloured[:, :, 4:8, 4:8] = torch.tensor([0.1, 0.8, 0.2])[:, None, None]  # a green patch each
     record = fit_familiarity(coloured, components=8)
     keep = torch.arange(400) % 5 != 4
-    expected = torch.quantile(peak_saturation(coloured[keep]), record["peak_quantile"])
-    assert record["peak_floor"] == pytest.approx(float(expected))
+    expected = torch.quantile(colour_contrast(coloured[keep]), record["colour_quantile"])
+    assert record["colour_floor"] == pytest.approx(float(expected))
     grey = coloured.mean(1, keepdim=True).expand(-1, 3, -1, -1)  # same layout, no colour
     assert familiar(record, coloured[:50]).float().mean() >= 0.9
     assert not familiar(record, grey[:50]).any()
-    # the score says by how much: floor / peak
+    assert colourless(record, grey[:5]).all() and not colourless(record, coloured[:5]).any()
+    # the score says by how much: floor / contrast
     assert (familiarity(record, grey[:5]) > 1e3).all()
     # off, or absent from an older record: the same images pass the density check alone
-    off = fit_familiarity(coloured, components=8, peak_quantile=0)
-    assert off["peak_floor"] == 0.0
-    older = {k: v for k, v in record.items() if k not in ("peak_floor", "peak_quantile")}
+    off = fit_familiarity(coloured, components=8, colour_quantile=0)
+    assert off["colour_floor"] == 0.0 and not colourless(off, grey[:5]).any()
+    older = {k: v for k, v in record.items() if k not in ("colour_floor", "colour_quantile")}
     assert torch.equal(familiarity(older, grey[:5]), familiarity(off, grey[:5]))
 
 
@@ -133,9 +141,9 @@ def test_shipped_readers_know_rendered_scenes_and_refuse_pictures(name):
     assert record["family"] == list(FAMILY) and record["components"] == 64
     scenes = make_dataset("position", size=40, seed=99).batch(range(40))[0]
     assert familiar(record, scenes).float().mean() >= 0.95
-    assert record["peak_floor"] > 0.05  # every scene has a coloured object
+    assert record["colour_floor"] > 0.05  # every scene has a coloured object
     pictures = nonscene_images(32, seed=1)
-    for kind in ("photos", "digits", "grey_photos", "patches", "textures"):
+    for kind in ("photos", "digits", "grey_photos", "patches", "textures", "tinted_textures"):
         assert familiar(record, pictures[kind]).float().mean() <= 0.15, kind
 
 
@@ -157,7 +165,7 @@ def test_infer_says_a_picture_is_unlike_the_scenes(tmp_path):
     assert rows[0]["familiarity"] > 1.0 and rows[0]["colourless"] is False
     assert rows[1]["familiarity"] > 1.0 and rows[1]["colourless"] is True
     assert f"{pic} is unlike the images the model was trained on" in r.stderr
-    assert f"no object found in {grey}: no part of it is as colourful" in r.stderr
+    assert f"no object found in {grey}: no part of it stands out in colour" in r.stderr
     r = _cli("infer", str(pic), str(grey), "--resize", "--separate")
     assert "board.png: no object found: the image is unlike the scenes" in r.stdout
     assert "grey.png: no object found: the image has no patch of colour" in r.stdout

@@ -161,9 +161,9 @@ def _infer_sets(model, sets: torch.Tensor, set_paths: list[list[str]], names: li
         if checks[i].colourless:  # grey or empty: nothing of the objects' colour
             line = (f"{name}: no object found: the image has no patch of colour like the "
                     f"objects the model knows ({est.describe(i)} would be a guess)")
-            _warn(f"no object found in {name}: no part of it is as colourful as the objects "
-                  "in every image the model was trained on (a grey, empty or washed-out "
-                  "image?); the estimate means nothing")
+            _warn(f"no object found in {name}: no part of it stands out in colour from the "
+                  "rest as the objects do in every image the model was trained on (a grey, "
+                  "empty or one-colour image, a texture?); the estimate means nothing")
         elif checks[i].familiarity is not None and checks[i].familiarity > 1.0:
             line = (f"{name}: no object found: the image is unlike the scenes the model was "
                     f"trained on ({checks[i].familiarity:.3g} times the distance real images "

@@ -14,16 +14,22 @@ installed packages (nothing is downloaded):
   (micrographs, scans and night skies are grey);
 * ``patches``: small crops of them (5-20 % of the side), half in grey: surfaces, not scenes;
 * ``textures``: procedural textures: grain (noise at one scale), gravel (discs of random grey),
-  brick walls, pages of text, bright blobs on a dark field, and stripes.
+  brick walls, pages of text, bright blobs on a dark field, and stripes;
+* ``tinted_textures``: the same kinds of texture in one colour all over (wood, stone, cloth
+  and paper are textures in a tint): their grey level times a colour of random hue and
+  saturation 0.2-0.8.
 
 Every image is scaled to ``size x size`` (bilinear with antialiasing, aspect ratio not kept, as
-``conceptebm infer --resize`` does). The test side, never used to choose anything, is the
-sample data of scikit-image (``benchmarks/photographs.py``).
+``conceptebm infer --resize`` does). The test sides, never used to choose anything, are real
+photographs, textures and scientific images from other packages (``benchmarks/photographs.py``,
+``benchmarks/get_photographs.py``).
 
 Example:
     >>> sets = nonscene_images(16, seed=0)
-    >>> sorted(sets), tuple(sets["digits"].shape)
-    (['digits', 'drawings', 'grey_photos', 'patches', 'photos', 'textures'], (90, 3, 16, 16))
+    >>> sorted(sets)
+    ['digits', 'drawings', 'grey_photos', 'patches', 'photos', 'textures', 'tinted_textures']
+    >>> tuple(sets["digits"].shape)
+    (90, 3, 16, 16)
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ GREY_CROPS = 6  # grey crops of each
 PATCHES = 8  # small crops of each
 DRAWINGS = 60
 TEXTURES = 120
+TINTED = 180
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
@@ -219,6 +226,16 @@ def _texture(kind: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(0.5 + rng.uniform(0.1, 0.4) * z, 0, 1).astype(np.float32)
 
 
+def _tinted(kind: int, rng: np.random.Generator) -> np.ndarray:
+    import colorsys
+
+    a = _texture(kind, rng)
+    grey = _grey(a) if a.ndim == 3 else a
+    tint = np.array(colorsys.hsv_to_rgb(rng.uniform(0, 1), rng.uniform(0.2, 0.8), 1.0),
+                    dtype=np.float32)
+    return np.clip(grey[..., None] * tint * rng.uniform(0.8, 1.3), 0, 1).astype(np.float32)
+
+
 def _digits(size: int) -> Tensor:
     from sklearn.datasets import load_digits
 
@@ -227,15 +244,18 @@ def _digits(size: int) -> Tensor:
 
 
 def nonscene_images(size: int = 32, seed: int = 0) -> dict[str, Tensor]:
-    """``{"photos", "drawings", "digits", "grey_photos", "patches", "textures"}``: ``(n, 3,
-    size, size)`` images in [0, 1] that hold no rendered scene (see the module docstring);
-    ``seed`` draws the crops, drawings and textures (the first three sets are what they were
-    before the last three were added, seed for seed)."""
+    """``{"photos", "drawings", "digits", "grey_photos", "patches", "textures",
+    "tinted_textures"}``: ``(n, 3, size, size)`` images in [0, 1] that hold no rendered scene
+    (see the module docstring); ``seed`` draws the crops, drawings and textures (each set is a
+    stream of its own: adding a set leaves the others as they were, seed for seed)."""
     rng = np.random.default_rng(seed)
     photos = _photos(size, rng)
     drawings = torch.stack([scaled(_drawing(k % 4, rng), size) for k in range(DRAWINGS)])
-    more = np.random.default_rng([seed, 1])  # a stream of its own: the first three unchanged
+    more = np.random.default_rng([seed, 1])  # streams of their own: the first three unchanged
+    tinted = np.random.default_rng([seed, 2])
     return {"photos": photos, "drawings": drawings, "digits": _digits(size),
             "grey_photos": _grey_photos(size, more), "patches": _patches(size, more),
             "textures": torch.stack([scaled(_texture(k % 6, more), size)
-                                     for k in range(TEXTURES)])}
+                                     for k in range(TEXTURES)]),
+            "tinted_textures": torch.stack([scaled(_tinted(k % 6, tinted), size)
+                                            for k in range(TINTED)])}

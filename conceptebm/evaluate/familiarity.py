@@ -19,17 +19,18 @@ stored in a model's record as ``"familiarity"`` (its arrays as base64 float32, a
 where :func:`~conceptebm.evaluate.calibration.object_found` uses it when given the images.
 
 A second, one-sided check asks for what every object of a known kind has when its training
-images have it: a patch of colour. :func:`peak_saturation` is the largest saturation (max minus
-min over channels) of the image averaged on an 8x8 grid, which pixel noise barely moves and a
-coloured object of a few pixels lifts; the record's ``peak_floor`` is its
-:data:`PEAK_QUANTILE` quantile over the fitted images, and an image whose peak lies below the
-floor is unfamiliar (``familiarity`` then reports ``peak_floor / peak`` when that is the
-larger). Grey photographs, micrographs, text and ground-like textures fail it, however
-scene-like their coarse statistics; a model trained on grey images has a floor near 0 and the
-check passes everything. Records fitted before this check have no ``peak_floor`` and skip it.
+images have it: a patch whose colour stands out. :func:`colour_contrast` averages the image on
+an 8x8 grid, takes each cell's chroma (its colour minus its grey level) and returns the largest
+distance of a cell's chroma from the image's median chroma: a coloured object of a few pixels
+on a plain ground lifts it, pixel noise averages out, and an image of one colour all over (a
+grey photograph, a micrograph, text, a brown wood or stone texture) keeps it near 0. The
+record's ``colour_floor`` is its :data:`COLOUR_QUANTILE` quantile over the fitted images; an
+image below the floor is unfamiliar (``familiarity`` then reports ``colour_floor / contrast``
+when that is the larger) and :func:`colourless`. A model trained on grey images has a floor
+near 0 and the check passes everything; a record without ``colour_floor`` skips it.
 
-The defaults (the features, 64 components, the 99.5 % quantile, margin 1, the peak floor at
-the 0.2 % quantile) were chosen on validation images only: rendered scenes of every kind the
+The defaults (the features, 64 components, the 99.5 % quantile, margin 1, the colour floor
+at the 0.2 % quantile) were chosen on validation images only: rendered scenes of every kind the
 shipped position readers meet (clean, noisy, JPEG, blurred, grey clutter, unseen light, two
 objects, other grounds and cameras; seed 31337) against photographs, crops, grey photographs,
 texture patches, terrain maps, drawings, procedural textures, pages of text and digits made
@@ -59,16 +60,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["scene_features", "peak_saturation", "fit_familiarity", "familiarity", "familiar",
+__all__ = ["scene_features", "colour_contrast", "fit_familiarity", "familiarity", "familiar",
            "colourless",
-           "FEATURES", "COMPONENTS", "QUANTILE", "MARGIN", "PEAK_QUANTILE"]
+           "FEATURES", "COMPONENTS", "QUANTILE", "MARGIN", "COLOUR_QUANTILE"]
 
 #: the version of :func:`scene_features` a record was fitted with
 FEATURES = "thumb8-grad4-hist8/v1"
 COMPONENTS = 64
 QUANTILE = 0.995
 MARGIN = 1.0
-PEAK_QUANTILE = 0.002
+COLOUR_QUANTILE = 0.002
 _BINS = 8
 
 
@@ -95,15 +96,19 @@ def scene_features(images: Tensor) -> Tensor:
     return torch.cat([thumb, *grads, *hists], dim=1)
 
 
-def peak_saturation(images: Tensor) -> Tensor:
-    """``(N, C, H, W)`` images in [0, 1] -> ``(N,)``: the largest saturation (max minus min
-    over channels) of the image averaged to an 8x8 grid: about 0 for a grey image, and lifted
-    by a patch of colour a cell wide (4x4 pixels at 32x32), while pixel noise averages out."""
+def colour_contrast(images: Tensor) -> Tensor:
+    """``(N, C, H, W)`` images in [0, 1] -> ``(N,)``: on the image averaged to an 8x8 grid,
+    the largest distance of a cell's chroma (its RGB minus its mean over channels) from the
+    median chroma of the cells. About 0 for an image of one colour all over (grey, or one tint
+    of a texture); lifted by a patch of another colour a cell wide (4x4 pixels at 32x32), while
+    pixel noise averages out."""
     if images.dim() != 4:
-        raise ValueError(f"peak_saturation: images must have shape (N, C, H, W), got "
+        raise ValueError(f"colour_contrast: images must have shape (N, C, H, W), got "
                          f"{tuple(images.shape)}")
     p = F.adaptive_avg_pool2d(images.float(), 8)
-    return (p.max(1).values - p.min(1).values).flatten(1).max(1).values
+    chroma = (p - p.mean(1, keepdim=True)).flatten(2)  # (N, C, 64)
+    median = chroma.median(2, keepdim=True).values
+    return (chroma - median).norm(dim=1).max(1).values
 
 
 def _pack(t: Tensor) -> dict:
@@ -127,11 +132,11 @@ def _distance(record: dict, feats: Tensor) -> Tensor:
 
 def fit_familiarity(images: Tensor, heldout: Tensor | None = None, *,
                     components: int = COMPONENTS, quantile: float = QUANTILE,
-                    margin: float = MARGIN, peak_quantile: float = PEAK_QUANTILE) -> dict:
+                    margin: float = MARGIN, colour_quantile: float = COLOUR_QUANTILE) -> dict:
     """Fit the check on ``images (N, C, H, W)`` of the training distribution; the threshold
     comes from ``heldout`` images of the same distribution (default: every fifth of
-    ``images``, the rest fitted), the peak floor from the fitted images' ``peak_quantile``
-    quantile of :func:`peak_saturation` (``peak_quantile=0`` turns that check off). Returns a
+    ``images``, the rest fitted), the colour floor from the fitted images' ``colour_quantile``
+    quantile of :func:`colour_contrast` (``colour_quantile=0`` turns that check off). Returns a
     JSON-ready record."""
     if heldout is None:
         keep = torch.arange(images.shape[0]) % 5 != 4
@@ -153,8 +158,9 @@ def fit_familiarity(images: Tensor, heldout: Tensor | None = None, *,
               "variance": _pack(var[:k].clamp_min(floor)), "residual": residual}
     dist = _distance(record, scene_features(heldout))
     record["threshold"] = float(torch.quantile(dist, quantile)) * float(margin)
-    floor = float(torch.quantile(peak_saturation(images), peak_quantile)) if peak_quantile else 0.0
-    record.update(peak_quantile=float(peak_quantile), peak_floor=floor)
+    floor = (float(torch.quantile(colour_contrast(images), colour_quantile)) if colour_quantile
+             else 0.0)
+    record.update(colour_quantile=float(colour_quantile), colour_floor=floor)
     return record
 
 
@@ -169,22 +175,22 @@ def familiarity(record: dict, images: Tensor) -> Tensor:
         s, v = images.shape[:2]
         return familiarity(record, images.flatten(0, 1)).reshape(s, v).max(1).values
     score = _distance(record, scene_features(images)) / float(record["threshold"])
-    floor = float(record.get("peak_floor") or 0.0)
+    floor = float(record.get("colour_floor") or 0.0)
     if floor > 0:  # below the floor: no patch of colour where the training images had one
-        score = torch.maximum(score, floor / peak_saturation(images).double().clamp_min(1e-6))
+        score = torch.maximum(score, floor / colour_contrast(images).double().clamp_min(1e-6))
     return score.float()
 
 
 def colourless(record: dict, images: Tensor) -> Tensor:
     """``(N,)`` bools: does each image (a set: any of its views) lack the patch of colour the
-    training images have (its :func:`peak_saturation` below the record's ``peak_floor``)?
+    training images have (its :func:`colour_contrast` below the record's ``colour_floor``)?
     Such an image holds no object of a kind the model knows. All ``False`` for a record with
     no floor."""
     if images.dim() == 5:
         s, v = images.shape[:2]
         return colourless(record, images.flatten(0, 1)).reshape(s, v).any(1)
-    floor = float(record.get("peak_floor") or 0.0)
-    return peak_saturation(images) < floor if floor > 0 else torch.zeros(images.shape[0],
+    floor = float(record.get("colour_floor") or 0.0)
+    return colour_contrast(images) < floor if floor > 0 else torch.zeros(images.shape[0],
                                                                          dtype=torch.bool)
 
 
