@@ -18,15 +18,23 @@ found". Each rate has its standard error and a one-sided 95 % Clopper-Pearson up
 ``table_rule`` is the rate without the familiarity check (the robustness table's rule before
 it used the CLI's). Images are read ``--chunk`` at a time (memory stays bounded).
 
-JSON: ``{"command", "split", "seed", "n", "models": {name: {"no_object": {...},
-"object_free": {set: {...}}, "missed": {column: {...}}, "thresholds": {...}, "seconds"}}}``.
+Every model is loaded before any image is read, and the JSON pins what was read: the
+commit, any uncommitted change under ``conceptebm/``, and a fingerprint of each model's
+``energy_calibration`` and ``familiarity`` records (a shared checkout can refit them while a
+long read runs).
+
+JSON: ``{"command", "split", "seed", "n", "state": {"commit", "dirty"}, "models": {name:
+{"no_object": {...}, "object_free": {set: {...}}, "missed": {column: {...}}, "thresholds":
+{...}, "records": {...}, "seconds"}}}``.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -89,6 +97,28 @@ def false_alarms(scores: dict, threshold: float, low: float | None) -> dict:
             "highest_contrast": float(scores["contrast"].max())}
 
 
+def fingerprint(record) -> str | None:
+    """The first 12 hex digits of the SHA-256 of a record's JSON (keys sorted)."""
+    if not record:
+        return None
+    text = json.dumps(record, sort_keys=True, default=str).encode()
+    return hashlib.sha256(text).hexdigest()[:12]
+
+
+def checkout_state() -> dict:
+    """The commit and the uncommitted changes under ``conceptebm/`` (``None`` without git)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              cwd=root, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "conceptebm"],
+                               capture_output=True, text=True, cwd=root,
+                               check=True).stdout.split("\n")
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": head, "dirty": [line[3:] for line in dirty if line.strip()]}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -115,22 +145,26 @@ def main(argv=None) -> int:
     n = 8 if args.quick else args.n
     path = Path(args.json or ("benchmarks/results/false_alarms.json" if args.split == "test"
                               else "benchmarks/results/false_alarms_validation.json"))
+    state = checkout_state()
+    models = {name: load(name) for name in args.models}  # every record read now, once
+    for name, model in models.items():
+        if not model.record.get("energy_calibration"):
+            print(f"error: --models {name}: its record has no energy_calibration (run "
+                  f"conceptebm calibrate {name} --write)", file=sys.stderr)
+            return 2
     real = robustness_images(n, args.seed)
     free = object_free_images(n, args.seed)
     out = {"command": "python " + shlex.join(["benchmarks/false_alarms.py",
                                               *(sys.argv[1:] if argv is None else argv)]),
-           "split": args.split, "seed": args.seed, "n": n, "models": {}}
-    for name in args.models:
+           "split": args.split, "seed": args.seed, "n": n, "state": state, "models": {}}
+    for name, model in models.items():
         t0 = time.perf_counter()
-        model = load(name)
-        cal = model.record.get("energy_calibration")
-        if not cal:
-            print(f"error: --models {name}: its record has no energy_calibration (run "
-                  f"conceptebm calibrate {name} --write)", file=sys.stderr)
-            return 2
+        cal = model.record["energy_calibration"]
         thr, low = no_object_threshold(cal), min_contrast(cal)
         row = {"thresholds": {"energy": thr, "contrast": low,
-                              "familiarity": bool(model.record.get("familiarity"))}}
+                              "familiarity": bool(model.record.get("familiarity"))},
+               "records": {k: fingerprint(model.record.get(k))
+                           for k in ("energy_calibration", "familiarity")}}
         row["no_object"] = false_alarms(judge(model, real["no_object"][0], args.chunk), thr,
                                         low)
         row["object_free"] = {k: false_alarms(judge(model, x, args.chunk), thr, low)

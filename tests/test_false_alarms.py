@@ -90,6 +90,8 @@ def test_benchmark_quick(tmp_path, run_benchmark):
     assert set(row["missed"]) == {"clean", "noise", "clutter", "light", "jpeg", "blur",
                                   "ground", "texture", "camera"}
     assert set(row["object_free"]) == set(object_free_images(1, 0))
+    assert len(row["records"]["familiarity"]) == 12  # what was read is pinned
+    assert res["state"]["commit"] is None or len(res["state"]["commit"]) == 40
 
 
 def test_benchmark_bad_n_is_one_error_line():
