@@ -3,8 +3,10 @@ real scenes, judged as ``conceptebm infer`` judges them
 (:func:`conceptebm.scenes.checks.check_estimates`: best energy, energy contrast and, where the
 model's record has one, the familiarity check).
 
-    python benchmarks/false_alarms.py --split validation --seed 31337 --n 2000   # to choose
-    python benchmarks/false_alarms.py --split test --seed 20261214 --n 2000       # read once
+    python benchmarks/false_alarms.py --split validation --seed 31337 --n 2000 \
+        --models position_late_robust position_late position_multiview_late   # to choose
+    python benchmarks/false_alarms.py --split test --seed 20261215 --n 4000 \
+        --models position_late_robust position_late position_multiview_late   # read once
     python benchmarks/false_alarms.py --quick --json /tmp/fa.json                 # seconds
 
 Object-free images (:mod:`conceptebm.scenes.robustness`): ``no_object``, the robustness
