@@ -46,18 +46,12 @@ import torch
 from conceptebm import load
 from conceptebm.evaluate import binomial_metric
 from conceptebm.evaluate.calibration import energy_contrast, min_contrast, no_object_threshold
+from conceptebm.evaluate.metrics import rate_upper_bound
 from conceptebm.scenes.checks import check_estimates
 from conceptebm.scenes.inference import infer_concept
 from conceptebm.scenes.robustness import object_free_images, robustness_images
 
 REAL = ("clean", "noise", "clutter", "light", "jpeg", "blur", "ground", "texture", "camera")
-
-
-def upper_bound(k: int, n: int, level: float = 0.95) -> float:
-    """One-sided Clopper-Pearson upper bound on a rate seen ``k`` times in ``n``."""
-    from scipy.stats import beta
-
-    return 1.0 if k >= n else float(beta.ppf(level, k + 1, n - k))
 
 
 def judge(model, images: torch.Tensor, chunk: int) -> dict[str, torch.Tensor]:
@@ -82,7 +76,7 @@ def judge(model, images: torch.Tensor, chunk: int) -> dict[str, torch.Tensor]:
 def rate(hits: torch.Tensor) -> dict:
     m, k, n = binomial_metric(hits), int(hits.sum()), hits.numel()
     return {"value": m.value, "stderr": m.stderr, "count": k, "n": n,
-            "upper95": upper_bound(k, n)}
+            "upper95": rate_upper_bound(k, n)}
 
 
 def false_alarms(scores: dict, threshold: float, low: float | None) -> dict:

@@ -1,7 +1,6 @@
 """Object-free images (scenes.robustness.object_free_images), the robustness table judging them
 by the CLI's rule (familiarity included), and benchmarks/false_alarms.py --quick."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -13,17 +12,10 @@ import torch
 from conceptebm.concepts import Concept
 from conceptebm.energies import ConditionalEnergy
 from conceptebm.evaluate.familiarity import fit_familiarity
+from conceptebm.evaluate.metrics import rate_upper_bound
 from conceptebm.scenes.robustness import object_free_images, robustness_images, robustness_table
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _benchmark():
-    spec = importlib.util.spec_from_file_location("false_alarms",
-                                                  ROOT / "benchmarks" / "false_alarms.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 class Flat(ConditionalEnergy):
@@ -70,11 +62,13 @@ def test_the_table_judges_no_object_with_the_models_familiarity_record():
 
 
 def test_upper_bound_is_clopper_pearson():
-    upper = _benchmark().upper_bound
+    upper = rate_upper_bound
     assert upper(0, 1000) == pytest.approx(1 - 0.05 ** (1 / 1000))  # k = 0: exact
     assert upper(0, 4000) < 3 / 4000  # the rule of three is a little looser
     assert upper(1, 305) > 0.0025  # one in 305 cannot show <= 1/400
     assert upper(5, 5) == 1.0
+    with pytest.raises(ValueError, match="0 <= k <= n"):
+        upper(6, 5)
 
 
 def test_benchmark_quick(tmp_path, run_benchmark):

@@ -16,11 +16,11 @@ from conceptebm.datasets import make_dataset
 from conceptebm.datasets.nonscenes import nonscene_images
 from conceptebm.evaluate.calibration import object_found
 from conceptebm.evaluate.familiarity import (
+    colour_contrast,
     colourless,
     familiar,
     familiarity,
     fit_familiarity,
-    colour_contrast,
     scene_features,
 )
 from conceptebm.scenes.calibrate import FAMILY, familiarity_images

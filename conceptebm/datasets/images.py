@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["read_image", "resize_image", "write_pngs", "ImageError"]
+__all__ = ["read_image", "resize_image", "gaussian_blur", "write_pngs", "ImageError"]
 
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 _WITH_ALPHA = ("RGBA", "LA", "PA", "RGBa", "La")
@@ -108,6 +108,23 @@ def resize_image(img: Tensor, size: int | None) -> Tensor:
     out = torch.nn.functional.interpolate(batch, size=(size, size), mode="bilinear",
                                           antialias=True, align_corners=False).clamp(0, 1)
     return out if img.dim() == 4 else out[0]
+
+
+def gaussian_blur(images: Tensor, sigma: float) -> Tensor:
+    """Gaussian blur of every channel of ``images (B, C, H, W)`` (a separable kernel of
+    radius ``ceil(3 sigma)``, edges replicated)."""
+    import math
+
+    import torch.nn.functional as F
+
+    r = max(1, math.ceil(3 * sigma))
+    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=images.dtype) / sigma) ** 2)
+    k = (k / k.sum()).to(images.device)
+    b, c, h, w = images.shape
+    x = F.pad(images.reshape(1, b * c, h, w), (r, r, r, r), mode="replicate")
+    x = F.conv2d(x, k.view(1, 1, 1, -1).repeat(b * c, 1, 1, 1), groups=b * c)
+    x = F.conv2d(x, k.view(1, 1, -1, 1).repeat(b * c, 1, 1, 1), groups=b * c)
+    return x.reshape(b, c, h, w)
 
 
 def write_pngs(images: Tensor, paths) -> None:

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from conceptebm.datasets.images import resize_image
+from conceptebm.datasets.images import gaussian_blur, resize_image
 
 __all__ = ["nonscene_images", "scaled"]
 
@@ -138,9 +138,7 @@ def _grey(a: np.ndarray) -> np.ndarray:
 
 def _blur(a: np.ndarray, sigma: float) -> np.ndarray:
     """A grey ``(H, W)`` array blurred by a Gaussian of ``sigma`` px (edges replicated)."""
-    from conceptebm.scenes.robustness import blur
-
-    return blur(torch.as_tensor(np.ascontiguousarray(a))[None, None], sigma)[0, 0].numpy()
+    return gaussian_blur(torch.as_tensor(np.ascontiguousarray(a))[None, None], sigma)[0, 0].numpy()
 
 
 def _crop(a: np.ndarray, rng: np.random.Generator, low: float, high: float,

@@ -38,6 +38,7 @@ from conceptebm.datasets.scene import POSITION_TOLERANCES
 
 __all__ = [
     "Metric",
+    "rate_upper_bound",
     "PAPER_POSITION_TOL",
     "STRICT_POSITION_TOL",
     "binomial_metric",
@@ -89,6 +90,23 @@ def binomial_metric(correct: Tensor) -> Metric:
     n = correct.numel()
     p = correct.double().mean().item()
     return Metric(p, math.sqrt(p * (1.0 - p) / n))
+
+
+def rate_upper_bound(k: int, n: int, level: float = 0.95) -> float:
+    """One-sided Clopper-Pearson upper bound on a rate seen ``k`` times in ``n`` trials: the
+    largest rate under which seeing ``k`` or fewer has probability ``1 - level``. With ``k =
+    0`` it is ``1 - (1 - level) ** (1 / n)`` (a little under the rule of three, ``3 / n``).
+
+    >>> round(rate_upper_bound(0, 1000), 5)
+    0.00299
+    """
+    if not (0 <= k <= n and n >= 1):
+        raise ValueError(f"rate_upper_bound needs 0 <= k <= n and n >= 1, got k={k}, n={n}")
+    if k >= n:
+        return 1.0
+    from scipy.stats import beta
+
+    return float(beta.ppf(level, k + 1, n - k))
 
 
 def mean_metric(values: Tensor) -> Metric:

@@ -49,15 +49,14 @@ standard error.
 from __future__ import annotations
 
 import io
-import math
 from dataclasses import replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from conceptebm.datasets import SceneDataset, make_dataset
+from conceptebm.datasets.images import gaussian_blur
 from conceptebm.datasets.renderer import render
 from conceptebm.datasets.scene import DEFAULT_VIEW, GROUND_RGB, camera_frame, project
 from conceptebm.evaluate import add_pixel_noise, binomial_metric, mean_absolute_error
@@ -109,16 +108,9 @@ def jpeg(images: Tensor, quality: int = JPEG_QUALITY) -> Tensor:
 
 
 def blur(images: Tensor, sigma: float = BLUR_SIGMA) -> Tensor:
-    """Gaussian blur of every image (separable kernel of radius ``ceil(3 sigma)``, edges
-    replicated)."""
-    r = max(1, math.ceil(3 * sigma))
-    k = torch.exp(-0.5 * (torch.arange(-r, r + 1, dtype=images.dtype) / sigma) ** 2)
-    k = (k / k.sum()).to(images.device)
-    b, c, h, w = images.shape
-    x = F.pad(images.reshape(1, b * c, h, w), (r, r, r, r), mode="replicate")
-    x = F.conv2d(x, k.view(1, 1, 1, -1).repeat(b * c, 1, 1, 1), groups=b * c)
-    x = F.conv2d(x, k.view(1, 1, -1, 1).repeat(b * c, 1, 1, 1), groups=b * c)
-    return x.reshape(b, c, h, w)
+    """Gaussian blur of every image (:func:`~conceptebm.datasets.images.gaussian_blur`:
+    separable kernel of radius ``ceil(3 sigma)``, edges replicated)."""
+    return gaussian_blur(images, sigma)
 
 
 def ground_colors(n: int, generator: torch.Generator) -> Tensor:
