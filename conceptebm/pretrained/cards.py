@@ -79,18 +79,22 @@ USE_AND_LIMITS: dict[str, dict[str, str]] = {
                   "0.034; benchmarks/results/robustness_full.json, fresh test seed 20261211). "
                   "Trained 2,300 of 4,000 "
                   "scheduled iterations (time limit). Its energy alone answers a uniform-noise "
-                  "image and 10 of scikit-image's 26 sample photographs; the familiarity check "
-                  "in its record refuses them (0 of 26 answered; "
-                  "benchmarks/results/photographs.json) and 19% of validation scenes on a "
-                  "ground colour it never saw. Posterior temperature 0.710 (fitted on 1,000 "
-                  "validation scenes): its 90% intervals cover 0.917 +- 0.014 of fresh test "
-                  "scenes (seed 20261210; benchmarks/results/posteriors.json), in the upper "
-                  "half of the 0.87-0.93 band.",
+                  "image and 34 of 164 real photographs, textures and scientific images; the "
+                  "familiarity check in its record leaves 1 of 164 answered "
+                  "(benchmarks/results/photographs_fresh2.json, read once) and 0 of 8,005 "
+                  "object-free images (benchmarks/results/false_alarms.json), and refuses 21% "
+                  "of scenes on a ground colour it never saw. Posterior temperature 0.710 "
+                  "(fitted on 1,000 validation scenes): its 90% intervals cover 0.917 +- "
+                  "0.014 of fresh test scenes (seed 20261210; "
+                  "benchmarks/results/posteriors.json), in the upper half of the 0.87-0.93 "
+                  "band.",
     },
     "position_multiview": {
         "use": "position from one or several views taken from any camera (their energies add)",
         "limits": "A single view is ambiguous (multiview_mae.1); use four or more views for "
-                  "a precise answer; its NUTS intervals were checked on 4-view sets only.",
+                  "a precise answer; its NUTS intervals were checked on 4-view sets only. "
+                  "Answers 7 of 164 real photographs, textures and scientific images "
+                  "(benchmarks/results/photographs_fresh2.json; its energy alone 118).",
     },
     "position_multiview_late": {
         "use": "position from one or several views taken from any camera (their energies "
@@ -99,7 +103,10 @@ USE_AND_LIMITS: dict[str, dict[str, str]] = {
                   "multiview set's ground (azimuth any, elevation 35-75 deg, distance "
                   "7.5-9.5): on default-camera scenes, whose ground has no gradient, it reads "
                   "about chance (use position_late_robust there); other cameras are "
-                  "untested. A uniform-noise image is answered, not refused. Trained 7,421 of "
+                  "untested. A uniform-noise image is answered, not refused. Answers 7 of 164 "
+                  "real photographs, textures and scientific images (within the 1-in-20 "
+                  "target, the most of any reader with position_multiview; "
+                  "benchmarks/results/photographs_fresh2.json). Trained 7,421 of "
                   "8,000 scheduled iterations (time limit).",
     },
     "shape_late": {
@@ -111,8 +118,9 @@ USE_AND_LIMITS: dict[str, dict[str, str]] = {
                   "(blank_answered_of_5; object-free images were among its training "
                   "negatives, so that column is not a held-out test). Categories are read "
                   "exactly: its speed-up over the early shape EBM is small (three values). "
-                  "Photographs are not refused reliably: 5 of scikit-image's 26 are answered "
-                  "(early shape 7; benchmarks/results/photographs_late_readers.json).",
+                  "Answers 6 of 164 real photographs, textures and scientific images (ground "
+                  "textures, a bookshelf, a maze; early shape 0; "
+                  "benchmarks/results/photographs_fresh2.json, read once).",
     },
     "size_late": {
         "use": "the default reader of conceptebm infer --concept size: the object's size in "
@@ -120,8 +128,8 @@ USE_AND_LIMITS: dict[str, dict[str, str]] = {
         "limits": "Knows the default camera and one object; MAP at the default 1-D settings "
                   "(101-point grid, 60 Adam steps), not chosen on validation. Object-free "
                   "images were among its training negatives, so blank_answered_of_5 is not "
-                  "a held-out test. Answers none of scikit-image's 26 photographs (early size "
-                  "6; benchmarks/results/photographs_late_readers.json).",
+                  "a held-out test. Answers 2 of 164 real photographs, textures and scientific "
+                  "images (early size 2; benchmarks/results/photographs_fresh2.json).",
     },
     "color_late": {
         "use": "the default reader of conceptebm infer --concept color: one of the eight "
@@ -134,9 +142,10 @@ USE_AND_LIMITS: dict[str, dict[str, str]] = {
                   "0.002. It was tuned with four object-free images a step (empty ground, "
                   "smooth noise); eight with flat colours and pixel noise among them answered "
                   "more of them on validation (2 of 5 against 1) and read colours worse "
-                  "(0.994 against 0.996), so it was not chosen. Answers 1 of scikit-image's "
-                  "26 photographs (early color 0; benchmarks/results/photographs_late_readers"
-                  ".json).",
+                  "(0.994 against 0.996), so it was not chosen. Answers 2 of 164 real "
+                  "photographs, textures and scientific images (early color 0; "
+                  "benchmarks/results/photographs_fresh2.json, read once); its energy alone "
+                  "answers 105 of them, so it leans on the familiarity check.",
     },
 }
 
