@@ -25,10 +25,10 @@ every source (:mod:`conceptebm.evaluate.map_grid`). ``--write`` stores it as ``"
 the table as ``"map_selection"``); ``conceptebm infer`` and ``scenes.infer_concept`` use it.
 
 ``--familiarity`` fits instead the check that an image is of the kind the model knows (coarse
-scene statistics of ``-n`` renders of the scene family, default 6,000;
-:mod:`conceptebm.evaluate.familiarity`); ``--write`` stores it as ``familiarity``, and
-``conceptebm infer`` then says "unlike the scenes the model knows" rather than answering a
-photograph or a drawing.
+scene statistics and a colour floor, fitted on ``-n`` renders of the scene family, default
+6,000; :mod:`conceptebm.evaluate.familiarity`); ``--write`` stores it as ``familiarity``, and
+``conceptebm infer`` then says "unlike the scenes the model knows" (or "no patch of colour
+like the objects the model knows") rather than answering a photograph, a drawing or a texture.
 """
 
 from __future__ import annotations
@@ -156,8 +156,8 @@ def register(sub) -> None:
                         "(default 9 17 25 33 41 65, and 97 129 for a late-conditioned model)")
     p.add_argument("--familiarity", action="store_true",
                    help="fit the check that an image is of the kind the model knows (scene "
-                        "statistics; default -n 6000 renders of the scene family) instead of "
-                        "the energy calibration")
+                        "statistics and a colour floor; default -n 6000 renders of the scene "
+                        "family) instead of the energy calibration")
     p.add_argument("--write", action="store_true",
                    help="store the calibration in each model's record (safetensors metadata "
                         "and JSON twin)")
