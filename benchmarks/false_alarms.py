@@ -8,6 +8,14 @@ model's record has one, the familiarity check).
     python benchmarks/false_alarms.py --split test --seed 20261215 --n 4000 \
         --models position_late_robust position_late position_multiview_late   # read once
     python benchmarks/false_alarms.py --quick --json /tmp/fa.json                 # seconds
+    python benchmarks/false_alarms.py --family multiview --split validation --seed 31337 \
+        --n 600 --models position_multiview position_multiview_late \
+        --json benchmarks/results/false_alarms_multiview_validation.json
+
+``--family multiview`` reads the multi-view readers in their own domain instead: single views
+of the "multiview" set (cameras all around) as the real scenes (``missed``) and the same views
+with the object removed as ``no_object`` (``n`` each; a single view is the hardest case: a set
+of views averages its energies).
 
 Object-free images (:mod:`conceptebm.scenes.robustness`): ``no_object``, the robustness
 table's column (the ``n`` "position" and ``n`` "cluttered" scenes with their labelled object
@@ -44,6 +52,7 @@ from pathlib import Path
 import torch
 
 from conceptebm import load
+from conceptebm.datasets import make_dataset
 from conceptebm.evaluate import binomial_metric
 from conceptebm.evaluate.calibration import energy_contrast, min_contrast, no_object_threshold
 from conceptebm.evaluate.metrics import rate_upper_bound
@@ -51,6 +60,7 @@ from conceptebm.scenes.checks import check_estimates
 from conceptebm.scenes.inference import infer_concept
 from conceptebm.scenes.robustness import object_free_images, robustness_images
 
+MARGINS = (1.0, 0.5, 0.25, 0.0, -0.25)  # energy margins swept (units of q99 - q50)
 REAL = ("clean", "noise", "clutter", "light", "jpeg", "blur", "ground", "texture", "camera")
 
 
@@ -93,6 +103,13 @@ def false_alarms(scores: dict, threshold: float, low: float | None) -> dict:
             "highest_contrast": float(scores["contrast"].max())}
 
 
+def _found(scores: dict, threshold: float, low: float | None) -> torch.Tensor:
+    """The CLI's verdict with the energy threshold replaced (contrast and familiarity kept)."""
+    fam = scores["familiarity"]
+    ok = (scores["energy"] <= threshold) & (fam.isnan() | (fam <= 1.0))
+    return ok & (scores["contrast"] >= low) if low is not None else ok
+
+
 def fingerprint(record) -> str | None:
     """The first 12 hex digits of the SHA-256 of a record's JSON (keys sorted)."""
     if not record:
@@ -127,6 +144,9 @@ def main(argv=None) -> int:
                    help="scenes a column (no_object holds 2 n + 5 images; default 2000)")
     p.add_argument("--chunk", type=int, default=500, help="images read at a time")
     p.add_argument("--quick", action="store_true", help="--n 8")
+    p.add_argument("--family", default="position", choices=("position", "multiview"),
+                   help="scenes to read: the default camera's (default) or the multi-view "
+                        "set's single views")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", help="default benchmarks/results/false_alarms.json (test) or "
                                   "benchmarks/results/false_alarms_validation.json")
@@ -148,25 +168,39 @@ def main(argv=None) -> int:
             print(f"error: --models {name}: its record has no energy_calibration (run "
                   f"conceptebm calibrate {name} --write)", file=sys.stderr)
             return 2
-    real = robustness_images(n, args.seed)
-    free = object_free_images(n, args.seed)
+    if args.family == "multiview":  # the multi-view set's single views, emptied and not
+        ds = make_dataset("multiview", size=n, seed=args.seed)
+        views = ds.batch(range(n))[0]
+        scene = ds.scenes(range(n))
+        scene.active[:, 0] = False
+        real = {"clean": (views, None), "no_object": (ds.render_scenes(scene), None)}
+        free, columns = {}, ("clean",)
+    else:
+        real = robustness_images(n, args.seed)
+        free, columns = object_free_images(n, args.seed), REAL
     out = {"command": "python " + shlex.join(["benchmarks/false_alarms.py",
                                               *(sys.argv[1:] if argv is None else argv)]),
-           "split": args.split, "seed": args.seed, "n": n, "state": state, "models": {}}
+           "split": args.split, "seed": args.seed, "n": n, "family": args.family,
+           "state": state, "models": {}}
     for name, model in models.items():
         t0 = time.perf_counter()
         cal = model.record["energy_calibration"]
         thr, low = no_object_threshold(cal), min_contrast(cal)
-        row = {"thresholds": {"energy": thr, "contrast": low,
+        row = {"thresholds": {"energy": thr, "contrast": low, "margin": cal.get("margin"),
                               "familiarity": bool(model.record.get("familiarity"))},
                "records": {k: fingerprint(model.record.get(k))
                            for k in ("energy_calibration", "familiarity")}}
-        row["no_object"] = false_alarms(judge(model, real["no_object"][0], args.chunk), thr,
-                                        low)
+        empty_scores = judge(model, real["no_object"][0], args.chunk)
+        row["no_object"] = false_alarms(empty_scores, thr, low)
         row["object_free"] = {k: false_alarms(judge(model, x, args.chunk), thr, low)
                               for k, x in free.items()}
-        row["missed"] = {col: rate(~judge(model, real[col][0], args.chunk)["found"])
-                         for col in REAL}
+        real_scores = {col: judge(model, real[col][0], args.chunk) for col in columns}
+        row["missed"] = {col: rate(~v["found"]) for col, v in real_scores.items()}
+        row["margin_sweep"] = {  # the CLI's rule at other energy margins: what a choice costs
+            str(m): {"false_alarm": rate(_found(empty_scores, no_object_threshold(cal, m), low)),
+                     "missed_clean": rate(~_found(real_scores["clean"],
+                                                  no_object_threshold(cal, m), low))}
+            for m in MARGINS}
         row["seconds"] = time.perf_counter() - t0
         out["models"][name] = row
         fa = row["no_object"]["false_alarm"]
@@ -179,6 +213,9 @@ def main(argv=None) -> int:
                   f"without familiarity {v['table_rule']['count']})")
         print("  missed: " + ", ".join(f"{c} {m['value']:.4f} ± {m['stderr']:.4f}"
                                        for c, m in row["missed"].items()))
+        print("  energy margin -> false alarms / missed clean: " + ", ".join(
+            f"{m} {v['false_alarm']['count']}/{v['missed_clean']['count']}"
+            for m, v in row["margin_sweep"].items()))
         print(f"  {row['seconds']:.0f} s", flush=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1) + "\n")

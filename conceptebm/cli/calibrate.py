@@ -24,6 +24,11 @@ camera and light; the smallest grid, then the fewest steps, within 0.002 of the 
 every source (:mod:`conceptebm.evaluate.map_grid`). ``--write`` stores it as ``"map"`` (with
 the table as ``"map_selection"``); ``conceptebm infer`` and ``scenes.infer_concept`` use it.
 
+``--energy-margin M --write`` stores a model's own energy margin (the "no object found"
+threshold is q99 + M (q99 - q50) of its energy calibration; default M = 1), chosen on
+validation images with and without objects (``benchmarks/false_alarms.py`` prints the trade
+at several margins); a later ``--write`` of the energy calibration keeps it.
+
 ``--familiarity`` fits instead the check that an image is of the kind the model knows (coarse
 scene statistics and a colour floor, fitted on ``-n`` renders of the scene family, default
 6,000; :mod:`conceptebm.evaluate.familiarity`); ``--write`` stores it as ``familiarity``, and
@@ -53,13 +58,16 @@ def _main(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     chosen = [f for f, on in (("--map-grid", args.map_grid),
                               ("--posterior-temperature", args.posterior_temperature),
-                              ("--familiarity", args.familiarity)) if on]
+                              ("--familiarity", args.familiarity),
+                              ("--energy-margin", args.energy_margin is not None)) if on]
     if len(chosen) > 1:
         print(f"error: conceptebm calibrate: {' and '.join(chosen)} are {len(chosen)} "
               "calibrations; run them one at a time", file=sys.stderr)
         return 2
     if args.map_grid:
         return _map_grid(args)
+    if args.energy_margin is not None:
+        return _energy_margin(args)
     if args.familiarity:
         from conceptebm.checkpoints import update_record
         from conceptebm.scenes.calibrate import shipped_familiarity
@@ -91,6 +99,29 @@ def _main(args: argparse.Namespace) -> int:
         if args.write:
             store_calibration(pretrained.DIR / f"{name}.safetensors",
                               report["energy_calibration"])
+    return 0
+
+
+def _energy_margin(args: argparse.Namespace) -> int:
+    from conceptebm import pretrained
+    from conceptebm.checkpoints import read_record, update_record
+    from conceptebm.evaluate.calibration import no_object_threshold
+
+    for name in args.names:
+        path = pretrained.DIR / f"{name}.safetensors"
+        cal = read_record(path).get("energy_calibration")
+        if not cal:
+            print(f"error: conceptebm calibrate --energy-margin: {name} has no energy "
+                  f"calibration; run conceptebm calibrate {name} --write first", file=sys.stderr)
+            return 2
+        new = {**cal, "margin": args.energy_margin,
+               "margin_command": f"conceptebm calibrate {name} --energy-margin "
+                                 f"{args.energy_margin:g} --write"}
+        print(json.dumps({"model": name, "margin": args.energy_margin,
+                          "threshold_before": no_object_threshold(cal),
+                          "threshold": no_object_threshold(new)}), flush=True)
+        if args.write:
+            update_record(path, {"energy_calibration": new})
     return 0
 
 
@@ -158,6 +189,12 @@ def register(sub) -> None:
                    help="fit the check that an image is of the kind the model knows (scene "
                         "statistics and a colour floor; default -n 6000 renders of the scene "
                         "family) instead of the energy calibration")
+    p.add_argument("--energy-margin", type=validate.real(-1.0, 5.0), default=None,
+                   metavar="M",
+                   help="store M (in [-1, 5]) as the model's own energy margin, in units of "
+                        "its calibration's q99 - q50 (default rule: 1): choose it with "
+                        "benchmarks/false_alarms.py's margin sweep on validation images; "
+                        "with --write")
     p.add_argument("--write", action="store_true",
                    help="store the calibration in each model's record (safetensors metadata "
                         "and JSON twin)")

@@ -11,7 +11,9 @@ as ``energy_calibration``; the shipped models carry them in their JSON), and
     threshold = q99 + MARGIN * (q99 - q50)
 
 (an image above the 99th percentile of real images by more than ``MARGIN`` times the spread
-between the median and that percentile is "no object found"). A second test catches what the
+between the median and that percentile is "no object found"; a calibration may carry its own
+``"margin"``, chosen for that model on validation images with and without objects). A second
+test catches what the
 first misses for CD-trained models, whose best energies on a blank scene fall inside the real
 range: the energy *contrast* ``max_c E - min_c E`` over the concept grid. An image without an
 object leaves the energy flat in ``c``; below ``CONTRAST_FRACTION`` times the 1% quantile of
@@ -155,8 +157,13 @@ def checkpoint_calibration(net, images: Tensor, targets=None, *,
     return energy_calibration(net, images, targets, map_settings=map_settings)
 
 
-def no_object_threshold(calibration: dict, margin: float = MARGIN) -> float:
-    """The best-energy level above which an image holds nothing the model recognises."""
+def no_object_threshold(calibration: dict, margin: float | None = None) -> float:
+    """The best-energy level above which an image holds nothing the model recognises;
+    ``margin`` defaults to the calibration's own ``"margin"`` (one chosen on validation images
+    for that model), else :data:`MARGIN`."""
+    if margin is None:
+        margin = float(calibration.get("margin", MARGIN)) if isinstance(calibration, dict) \
+            else MARGIN
     try:
         q = calibration["quantiles"]
         q50, q99 = float(q["0.5"]), float(q["0.99"])
@@ -174,7 +181,7 @@ def min_contrast(calibration: dict) -> float | None:
 
 
 def object_found(calibration: dict, energy: Tensor, views: int = 1,
-                 contrast: Tensor | None = None, margin: float = MARGIN, *,
+                 contrast: Tensor | None = None, margin: float | None = None, *,
                  familiarity: dict | None = None, images: Tensor | None = None) -> Tensor:
     """``(n,)`` bools: is each best ``energy`` (summed over ``views``) within what real
     images reach, and (given each image's :func:`energy_contrast`) its energy not flat? Given

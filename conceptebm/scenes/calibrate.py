@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from conceptebm.checkpoints import update_record
+from conceptebm.checkpoints import read_record, update_record
 from conceptebm.evaluate.calibration import (
     energy_calibration,
     energy_contrast,
@@ -80,8 +80,12 @@ def empty_images(real: torch.Tensor) -> dict[str, torch.Tensor]:
 def store_calibration(path, calibration: dict) -> None:
     """Add ``energy_calibration`` to a checkpoint's record, in the safetensors metadata and
     its JSON twin alike (one record, two copies that never disagree); tensors are rewritten
-    unchanged."""
-    update_record(path, {"energy_calibration": calibration})
+    unchanged. A ``margin`` chosen for the model on validation images (with the command that
+    chose it, ``margin_command``) is kept from the record it replaces: it is in units of the
+    calibration's own spread."""
+    old = read_record(path).get("energy_calibration") or {}
+    kept = {k: old[k] for k in ("margin", "margin_command") if k in old and k not in calibration}
+    update_record(path, {"energy_calibration": {**calibration, **kept}})
 
 
 def familiarity_images(n: int, seed: int = CALIBRATION_SEED, image_size: int = 32

@@ -70,3 +70,36 @@ def test_calibrate_fits_a_posterior_temperature_and_the_old_module_forwards(caps
     temperature.main(["position_late", "-n", "10"])
     assert seen["argv"] == ["calibrate", "--posterior-temperature", "position_late", "-n", "10"]
     assert "python -m conceptebm.scenes.temperature is deprecated" in capsys.readouterr().err
+
+
+def test_a_models_own_energy_margin_moves_its_threshold_and_survives_recalibration(
+        tmp_path, monkeypatch, capsys):
+    import json as _json
+    import shutil
+
+    from conceptebm import pretrained
+    from conceptebm.checkpoints import read_record
+    from conceptebm.cli import main as cli_main
+    from conceptebm.evaluate.calibration import no_object_threshold, object_found
+    from conceptebm.scenes.calibrate import store_calibration
+
+    for ext in (".safetensors", ".json"):
+        shutil.copy(pretrained.DIR / f"position_multiview{ext}", tmp_path)
+    monkeypatch.setattr(pretrained, "DIR", tmp_path)
+    path = tmp_path / "position_multiview.safetensors"
+    cal = read_record(path)["energy_calibration"]
+    q50, q99 = cal["quantiles"]["0.5"], cal["quantiles"]["0.99"]
+    assert cli_main(["calibrate", "position_multiview", "--energy-margin", "0.25",
+                     "--write"]) == 0
+    line = _json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["threshold"] == pytest.approx(q99 + 0.25 * (q99 - q50))
+    stored = read_record(path)["energy_calibration"]
+    assert stored["margin"] == 0.25 and "--energy-margin 0.25" in stored["margin_command"]
+    assert no_object_threshold(stored) == pytest.approx(line["threshold"])
+    between = torch.tensor([(line["threshold"] + line["threshold_before"]) / 2])
+    assert object_found(cal, between).item() and not object_found(stored, between).item()
+    # a fresh energy calibration keeps the model's margin (it is in units of the spread)
+    store_calibration(path, cal)
+    assert read_record(path)["energy_calibration"]["margin"] == 0.25
+    assert cli_main(["calibrate", "position_multiview", "--energy-margin", "9"]) == 2
+    assert "--energy-margin: must be a finite number in [-1, 5]" in capsys.readouterr().err
