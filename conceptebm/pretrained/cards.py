@@ -94,7 +94,12 @@ USE_AND_LIMITS: dict[str, dict[str, str]] = {
         "limits": "A single view is ambiguous (multiview_mae.1); use four or more views for "
                   "a precise answer; its NUTS intervals were checked on 4-view sets only. "
                   "Answers 7 of 164 real photographs, textures and scientific images "
-                  "(benchmarks/results/photographs_fresh2.json; its energy alone 118).",
+                  "(benchmarks/results/photographs_fresh2.json; its energy alone 118; read "
+                  "at the default energy margin). A single view with its object removed is "
+                  "answered 11 of 1,000 times at its energy margin 0 (chosen on validation; "
+                  "162 at the default margin 1) and 2.0% of real single views are refused "
+                  "(benchmarks/results/false_alarms_multiview.json, fresh seed 20261216): "
+                  "prefer position_multiview_late, which answers none.",
     },
     "position_multiview_late": {
         "use": "position from one or several views taken from any camera (their energies "
@@ -103,7 +108,10 @@ USE_AND_LIMITS: dict[str, dict[str, str]] = {
                   "multiview set's ground (azimuth any, elevation 35-75 deg, distance "
                   "7.5-9.5): on default-camera scenes, whose ground has no gradient, it reads "
                   "about chance (use position_late_robust there); other cameras are "
-                  "untested. A uniform-noise image is answered, not refused. Answers 7 of 164 "
+                  "untested. A uniform-noise image is answered, not refused. Answers 0 of 1,000 "
+                  "single views of the multiview set with the object removed, refusing 0.2% "
+                  "of real ones (benchmarks/results/false_alarms_multiview.json). Answers 7 of "
+                  "164 "
                   "real photographs, textures and scientific images (within the 1-in-20 "
                   "target, the most of any reader with position_multiview; "
                   "benchmarks/results/photographs_fresh2.json). Trained 7,421 of "
