@@ -1,7 +1,9 @@
 """False alarms of position readers on images that hold no object, and what the rule refuses of
-real scenes, judged as ``conceptebm infer`` judges them
-(:func:`conceptebm.scenes.checks.check_estimates`: best energy, energy contrast and, where the
-model's record has one, the familiarity check).
+real scenes, judged as ``conceptebm infer`` judges one image
+(:func:`conceptebm.scenes.checks.check_estimates`: best energy and energy contrast by
+:func:`~conceptebm.evaluate.calibration.object_found` and, where the model's record has one,
+the familiarity check; each image's energy contrast is computed once and reused for every
+margin of the sweep).
 
     python benchmarks/false_alarms.py --split validation --seed 31337 --n 2000 \
         --models position_late_robust position_late position_multiview_late   # to choose
@@ -54,9 +56,14 @@ import torch
 from conceptebm import load
 from conceptebm.datasets import make_dataset
 from conceptebm.evaluate import binomial_metric
-from conceptebm.evaluate.calibration import energy_contrast, min_contrast, no_object_threshold
+from conceptebm.evaluate.calibration import (
+    energy_contrast,
+    min_contrast,
+    no_object_threshold,
+    object_found,
+)
+from conceptebm.evaluate.familiarity import familiarity
 from conceptebm.evaluate.metrics import rate_upper_bound
-from conceptebm.scenes.checks import check_estimates
 from conceptebm.scenes.inference import infer_concept
 from conceptebm.scenes.robustness import object_free_images, robustness_images
 
@@ -65,22 +72,24 @@ REAL = ("clean", "noise", "clutter", "light", "jpeg", "blur", "ground", "texture
 
 
 def judge(model, images: torch.Tensor, chunk: int) -> dict[str, torch.Tensor]:
-    """Per image: the CLI's verdict (``found``), its best energy, energy contrast and
-    familiarity distance (NaN without a record), ``chunk`` images at a time."""
+    """Per image: its best energy, energy contrast and familiarity distance (NaN without a
+    record), and the CLI's verdict on it (``found``: :func:`_found` at the model's own
+    margin, the rule :func:`~conceptebm.scenes.checks.check_estimates` applies to one view),
+    ``chunk`` images at a time."""
     cal = model.record.get("energy_calibration")
+    fam = model.record.get("familiarity")
     parts = []
     for lo in range(0, len(images), chunk):
-        sets = images[lo:lo + chunk][:, None]  # (S, 1, 3, H, W): one view each, as the CLI
-        est = infer_concept(model, sets, views=True)
-        checks = check_estimates(model, sets, est, cal)
+        x = images[lo:lo + chunk]
+        sets = x[:, None]  # (S, 1, 3, H, W): one view each, as the CLI
         parts.append({
-            "found": torch.tensor([bool(c.object_found) for c in checks]),
-            "energy": est.energy.detach().cpu().double(),
+            "energy": infer_concept(model, sets, views=True).energy.detach().cpu().double(),
             "contrast": energy_contrast(model, sets, views=True).cpu().double(),
-            "familiarity": torch.tensor([float("nan") if c.familiarity is None
-                                         else c.familiarity for c in checks],
-                                        dtype=torch.float64)})
-    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+            "familiarity": (familiarity(fam, x.cpu()).double() if fam
+                            else torch.full((len(x),), float("nan"), dtype=torch.float64))})
+    scores = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    scores["found"] = _found(scores, cal)
+    return scores
 
 
 def rate(hits: torch.Tensor) -> dict:
@@ -89,25 +98,30 @@ def rate(hits: torch.Tensor) -> dict:
             "upper95": rate_upper_bound(k, n)}
 
 
-def false_alarms(scores: dict, threshold: float, low: float | None) -> dict:
+def false_alarms(scores: dict, cal: dict) -> dict:
     """The answered fraction, with what each check would refuse on its own."""
-    energy_ok = scores["energy"] <= threshold
+    energy_ok = scores["energy"] <= no_object_threshold(cal)
+    low = min_contrast(cal)
     contrast_ok = (scores["contrast"] >= low) if low is not None else torch.ones_like(energy_ok)
-    fam = scores["familiarity"]
-    fam_ok = fam.isnan() | (fam <= 1.0)
     return {"false_alarm": rate(scores["found"]),
-            "table_rule": rate(energy_ok & contrast_ok),
+            "table_rule": rate(object_found(cal, scores["energy"], contrast=scores["contrast"])),
             "passed": {"energy": int(energy_ok.sum()), "contrast": int(contrast_ok.sum()),
-                       "familiarity": int(fam_ok.sum())},
+                       "familiarity": int(_familiar(scores).sum())},
             "lowest_energy": float(scores["energy"].min()),
             "highest_contrast": float(scores["contrast"].max())}
 
 
-def _found(scores: dict, threshold: float, low: float | None) -> torch.Tensor:
-    """The CLI's verdict with the energy threshold replaced (contrast and familiarity kept)."""
+def _familiar(scores: dict) -> torch.Tensor:
     fam = scores["familiarity"]
-    ok = (scores["energy"] <= threshold) & (fam.isnan() | (fam <= 1.0))
-    return ok & (scores["contrast"] >= low) if low is not None else ok
+    return fam.isnan() | (fam <= 1.0)
+
+
+def _found(scores: dict, cal: dict, margin: float | None = None) -> torch.Tensor:
+    """The CLI's verdict (:func:`~conceptebm.evaluate.calibration.object_found` with the
+    energy contrast, and the familiarity check), at the model's own energy margin or
+    ``margin``."""
+    return object_found(cal, scores["energy"], contrast=scores["contrast"],
+                        margin=margin) & _familiar(scores)
 
 
 def fingerprint(record) -> str | None:
@@ -191,15 +205,14 @@ def main(argv=None) -> int:
                "records": {k: fingerprint(model.record.get(k))
                            for k in ("energy_calibration", "familiarity")}}
         empty_scores = judge(model, real["no_object"][0], args.chunk)
-        row["no_object"] = false_alarms(empty_scores, thr, low)
-        row["object_free"] = {k: false_alarms(judge(model, x, args.chunk), thr, low)
+        row["no_object"] = false_alarms(empty_scores, cal)
+        row["object_free"] = {k: false_alarms(judge(model, x, args.chunk), cal)
                               for k, x in free.items()}
         real_scores = {col: judge(model, real[col][0], args.chunk) for col in columns}
         row["missed"] = {col: rate(~v["found"]) for col, v in real_scores.items()}
         row["margin_sweep"] = {  # the CLI's rule at other energy margins: what a choice costs
-            str(m): {"false_alarm": rate(_found(empty_scores, no_object_threshold(cal, m), low)),
-                     "missed_clean": rate(~_found(real_scores["clean"],
-                                                  no_object_threshold(cal, m), low))}
+            str(m): {"false_alarm": rate(_found(empty_scores, cal, m)),
+                     "missed_clean": rate(~_found(real_scores["clean"], cal, m))}
             for m in MARGINS}
         row["seconds"] = time.perf_counter() - t0
         out["models"][name] = row
