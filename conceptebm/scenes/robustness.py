@@ -169,13 +169,25 @@ def camera_floor(n: int, seed: int) -> Tensor:
     return seen_position(scene.position[:, 0], scene.size[:, 0], scene.view)
 
 
+def _unseen_light(base: SceneDataset, n: int, seed: int) -> SceneDataset:
+    """``base``'s scenes under :data:`UNSEEN_LIGHT` (the ``light`` column)."""
+    return SceneDataset(replace(base.spec, light=UNSEEN_LIGHT), size=n, seed=seed,
+                        name="position_unseen_light", concept="position")
+
+
+def _checker(n: int) -> Tensor:
+    """``(n, 2, 3)`` ground colours of the ``texture`` column: the training grey and
+    :data:`TEXTURE_DARK` times it."""
+    grey = torch.tensor(GROUND_RGB)
+    return torch.stack((grey, TEXTURE_DARK * grey))[None].expand(n, 2, 3)
+
+
 def robustness_images(n: int, seed: int) -> dict[str, tuple[Tensor, Tensor | None]]:
     """``{column: (images, truth)}`` of :data:`COLUMNS` (``n`` renders each; ``no_object``
     holds ``2 n + 5`` images and no truth). Pure function of ``(n, seed)``."""
     base = make_dataset("position", size=n, seed=seed)
     clutter = make_dataset("cluttered", size=n, seed=seed)
-    light = SceneDataset(replace(base.spec, light=UNSEEN_LIGHT), size=n, seed=seed,
-                         name="position_unseen_light", concept="position")
+    light = _unseen_light(base, n, seed)
     two = make_dataset("two_objects", size=n, seed=seed)
     x, lab = base.batch(range(n))
     noisy = add_pixel_noise(x, torch.full((n,), NOISE), generator=torch.Generator()
@@ -186,8 +198,7 @@ def robustness_images(n: int, seed: int) -> dict[str, tuple[Tensor, Tensor | Non
     scene = base.scenes(range(n))
     out["ground"] = (render(scene, base.image_size,
                             ground=ground_colors(n, _generator(seed, "ground"))), truth)
-    grey = torch.tensor(GROUND_RGB)
-    checker = torch.stack((grey, TEXTURE_DARK * grey))[None].expand(n, 2, 3)
+    checker = _checker(n)
     out["texture"] = (render(scene, base.image_size, ground=checker), truth)
     out["camera"] = (render(_camera_scenes(n, seed), base.image_size), truth)
     for name, ds in (("clutter", clutter), ("light", light), ("two_objects", two)):
@@ -208,13 +219,11 @@ def object_free_images(n: int, seed: int) -> dict[str, Tensor]:
     same ``(n, seed)``), and two blank families drawn from ``seed``: ``uniform_noise`` (every
     pixel U(0, 1)) and ``constant`` (one colour, each channel U(0, 1))."""
     base = make_dataset("position", size=n, seed=seed)
-    light = SceneDataset(replace(base.spec, light=UNSEEN_LIGHT), size=n, seed=seed,
-                         name="position_unseen_light", concept="position")
+    light = _unseen_light(base, n, seed)
     empty = _without_object(base, n)
     scene = base.scenes(range(n))
     scene.active[:, 0] = False
-    grey = torch.tensor(GROUND_RGB)
-    checker = torch.stack((grey, TEXTURE_DARK * grey))[None].expand(n, 2, 3)
+    checker = _checker(n)
     camera = _camera_scenes(n, seed)
     camera.active[:, 0] = False
     gen = torch.Generator().manual_seed(seed * 1_000_003 + 3)
