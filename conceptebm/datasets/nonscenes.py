@@ -83,9 +83,9 @@ def _pictures() -> list[np.ndarray]:
     return out
 
 
-def _photos(size: int, rng: np.random.Generator) -> Tensor:
+def _photos(pictures: list[np.ndarray], size: int, rng: np.random.Generator) -> Tensor:
     out = []
-    for a in _pictures():
+    for a in pictures:
         out.append(scaled(a, size))
         h, w = a.shape[:2]
         for _ in range(CROPS):
@@ -151,9 +151,9 @@ def _crop(a: np.ndarray, rng: np.random.Generator, low: float, high: float,
     return a[y:y + ch, x:x + cw]
 
 
-def _grey_photos(size: int, rng: np.random.Generator) -> Tensor:
+def _grey_photos(pictures: list[np.ndarray], size: int, rng: np.random.Generator) -> Tensor:
     out = []
-    for a in _pictures():
+    for a in pictures:
         g = _grey(a)
         out.append(scaled(g, size))
         for _ in range(GREY_CROPS):
@@ -162,9 +162,9 @@ def _grey_photos(size: int, rng: np.random.Generator) -> Tensor:
     return torch.stack(out)
 
 
-def _patches(size: int, rng: np.random.Generator) -> Tensor:
+def _patches(pictures: list[np.ndarray], size: int, rng: np.random.Generator) -> Tensor:
     out = []
-    for a in _pictures():
+    for a in pictures:
         for _ in range(PATCHES):
             c = _crop(a, rng, 0.05, 0.2, square=True)
             out.append(scaled(_grey(c) if rng.random() < 0.5 else c, size))
@@ -247,12 +247,14 @@ def nonscene_images(size: int = 32, seed: int = 0) -> dict[str, Tensor]:
     (see the module docstring); ``seed`` draws the crops, drawings and textures (each set is a
     stream of its own: adding a set leaves the others as they were, seed for seed)."""
     rng = np.random.default_rng(seed)
-    photos = _photos(size, rng)
+    pictures = _pictures()  # read once, used by three sets
+    photos = _photos(pictures, size, rng)
     drawings = torch.stack([scaled(_drawing(k % 4, rng), size) for k in range(DRAWINGS)])
     more = np.random.default_rng([seed, 1])  # streams of their own: the first three unchanged
     tinted = np.random.default_rng([seed, 2])
     return {"photos": photos, "drawings": drawings, "digits": _digits(size),
-            "grey_photos": _grey_photos(size, more), "patches": _patches(size, more),
+            "grey_photos": _grey_photos(pictures, size, more),
+            "patches": _patches(pictures, size, more),
             "textures": torch.stack([scaled(_texture(k % 6, more), size)
                                      for k in range(TEXTURES)]),
             "tinted_textures": torch.stack([scaled(_tinted(k % 6, tinted), size)
